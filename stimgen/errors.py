@@ -1,0 +1,73 @@
+"""Errors a user can cause and fix: each says what is wrong, where, and what to do.
+
+The CLI prints any :class:`StimgenError` without a traceback and exits with status 2;
+anything else is a bug and raises normally.
+"""
+from __future__ import annotations
+
+
+class StimgenError(Exception):
+    """Base class for every error caused by user input or the user's environment."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ProtocolError(StimgenError):
+    """A protocol file that cannot be read or does not validate.
+
+    ``problems`` holds one :class:`ProtocolProblem` per mistake so that a user fixes
+    them all in one pass instead of one per run.
+    """
+
+    def __init__(self, path, problems: list["ProtocolProblem"]):
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {len(problems)} problem(s) in the protocol"]
+        lines += [f"  {p.render(self.path)}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+class ProtocolProblem:
+    """One mistake in a protocol: where it is, what was expected, how to fix it."""
+
+    def __init__(self, field: str, message: str, *, line: int | None = None,
+                 column: int | None = None, hint: str | None = None):
+        self.field = field
+        self.message = message
+        self.line = line
+        self.column = column
+        self.hint = hint
+
+    def render(self, path: str) -> str:
+        where = path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        text = f"{where}: {self.field or '(top level)'}: {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"ProtocolProblem({self.field!r}, {self.message!r}, line={self.line})"
+
+
+class BackendUnavailableError(StimgenError):
+    """A backend that cannot run here: missing weights, missing GPU, missing package."""
+
+
+class WeightsMissingError(BackendUnavailableError):
+    """Model files a stage needs are not installed; the message names them and their source."""
+
+
+class BuildError(StimgenError):
+    """A build that cannot proceed: output folder problems, locks, disk errors."""
