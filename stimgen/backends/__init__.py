@@ -1,0 +1,91 @@
+"""Face generators behind one interface: prepare an identity, render it at VA targets.
+
+`schematic` (embedded, CPU) is always available; `emostyle` (GPU) needs model weights.
+Each backend reports a fingerprint of everything that changes its output, used as a
+cache key so that resumed and repeated builds reuse finished work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol as TypingProtocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from stimgen.errors import BackendUnavailableError
+from stimgen.protocol.models import Identity, Protocol
+
+
+@dataclass
+class Rendered:
+    """One generated face: the image at output size and, when known, its 68 landmarks."""
+
+    image: Image.Image
+    landmarks: np.ndarray | None = None          # [68, 2] pixel coordinates, iBUG order
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(TypingProtocol):
+    name: str
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything besides the identity and target that changes the output."""
+
+    def prepare(self, identity: Identity) -> Any:
+        """Acquire an identity (sample, load, or invert and personalise); returns a handle."""
+
+    def render(self, handle: Any, targets: Sequence[tuple[float, float]]) -> list[Rendered]:
+        """Faces of the prepared identity at each (valence, arousal) target."""
+
+
+class SchematicFaces:
+    """The embedded parametric-face backend (see docs/backends-schematic.md)."""
+
+    name = "schematic"
+    version = "1"
+
+    def __init__(self, image_size: int, supersample: int, background: Sequence[int]):
+        from stimgen.backends.schematic import SchematicBackend
+
+        self._impl = SchematicBackend(image_size=image_size, supersample=supersample,
+                                      background=tuple(background))
+        self._options = {"image_size": image_size, "supersample": supersample,
+                         "background": list(background)}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"backend": self.name, "version": self.version, **self._options}
+
+    def prepare(self, identity: Identity):
+        return self._impl.identity_from_seed(int(identity.seed))
+
+    def render(self, handle, targets):
+        faces = [self._impl.render(handle, float(v), float(a)) for v, a in targets]
+        return [Rendered(face.image, face.landmarks, {"actions": face.actions}) for face in faces]
+
+
+def create_backend(protocol: Protocol) -> Backend:
+    """The backend named in the protocol, ready to run; fails fast if it cannot run here."""
+    name = protocol.backend.name
+    options = protocol.backend.options
+    if name == "schematic":
+        return SchematicFaces(protocol.output.image_size, options.supersample, options.background)
+    if name == "emostyle":
+        return _emostyle_backend(protocol, options)
+    raise BackendUnavailableError(f'unknown backend "{name}"')  # pragma: no cover - schema guards
+
+
+def _emostyle_backend(protocol: Protocol, options) -> Backend:
+    required = ["stylegan2_ffhq", "emostyle_mapping", "emonet_8"]
+    if any(i.image for i in protocol.identities):
+        required += ["vggface2_resnet50", "face_alignment_2dfan4"]
+    try:
+        from stimgen.weights import require_weights
+    except ImportError:
+        require_weights = None
+    if require_weights is not None:
+        require_weights(required)   # raises WeightsMissingError naming files, sources, licences
+    raise BackendUnavailableError(
+        "the emostyle backend cannot run in this version of stimgen: its editing pipeline "
+        "(personalisation, batched EmoStyle edits, EmoNet rating) is not included yet",
+        hint="build with `backend: {name: schematic}` for now; `stimgen validate` still checks "
+             "an emostyle protocol")

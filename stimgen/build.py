@@ -1,0 +1,445 @@
+"""The build: protocol in, validated build folder out (stimuli, tables, bundle, report, manifest).
+
+The orchestrator only wires the stages (plan, render, rate, validate, export), caches each
+identity's finished work by the hash of its inputs and shows progress; the stages themselves
+are functions in their own modules.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from stimgen import __version__
+from stimgen.backends import create_backend
+from stimgen.circumplex import in_angle_interval, va_to_angle
+from stimgen.errors import BuildError
+from stimgen.metrics import metrics_by_emotion, metrics_by_intensity, stimulus_errors
+from stimgen.plan import IdentityUnit, Target, plan_units
+from stimgen.protocol.loader import normalised_json, protocol_sha256
+from stimgen.protocol.models import Protocol
+from stimgen.raters import create_rater
+from stimgen.storage import (atomic_write_bytes, atomic_write_json, atomic_write_text,
+                             sha256_bytes, sha256_file)
+
+STATE_DIR = ".stimgen"                # build bookkeeping: lock, per-identity cache records
+CACHE_SCHEMA = 1                      # bump when cached records change meaning
+STIMULI_COLUMNS = [
+    "stimulus_id", "file", "identity", "target_kind", "emotion", "angle", "intensity",
+    "target_valence", "target_arousal", "achieved_valence", "achieved_arousal",
+    "achieved_angle", "achieved_intensity", "direction_error", "magnitude_error",
+    "valence_error", "arousal_error", "distance_error", "weak_region", "out_of_tolerance",
+    "flags", "rater", "sha256", "width", "height",
+]
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: the folder, the stimuli table and the paths of its outputs."""
+
+    out: Path
+    stimuli: pd.DataFrame
+    paths: dict[str, Path]
+    manifest: dict[str, Any]
+    reused_identities: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------
+# Work on one identity (runs in worker processes too)
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of one identity's targets; the unit a worker process runs."""
+
+    unit: IdentityUnit
+    start: int
+    stop: int
+
+
+def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
+                    on_stimulus: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus."""
+    backend = create_backend(protocol)
+    rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
+    identity = chunk.unit.identity
+    handle = backend.prepare(identity)
+    neutral = backend.render(handle, [(0.0, 0.0)])[0]
+    fmt = protocol.output.format
+    records = []
+    for target in chunk.unit.targets[chunk.start:chunk.stop]:
+        face = backend.render(handle, [(target.valence, target.arousal)])[0]
+        achieved = rater.rate([face], neutral)[0]
+        data = encode_image(face.image, fmt)
+        sid = target.stimulus_id(identity.id)
+        relative = f"stimuli/{sid}.{fmt}"
+        atomic_write_bytes(out / relative, data)
+        records.append({
+            "stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
+            "achieved_valence": float(achieved[0]), "achieved_arousal": float(achieved[1]),
+            "width": face.image.width, "height": face.image.height,
+        })
+        if on_stimulus:
+            on_stimulus()
+    return records
+
+
+def encode_image(image, fmt: str) -> bytes:
+    """PNG (lossless, no timestamps, so rebuilds are byte-identical) or JPEG quality 95."""
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, format="PNG", compress_level=6)
+    else:
+        image.convert("RGB").save(buffer, format="JPEG", quality=95, subsampling=0)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------
+# Cache of finished identities
+# --------------------------------------------------------------------------------------
+def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) -> str:
+    """Hash of everything that determines an identity's stimuli and ratings."""
+    payload = {
+        "schema": CACHE_SCHEMA,
+        "backend": backend_fingerprint,
+        "rater": protocol.resolved_rater(),
+        "identity": unit.identity.model_dump(mode="json", exclude={"source", "consent"}),
+        "targets": [asdict(t) for t in unit.targets],
+        "format": protocol.output.format,
+    }
+    return sha256_bytes(json.dumps(payload, sort_keys=True).encode("utf-8"))
+
+
+def cached_records(out: Path, identity_id: str, key: str) -> list[dict] | None:
+    """The identity's records from an earlier run, if its key matches and every file checks out."""
+    record_file = out / STATE_DIR / "identities" / f"{identity_id}.json"
+    try:
+        cached = json.loads(record_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if cached.get("key") != key:
+        return None
+    for record in cached["records"]:
+        path = out / record["file"]
+        if not path.is_file() or sha256_file(path) != record["sha256"]:
+            return None
+    return cached["records"]
+
+
+def store_records(out: Path, identity_id: str, key: str, records: list[dict]) -> None:
+    atomic_write_json(out / STATE_DIR / "identities" / f"{identity_id}.json",
+                      {"key": key, "records": records})
+
+
+# --------------------------------------------------------------------------------------
+# Validation: errors and flags per stimulus
+# --------------------------------------------------------------------------------------
+def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
+                   records: dict[str, dict]) -> pd.DataFrame:
+    """The stimuli.tsv table: targets, achieved VA, the five errors and the flags."""
+    rows = []
+    for unit in units:
+        for target in unit.targets:
+            sid = target.stimulus_id(unit.identity.id)
+            rows.append({"identity": unit.identity.id, **_target_columns(target),
+                         **records[sid]})
+    table = pd.DataFrame(rows)
+    errors = stimulus_errors(table["target_valence"], table["target_arousal"],
+                             table["achieved_valence"], table["achieved_arousal"])
+    for column, values in errors.items():
+        table[column] = values
+    achieved_angle, achieved_norm = va_to_angle(table["achieved_valence"].to_numpy(),
+                                                table["achieved_arousal"].to_numpy())
+    table["achieved_angle"] = achieved_angle
+    table["achieved_intensity"] = achieved_norm
+    start, end = protocol.validation.weak_region
+    angles = table["angle"].to_numpy(dtype=float)
+    table["weak_region"] = ~np.isnan(angles) & in_angle_interval(np.nan_to_num(angles), start, end)
+    tolerance = protocol.validation.tolerance
+    too_far = table["distance_error"] > tolerance.distance
+    off_direction = table["direction_error"].fillna(0.0) > tolerance.direction
+    table["out_of_tolerance"] = too_far | off_direction
+    table["flags"] = [
+        ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
+                                       ("direction_tolerance", r)) if on)
+        for w, d, r in zip(table["weak_region"], too_far, off_direction)
+    ]
+    table["rater"] = protocol.resolved_rater()
+    return table[STIMULI_COLUMNS]
+
+
+def _target_columns(target: Target) -> dict[str, Any]:
+    return {"target_kind": target.kind, "emotion": target.emotion,
+            "angle": np.nan if target.angle is None else target.angle,
+            "intensity": target.intensity, "target_valence": target.valence,
+            "target_arousal": target.arousal}
+
+
+def write_table(path: Path, table: pd.DataFrame, sep: str) -> None:
+    text = table.to_csv(sep=sep, index=False, float_format="%.6g", lineterminator="\n")
+    atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------------------
+# The output folder: ownership, lock
+# --------------------------------------------------------------------------------------
+def prepare_output(out: Path, force: bool) -> None:
+    """Create or adopt the output folder; refuse folders stimgen did not make (unless forced)."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"output path {out} exists and is not a folder",
+                         hint="choose another folder with -o")
+    if out.is_dir() and any(out.iterdir()) and not (out / STATE_DIR).is_dir() and not force:
+        raise BuildError(f"output folder {out} is not empty and was not made by stimgen",
+                         hint="choose an empty or new folder with -o, or pass --force to "
+                              "build into it anyway")
+    try:
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BuildError(f"cannot create output folder {out}: {err.strerror or err}",
+                         hint="check the path and your permissions") from err
+
+
+@contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """One build per folder at a time; a lock left by a crashed build is taken over."""
+    lock = out / STATE_DIR / "lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                lock.unlink(missing_ok=True)    # stale: its build was killed
+                continue
+            raise BuildError(
+                f"another stimgen build (pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}) is writing into {out}",
+                hint="wait for it to finish, or delete "
+                     f"{lock} if you are sure no build is running") from None
+        except OSError as err:
+            raise BuildError(f"cannot write into {out}: {err.strerror or err}",
+                             hint="check the folder's permissions and free space") from err
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------
+def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = False,
+          jobs: int | None = None, progress: bool = True, command: str | None = None,
+          ) -> BuildResult:
+    """Build the protocol's stimuli, tables, experiment bundle and report into ``out``.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        From :func:`stimgen.load_protocol`.
+    out : path, optional
+        Output folder; default ``protocol.default_output()`` (``build/<study>/``).
+    force : bool
+        Build into a non-empty folder that stimgen did not create.
+    jobs : int, optional
+        Worker processes for CPU backends; default: one per core, at most one per identity.
+    progress : bool
+        Show progress bars on stderr.
+    command : str, optional
+        The command line, recorded in the manifest and the report.
+
+    Returns
+    -------
+    BuildResult
+
+    Examples
+    --------
+    >>> import stimgen
+    >>> result = stimgen.build(stimgen.load_protocol("protocols/demo.yaml"))  # doctest: +SKIP
+    >>> result.stimuli[["stimulus_id", "distance_error"]].head()  # doctest: +SKIP
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    out = Path(out) if out is not None else protocol.default_output()
+    units = plan_units(protocol)
+    backend = create_backend(protocol)          # fails fast: missing weights, no GPU
+    rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
+    timings["plan"] = time.perf_counter() - clock
+
+    prepare_output(out, force)
+    with build_lock(out):
+        (out / "manifest.json").unlink(missing_ok=True)   # not complete until written again
+        clock = time.perf_counter()
+        records, reused = _run_units(protocol, units, backend.fingerprint(), out, jobs, progress)
+        _remove_stale_stimuli(out, records)
+        timings["render_and_rate"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        table = stimulus_table(protocol, units, records)
+        paths = {"stimuli": out / "stimuli", "stimuli_table": out / "stimuli.tsv",
+                 "metrics_by_emotion": out / "metrics_by_emotion.csv",
+                 "metrics_by_intensity": out / "metrics_by_intensity.csv",
+                 "protocol": out / "protocol.yaml", "manifest": out / "manifest.json"}
+        write_table(paths["stimuli_table"], table, "\t")
+        write_table(paths["metrics_by_emotion"], metrics_by_emotion(table), ",")
+        write_table(paths["metrics_by_intensity"], metrics_by_intensity(table), ",")
+        atomic_write_bytes(paths["protocol"], _protocol_bytes(protocol))
+        timings["validate"] = time.perf_counter() - clock
+
+        manifest = _manifest(protocol, out, table, backend.fingerprint(), rater.info,
+                             timings, command)
+        atomic_write_json(paths["manifest"], manifest)
+    return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
+                       reused_identities=reused)
+
+
+def _run_units(protocol, units, fingerprint, out, jobs, progress):
+    from tqdm import tqdm
+
+    records: dict[str, dict] = {}
+    reused: list[str] = []
+    pending: list[tuple[IdentityUnit, str]] = []
+    for unit in units:
+        key = unit_key(protocol, unit, fingerprint)
+        cached = cached_records(out, unit.identity.id, key)
+        if cached is None:
+            pending.append((unit, key))
+        else:
+            reused.append(unit.identity.id)
+            records.update({r["stimulus_id"]: r for r in cached})
+    total = sum(len(unit.targets) for unit, _ in pending)
+    bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
+               file=sys.stderr, leave=False)
+    workers = _worker_count(jobs, protocol, total)
+    by_identity: dict[str, list[dict]] = {unit.identity.id: [] for unit, _ in pending}
+    chunks = [chunk for unit, _ in pending for chunk in _chunks(unit, workers)]
+    try:
+        if workers <= 1:
+            for chunk in chunks:
+                by_identity[chunk.unit.identity.id] += render_and_rate(
+                    protocol, chunk, out, on_stimulus=lambda: bar.update(1))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(render_and_rate, protocol, chunk, out): chunk
+                           for chunk in chunks}
+                for future in as_completed(futures):
+                    chunk = futures[future]
+                    by_identity[chunk.unit.identity.id] += future.result()
+                    bar.update(chunk.stop - chunk.start)
+    finally:
+        bar.close()
+    for unit, key in pending:
+        order = {sid: i for i, sid in enumerate(unit.stimulus_ids())}
+        unit_records = sorted(by_identity[unit.identity.id], key=lambda r: order[r["stimulus_id"]])
+        store_records(out, unit.identity.id, key, unit_records)
+        records.update({r["stimulus_id"]: r for r in unit_records})
+    return records, reused
+
+
+def _worker_count(jobs: int | None, protocol: Protocol, total: int) -> int:
+    if jobs is not None:
+        return max(1, int(jobs))
+    if protocol.backend.name != "schematic" or total < 64:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _chunks(unit: IdentityUnit, workers: int) -> list[Chunk]:
+    """Split an identity into a few slices so that several workers share the load."""
+    n = len(unit.targets)
+    parts = 1 if workers <= 1 else min(n, 4)
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    return [Chunk(unit, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _remove_stale_stimuli(out: Path, records: dict[str, dict]) -> None:
+    """Drop stimuli that an earlier build of a different protocol left in this folder."""
+    keep = {out / r["file"] for r in records.values()}
+    for path in (out / "stimuli").glob("*"):
+        if path.is_file() and path not in keep:
+            path.unlink()
+
+
+def _protocol_bytes(protocol: Protocol) -> bytes:
+    if protocol.source_path and protocol.source_path.is_file():
+        return protocol.source_path.read_bytes()
+    data = json.loads(normalised_json(protocol))
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "stimgen": __version__}
+    for name in ("numpy", "pandas", "PIL", "pydantic", "torch", "matplotlib", "jinja2",
+                 "psychopy"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name) if name != "torch" else None
+            except ImportError:
+                module = None
+        if module is not None:
+            versions["pillow" if name == "PIL" else name] = getattr(module, "__version__", "?")
+    return versions
+
+
+def _manifest(protocol, out, table, fingerprint, rater_info, timings, command) -> dict:
+    files = {}
+    for path in sorted(out.rglob("*")):
+        relative = path.relative_to(out).as_posix()
+        if path.is_file() and not relative.startswith(STATE_DIR) and relative != "manifest.json":
+            files[relative] = sha256_file(path)
+    flagged = table["flags"] != ""
+    return {
+        "stimgen_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "",
+        "protocol": {"path": str(protocol.source_path or ""),
+                     "sha256": protocol_sha256(protocol),
+                     "normalized": json.loads(normalised_json(protocol))},
+        "seed": protocol.seed,
+        "identity_seeds": {i.id: i.seed for i in protocol.identities if i.seed is not None},
+        "backend": {"name": protocol.backend.name, "options": fingerprint, "model_files": []},
+        "rater": {"name": rater_info.name, "description": rater_info.description,
+                  "trained_against_generator": rater_info.trained_against_generator},
+        "versions": _versions(),
+        "files": files,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "counts": {"stimuli": int(len(table)), "passed": int((~flagged).sum()),
+                   "flagged": int(flagged.sum()),
+                   "out_of_tolerance": int(table["out_of_tolerance"].sum()),
+                   "weak_region": int(table["weak_region"].sum())},
+        "complete": True,
+    }

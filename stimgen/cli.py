@@ -1,0 +1,209 @@
+"""The `stimgen` command: a thin shell over the Python API.
+
+Errors a user can fix (StimgenError) are printed without a traceback and exit with 2.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from stimgen import __version__
+from stimgen.errors import StimgenError
+
+
+class StimgenGroup(click.Group):
+    """A click group that turns StimgenError into a clean message and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StimgenError as err:
+            click.secho("error: ", fg="red", bold=True, err=True, nl=False)
+            click.echo(err.render(), err=True)
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished work is kept; run the same command again to "
+                       "resume", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=StimgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="stimgen")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and final paths; no progress bars.")
+@click.pass_context
+def main(ctx, quiet):
+    """Validated, counterbalanced face-emotion stimuli from a protocol.yaml.
+
+    Start with `stimgen init protocol.yaml`, check it with `stimgen validate`,
+    then `stimgen build`. Documentation: docs/ in the repository.
+    """
+    ctx.obj = {"quiet": quiet}
+
+
+def _quiet(ctx) -> bool:
+    return bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+
+
+def _say(ctx, message: str = "", **style) -> None:
+    if not _quiet(ctx):
+        click.secho(message, **style)
+
+
+# --------------------------------------------------------------------------------------
+@main.command()
+@click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: the protocol's output.folder, else build/<study>/).")
+@click.option("--force", is_flag=True, help="Build into a non-empty folder that stimgen did not create.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Worker processes for CPU backends (default: one per core).")
+@click.pass_context
+def build(ctx, protocol, out, force, jobs):
+    """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
+
+    An interrupted build resumes: run the same command again and finished
+    identities are reused after their files are checked.
+    """
+    import stimgen
+
+    loaded = stimgen.load_protocol(protocol)
+    command = "stimgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    _say(ctx, _plan_text(loaded, out))
+    result = stimgen.build(loaded, out=out, force=force, jobs=jobs,
+                           progress=not _quiet(ctx), command=command)
+    counts = result.manifest["counts"]
+    timing = sum(result.manifest["timings"].values())
+    if result.reused_identities:
+        _say(ctx, f"reused finished identities: {', '.join(result.reused_identities)}")
+    _say(ctx, f"built {counts['stimuli']} stimuli in {timing:.1f} s: {counts['passed']} passed, "
+              f"{counts['flagged']} flagged ({counts['out_of_tolerance']} out of tolerance, "
+              f"{counts['weak_region']} in the weak region)", fg="green")
+    for name in ("report", "experiment", "stimuli_table", "metrics_by_emotion"):
+        if name in result.paths:
+            _say(ctx, f"  {name:<20} {result.paths[name]}")
+    click.echo(str(result.out))
+
+
+@main.command()
+@click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder to report in the plan.")
+@click.pass_context
+def validate(ctx, protocol, out):
+    """Check PROTOCOL and print the plan without building anything."""
+    import stimgen
+
+    loaded = stimgen.load_protocol(protocol)
+    click.echo(_plan_text(loaded, out))
+    click.secho(f"{protocol}: valid", fg="green")
+
+
+def _plan_text(protocol, out) -> str:
+    from stimgen.plan import plan_targets
+
+    targets = plan_targets(protocol.targets)
+    n_ids = len(protocol.identities)
+    kinds = sorted({i.kind for i in protocol.identities})
+    start, end = protocol.validation.weak_region
+    in_weak = sum(1 for t in targets if t.angle is not None and _in_weak(t.angle, start, end))
+    lines = [
+        f"study       {protocol.study.name}",
+        f"stimuli     {n_ids} identities x {len(targets)} targets = {n_ids * len(targets)} stimuli",
+        f"identities  {', '.join(i.id for i in protocol.identities[:8])}"
+        f"{' ...' if n_ids > 8 else ''} ({'/'.join(kinds)})",
+        f"backend     {protocol.backend.name}",
+        f"rater       {protocol.resolved_rater()}",
+        f"tolerance   distance <= {protocol.validation.tolerance.distance:g}, "
+        f"direction <= {protocol.validation.tolerance.direction:g} deg",
+        f"weak region {start:g}-{end:g} deg ({in_weak} of {len(targets)} targets inside)",
+        f"output      {out or protocol.default_output()}",
+    ]
+    if protocol.experiment is not None:
+        lines.append(f"experiment  {_experiment_line(protocol.experiment)}")
+    return "\n".join(lines)
+
+
+def _in_weak(angle, start, end) -> bool:
+    from stimgen.circumplex import in_angle_interval
+
+    return bool(in_angle_interval(angle, start, end))
+
+
+def _experiment_line(experiment) -> str:
+    task = getattr(getattr(experiment, "task", None), "type", "?")
+    design = getattr(getattr(experiment, "design", None), "type", "?")
+    return f"{task} task, {design} design"
+
+
+@main.command()
+@click.argument("path", required=False, default="protocol.yaml",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.pass_context
+def init(ctx, path, force):
+    """Write a commented starter protocol to PATH (default protocol.yaml)."""
+    from stimgen.starter import STARTER_PROTOCOL
+    from stimgen.storage import atomic_write_text
+
+    if path.exists() and not force:
+        raise StimgenError(f"{path} already exists", hint="pass --force to overwrite it, or "
+                                                          "choose another path")
+    atomic_write_text(path, STARTER_PROTOCOL)
+    _say(ctx, f"wrote {path}; next: stimgen validate {path} && stimgen build {path}")
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="Output format.")
+def emotions(fmt):
+    """List the 28 named circumplex emotions with their angle and unit VA."""
+    from stimgen.circumplex import named_emotions
+
+    rows = [(e.name, e.key, e.angle, *e.unit_va) for e in named_emotions()]
+    if fmt == "json":
+        click.echo(json.dumps([{"name": n, "key": k, "angle": a, "valence": round(v, 4),
+                                "arousal": round(r, 4)} for n, k, a, v, r in rows], indent=2))
+    elif fmt == "csv":
+        click.echo("name,key,angle,valence,arousal")
+        for n, k, a, v, r in rows:
+            click.echo(f"{n},{k},{a:g},{v:.4f},{r:.4f}")
+    else:
+        click.echo(f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}")
+        for n, k, a, v, r in rows:
+            click.echo(f"{n:<12} {k:<12} {a:>6g} {v:>8.3f} {r:>8.3f}")
+
+
+@main.command()
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to this file instead of standard output.")
+def schema(out):
+    """Print the protocol's JSON Schema (for editor completion and checks)."""
+    from stimgen.protocol.schema import protocol_json_schema
+    from stimgen.storage import atomic_write_text
+
+    text = json.dumps(protocol_json_schema(), indent=2) + "\n"
+    if out:
+        atomic_write_text(out, text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules are optional parts of the package (added as they exist)."""
+    import importlib
+
+    for module, attribute, name in (("stimgen.report.commands", "report_command", "report"),
+                                    ("stimgen.parity", "parity_command", "parity"),
+                                    ("stimgen.weights.commands", "models_group", "models")):
+        try:
+            command = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError):
+            continue
+        main.add_command(command, name=name)
+
+
+_register_optional_commands()

@@ -1,0 +1,99 @@
+"""The plan of a build: which stimuli to make for which identity, with stable ids.
+
+A protocol expands to one :class:`IdentityUnit` per identity (the unit of work that a
+worker or a cluster job runs), each holding the same ordered list of :class:`Target`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from stimgen.circumplex import angle_to_va, emotion_by_name, va_to_angle
+from stimgen.errors import StimgenError
+from stimgen.protocol.models import Identity, Protocol, Targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """One requested expression."""
+
+    kind: str                # "named", "angle", "point" or "neutral"
+    emotion: str             # display name ("Happy", "At ease"), "a123", a point label, "neutral"
+    key: str                 # file-name part: "happy", "at_ease", "a123", label, "neutral"
+    angle: float | None      # degrees; None for neutral and zero-norm points
+    intensity: float         # target norm r; 0 for neutral
+    valence: float
+    arousal: float
+
+    def stimulus_id(self, identity_id: str) -> str:
+        if self.kind in ("neutral", "point"):
+            return f"{identity_id}_{self.key}"
+        return f"{identity_id}_{self.key}_i{_intensity_code(self.intensity)}"
+
+
+@dataclass(frozen=True)
+class IdentityUnit:
+    """All the stimuli of one identity: the unit of work of a build."""
+
+    identity: Identity
+    targets: tuple[Target, ...]
+
+    def stimulus_ids(self) -> list[str]:
+        return [t.stimulus_id(self.identity.id) for t in self.targets]
+
+
+def _intensity_code(intensity: float) -> str:
+    percent = intensity * 100.0
+    if abs(percent - round(percent)) < 1e-6:
+        return f"{int(round(percent)):03d}"
+    return f"{int(round(intensity * 1000)):04d}"  # per mille when not a whole percent
+
+
+def _angle_key(angle: float) -> str:
+    return f"a{int(angle):03d}" if float(angle).is_integer() else f"a{angle:07.3f}".replace(".", "p")
+
+
+def plan_targets(targets: Targets) -> list[Target]:
+    """Expand the protocol's targets into an ordered list (emotions, angles, points, neutral)."""
+    planned: list[Target] = []
+    for name in targets.emotion_list():
+        emotion = emotion_by_name(name)
+        for r in targets.intensities:
+            v, a = angle_to_va(emotion.angle, r)
+            planned.append(Target("named", emotion.name, emotion.key, emotion.angle, r, v, a))
+    for angle in targets.angles:
+        for r in targets.intensities:
+            v, a = angle_to_va(angle, r)
+            key = _angle_key(angle)
+            planned.append(Target("angle", key, key, float(angle), r, v, a))
+    for point in targets.points:
+        angle, r = va_to_angle(point.valence, point.arousal)
+        planned.append(Target("point", point.label, point.label, angle if r > 0 else None,
+                              r, point.valence, point.arousal))
+    if targets.neutral:
+        planned.append(Target("neutral", "neutral", "neutral", None, 0.0, 0.0, 0.0))
+    return planned
+
+
+def plan_units(protocol: Protocol) -> list[IdentityUnit]:
+    """One unit per identity, in protocol order; checks that stimulus ids are unique."""
+    targets = tuple(plan_targets(protocol.targets))
+    units = [IdentityUnit(identity, targets) for identity in protocol.identities]
+    seen: dict[str, Target] = {}
+    for unit in units:
+        for target, sid in zip(unit.targets, unit.stimulus_ids()):
+            if sid in seen:
+                raise StimgenError(
+                    f'two targets would both be written as "{sid}"',
+                    hint="intensities that round to the same per-mille, or a point label equal "
+                         "to an emotion key; make them distinct")
+            seen[sid] = target
+    return units
+
+
+def count_stimuli(protocol: Protocol) -> int:
+    return len(protocol.identities) * len(plan_targets(protocol.targets))
+
+
+def is_close(a: float, b: float) -> bool:
+    return math.isclose(a, b, abs_tol=1e-9)

@@ -1,0 +1,315 @@
+"""Reading protocol.yaml: safe YAML with positions, validation, errors that point at lines.
+
+Every problem is reported as file:line:column, field path, what was expected and a hint,
+and all problems of a file are reported together.
+"""
+from __future__ import annotations
+
+import hashlib
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from stimgen.errors import ProtocolError, ProtocolProblem
+from stimgen.protocol.models import Protocol, unknown_key_hint
+
+MAX_PROTOCOL_BYTES = 2_000_000      # a protocol is a page of text; this is generous
+MAX_NODES = 200_000                 # guards against alias bombs ("billion laughs")
+MAX_DEPTH = 64                      # guards against absurdly deep nesting
+
+Position = tuple[int, int]          # 1-based (line, column)
+FieldPath = tuple[Any, ...]
+
+
+class PositionedDocument:
+    """Plain data from a YAML document plus the position of every key and value in it."""
+
+    def __init__(self, data: Any, key_positions: dict[FieldPath, Position],
+                 value_positions: dict[FieldPath, Position]):
+        self.data = data
+        self.key_positions = key_positions
+        self.value_positions = value_positions
+
+    def position(self, path: FieldPath, *, prefer_key: bool = False) -> Position | None:
+        """Position of the deepest existing prefix of ``path`` (a key or its value)."""
+        path = tuple(path)
+        while True:
+            first, second = ((self.key_positions, self.value_positions) if prefer_key
+                             else (self.value_positions, self.key_positions))
+            for table in (first, second):
+                if path in table:
+                    return table[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+
+def _mark(node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def parse_yaml(text: str, path: str) -> PositionedDocument:
+    """Safely parse YAML text, recording positions; raises ProtocolError on bad YAML."""
+    if len(text.encode("utf-8", errors="replace")) > MAX_PROTOCOL_BYTES:
+        raise ProtocolError(path, [ProtocolProblem(
+            "", f"file is larger than {MAX_PROTOCOL_BYTES // 1_000_000} MB; a protocol is a short "
+            "text file", hint="check that you passed the protocol and not a data file")])
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise ProtocolError(path, [ProtocolProblem(
+            "", f"not valid YAML: {err.problem or err.context}",
+            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
+            hint="check indentation, colons and quotes around this position")]) from None
+    except yaml.YAMLError as err:
+        raise ProtocolError(path, [ProtocolProblem("", f"not valid YAML: {err}")]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise ProtocolError(path, [ProtocolProblem(
+            "", "the file is empty", hint="start from `stimgen init protocol.yaml`")])
+
+    key_positions: dict[FieldPath, Position] = {}
+    value_positions: dict[FieldPath, Position] = {}
+    problems: list[ProtocolProblem] = []
+    budget = [MAX_NODES]
+    constructor = yaml.SafeLoader("")
+
+    def build(node, here: FieldPath, depth: int):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ProtocolError(path, [ProtocolProblem(
+                "", f"the document expands to more than {MAX_NODES} values (YAML aliases?)",
+                hint="write the protocol out without anchors/aliases")])
+        if depth > MAX_DEPTH:
+            raise ProtocolError(path, [ProtocolProblem(
+                ".".join(map(str, here)), f"nesting deeper than {MAX_DEPTH} levels",
+                line=_mark(node)[0], column=_mark(node)[1])])
+        value_positions[here] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    problems.append(ProtocolProblem(
+                        ".".join(map(str, here)), "YAML merge keys (<<) are not supported",
+                        line=_mark(key_node)[0], column=_mark(key_node)[1],
+                        hint="write the keys out in full"))
+                    continue
+                key = build(key_node, here + ("<key>",), depth + 1)
+                if not isinstance(key, (str, int, float, bool)) or key is None:
+                    problems.append(ProtocolProblem(
+                        ".".join(map(str, here)), "keys must be plain names",
+                        line=_mark(key_node)[0], column=_mark(key_node)[1]))
+                    continue
+                if key in result:
+                    problems.append(ProtocolProblem(
+                        ".".join(map(str, here + (key,))), f'key "{key}" appears twice',
+                        line=_mark(key_node)[0], column=_mark(key_node)[1],
+                        hint="remove one of them (YAML would silently keep the last)"))
+                key_positions[here + (key,)] = _mark(key_node)
+                result[key] = build(value_node, here + (key,), depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [build(child, here + (i,), depth + 1) for i, child in enumerate(node.value)]
+        try:
+            return constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as err:
+            line, column = _mark(node)
+            problems.append(ProtocolProblem(
+                ".".join(map(str, here)), f"cannot read this value: {err.problem}",
+                line=line, column=column, hint="quote it to make it a string"))
+            return None
+
+    data = build(node, (), 0)
+    if problems:
+        raise ProtocolError(path, problems)
+    return PositionedDocument(data, key_positions, value_positions)
+
+
+def _allowed_keys(model: type[BaseModel], loc: FieldPath) -> list[str]:
+    """Field names of the model reached by following ``loc`` from ``model`` (best effort)."""
+    candidates: list[Any] = [model]
+    for part in loc:
+        next_candidates: list[Any] = []
+        for cand in candidates:
+            for m in _models_in(cand):
+                field = m.model_fields.get(part) if isinstance(part, str) else None
+                if field is not None:
+                    next_candidates.append(field.annotation)
+            if isinstance(part, int):
+                next_candidates.extend(typing.get_args(cand) or [cand])
+        candidates = next_candidates
+    names: list[str] = []
+    for cand in candidates:
+        for m in _models_in(cand):
+            names.extend(m.model_fields)
+    return names
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _data_path(doc: PositionedDocument, loc: FieldPath, *, keep_missing_last: bool = False,
+               ) -> FieldPath:
+    """Drop the parts of a pydantic error location that are not in the document.
+
+    Pydantic adds union member and discriminator tags (e.g. ``function-after[...]``,
+    ``rating``, ``list[...]``) that are not keys of the YAML document.
+    """
+    kept: list[Any] = []
+    node: Any = doc.data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif keep_missing_last and index == len(loc) - 1:
+            kept.append(part)   # the missing field itself, so the message names it
+        # otherwise: a union/discriminator tag, skipped
+    return tuple(kept)
+
+
+def _expected(error: dict) -> str:
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return message
+
+
+def problems_from_validation(err: ValidationError, doc: PositionedDocument) -> list[ProtocolProblem]:
+    problems = []
+    seen = set()
+    for error in err.errors(include_url=False):
+        loc = _data_path(doc, error["loc"], keep_missing_last=error["type"] == "missing")
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        kind = error["type"]
+        hint = (error.get("ctx") or {}).get("hint")
+        if kind == "extra_forbidden":
+            key = loc[-1] if loc else "?"
+            allowed = _allowed_keys(Protocol, tuple(p for p in loc[:-1]))
+            message = f'unknown key "{key}"'
+            hint = hint or unknown_key_hint(str(key), allowed) or (
+                f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else None)
+            position = doc.position(loc, prefer_key=True)
+        elif kind == "missing" and loc and isinstance(loc[-1], int):
+            loc = loc[:-1]
+            field = ".".join(str(p) for p in loc)
+            message = f"too few values: item {error['loc'][-1] + 1} is missing"
+            position = doc.position(loc)
+        elif kind == "missing":
+            message = "this field is required"
+            allowed = _allowed_keys(Protocol, loc[:-1])
+            hint = hint or "see docs/protocol.md or run `stimgen init` for an example"
+            position = doc.position(loc[:-1])
+        else:
+            given = error.get("input")
+            message = _expected(error)
+            if not isinstance(given, (dict, list)) and f'"{given}"' not in message:
+                message += f" (got {given!r})"
+            position = doc.position(loc, prefer_key=isinstance(given, (dict, list)))
+        line, column = position if position else (None, None)
+        key = (field, message)
+        if key in seen:
+            continue
+        seen.add(key)
+        problems.append(ProtocolProblem(field, message, line=line, column=column, hint=hint))
+    return problems
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A protocol YAML file.
+
+    Returns
+    -------
+    Protocol
+        The validated protocol; relative paths in it resolve against the file's folder.
+
+    Raises
+    ------
+    ProtocolError
+        With every problem found, each with file:line:column, field path and a hint.
+
+    Examples
+    --------
+    >>> import stimgen
+    >>> protocol = stimgen.load_protocol("protocols/demo.yaml")  # doctest: +SKIP
+    >>> protocol.study.name  # doctest: +SKIP
+    'demo'
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ProtocolError(path, [ProtocolProblem(
+            "", "file not found", hint="check the path; `stimgen init` writes a starter protocol")])
+    if path.is_dir():
+        raise ProtocolError(path, [ProtocolProblem("", "this is a folder, not a protocol file")])
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ProtocolError(path, [ProtocolProblem(
+            "", f"not a UTF-8 text file (byte {err.start})",
+            hint="save the protocol as UTF-8 text")]) from None
+    return protocol_from_text(text, path)
+
+
+def protocol_from_text(text: str, path: str | Path = "<protocol>") -> Protocol:
+    """Validate protocol YAML text; ``path`` anchors relative paths and error messages."""
+    doc = parse_yaml(text, str(path))
+    if not isinstance(doc.data, dict):
+        kind = type(doc.data).__name__
+        raise ProtocolError(path, [ProtocolProblem(
+            "", f"the top level must be a mapping of sections (got {kind})",
+            line=1, column=1, hint="start with `study:`, `identities:` and `targets:`")])
+    try:
+        protocol = Protocol.model_validate(doc.data)
+    except ValidationError as err:
+        raise ProtocolError(path, problems_from_validation(err, doc)) from None
+    protocol._source_path = Path(path).resolve() if str(path) != "<protocol>" else None
+    missing = _missing_files(protocol, doc)
+    if missing:
+        raise ProtocolError(path, missing)
+    return protocol
+
+
+def _missing_files(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
+    problems = []
+    for index, identity in enumerate(protocol.identities):
+        for field in ("image", "latent"):
+            value = getattr(identity, field)
+            if value is None:
+                continue
+            resolved = protocol.resolve(value)
+            if not resolved.is_file():
+                line, column = doc.position(("identities", index, field)) or (None, None)
+                problems.append(ProtocolProblem(
+                    f"identities.{index}.{field}", f'file "{value}" not found (looked at {resolved})',
+                    line=line, column=column,
+                    hint="paths are relative to the protocol file's folder"))
+    return problems
+
+
+def protocol_sha256(protocol: Protocol) -> str:
+    """sha256 of the normalised protocol (defaults filled in), independent of formatting."""
+    return hashlib.sha256(normalised_json(protocol).encode("utf-8")).hexdigest()
+
+
+def normalised_json(protocol: Protocol) -> str:
+    return protocol.model_dump_json(indent=None, exclude_none=False)

@@ -1,0 +1,339 @@
+"""The protocol: pydantic models that define protocol.yaml, its defaults and its checks.
+
+These models are the single source of truth: the loader validates against them, `stimgen
+schema` prints their JSON Schema and docs/protocol.md documents their fields.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_validator,
+                      model_validator)
+from pydantic_core import PydanticCustomError
+
+from stimgen.circumplex import (WEAK_REGION_DEFAULT, emotion_by_name,
+                                named_emotions, normalise_emotion_name, suggest)
+from stimgen.protocol.base import ProtocolModel
+from stimgen.protocol.experiment import ExperimentSpec
+
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
+BACKENDS = ("schematic", "emostyle")
+RATERS = ("auto", "geometric", "emonet")
+
+
+def _check_emotion_name(name: str) -> str:
+    try:
+        return emotion_by_name(name).name
+    except KeyError as missing:
+        close = missing.args[0]
+        hint = f'did you mean "{close}"?' if close else "run `stimgen emotions` for the list"
+        raise PydanticCustomError(
+            "unknown_emotion",
+            'unknown emotion "{name}": expected one of the 28 named circumplex emotions',
+            {"name": name, "hint": hint},
+        ) from None
+
+
+EmotionName = Annotated[str, AfterValidator(_check_emotion_name)]
+Intensity = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+def _check_identifier(value: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise PydanticCustomError(
+            "bad_identifier",
+            'invalid id "{value}": use 1-48 letters, digits, "_" or "-", starting with a '
+            "letter or digit (ids become file names)",
+            {"value": value, "hint": 'for example "id01" or "p_anna"'},
+        )
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+
+class Study(ProtocolModel):
+    """Who made the study and what it is; shown in the report and the experiment bundle."""
+
+    name: str = Field(min_length=1, max_length=200)
+    """Study name; also names the default output folder `build/<name>/`."""
+    description: str = ""
+    """Free text describing the study."""
+    authors: list[str] = Field(default_factory=list)
+    """Authors, as they should appear in the report."""
+
+
+class SchematicOptions(ProtocolModel):
+    """Options of the embedded `schematic` backend (parametric faces on CPU)."""
+
+    supersample: int = Field(default=2, ge=1, le=4)
+    """Anti-aliasing factor: faces are drawn this many times larger, then downsampled."""
+    background: tuple[int, int, int] = (128, 128, 128)
+    """Background colour as RGB 0-255 (uniform grey is the usual choice for face stimuli)."""
+
+    @field_validator("background")
+    @classmethod
+    def _rgb_range(cls, value):
+        if any(not 0 <= c <= 255 for c in value):
+            raise ValueError("each RGB channel must be within 0-255")
+        return value
+
+
+class EmoStyleOptions(ProtocolModel):
+    """Options of the `emostyle` backend (StyleGAN2-ADA + EmoStyle on a GPU)."""
+
+    truncation_psi: float = Field(default=0.7, gt=0.0, le=1.0)
+    """Truncation toward the average face for seed identities (the published setting is 0.7)."""
+    batch_size: int = Field(default=16, ge=1, le=256)
+    """Edits per GPU batch (halved automatically when the GPU runs out of memory)."""
+    inversion_steps: int = Field(default=500, ge=1)
+    """Optimisation steps of the W+ inversion of a photo."""
+    personalization_steps: int = Field(default=500, ge=0)
+    """Generator fine-tuning steps for a photo identity (EmoStyle phase 2; 0 disables it)."""
+    device: str = "auto"
+    """Torch device: "auto" (CUDA when present), "cuda", "cuda:1", "cpu"."""
+
+
+class SchematicBackend(ProtocolModel):
+    """The embedded `schematic` backend: parametric faces on CPU, no weights needed."""
+
+    name: Literal["schematic"] = "schematic"
+    """Backend name."""
+    options: SchematicOptions = Field(default_factory=SchematicOptions)
+    """Options of the schematic backend."""
+
+
+class EmoStyleBackend(ProtocolModel):
+    """The `emostyle` backend: StyleGAN2-ADA + EmoStyle edits on a GPU (needs model weights)."""
+
+    name: Literal["emostyle"]
+    """Backend name."""
+    options: EmoStyleOptions = Field(default_factory=EmoStyleOptions)
+    """Options of the emostyle backend."""
+
+
+Backend = Annotated[Union[SchematicBackend, EmoStyleBackend], Field(discriminator="name")]
+
+
+class Identity(ProtocolModel):
+    """One face identity: a generated seed, a real photo, or a stored latent."""
+
+    id: Identifier
+    """Short unique name; becomes the prefix of every stimulus file of this identity."""
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    """Generate the identity from this seed."""
+    image: str | None = None
+    """Path to a photo of a real person (relative to the protocol file); emostyle backend."""
+    latent: str | None = None
+    """Path to a W+ latent (.npy or .pt, relative to the protocol file); emostyle backend."""
+    source: str = ""
+    """Where the photo comes from (dataset, photographer); recorded in the manifest."""
+    consent: str = ""
+    """Consent/licence note for a photo of a real person; recorded in the manifest."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self):
+        given = [k for k in ("seed", "image", "latent") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "identity_source",
+                "identity needs exactly one of seed, image or latent (got {got})",
+                {"got": ", ".join(given) or "none",
+                 "hint": "e.g. `- {id: id01, seed: 1}` or `- {id: p01, image: photos/p01.jpg}`"},
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "seed" if self.seed is not None else ("image" if self.image else "latent")
+
+
+class Point(ProtocolModel):
+    """An explicit target point in valence-arousal space."""
+
+    label: Identifier
+    """Name used in the stimulus file name and the tables."""
+    valence: float = Field(ge=-1.0, le=1.0)
+    """Target valence in [-1, 1]."""
+    arousal: float = Field(ge=-1.0, le=1.0)
+    """Target arousal in [-1, 1]."""
+
+    @model_validator(mode="after")
+    def _inside_circle(self):
+        if math.hypot(self.valence, self.arousal) > 1.0 + 1e-9:
+            raise ValueError("the point lies outside the unit circle of the circumplex "
+                             "(valence^2 + arousal^2 must be <= 1)")
+        return self
+
+
+class Targets(ProtocolModel):
+    """The expressions to make for every identity."""
+
+    emotions: Annotated[list[EmotionName], WithJsonSchema({
+        "anyOf": [{"type": "string", "description": '"all", or one emotion name'},
+                  {"type": "array", "items": {"type": "string"}}],
+        "examples": ["all", ["happy", "sad", "at ease"]]})] = Field(default_factory=list)
+    """Named circumplex emotions (case and separators ignored), or "all" for the 28."""
+    angles: list[Annotated[float, Field(ge=0.0, lt=360.0)]] = Field(default_factory=list)
+    """Extra target angles in degrees, counter-clockwise from +valence."""
+    intensities: list[Intensity] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    """Intensities r in (0, 1]; each emotion/angle is made at every intensity."""
+    points: list[Point] = Field(default_factory=list)
+    """Explicit (valence, arousal) targets, made once each."""
+    neutral: bool = False
+    """Also make a neutral face (valence = arousal = 0) of every identity."""
+
+    @field_validator("emotions", mode="before")
+    @classmethod
+    def _all_keyword(cls, value):
+        if isinstance(value, str):
+            if normalise_emotion_name(value) == "all":
+                return [e.name for e in named_emotions()]
+            return [value]
+        return value
+
+    @model_validator(mode="after")
+    def _no_duplicates_and_something_to_make(self):
+        for field in ("emotions", "angles", "intensities"):
+            values = getattr(self, field)
+            if len(set(values)) != len(values):
+                dup = next(v for v in values if values.count(v) > 1)
+                raise ValueError(f"{field} lists {dup!r} more than once")
+        labels = [p.label for p in self.points]
+        if len(set(labels)) != len(labels):
+            raise ValueError("two points share a label; labels must be unique")
+        if not (self.emotion_list() or self.angles or self.points or self.neutral):
+            raise PydanticCustomError(
+                "no_targets", "targets are empty: nothing to make",
+                {"hint": "add `emotions: all`, a list of emotions, angles, points or `neutral: true`"})
+        return self
+
+    def emotion_list(self) -> list[str]:
+        """Display names of the requested named emotions, in the order given."""
+        return list(self.emotions)
+
+
+class Tolerance(ProtocolModel):
+    """How far an achieved expression may miss its target before it is flagged."""
+
+    distance: float = Field(default=0.35, gt=0.0, le=2.0 * math.sqrt(2.0))
+    """Largest acceptable Euclidean VA distance between target and achieved."""
+    direction: float = Field(default=45.0, gt=0.0, le=180.0)
+    """Largest acceptable direction error in degrees (not applied to neutral targets)."""
+
+
+class Validation(ProtocolModel):
+    """How achieved expressions are rated and checked."""
+
+    rater: Literal["auto", "geometric", "emonet"] = "auto"
+    """Who rates achieved valence/arousal: `auto` = geometric for schematic, emonet for emostyle."""
+    tolerance: Tolerance = Field(default_factory=Tolerance)
+    """Per-stimulus tolerances; stimuli outside them are flagged `out_of_tolerance`."""
+    weak_region: tuple[float, float] = WEAK_REGION_DEFAULT
+    """Angle interval [start, end] in degrees (may wrap past 360) where the generator is known
+    to be weak; targets inside are flagged `weak_region`. Default: 242-329 (bored ... serene)."""
+
+    @field_validator("weak_region")
+    @classmethod
+    def _interval(cls, value):
+        start, end = value
+        if not (0.0 <= start < 360.0 and 0.0 <= end < 360.0):
+            raise ValueError("weak_region angles must lie in [0, 360); a region that wraps past "
+                             "360 is written e.g. [300, 30]")
+        return value
+
+    def resolved_rater(self, backend: str) -> str:
+        if self.rater != "auto":
+            return self.rater
+        return "emonet" if backend == "emostyle" else "geometric"
+
+
+class Output(ProtocolModel):
+    """Where and how stimuli are written."""
+
+    folder: str | None = None
+    """Output folder (relative to the protocol file); default `build/<study name>/`."""
+    image_size: int = Field(default=512, ge=64, le=2048)
+    """Width and height of every stimulus in pixels."""
+    format: Literal["png", "jpg"] = "png"
+    """Image format: lossless `png` (default) or `jpg` (quality 95)."""
+
+
+class Protocol(ProtocolModel):
+    """A whole stimgen protocol: what to make, how to check it, how to run it."""
+
+    study: Study
+    """Study metadata."""
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    """Global seed; every random choice of the build derives from it."""
+    backend: Backend = Field(default_factory=SchematicBackend)
+    """The face generator."""
+    identities: list[Identity] = Field(min_length=1)
+    """The face identities; every identity is made at every target."""
+    targets: Targets
+    """The expressions to make."""
+    validation: Validation = Field(default_factory=Validation)
+    """Rating and tolerances."""
+    output: Output = Field(default_factory=Output)
+    """Output folder and image format."""
+    experiment: ExperimentSpec | None = None
+    """The PsychoPy experiment to emit (see docs/experiment-design.md); omit for stimuli only."""
+
+    _source_path: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _unique_ids_and_backend_fit(self):
+        ids = [i.id for i in self.identities]
+        for index, ident in enumerate(ids):
+            if ids.index(ident) != index:
+                raise PydanticCustomError(
+                    "duplicate_id", 'identity id "{id}" is used more than once',
+                    {"id": ident, "hint": "give every identity a unique id"})
+        if self.backend.name == "schematic":
+            for ident in self.identities:
+                if ident.seed is None:
+                    raise PydanticCustomError(
+                        "backend_identity",
+                        'identity "{id}" uses {kind}, but the schematic backend draws '
+                        "identities from seeds only",
+                        {"id": ident.id, "kind": ident.kind,
+                         "hint": "use `seed:` or switch to `backend: {name: emostyle}`"})
+        return self
+
+    # -- paths -------------------------------------------------------------------------
+    @property
+    def source_path(self) -> Path | None:
+        """The protocol file this was loaded from (None when built in Python)."""
+        return self._source_path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._source_path.parent if self._source_path else Path.cwd()
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the protocol, resolved relative to the protocol file."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    def default_output(self) -> Path:
+        """`output.folder` relative to the protocol file, else `build/<study>/` in the CWD."""
+        if self.output.folder:
+            return self.resolve(self.output.folder)
+        return Path("build") / study_slug(self.study.name)
+
+    def resolved_rater(self) -> str:
+        return self.validation.resolved_rater(self.backend.name)
+
+
+def study_slug(name: str) -> str:
+    """A file-system-safe version of a study name: "My study!" -> "My_study"."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+    return slug[:64] or "study"
+
+
+def unknown_key_hint(key: str, allowed: list[str]) -> str | None:
+    close = suggest(key, allowed)
+    return f'did you mean "{close}"?' if close else None

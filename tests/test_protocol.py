@@ -1,0 +1,253 @@
+"""Protocol loading: valid protocols load, and every malformed one gets a precise error."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import stimgen
+from stimgen.cli import main
+from stimgen.errors import ProtocolError
+from stimgen.plan import plan_targets
+from stimgen.protocol.loader import load_protocol, protocol_sha256
+from stimgen.starter import STARTER_PROTOCOL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+VALID = """\
+study: {name: t}
+identities:
+  - {id: id01, seed: 1}
+targets:
+  emotions: [happy]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "protocol.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def problems_of(path: Path):
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(path)
+    return caught.value.problems
+
+
+def test_example_protocols_validate():
+    for path in sorted((ROOT / "protocols").glob("*.yaml")):
+        protocol = load_protocol(path)
+        assert protocol.identities, path
+
+
+def test_demo_plans_at_least_448_stimuli():
+    protocol = load_protocol(ROOT / "protocols" / "demo.yaml")
+    n = len(protocol.identities) * len(plan_targets(protocol.targets))
+    assert n >= 448
+
+
+def test_starter_protocol_validates(tmp_path):
+    protocol = load_protocol(write(tmp_path, STARTER_PROTOCOL))
+    assert protocol.study.name == "my-study"
+
+
+@pytest.mark.parametrize("spelling", ["At ease", "at_ease", "at-ease", "AT EASE", " At-Ease "])
+def test_emotion_names_ignore_case_and_separators(tmp_path, spelling):
+    path = write(tmp_path, VALID.replace("[happy]", f'["{spelling}"]'))
+    assert load_protocol(path).targets.emotion_list() == ["At ease"]
+
+
+def test_all_emotions_and_defaults(tmp_path):
+    protocol = load_protocol(write(tmp_path, VALID.replace("[happy]", "all")))
+    assert len(protocol.targets.emotion_list()) == 28
+    assert protocol.targets.intensities == [0.25, 0.5, 0.75, 1.0]
+    assert protocol.validation.weak_region == (242.0, 329.0)
+    assert protocol.backend.name == "schematic"
+    assert protocol.resolved_rater() == "geometric"
+    assert protocol.experiment is None
+
+
+def test_sha256_ignores_formatting(tmp_path):
+    a = load_protocol(write(tmp_path, VALID, "a.yaml"))
+    b = load_protocol(write(tmp_path, VALID.replace("[happy]", "[ Happy ]") + "# comment\n",
+                            "b.yaml"))
+    assert protocol_sha256(a) == protocol_sha256(b)
+
+
+def test_relative_paths_resolve_against_protocol_folder(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "p.jpg").write_bytes(b"x")
+    text = VALID.replace("- {id: id01, seed: 1}", "- {id: p01, image: photos/p.jpg}")
+    text = "backend: {name: emostyle}\n" + text
+    protocol = load_protocol(write(tmp_path, text))
+    assert protocol.resolve(protocol.identities[0].image) == tmp_path / "photos" / "p.jpg"
+
+
+# (case name, protocol text, field path expected in a problem, line expected, hint fragment)
+MALFORMED = [
+    ("not_yaml", "study: [unclosed\n", "", 2, "indentation"),
+    ("tab_indent", "study:\n\tname: x\n", "", 2, None),
+    ("empty_file", "", "", None, "stimgen init"),
+    ("only_comment", "# nothing\n", "", None, "stimgen init"),
+    ("top_level_list", "- a\n- b\n", "", 1, "study"),
+    ("top_level_scalar", "hello\n", "", 1, None),
+    ("unknown_top_key", VALID + "tragets: {}\n", "tragets", 6, 'did you mean "targets"'),
+    ("unknown_nested_key", VALID + "output: {imgae_size: 256}\n", "output.imgae_size", 6,
+     'did you mean "image_size"'),
+    ("unknown_backend_option", "backend: {name: schematic, options: {supersampel: 2}}\n" + VALID,
+     "backend.options.supersampel", 1, 'did you mean "supersample"'),
+    ("unknown_backend", "backend: {name: stylegan}\n" + VALID, "backend", 1, None),
+    ("missing_study", VALID.replace("study: {name: t}\n", ""), "study", None, None),
+    ("missing_study_name", VALID.replace("{name: t}", "{description: x}"), "study.name", 1, None),
+    ("missing_targets", VALID.split("targets:")[0], "targets", None, None),
+    ("no_identities", VALID.replace("  - {id: id01, seed: 1}\n", "").replace(
+        "identities:\n", "identities: []\n"), "identities", 2, None),
+    ("unknown_emotion", VALID.replace("[happy]", "[happpy]"), "targets.emotions.0", 5,
+     'did you mean "happy"'),
+    ("emotion_not_string", VALID.replace("[happy]", "[[happy]]"), "targets.emotions.0", 5, None),
+    ("duplicate_emotion", VALID.replace("[happy]", "[happy, Happy]"), "targets", None,
+     "more than once"),
+    ("intensity_zero", VALID + "  intensities: [0, 0.5]\n", "targets.intensities.0", 6, None),
+    ("intensity_above_one", VALID + "  intensities: [1.5]\n", "targets.intensities.0", 6, None),
+    ("intensity_string", VALID + "  intensities: [strong]\n", "targets.intensities.0", 6, None),
+    ("angle_out_of_range", VALID + "  angles: [400]\n", "targets.angles.0", 6, None),
+    ("point_outside_circle", VALID + "  points: [{label: x, valence: 0.9, arousal: 0.9}]\n",
+     "targets.points.0", 6, "unit circle"),
+    ("empty_targets", VALID.replace("  emotions: [happy]\n", "  emotions: []\n"), "targets",
+     4, "emotions: all"),
+    ("identity_two_sources", VALID.replace("seed: 1}", "seed: 1, latent: w.npy}"),
+     "identities.0", 3, None),
+    ("identity_no_source", VALID.replace(", seed: 1}", "}"), "identities.0", 3, "seed"),
+    ("duplicate_ids", VALID.replace("  - {id: id01, seed: 1}\n",
+                                    "  - {id: id01, seed: 1}\n  - {id: id01, seed: 2}\n"),
+     "(top level)", None, "unique"),
+    ("bad_id_chars", VALID.replace("id: id01", "id: 'a/b'"), "identities.0.id", 3, None),
+    ("negative_seed", VALID.replace("seed: 1}", "seed: -1}"), "identities.0.seed", 3, None),
+    ("seed_not_int", VALID.replace("seed: 1}", "seed: 1.5}"), "identities.0.seed", 3, None),
+    ("missing_image_file", "backend: {name: emostyle}\n" + VALID.replace(
+        "seed: 1}", "image: nope.jpg}"), "identities.0.image", 4, "relative to the protocol"),
+    ("photo_on_schematic", VALID.replace("seed: 1}", "image: nope.jpg}"), "(top level)", None,
+     "emostyle"),
+    ("weak_region_range", VALID + "validation: {weak_region: [242, 400]}\n",
+     "validation.weak_region", 6, None),
+    ("weak_region_length", VALID + "validation: {weak_region: [242]}\n",
+     "validation.weak_region", 6, None),
+    ("tolerance_type", VALID + "validation: {tolerance: {distance: far}}\n",
+     "validation.tolerance.distance", 6, None),
+    ("tolerance_negative", VALID + "validation: {tolerance: {direction: -5}}\n",
+     "validation.tolerance.direction", 6, None),
+    ("unknown_rater", VALID + "validation: {rater: humans}\n", "validation.rater", 6, None),
+    ("bad_format", VALID + "output: {format: gif}\n", "output.format", 6, None),
+    ("image_size_small", VALID + "output: {image_size: 8}\n", "output.image_size", 6, None),
+    ("duplicate_key", VALID + "study: {name: u}\n", "study", 6, "appears twice"),
+    ("study_is_list", VALID.replace("study: {name: t}", "study: [t]"), "study", 1, None),
+    ("python_tag", VALID.replace("{name: t}", "!!python/object/apply:os.system [ls]"), "study",
+     1, None),
+    ("merge_key", "base: &b {name: t}\nstudy: {<<: *b}\n" + VALID.split("\n", 1)[1], "study",
+     2, None),
+]
+
+
+@pytest.mark.parametrize("name,text,field,line,hint", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_protocols(tmp_path, name, text, field, line, hint):
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert problems, name
+    rendered = "\n".join(p.render(str(path)) for p in problems)
+    matching = [p for p in problems if (p.field or "(top level)") == (field or "(top level)")]
+    assert matching, f"no problem at {field!r}:\n{rendered}"
+    if line is not None:
+        assert any(p.line == line for p in matching), rendered
+        assert all(p.column is None or p.column >= 1 for p in matching)
+    if hint is not None:
+        assert hint in rendered, rendered
+    assert str(path) in str(ProtocolError(path, problems))
+
+
+def test_at_least_25_distinct_malformed_cases():
+    assert len({c[0] for c in MALFORMED}) >= 25
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ProtocolError, match="file not found"):
+        load_protocol(tmp_path / "nope.yaml")
+    with pytest.raises(ProtocolError, match="folder"):
+        load_protocol(tmp_path)
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(b"study: {name: \xff\xfe}\n")
+    with pytest.raises(ProtocolError, match="UTF-8"):
+        load_protocol(path)
+
+
+def test_all_problems_reported_together(tmp_path):
+    text = VALID.replace("[happy]", "[happpy, sadd]") + "  intensities: [2]\n"
+    problems = problems_of(write(tmp_path, text))
+    assert {p.field for p in problems} >= {"targets.emotions.0", "targets.emotions.1",
+                                           "targets.intensities.0"}
+
+
+def test_alias_bomb_rejected(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]")
+    path = write(tmp_path, "\n".join(lines) + "\n" + VALID)
+    with pytest.raises(ProtocolError, match="aliases"):
+        load_protocol(path)
+
+
+def test_cli_prints_errors_without_traceback_and_exits_2(tmp_path):
+    path = write(tmp_path, VALID.replace("[happy]", "[happpy]"))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert 'did you mean "happy"' in result.output
+    assert "Traceback" not in result.output
+    assert f"{path}:5:" in result.output
+
+
+def test_cli_validate_prints_plan(tmp_path):
+    result = CliRunner().invoke(main, ["validate", str(ROOT / "protocols" / "demo.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "4 identities x 113 targets = 452 stimuli" in result.output
+    assert "geometric" in result.output and "schematic" in result.output
+
+
+def test_cli_init_writes_valid_protocol_and_refuses_overwrite(tmp_path):
+    path = tmp_path / "new.yaml"
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", str(path)]).exit_code == 0
+    assert stimgen.load_protocol(path).study.name == "my-study"
+    again = runner.invoke(main, ["init", str(path)])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_cli_emotions_lists_28():
+    result = CliRunner().invoke(main, ["emotions", "--format", "csv"])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 29 and lines[1].startswith("Happy,happy,8,")
+
+
+def test_cli_schema_is_json_schema_of_protocol():
+    import json
+
+    import jsonschema
+    import yaml
+
+    result = CliRunner().invoke(main, ["schema"])
+    schema = json.loads(result.output)
+    assert "study" in schema["properties"] and "targets" in schema["required"]
+    demo = yaml.safe_load((ROOT / "protocols" / "demo.yaml").read_text())
+    jsonschema.validate(demo, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**demo, "tragets": {}}, schema)
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert stimgen.__version__ in result.output
