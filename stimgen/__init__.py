@@ -20,10 +20,10 @@ def __getattr__(name):
         from stimgen.protocol.loader import load_protocol
         return load_protocol
     if name == "build":
-        from stimgen.build import build
+        from stimgen.pipeline import build
         return build
     if name == "BuildResult":
-        from stimgen.build import BuildResult
+        from stimgen.pipeline import BuildResult
         return BuildResult
     if name == "Protocol":
         from stimgen.protocol.models import Protocol

@@ -15,8 +15,42 @@ from stimgen import __version__
 from stimgen.errors import StimgenError
 
 
+# Commands whose modules import heavy libraries (torch, matplotlib): loaded only when used,
+# so that `stimgen --help` and `stimgen validate` start instantly.
+LAZY_COMMANDS = {
+    "report": ("stimgen.report.commands", "report_command",
+               "Regenerate report.html of a build folder from its data."),
+    "parity": ("stimgen.parity", "parity_command",
+               "Check this installation's networks against parity fixtures."),
+    "models": ("stimgen.weights.commands", "models_group",
+               "List, fetch, add, verify and inspect model weights."),
+}
+
+
 class StimgenGroup(click.Group):
-    """A click group that turns StimgenError into a clean message and exit status 2."""
+    """A click group that loads heavy commands lazily and turns StimgenError into a clean
+    message and exit status 2."""
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            module, attribute, _ = LAZY_COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(module), attribute), name=name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+            else:
+                rows.append((name, self.commands[name].get_short_help_str(limit=60)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx):
         try:
@@ -190,20 +224,3 @@ def schema(out):
         atomic_write_text(out, text)
     else:
         click.echo(text, nl=False)
-
-
-def _register_optional_commands() -> None:
-    """Commands whose modules are optional parts of the package (added as they exist)."""
-    import importlib
-
-    for module, attribute, name in (("stimgen.report.commands", "report_command", "report"),
-                                    ("stimgen.parity", "parity_command", "parity"),
-                                    ("stimgen.weights.commands", "models_group", "models")):
-        try:
-            command = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError):
-            continue
-        main.add_command(command, name=name)
-
-
-_register_optional_commands()

@@ -1,4 +1,4 @@
-"""The build: protocol in, validated build folder out (stimuli, tables, bundle, report, manifest).
+"""The build pipeline: protocol in, validated build folder out (stimuli, tables, bundle, report, manifest).
 
 The orchestrator only wires the stages (plan, render, rate, validate, export), caches each
 identity's finished work by the hash of its inputs and shows progress; the stages themselves

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Debian packages for the end-to-end tests: Xvfb (PsychoPy runs) and Chromium (report
+# screenshots). Idempotent and quiet; without root or apt it says what is missing.
+set -euo pipefail
+packages=(xvfb xauth chromium libgl1-mesa-dri libglu1-mesa libegl1 libgl1 libasound2 libpulse0 libxkbcommon-x11-0 libsdl2-2.0-0)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null; then
+  echo "system-deps: apt-get not found; install these for the end-to-end tests: ${missing[*]}" >&2
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+if ! $SUDO true 2>/dev/null; then
+  echo "system-deps: need root to install ${missing[*]}; those tests will be skipped" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+# Some names differ between Debian releases (e.g. libasound2 vs libasound2t64): install what exists.
+available=()
+for p in "${missing[@]}"; do
+  apt-cache show "$p" >/dev/null 2>&1 && available+=("$p")
+done
+[ ${#available[@]} -eq 0 ] || $SUDO apt-get install -y -qq --no-install-recommends "${available[@]}" >/dev/null

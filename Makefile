@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine (Python 3.10+):
+#   make demo   # virtual environment + everything stimgen needs, then the demo build
+#   make test   # the same, plus test tools and system packages, then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: demo test install install-test system-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch is pinned and installed first, so that no other requirement pulls a different build.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(BIN)/python -m pip install --quiet -e ".[test]" -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Debian packages the end-to-end tests use (Xvfb for PsychoPy, Chromium for the report).
+system-deps:
+	bash .ci/system-deps.sh
+
+demo: install
+	$(BIN)/stimgen build protocols/demo.yaml
+
+test: install-test system-deps
+	$(BIN)/python -m pytest
+
+bench: install-test
+	$(BIN)/python benchmarks/bench_build.py
+
+clean:
+	rm -rf build/ .pytest_cache

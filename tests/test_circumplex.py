@@ -1,0 +1,85 @@
+"""Circumplex maths: named emotions, angle/VA conversions, weak-region membership."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stimgen.circumplex import (angle_to_va, emotion_by_name, in_angle_interval,
+                                named_emotions, normalise_emotion_name, va_to_angle,
+                                wrap_angle_difference)
+
+angles = st.floats(min_value=0.0, max_value=359.999, allow_nan=False)
+radii = st.floats(min_value=1e-3, max_value=1.0, allow_nan=False)
+
+
+def test_28_named_emotions_as_published():
+    emotions = named_emotions()
+    assert len(emotions) == 28
+    assert emotion_by_name("happy").angle == 8
+    assert emotion_by_name("tired").angle == 268
+    assert emotion_by_name("AT-EASE").name == "At ease"
+    assert [e.angle for e in emotions] == sorted(e.angle for e in emotions)
+
+
+def test_unknown_emotion_suggests():
+    with pytest.raises(KeyError) as caught:
+        emotion_by_name("happpy")
+    assert caught.value.args[0] == "happy"
+
+
+@given(angles, radii)
+def test_angle_va_round_trip(angle, r):
+    v, a = angle_to_va(angle, r)
+    assert math.hypot(v, a) == pytest.approx(r)
+    back, radius = va_to_angle(v, a)
+    assert wrap_angle_difference(back, angle) < 1e-6
+    assert radius == pytest.approx(r)
+
+
+def test_axes():
+    assert va_to_angle(1.0, 0.0) == (0.0, 1.0)
+    assert va_to_angle(0.0, 1.0) == (90.0, 1.0)
+    assert va_to_angle(-1.0, 0.0) == (180.0, 1.0)
+    assert va_to_angle(0.0, -1.0) == (270.0, 1.0)
+
+
+@given(angles, angles)
+def test_wrapped_difference_is_symmetric_and_bounded(a, b):
+    d = wrap_angle_difference(a, b)
+    assert 0.0 <= d <= 180.0
+    assert d == pytest.approx(wrap_angle_difference(b, a))
+    assert wrap_angle_difference(a + 360.0, b) == pytest.approx(d, abs=1e-9)
+
+
+def test_wrapped_difference_examples():
+    assert wrap_angle_difference(350, 10) == 20
+    assert wrap_angle_difference(0, 180) == 180
+    assert np.allclose(wrap_angle_difference(np.array([1.0, 359.0]), 0.0), [1.0, 1.0])
+
+
+def test_weak_region_default_membership():
+    inside = [e.name for e in named_emotions() if in_angle_interval(e.angle, 242, 329)]
+    assert inside[0] == "Bored" and inside[-1] == "Serene" and len(inside) == 10
+
+
+@given(angles, angles, angles)
+def test_interval_membership_matches_arc_walk(start, end, angle):
+    span = (end - start) % 360.0
+    offset = (angle - start) % 360.0
+    assert in_angle_interval(angle, start, end) == (offset <= span + 1e-9)
+
+
+def test_wrapping_interval():
+    assert in_angle_interval(350, 300, 30) and in_angle_interval(10, 300, 30)
+    assert not in_angle_interval(180, 300, 30)
+    assert list(in_angle_interval(np.array([299.0, 300.0, 0.0, 31.0]), 300, 30)) == \
+        [False, True, True, False]
+
+
+def test_normalise():
+    assert normalise_emotion_name("  At  Ease ") == "at_ease"
+    assert normalise_emotion_name("at-ease") == normalise_emotion_name("AT_EASE")
