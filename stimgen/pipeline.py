@@ -34,6 +34,7 @@ from stimgen.plan import IdentityUnit, Target, plan_units
 from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater
+from stimgen.report import write_report
 from stimgen.storage import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                              sha256_bytes, sha256_file)
 
@@ -319,11 +320,33 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         atomic_write_bytes(paths["protocol"], _protocol_bytes(protocol))
         timings["validate"] = time.perf_counter() - clock
 
+        if protocol.experiment is not None:
+            clock = time.perf_counter()
+            paths.update(_write_experiment(protocol, out, table))
+            timings["experiment"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        draft = _manifest(protocol, out, table, backend.fingerprint(), rater.info, timings,
+                          command)
+        paths["report"] = write_report(out, command=command, manifest=draft)
+        timings["report"] = time.perf_counter() - clock
+
         manifest = _manifest(protocol, out, table, backend.fingerprint(), rater.info,
                              timings, command)
         atomic_write_json(paths["manifest"], manifest)
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
                        reused_identities=reused)
+
+
+def _write_experiment(protocol: Protocol, out: Path, table: pd.DataFrame) -> dict[str, Path]:
+    """Plan the counterbalanced design and write the PsychoPy bundle into ``out/experiment``."""
+    from stimgen.design import plan_design
+    from stimgen.export import write_bundle
+
+    design = plan_design(protocol.experiment, table, protocol.seed)
+    written = write_bundle(out, protocol, table, design)
+    return {"experiment": out / "experiment",
+            **{f"experiment_{name}": path for name, path in written.items()}}
 
 
 def _run_units(protocol, units, fingerprint, out, jobs, progress):
