@@ -1,0 +1,183 @@
+"""The HTML report of a build: the page a lab reads to decide which stimuli to use.
+
+:func:`write_report` reads only the build folder (stimuli.tsv, metrics tables, manifest.json,
+stimuli/, experiment/design.csv) and writes ``report.html`` plus ``report_assets/`` atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from stimgen import __version__
+from stimgen.report.build_folder import BuildFolder, BuildFolderError, read_build_folder
+from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
+from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
+                                    distance_heatmap_figure)
+from stimgen.report.tables import (AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_METRICS,
+                                   design_summary, emotion_rows, flagged_stimuli, format_number,
+                                   intensity_rows, mae_sd_columns, overall_row,
+                                   published_anchors, stimulus_counts)
+from stimgen.storage import atomic_write_text
+
+__all__ = ["write_report", "render_report", "templates_dir", "BuildFolderError"]
+
+REPORT_HTML = "report.html"
+ASSETS_DIR = "report_assets"
+TEMPLATE = "report.html.j2"
+EMOSTYLE_CITATION = ("Azari, B. & Lim, A. (2024). EmoStyle: One-Shot Facial Expression Editing "
+                     "Using Continuous Emotion Parameters. WACV 2024.")
+
+
+def templates_dir() -> Path:
+    """The folder of ``report.html.j2``: the installed copy, else the checkout's ``templates/``."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / TEMPLATE).is_file():
+            return candidate
+    raise FileNotFoundError(f"{TEMPLATE} is in neither {package / 'templates'} nor "
+                            f"{package.parent / 'templates'}; the installation is incomplete")
+
+
+def write_report(build_dir, *, command: str | None = None, manifest: dict | None = None) -> Path:
+    """Write ``report.html`` and ``report_assets/`` into a build folder; return the page's path.
+
+    Parameters
+    ----------
+    build_dir : str or Path
+        A folder written by ``stimgen build``.
+    command : str, optional
+        The command line that asked for this report, shown beside the build's own command.
+    manifest : dict, optional
+        The build's manifest, for a build that writes the report before ``manifest.json``
+        (which marks completion and is written last). Without it ``manifest.json`` must exist
+        and say ``"complete": true``.
+
+    Raises
+    ------
+    BuildFolderError
+        When the folder is not a complete build or a file the report needs is missing.
+
+    Examples
+    --------
+    >>> write_report("build/demo")  # doctest: +SKIP
+    PosixPath('build/demo/report.html')
+    """
+    folder = read_build_folder(build_dir, manifest=manifest)
+    staging = Path(tempfile.mkdtemp(prefix=f".{ASSETS_DIR}-", dir=folder.root))
+    staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be shared
+    try:
+        thumbnails = write_thumbnails(folder.stimuli, folder.root, staging / "thumbs",
+                                      reuse=folder.root / ASSETS_DIR / "thumbs")
+        figures = report_figures(folder)
+        (staging / "figures").mkdir()
+        for figure in figures.values():
+            (staging / "figures" / f"{figure.name}.svg").write_text(figure.svg, encoding="utf-8")
+        html = render_report(folder, figures=figures, thumbnails=thumbnails, command=command)
+        replace_folder(staging, folder.root / ASSETS_DIR)
+        page = folder.root / REPORT_HTML
+        atomic_write_text(page, html)
+        page.chmod(0o644)  # the temporary file was private; the report is meant to be shared
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return page
+
+
+def report_figures(folder: BuildFolder) -> dict[str, ReportFigure]:
+    """The report's figures by name; figures without data (e.g. no backend measures) are absent."""
+    figures = (
+        circumplex_figure(folder.stimuli, folder.weak_region),
+        distance_heatmap_figure(folder.stimuli, folder.weak_region),
+        backend_measures_figure(folder.stimuli),
+    )
+    return {figure.name: figure for figure in figures if figure is not None}
+
+
+def render_report(folder: BuildFolder, *, figures: dict[str, ReportFigure],
+                  thumbnails: dict[str, str], command: str | None = None) -> str:
+    """The report page as HTML text; every protocol-derived string is escaped by the template."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True,
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+        lstrip_blocks=True)
+    environment.filters["num"] = format_number
+    return environment.get_template(TEMPLATE).render(
+        report_context(folder, figures=figures, thumbnails=thumbnails, command=command))
+
+
+def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
+                   thumbnails: dict[str, str], command: str | None) -> dict:
+    """Everything the template shows, gathered from the build folder."""
+    manifest, protocol = folder.manifest, folder.protocol
+    study = protocol.get("study") or {}
+    rows = emotion_rows(folder.metrics_by_emotion, published_anchors())
+    flagged = flagged_stimuli(folder.stimuli, tolerance=folder.tolerance,
+                              weak_region=folder.weak_region)
+    for stimulus in flagged:
+        stimulus["thumbnail"] = thumbnails[stimulus["stimulus_id"]]
+    return {
+        "study": {
+            "name": str(study.get("name") or folder.root.name),
+            "description": str(study.get("description") or ""),
+            "authors": [a.get("name", "") if isinstance(a, dict) else str(a)
+                        for a in study.get("authors") or []],
+        },
+        "created": str(manifest.get("created") or ""),
+        "build_command": str(manifest.get("command") or ""),
+        "report_command": command if command and command != manifest.get("command") else "",
+        "backend": manifest.get("backend") or {},
+        "backend_options": json.dumps((manifest.get("backend") or {}).get("options") or {},
+                                      indent=1, sort_keys=True),
+        "rater": manifest.get("rater") or {},
+        "raters": sorted(set(folder.stimuli["rater"]) - {""}),
+        "counts": stimulus_counts(folder.stimuli, manifest),
+        "weak_region": folder.weak_region,
+        "tolerance": folder.tolerance,
+        "figures": figures,
+        "assets": ASSETS_DIR,
+        "error_metrics": [(stem, heading, decimals, *mae_sd_columns(stem))
+                          for stem, heading, decimals in ERROR_METRICS],
+        "agreement_metrics": AGREEMENT_METRICS,
+        "emotion_rows": rows,
+        "published_count": sum(row.published is not None for row in rows),
+        "intensity_rows": intensity_rows(folder.metrics_by_intensity),
+        "overall": overall_row(folder.stimuli),
+        "flagged": flagged,
+        "sheets": contact_sheets(folder.stimuli, thumbnails, folder.weak_region),
+        "design": design_summary(folder.design),
+        "design_headings": DESIGN_HEADINGS,
+        "reproducibility": reproducibility(manifest),
+        "citation": EMOSTYLE_CITATION,
+        "report_version": __version__,
+    }
+
+
+def reproducibility(manifest: dict) -> dict:
+    """What another lab needs to rebuild the same stimuli: protocol hash, seed, versions."""
+    protocol = manifest.get("protocol") or {}
+    return {
+        "protocol_path": str(protocol.get("path") or ""),
+        "protocol_sha256": str(protocol.get("sha256") or ""),
+        "seed": manifest.get("seed", ""),
+        "stimgen_version": str(manifest.get("stimgen_version") or ""),
+        "versions": manifest.get("versions") or {},
+        "timings": manifest.get("timings") or {},
+        "identity_seeds": manifest.get("identity_seeds") or {},
+        "files": len(manifest.get("files") or {}),
+    }
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing what was there; readers see the old or the new one."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}-old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,215 @@
+"""The report's tables: per-emotion and per-intensity metrics beside the published EmoStyle
+figures, the flagged stimuli with their reasons, the counts and the counterbalancing summary.
+
+Pure functions from the build folder's tables to plain rows; the template only lays them out.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from stimgen.circumplex import read_anchor_table
+from stimgen.metrics import overall
+from stimgen.report.build_folder import METRIC_COLUMNS
+
+#: (metric stem, heading, decimals) of the mean ± SD pairs, in the published table's order.
+ERROR_METRICS = (
+    ("dir", "Direction (°)", 1),
+    ("mag", "Magnitude", 2),
+    ("val", "Valence", 2),
+    ("aro", "Arousal", 2),
+    ("dist", "Distance", 2),
+)
+#: (column, heading, decimals) of the agreement figures that have no published counterpart.
+AGREEMENT_METRICS = (
+    ("ccc_valence", "CCC V", 2), ("ccc_arousal", "CCC A", 2),
+    ("sagr_valence", "SAGR V", 2), ("sagr_arousal", "SAGR A", 2),
+    ("rmse_valence", "RMSE V", 2), ("rmse_arousal", "RMSE A", 2),
+)
+#: Published angles are whole degrees; ours match one when within this many degrees.
+ANCHOR_ANGLE_TOLERANCE = 0.5
+#: Columns of experiment/design.csv that name the counterbalancing group, in order of preference.
+GROUP_COLUMNS = ("group", "list")
+#: Headings of the counterbalancing table's columns.
+DESIGN_HEADINGS = {"trials": "trials", "practice": "practice trials", "catch": "catch trials",
+                   "blocks": "blocks", "stimuli": "stimuli", "identities": "identities",
+                   "emotions": "emotions", "per_emotion": "trials per emotion (min–max)"}
+
+
+def mae_sd_columns(stem: str) -> tuple[str, str]:
+    """The (MAE, SD) column names of a metric stem: "dir" -> ("dir_mae_deg", "dir_sd_deg")."""
+    unit = "_deg" if stem == "dir" else ""
+    return f"{stem}_mae{unit}", f"{stem}_sd{unit}"
+
+
+@dataclass(frozen=True)
+class MetricsRow:
+    """One row of a metrics table: its group, its figures and the published ones if any."""
+
+    label: str                     # emotion display name, "a123", a point label or an intensity
+    angle: float                   # degrees; NaN for neutral and for intensity rows
+    n: int                         # stimuli in the group
+    values: dict                   # metric column -> float (NaN when undefined)
+    weak_region: bool = False      # the group's angle lies in the weak region
+    published: dict | None = None  # anchor column -> float, for angles EmoStyle evaluated
+    published_name: str = ""       # the published emotion name at that angle
+
+
+def published_anchors() -> pd.DataFrame:
+    """The published EmoStyle per-emotion MAE ± SD table (28 emotions x 4 intensities)."""
+    table = pd.DataFrame(read_anchor_table())
+    numeric = [c for c in table.columns if c != "emotion"]
+    table[numeric] = table[numeric].apply(pd.to_numeric)
+    return table
+
+
+def match_anchor(angle: float, anchors: pd.DataFrame) -> pd.Series | None:
+    """The published row evaluated at ``angle`` (within half a degree), or None."""
+    if not math.isfinite(angle):
+        return None
+    difference = (anchors["angle_deg"] - angle + 180.0) % 360.0 - 180.0
+    close = anchors[difference.abs() <= ANCHOR_ANGLE_TOLERANCE]
+    return None if close.empty else close.iloc[0]
+
+
+def emotion_rows(metrics_by_emotion: pd.DataFrame, anchors: pd.DataFrame) -> list[MetricsRow]:
+    """Rows of metrics_by_emotion.csv in file order, each with its published counterpart."""
+    rows = []
+    for record in metrics_by_emotion.to_dict("records"):
+        anchor = match_anchor(float(record["angle"]), anchors)
+        rows.append(MetricsRow(
+            label=str(record["emotion"]),
+            angle=float(record["angle"]),
+            n=int(record["n"]),
+            values={c: float(record[c]) for c in METRIC_COLUMNS},
+            weak_region=bool(record["weak_region"]),
+            published=None if anchor is None else {c: float(anchor[c]) for c in anchors.columns
+                                                   if c not in ("emotion", "angle_deg")},
+            published_name="" if anchor is None else str(anchor["emotion"]),
+        ))
+    return rows
+
+
+def intensity_rows(metrics_by_intensity: pd.DataFrame) -> list[MetricsRow]:
+    """Rows of metrics_by_intensity.csv in file order."""
+    return [
+        MetricsRow(label=format_number(float(record["intensity"]), 2), angle=math.nan,
+                   n=int(record["n"]), values={c: float(record[c]) for c in METRIC_COLUMNS})
+        for record in metrics_by_intensity.to_dict("records")
+    ]
+
+
+def angle_label(emotion: str, angle: float) -> str:
+    """Heading of a target-angle group: "Happy 8°" for a named emotion, "123°" for target a123."""
+    return f"{angle:g}°" if emotion == f"a{round(angle):03d}" else f"{emotion} {angle:g}°"
+
+
+def overall_row(stimuli: pd.DataFrame) -> MetricsRow:
+    """The figures over every stimulus; its CCC is the one to quote (see docs/metrics.md)."""
+    figures = overall(stimuli)
+    return MetricsRow(label="all", angle=math.nan, n=int(figures["n"]),
+                      values={c: float(figures[c]) for c in METRIC_COLUMNS})
+
+
+def format_number(value, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals, or an en dash when it is missing or not finite."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(value):
+        return "–"
+    text = f"{value:.{decimals}f}"
+    return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
+
+
+def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, float]) -> list[str]:
+    """Plain-language reasons a stimulus was flagged, one per entry of its ``flags``."""
+    start, end = weak_region
+    reasons = []
+    for flag in stimulus["flag_list"]:
+        if flag == "weak_region":
+            reasons.append(f"target in the weak region {start:g}°–{end:g}° (published "
+                           "EmoStyle misses by 0.4–0.7 there)")
+        elif flag == "distance_tolerance":
+            limit = tolerance.get("distance")
+            reasons.append(f"VA distance {format_number(stimulus['distance_error'], 2)}"
+                           + (f" exceeds the tolerance {limit:g}" if limit is not None
+                              else " exceeds the distance tolerance"))
+        elif flag == "direction_tolerance":
+            limit = tolerance.get("direction")
+            reasons.append(f"direction error {format_number(stimulus['direction_error'], 1)}°"
+                           + (f" exceeds the tolerance {limit:g}°" if limit is not None
+                              else " exceeds the direction tolerance"))
+        else:
+            reasons.append(flag.replace("_", " "))
+    if stimulus["out_of_tolerance"] and not {"distance_tolerance", "direction_tolerance"} & set(
+            stimulus["flag_list"]):
+        reasons.append("out of tolerance")
+    return reasons
+
+
+def flagged_stimuli(stimuli: pd.DataFrame, *, tolerance: dict,
+                    weak_region: tuple[float, float]) -> list[dict]:
+    """Stimuli with a flag or out of tolerance, worst distance first, each with its reasons."""
+    flagged = stimuli[(stimuli["flag_list"].map(len) > 0) | stimuli["out_of_tolerance"]]
+    flagged = flagged.sort_values(["out_of_tolerance", "distance_error", "stimulus_id"],
+                                  ascending=[False, False, True], na_position="last")
+    return [dict(record, reasons=flag_reasons(record, tolerance=tolerance, weak_region=weak_region))
+            for record in flagged.to_dict("records")]
+
+
+def stimulus_counts(stimuli: pd.DataFrame, manifest: dict) -> dict:
+    """Counts of stimuli, passed, flagged, out of tolerance and in the weak region.
+
+    The manifest's counts are the build's verdict and win; those it lacks are counted
+    from stimuli.tsv (passed = no flag at all).
+    """
+    flagged = stimuli["flag_list"].map(len) > 0
+    counted = {
+        "stimuli": len(stimuli),
+        "passed": int((~flagged & ~stimuli["out_of_tolerance"]).sum()),
+        "flagged": int(flagged.sum()),
+        "out_of_tolerance": int(stimuli["out_of_tolerance"].sum()),
+        "weak_region": int(stimuli["weak_region"].sum()),
+    }
+    given = manifest.get("counts") or {}
+    return {key: int(given.get(key, value)) for key, value in counted.items()}
+
+
+def design_summary(design: pd.DataFrame | None) -> dict | None:
+    """What experiment/design.csv counterbalances, per group: trials, practice trials, blocks,
+    distinct stimuli, identities and emotions, and how evenly the emotions are spread.
+
+    Returns None without an experiment bundle. Figures whose column the design lacks are left out.
+    """
+    if design is None:
+        return None
+    group_column = next((c for c in GROUP_COLUMNS if c in design.columns), None)
+    stimulus_column = next((c for c in ("stim_id", "stimulus_id") if c in design.columns), None)
+    groups = design.groupby(group_column, sort=True) if group_column else [("all", design)]
+    counted = {"stimuli": stimulus_column, "identities": "identity", "emotions": "emotion"}
+    counted = {name: column for name, column in counted.items() if column in design.columns}
+    entries = []
+    for name, trials in groups:
+        practice = _is_true(trials["is_practice"]) if "is_practice" in trials else None
+        main = trials[~practice] if practice is not None else trials
+        entry = {"group": str(name), "trials": len(main),
+                 "practice": int(practice.sum()) if practice is not None else None,
+                 "catch": int(_is_true(main["is_catch"]).sum()) if "is_catch" in main else None,
+                 "blocks": int(main["block"].nunique()) if "block" in main else None}
+        entry.update({n: int(main[c].nunique()) for n, c in counted.items()})
+        if "emotion" in main:
+            per_emotion = main["emotion"].value_counts()
+            entry["per_emotion"] = f"{int(per_emotion.min())}–{int(per_emotion.max())}"
+        entries.append(entry)
+    shown = [key for key in ("trials", "practice", "catch", "blocks", *counted, "per_emotion")
+             if any(entry.get(key) is not None for entry in entries)]
+    return {"rows": len(design), "group_column": group_column or "design", "groups": entries,
+            "columns": shown}
+
+
+def _is_true(column: pd.Series) -> pd.Series:
+    return column.astype(str).str.strip().str.lower().isin(("1", "true", "yes"))

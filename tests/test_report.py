@@ -1,0 +1,552 @@
+"""Tests of stimgen.report: tables agree with the metrics files, protocol text is escaped, the
+page is self-contained and byte-stable, and the command refuses incomplete builds.
+
+A synthetic build folder in the exact build-folder contract is written by
+:func:`write_synthetic_build`, so these tests do not depend on the generator.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from stimgen.circumplex import (angle_to_va, emotion_by_name, in_angle_interval, va_to_angle,
+                                wrap_angle_difference)
+from stimgen.report import templates_dir, write_report
+from stimgen.report.build_folder import BuildFolderError
+from stimgen.report.commands import report_command
+from stimgen.report.figures import spread_label_angles
+from stimgen.report.tables import format_number
+
+EMOTIONS = ("Happy", "Angry", "Sad", "Tired", "Calm")
+INTENSITIES = (0.5, 1.0)
+WEAK_REGION = (242.0, 329.0)
+METRICS = ("dir_mae_deg", "dir_sd_deg", "mag_mae", "mag_sd", "val_mae", "val_sd", "aro_mae",
+           "aro_sd", "dist_mae", "dist_sd", "ccc_valence", "ccc_arousal", "sagr_valence",
+           "sagr_arousal", "rmse_valence", "rmse_arousal")
+
+
+# --- a synthetic build folder in the contract format -------------------------------------------
+
+def ccc(target: np.ndarray, achieved: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient."""
+    if len(target) < 2:
+        return float("nan")
+    covariance = np.mean((target - target.mean()) * (achieved - achieved.mean()))
+    denominator = target.var() + achieved.var() + (target.mean() - achieved.mean()) ** 2
+    return float(2 * covariance / denominator) if denominator > 0 else float("nan")
+
+
+def group_metrics(group: pd.DataFrame) -> dict:
+    """The aggregate figures of one group of stimuli, as the build writes them."""
+    row = {"n": len(group)}
+    for stem, column in (("dir", "direction_error"), ("mag", "magnitude_error"),
+                         ("val", "valence_error"), ("aro", "arousal_error"),
+                         ("dist", "distance_error")):
+        unit = "_deg" if stem == "dir" else ""
+        values = group[column].dropna()
+        row[f"{stem}_mae{unit}"] = values.mean() if len(values) else np.nan
+        row[f"{stem}_sd{unit}"] = values.std(ddof=0) if len(values) else np.nan
+    for name in ("valence", "arousal"):
+        t, a = group[f"target_{name}"].to_numpy(), group[f"achieved_{name}"].to_numpy()
+        row[f"ccc_{name}"] = ccc(t, a)
+        row[f"sagr_{name}"] = float(np.mean(np.sign(t) == np.sign(a)))
+        row[f"rmse_{name}"] = float(np.sqrt(np.mean((t - a) ** 2)))
+    return row
+
+
+def synthetic_stimulus(identity: str, kind: str, emotion: str, angle, intensity, target, achieved,
+                       rng) -> dict:
+    """One stimuli.tsv row (without file facts) with its errors and flags."""
+    tv, ta = target
+    av, aa = achieved
+    achieved_angle, achieved_intensity = va_to_angle(av, aa)
+    direction = "" if kind == "neutral" else wrap_angle_difference(angle, achieved_angle)
+    distance = float(np.hypot(tv - av, ta - aa))
+    weak = kind != "neutral" and bool(in_angle_interval(angle, *WEAK_REGION))
+    out = distance > 0.3
+    flags = [f for f, on in (("weak_region", weak), ("distance_tolerance", out)) if on]
+    return {
+        "identity": identity, "target_kind": kind, "emotion": emotion,
+        "angle": "" if kind == "neutral" else angle, "intensity": intensity,
+        "target_valence": tv, "target_arousal": ta, "achieved_valence": av,
+        "achieved_arousal": aa, "achieved_angle": achieved_angle,
+        "achieved_intensity": achieved_intensity, "direction_error": direction,
+        "magnitude_error": abs(np.hypot(tv, ta) - achieved_intensity),
+        "valence_error": abs(tv - av), "arousal_error": abs(ta - aa), "distance_error": distance,
+        "weak_region": "true" if weak else "false", "out_of_tolerance": "true" if out else "false",
+        "flags": ";".join(flags), "rater": "geometric",
+    }
+
+
+def write_synthetic_build(root: Path, *, study_name: str = "Synthetic study",
+                          identities=("id01", "id02"), trained_against_generator: bool = False,
+                          with_design: bool = False, extra_columns: bool = False,
+                          seed: int = 0) -> Path:
+    """Write a complete build folder in the contract format, with tiny PNG stimuli."""
+    rng = np.random.default_rng(seed)
+    (root / "stimuli").mkdir(parents=True)
+    rows = []
+    for number, identity in enumerate(identities):
+        targets = [("named", e, emotion_by_name(e).angle, r) for e in EMOTIONS for r in INTENSITIES]
+        targets += [("angle", "a130", 130.0, 0.75), ("point", "mild", None, None),
+                    ("neutral", "neutral", None, 0.0)]
+        for kind, emotion, angle, intensity in targets:
+            if kind == "point":
+                target = (0.3, -0.4)
+                angle, intensity = va_to_angle(*target)
+                stem = f"{identity}_{emotion}"
+            elif kind == "neutral":
+                target, stem = (0.0, 0.0), f"{identity}_neutral"
+            else:
+                target = angle_to_va(angle, intensity)
+                key = emotion.lower() if kind == "named" else emotion
+                stem = (f"{identity}_{key}_i{int(round(intensity * 100)):03d}" if kind == "named"
+                        else f"{identity}_{key}_i{int(round(intensity * 100)):03d}")
+            weak = kind in ("named", "angle") and in_angle_interval(angle, *WEAK_REGION)
+            shrink = 0.4 if weak else 0.9
+            achieved = (target[0] * shrink + rng.normal(0, 0.06),
+                        target[1] * shrink + rng.normal(0, 0.06))
+            row = synthetic_stimulus(identity, kind, emotion, angle, intensity, target, achieved,
+                                     rng)
+            colour = tuple(int(c) for c in rng.integers(0, 255, size=3))
+            image = Image.new("RGB", (40, 48), colour)
+            image.paste((255 - colour[0], 80, number * 90), (10, 12, 30, 36))
+            path = root / "stimuli" / f"{stem}.png"
+            image.save(path)
+            row.update(stimulus_id=stem, file=f"stimuli/{stem}.png",
+                       sha256=hashlib.sha256(path.read_bytes()).hexdigest(), width=40, height=48)
+            if extra_columns:
+                row["identity_similarity"] = round(0.9 - 0.2 * achieved[0] ** 2, 4)
+                row["quality_sharpness"] = round(float(rng.uniform(0.5, 1.0)), 4)
+            rows.append(row)
+    columns = ["stimulus_id", "file", "identity", "target_kind", "emotion", "angle", "intensity",
+               "target_valence", "target_arousal", "achieved_valence", "achieved_arousal",
+               "achieved_angle", "achieved_intensity", "direction_error", "magnitude_error",
+               "valence_error", "arousal_error", "distance_error", "weak_region",
+               "out_of_tolerance", "flags", "rater", "sha256", "width", "height"]
+    if extra_columns:
+        columns += ["identity_similarity", "quality_sharpness"]
+    stimuli = pd.DataFrame(rows)[columns]
+    stimuli.to_csv(root / "stimuli.tsv", sep="\t", index=False)
+
+    numeric = pd.read_csv(root / "stimuli.tsv", sep="\t", keep_default_na=False,
+                          dtype={"identity": str, "emotion": str, "flags": str})
+    numeric = numeric.replace("", np.nan).infer_objects()
+    for column in ("angle", "direction_error"):
+        numeric[column] = pd.to_numeric(numeric[column])
+    by_emotion = []
+    aimed = numeric[numeric["target_kind"] != "neutral"]
+    for (angle, emotion), group in aimed.groupby(["angle", "emotion"], sort=True):
+        by_emotion.append({"emotion": emotion, "angle": angle, **group_metrics(group),
+                           "weak_region": "true" if in_angle_interval(angle, *WEAK_REGION)
+                           else "false"})
+    neutral = numeric[numeric["target_kind"] == "neutral"]
+    by_emotion.append({"emotion": "neutral", "angle": np.nan, **group_metrics(neutral),
+                       "weak_region": "false"})
+    by_emotion[-1].update(dir_mae_deg=np.nan, dir_sd_deg=np.nan)
+    pd.DataFrame(by_emotion)[["emotion", "angle", "n", *METRICS, "weak_region"]].to_csv(
+        root / "metrics_by_emotion.csv", index=False)
+    by_intensity = [{"intensity": r, **group_metrics(g)}
+                    for r, g in numeric.groupby("intensity", sort=True)]
+    pd.DataFrame(by_intensity)[["intensity", "n", *METRICS]].to_csv(
+        root / "metrics_by_intensity.csv", index=False)
+
+    if with_design:   # the layout of stimgen.design: group + trial columns, groups stacked
+        (root / "experiment").mkdir()
+        trials = [{"group": group, "position": position, "block": 0 if practice else 1,
+                   "is_practice": int(practice), "stim_id": s, "identity": i, "emotion": e}
+                  for group in ("g01", "g02")
+                  for position, (practice, s, i, e) in enumerate(
+                      [(True, *next(stimuli[["stimulus_id", "identity", "emotion"]].itertuples(
+                          index=False)))] +
+                      [(False, *r) for r in stimuli[["stimulus_id", "identity", "emotion"]]
+                       .itertuples(index=False)], start=1)]
+        pd.DataFrame(trials).to_csv(root / "experiment" / "design.csv", index=False)
+
+    protocol_text = f"study:\n  name: {json.dumps(study_name)}\n"
+    (root / "protocol.yaml").write_text(protocol_text, encoding="utf-8")
+    manifest = {
+        "stimgen_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
+        "command": "stimgen build protocol.yaml",
+        "protocol": {"path": "protocol.yaml",
+                     "sha256": hashlib.sha256(protocol_text.encode()).hexdigest(),
+                     "normalized": {"study": {"name": study_name, "description": "A <b>test</b>",
+                                              "authors": ["A. Author", "B & C"]},
+                                    "seed": 7, "backend": {"name": "schematic"},
+                                    "validation": {"weak_region": list(WEAK_REGION),
+                                                   "tolerance": {"distance": 0.3,
+                                                                 "direction": 30.0}}}},
+        "seed": 7,
+        "backend": {"name": "emostyle" if trained_against_generator else "schematic",
+                    "options": {"truncation": 0.7},
+                    "model_files": [{"name": "generator", "path": "models/g.pt",
+                                     "sha256": "ab" * 32}] if trained_against_generator else []},
+        "rater": {"name": "emonet" if trained_against_generator else "geometric",
+                  "description": "test rater",
+                  "trained_against_generator": trained_against_generator},
+        "versions": {"python": "3.11", "numpy": np.__version__},
+        "files": {"stimuli.tsv": "00"}, "timings": {"edit": 1.5},
+        "counts": {"stimuli": len(stimuli)}, "complete": True,
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return root
+
+
+# --- reading the page back ------------------------------------------------------------------------
+
+class PageParser(HTMLParser):
+    """Collects tables by id (rows of (tag, attrs, text) cells), images and element ids."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tables, self.images, self.ids, self.stack = {}, [], set(), []
+        self._table = self._row = self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("id", f"table{len(self.tables)}"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = [tag, attrs, ""]
+            self._row.append(self._cell)
+        elif tag == "img":
+            self.images.append(attrs)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[2] += data
+
+
+def parse_page(path: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def read_stimuli_text(build: Path) -> pd.DataFrame:
+    """stimuli.tsv as text, with the true/false columns lower-cased."""
+    stimuli = pd.read_csv(build / "stimuli.tsv", sep="\t", dtype=str, keep_default_na=False)
+    for column in ("weak_region", "out_of_tolerance"):
+        stimuli[column] = stimuli[column].str.lower()
+    return stimuli
+
+
+def metric_cells(row) -> dict[str, str]:
+    return {cell[1]["data-metric"]: " ".join(cell[2].split())
+            for cell in row if "data-metric" in cell[1]}
+
+
+def mae_sd_text(record, stem: str, decimals: int) -> str:
+    unit = "_deg" if stem == "dir" else ""
+    return (f"{format_number(record[f'{stem}_mae{unit}'], decimals)} ± "
+            f"{format_number(record[f'{stem}_sd{unit}'], decimals)}")
+
+
+DECIMALS = {"dir": 1, "mag": 2, "val": 2, "aro": 2, "dist": 2}
+
+
+SMALL_PROTOCOL = """\
+study:
+  name: "<script>alert(1)</script>"
+  description: A small real build for the report tests <b>bold?</b>
+  authors: [stimgen tests]
+seed: 11
+backend: {name: schematic}
+identities:
+  - {id: id01, seed: 1}
+  - {id: id02, seed: 2}
+targets:
+  emotions: [happy, excited, angry, sad, tired, calm]
+  angles: [130]
+  intensities: [0.5, 1.0]
+  points: [{label: mild, valence: 0.3, arousal: -0.4}]
+  neutral: true
+validation:
+  rater: geometric
+  tolerance: {distance: 0.35, direction: 45}
+output: {image_size: 96}
+"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """report.html of a real schematic build: 2 identities x (6 emotions + 1 angle) x 2
+    intensities, a VA point and neutral; the study name is an HTML injection attempt."""
+    import stimgen
+    root = tmp_path_factory.mktemp("report")
+    (root / "protocol.yaml").write_text(SMALL_PROTOCOL, encoding="utf-8")
+    result = stimgen.build(stimgen.load_protocol(root / "protocol.yaml"), out=root / "build",
+                           progress=False, command="stimgen build protocol.yaml")
+    return write_report(result.out)
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+def test_templates_dir_holds_the_report_template():
+    assert (templates_dir() / "report.html.j2").is_file()
+
+
+def test_emotion_table_agrees_with_metrics_by_emotion(report):
+    assert_emotion_table_matches(report)
+
+
+def assert_emotion_table_matches(report: Path) -> None:
+    """Every row and figure of the per-emotion table equals metrics_by_emotion.csv."""
+    expected = pd.read_csv(report.parent / "metrics_by_emotion.csv", keep_default_na=False,
+                           dtype={"emotion": str})
+    rows = [r for r in parse_page(report).tables["table-by-emotion"] if r[0][0] == "th"
+            and "data-label" in r[0][1]]
+    assert [r[0][1]["data-label"] for r in rows] == list(expected["emotion"])
+    for row, record in zip(rows, expected.to_dict("records")):
+        cells = metric_cells(row)
+        for stem, decimals in DECIMALS.items():
+            assert cells[stem] == mae_sd_text(record, stem, decimals), (record["emotion"], stem)
+        for column in METRICS[10:]:
+            assert cells[column] == format_number(record[column], 2), (record["emotion"], column)
+        assert int(row[2][2]) == record["n"]
+        assert ("weak" in row[0][2]) == (str(record["weak_region"]).lower() == "true")
+
+
+def test_intensity_table_agrees_with_metrics_by_intensity(report):
+    expected = pd.read_csv(report.parent / "metrics_by_intensity.csv")
+    *rows, total = [r for r in parse_page(report).tables["table-by-intensity"]
+                    if "data-label" in r[0][1]]
+    assert len(rows) == len(expected)
+    assert total[0][2] == "all stimuli" and int(total[1][2]) == expected["n"].sum()
+    for row, record in zip(rows, expected.to_dict("records")):
+        assert float(row[0][2]) == pytest.approx(record["intensity"], abs=0.005)
+        cells = metric_cells(row)
+        for stem, decimals in DECIMALS.items():
+            assert cells[stem] == mae_sd_text(record, stem, decimals)
+        assert cells["ccc_valence"] == format_number(record["ccc_valence"], 2)
+
+
+def test_published_emostyle_figures_sit_beside_matching_angles(report):
+    rows = {r[0][1]["data-label"]: metric_cells(r)
+            for r in parse_page(report).tables["table-by-emotion"] if "data-label" in r[0][1]}
+    assert rows["Happy"]["dir-published"] == "10.2 ± 8.3"    # anchor row: Happy, 8°
+    assert rows["Tired"]["dist-published"] == "0.68 ± 0.09"  # anchor row: Tired, 268°
+    assert rows["a130"]["dist-published"] == "–"             # EmoStyle did not evaluate 130°
+    text = report.read_text(encoding="utf-8")
+    assert "Azari, B. &amp; Lim, A. (2024). EmoStyle" in text
+
+
+def test_summary_counts_and_model_rating_statement(report):
+    stimuli = read_stimuli_text(report.parent)
+    text = report.read_text(encoding="utf-8")
+    assert "These are model ratings, not human norms." in text
+    assert 'id="rater-warning"' not in text
+    out = (stimuli["out_of_tolerance"] == "true").sum()
+    flagged = (stimuli["flags"] != "").sum()
+    assert re.search(rf"<b>{out}</b>out of tolerance", text)
+    assert re.search(rf"<b>{flagged}</b>flagged", text)
+    assert re.search(rf"<b>{len(stimuli) - flagged}</b>passed", text)
+
+
+def test_flagged_table_lists_every_flagged_stimulus_with_reasons(report):
+    stimuli = read_stimuli_text(report.parent).set_index("stimulus_id")
+    tolerance = json.loads((report.parent / "manifest.json").read_text())[
+        "protocol"]["normalized"]["validation"]["tolerance"]["distance"]
+    table = parse_page(report).tables["table-flagged"][1:]
+    reasons = {" ".join(row[1][2].split()).removesuffix("out").strip(): row[-1][2]
+               for row in table}
+    assert set(reasons) == set(stimuli.index[stimuli["flags"] != ""])
+    assert reasons, "the small build should flag something (weak region: tired, calm)"
+    for stimulus_id, text in reasons.items():
+        flags = stimuli.loc[stimulus_id, "flags"].split(";")
+        assert ("weak region 242°–329°" in text) == ("weak_region" in flags)
+        distance = float(stimuli.loc[stimulus_id, "distance_error"])
+        assert (f"VA distance {distance:.2f} exceeds the tolerance {tolerance:g}" in text) == (
+            "distance_tolerance" in flags)
+
+
+def test_study_name_of_a_real_build_is_escaped(report):
+    text = report.read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; · stimgen report</title>" in text
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in text
+
+
+def test_contact_sheets_badge_every_flagged_stimulus(report):
+    stimuli = read_stimuli_text(report.parent)
+    text = report.read_text(encoding="utf-8")
+    assert text.count('class="cell out"') == (stimuli["out_of_tolerance"] == "true").sum()
+    flag_only = (stimuli["flags"] != "") & (stimuli["out_of_tolerance"] != "true")
+    assert text.count('class="cell flag"') == flag_only.sum()
+    assert text.count('<details class="sheet"') == stimuli["identity"].nunique()
+
+
+def test_every_image_has_alt_text_and_resolves_inside_the_folder(report):
+    page = parse_page(report)
+    figures = [i for i in page.images if "/figures/" in i["src"]]
+    assert {Path(i["src"]).stem for i in figures} == {"circumplex", "distance_heatmap"}
+    for image in page.images:
+        assert image.get("alt", "").strip(), image
+        assert not re.match(r"[a-z]+:", image["src"]), image          # relative, no URL scheme
+        assert (report.parent / image["src"]).is_file(), image
+    assert all(len(i["alt"]) > 80 for i in figures)
+    text = report.read_text(encoding="utf-8")
+    assert not re.search(r"(src|href)=\"(https?:)?//", text)          # works offline
+
+
+def test_figures_are_valid_svg_with_the_weak_region_labelled(report):
+    import xml.etree.ElementTree as ElementTree
+    circumplex = report.parent / "report_assets" / "figures" / "circumplex.svg"
+    ElementTree.parse(circumplex)
+    svg = circumplex.read_text(encoding="utf-8")
+    assert "weak region" in svg and "Tired 268°" in svg and "At ease 321°" in svg
+
+
+def test_report_is_byte_stable_and_replaces_its_assets(report, tmp_path):
+    first = {p.relative_to(report.parent): p.read_bytes()
+             for p in report.parent.rglob("*") if p.is_file() and "report" in str(p)}
+    write_report(report.parent)
+    second = {p.relative_to(report.parent): p.read_bytes()
+              for p in report.parent.rglob("*") if p.is_file() and "report" in str(p)}
+    assert first == second
+    assert not [p for p in report.parent.iterdir() if p.name.startswith(".report")]  # no temps
+
+
+def test_report_survives_moving_the_folder(report, tmp_path):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(report.parent, moved)
+    page = parse_page(moved / "report.html")
+    assert all((moved / image["src"]).is_file() for image in page.images)
+
+
+def test_protocol_text_is_escaped_everywhere(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    identity = "id\"01'<i>"
+    build = write_synthetic_build(tmp_path / "b", study_name=hostile, identities=(identity,))
+    text = write_report(build).read_text(encoding="utf-8")
+    assert hostile not in text and "<script" not in text.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert identity not in text and "<i>" not in text
+    assert "id&#34;01&#39;&lt;i&gt;" in text
+    assert "A &lt;b&gt;test&lt;/b&gt;" in text
+    page = parse_page(build / "report.html")       # the quotes did not end an attribute
+    assert any(i["alt"].startswith(identity) for i in page.images)
+
+
+def test_rater_trained_against_the_generator_raises_a_warning(tmp_path):
+    build = write_synthetic_build(tmp_path / "b", trained_against_generator=True)
+    text = write_report(build).read_text(encoding="utf-8")
+    assert 'id="rater-warning"' in text
+    assert "flatter the generator" in text
+    assert "ab" * 32 in text                                      # model file sha256 shown
+
+
+def test_design_and_backend_measures_sections_appear_when_present(tmp_path):
+    build = write_synthetic_build(tmp_path / "b", with_design=True, extra_columns=True)
+    report = write_report(build)
+    page = parse_page(report)
+    assert {"design", "backend-measures"} <= page.ids
+    header, *rows = page.tables["table-design"]
+    assert [cell[2] for cell in header] == ["group", "trials", "practice trials", "blocks",
+                                            "stimuli", "identities", "emotions",
+                                            "trials per emotion (min–max)"]
+    stimuli = read_stimuli_text(build)
+    per_emotion = stimuli["emotion"].value_counts()
+    for row, group in zip(rows, ("g01", "g02")):
+        assert [cell[2] for cell in row] == [
+            group, str(len(stimuli)), "1", "1", str(len(stimuli)),
+            str(stimuli["identity"].nunique()), str(stimuli["emotion"].nunique()),
+            f"{per_emotion.min()}–{per_emotion.max()}"]
+    assert (build / "report_assets" / "figures" / "backend_measures.svg").is_file()
+
+
+def test_sections_are_absent_without_their_data(report):
+    assert not {"design", "backend-measures"} & parse_page(report).ids
+
+
+@pytest.mark.parametrize("breakage", ["no_manifest", "incomplete", "no_metrics", "no_image"])
+def test_incomplete_build_is_refused_with_a_clear_error(tmp_path, breakage):
+    build = write_synthetic_build(tmp_path / "b")
+    if breakage == "no_manifest":
+        (build / "manifest.json").unlink()
+    elif breakage == "incomplete":
+        manifest = json.loads((build / "manifest.json").read_text())
+        (build / "manifest.json").write_text(json.dumps(dict(manifest, complete=False)))
+    elif breakage == "no_metrics":
+        (build / "metrics_by_emotion.csv").unlink()
+    else:
+        next((build / "stimuli").glob("*.png")).unlink()
+    with pytest.raises(BuildFolderError) as error:
+        write_report(build)
+    assert str(build) in str(error.value)
+    assert not (build / "report.html").exists()
+    assert not [p for p in build.iterdir() if p.name.startswith(".report")]
+
+
+def test_report_accepts_the_manifest_before_it_is_written(tmp_path):
+    build = write_synthetic_build(tmp_path / "b")
+    manifest = json.loads((build / "manifest.json").read_text())
+    (build / "manifest.json").unlink()
+    assert write_report(build, manifest=manifest).is_file()
+
+
+def test_report_command_writes_the_page_and_refuses_a_non_build(tmp_path):
+    build = write_synthetic_build(tmp_path / "b")
+    result = CliRunner().invoke(report_command, [str(build)])
+    assert result.exit_code == 0, result.output
+    assert (build / "report.html").is_file()
+    assert "stimgen report" in (build / "report.html").read_text(encoding="utf-8")
+    result = CliRunner().invoke(report_command, [str(tmp_path / "missing")])
+    assert isinstance(result.exception, BuildFolderError)
+    assert "no such build folder" in str(result.exception)
+
+
+def test_report_stays_small(report):
+    assets = (report.parent / "report_assets").rglob("*")
+    size = sum(p.stat().st_size for p in assets if p.is_file())
+    size += report.stat().st_size
+    stimuli = len(pd.read_csv(report.parent / "stimuli.tsv", sep="\t"))
+    assert size / stimuli < 20_000    # bytes per stimulus; 452 stimuli stay far under 10 MB
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 360, exclude_max=True), min_size=1, max_size=30))
+def test_spread_label_angles_keeps_order_and_separation(angles):
+    spread = spread_label_angles(angles, min_separation=7.0)
+    order = np.argsort(angles, kind="stable")
+    ordered = spread[order]
+    assert np.all(np.diff(ordered) >= -1e-9)
+    gaps = np.diff(np.append(ordered, ordered[0] + 360.0))
+    assert gaps.min() >= 7.0 - 0.05
+
+
+@pytest.mark.slow
+def test_demo_report_agrees_and_stays_under_ten_megabytes(tmp_path):
+    import stimgen
+    demo = Path(__file__).resolve().parents[1] / "protocols" / "demo.yaml"
+    result = stimgen.build(stimgen.load_protocol(demo), out=tmp_path / "demo", progress=False)
+    page = write_report(result.out)
+    assert_emotion_table_matches(page)
+    assets = [p for p in (result.out / "report_assets").rglob("*") if p.is_file()]
+    assert len([p for p in assets if p.suffix == ".jpg"]) == len(result.stimuli) == 452
+    assert page.stat().st_size + sum(p.stat().st_size for p in assets) < 10 * 2**20
