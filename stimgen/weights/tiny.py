@@ -1,0 +1,154 @@
+"""Tiny random checkpoints in the published file formats, for CPU tests and dry runs.
+
+``make_tiny`` writes one small file per model under the published file name; the whole
+loading path and the GPU backend run on them, but every output is noise.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import torch
+
+from stimgen.weights.fetch import sha256_file
+from stimgen.weights.registry import get_model, make_record, models_dir, save_record, write_atomic
+
+TINY_MANIFEST = "tiny.json"
+TINY_WARNING = ("RANDOM TINY MODELS written by `stimgen models make-tiny`: they load like the "
+                "published checkpoints but produce noise. For testing the pipeline only.")
+
+#: Tiny generator: the FFHQ architecture shrunk (FFHQ: 512/512, 1024 px, 32768/512 channels).
+TINY_GENERATOR = dict(z_dim=64, c_dim=0, w_dim=64, img_channels=3,
+                      mapping_kwargs={"num_layers": 2},
+                      synthesis_kwargs={"channel_base": 1024, "channel_max": 32,
+                                        "num_fp16_res": 0, "conv_clamp": 256})
+TINY_EMOTION_DIM = 16
+TINY_IDENTITIES = 16
+
+
+def _tiny_generator(resolution: int) -> torch.nn.Module:
+    from stimgen.nets.stylegan2 import Generator
+
+    G = Generator(img_resolution=resolution, **TINY_GENERATOR).eval()
+    with torch.no_grad():  # centre of W, so that truncation pulls toward typical faces
+        ws = G.mapping(torch.randn(512, G.z_dim), None)
+        G.mapping.w_avg.copy_(ws[:, 0].mean(dim=0))
+    return G
+
+
+def write_generator(path: Path, resolution: int) -> dict:
+    from stimgen.checkpoints.nvidia import write_stylegan2_pickle
+
+    G = _tiny_generator(resolution)
+    write_stylegan2_pickle(path, G)
+    return dict(G.init_kwargs, num_ws=G.num_ws)
+
+
+def write_emo_mapping(path: Path, resolution: int, latent_dim: int) -> dict:
+    """A training checkpoint as EmoStyle saves it: mapping weights beside optimizer states."""
+    from stimgen.nets.emo_mapping import EmoMappingWplus
+
+    config = {"size": resolution, "emotion_dim": TINY_EMOTION_DIM, "latent_dim": latent_dim}
+    mapping = EmoMappingWplus(**config)
+    optimizer = torch.optim.Adam(mapping.parameters(), lr=1e-4)
+    torch.save({"epoch": 0,
+                "emo_mapping_state_dict": mapping.state_dict(),
+                "generator_optimizer_state_dict": optimizer.state_dict(),
+                "generator_gan_optimizer_state_dict": optimizer.state_dict()}, path)
+    return config
+
+
+def write_emonet(path: Path, n_expression: int) -> dict:
+    """EmoNet state dict with every key under ``module.`` (as ``nn.DataParallel`` saved it)."""
+    from stimgen.nets.emonet import EmoNet
+
+    config = {"n_expression": n_expression, "num_modules": 1, "n_blocks": 1}
+    state = EmoNet(**config).state_dict()
+    torch.save({f"module.{key}": value for key, value in state.items()}, path)
+    return config
+
+
+def write_vggface2(path: Path) -> dict:
+    """Dict of numpy arrays, pickled (protocol 2, read back with latin-1 like the original)."""
+    from stimgen.nets.vggface2 import ResNet50Face
+
+    config = {"num_classes": TINY_IDENTITIES, "layers": (1, 1, 1, 1)}
+    arrays = {key: value.numpy() for key, value in ResNet50Face(**config).state_dict().items()
+              if not key.endswith("num_batches_tracked")}  # converted Caffe weights have none
+    with open(path, "wb") as handle:
+        pickle.dump(arrays, handle, protocol=2)
+    return {"num_classes": TINY_IDENTITIES, "layers": [1, 1, 1, 1]}
+
+
+def write_fan(path: Path) -> dict:
+    """face-alignment FAN state dict with one hourglass (2DFAN4 has four)."""
+    from stimgen.nets.emonet import FAN
+
+    torch.save(FAN(num_modules=1).state_dict(), path)
+    return {"num_modules": 1}
+
+
+def make_tiny(directory: str | Path, *, resolution: int = 32, seed: int = 0) -> dict[str, Path]:
+    """Write tiny random checkpoints for every model a GPU build loads, plus ``tiny.json``.
+
+    Files carry the published names (``ffhq.pkl``, ``emo_mapping_wplus_2.pt``,
+    ``emonet_8.pth``, ``resnet50_ft_weight.pkl``, ``2DFAN4-11f355bf06.pth.tar``) and
+    formats; shapes are small (``resolution`` px generator, one-hourglass FAN and EmoNet,
+    one bottleneck per ResNet stage). The EmoStyle mapping keeps its published hidden
+    widths, so it is the largest file. Same ``seed``, same files.
+
+    Returns
+    -------
+    dict
+        Registry name -> path of the written file.
+
+    Examples
+    --------
+    >>> paths = make_tiny("/tmp/tiny")            # doctest: +SKIP
+    >>> sorted(paths)                             # doctest: +SKIP
+    ['emonet_8', 'emostyle_mapping', 'fan_2d', 'stylegan2_ffhq', 'vggface2_resnet50']
+    """
+    if resolution < 8 or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path_of = {name: directory / get_model(name).file for name in
+               ("stylegan2_ffhq", "emostyle_mapping", "emonet_8", "vggface2_resnet50", "fan_2d")}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        configs = {"stylegan2_ffhq": write_generator(path_of["stylegan2_ffhq"], resolution)}
+        configs["emostyle_mapping"] = write_emo_mapping(
+            path_of["emostyle_mapping"], resolution, TINY_GENERATOR["w_dim"])
+        configs["emonet_8"] = write_emonet(path_of["emonet_8"], 8)
+        configs["vggface2_resnet50"] = write_vggface2(path_of["vggface2_resnet50"])
+        configs["fan_2d"] = write_fan(path_of["fan_2d"])
+    manifest = {
+        "warning": TINY_WARNING, "resolution": resolution, "seed": seed,
+        "models": {name: {"file": path.name, "kind": get_model(name).kind,
+                          "config": configs[name], "size_bytes": path.stat().st_size,
+                          "sha256": sha256_file(path)}
+                   for name, path in path_of.items()},
+    }
+    write_atomic(directory / TINY_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return path_of
+
+
+def install_tiny(paths: dict[str, Path], *, home: Path | str | None = None) -> dict[str, Path]:
+    """Copy tiny models into the cache, recorded as tiny (consumers then warn loudly).
+
+    A later ``stimgen models fetch`` replaces them with the published files.
+    """
+    directory = models_dir(home)
+    directory.mkdir(parents=True, exist_ok=True)
+    installed = {}
+    for name, source in paths.items():
+        destination = directory / get_model(name).file
+        staged = destination.with_name(destination.name + ".part")
+        shutil.copyfile(source, staged)
+        staged.replace(destination)
+        save_record(directory, name, make_record(destination, sha256_file(destination),
+                                                 "make-tiny", tiny=True))
+        installed[name] = destination
+    return installed
