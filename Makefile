@@ -13,9 +13,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # torch is pinned and installed first, so that no other requirement pulls a different build.
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# PsychoPy goes in with --no-deps: its own dependency list pulls GUI toolkits and media
+# libraries that the experiment compiler and a pyglet window never import (see the file).
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements-psychopy.txt
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-psychopy.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt

@@ -321,10 +321,12 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         timings["validate"] = time.perf_counter() - clock
 
         if protocol.experiment is not None:
+            _stage(progress, "planning the design and writing the PsychoPy bundle")
             clock = time.perf_counter()
             paths.update(_write_experiment(protocol, out, table))
             timings["experiment"] = time.perf_counter() - clock
 
+        _stage(progress, "writing the report")
         clock = time.perf_counter()
         draft = _manifest(protocol, out, table, backend.fingerprint(), rater.info, timings,
                           command)
@@ -336,6 +338,11 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         atomic_write_json(paths["manifest"], manifest)
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
                        reused_identities=reused)
+
+
+def _stage(progress: bool, message: str) -> None:
+    if progress:
+        print(f"... {message}", file=sys.stderr, flush=True)
 
 
 def _write_experiment(protocol: Protocol, out: Path, table: pd.DataFrame) -> dict[str, Path]:

@@ -105,11 +105,18 @@ HOSTILE = ['"; import os; os.system("rm -rf ~") #', "line one\nline two", "__imp
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_hostile_text_is_kept_verbatim_as_data(text):
+    label = text[:80].lstrip("$") or "x"
     spec = validate({"text": {"instructions": text, "goodbye": text},
                      "task": {"type": "categorization", "prompt": text,
-                              "choices": [{"label": text[:80]}, "other"]}})
+                              "choices": [{"label": label}, "other"]}})
     assert spec.instructions == text and spec.text.goodbye == text
-    assert spec.task.prompt == text and spec.task.choices[0].label == text[:80]
+    assert spec.task.prompt == text and spec.task.choices[0].label == label
+
+
+@pytest.mark.parametrize("label", ["$x", " $(whoami)", "[1, 2]", "[__import__('os')]"])
+def test_choice_labels_psychopy_would_evaluate_are_refused(label):
+    message = errors_of({"task": {"type": "categorization", "choices": [{"label": label}, "b"]}})
+    assert "evaluate it as code" in message
 
 
 def _fields(model: type[BaseModel], seen=None):

@@ -117,6 +117,17 @@ class Choice(ProtocolModel):
     """Stimulus emotions for which this option is correct (names as in stimuli.tsv, case and
     separators ignored); default: the option's own label."""
 
+    @field_validator("label")
+    @classmethod
+    def _not_code_for_psychopy(cls, value: str) -> str:
+        # PsychoPy evaluates conditions cells written as "[...]" (importConditions) or
+        # starting with "$" (PsychoJS resource scan); a label must never be run as code.
+        stripped = value.strip()
+        if stripped.startswith("$") or (stripped.startswith("[") and stripped.endswith("]")):
+            raise ValueError("a choice label may not start with '$' or be wrapped in [...]: "
+                             "PsychoPy would evaluate it as code")
+        return value
+
     def matches(self) -> list[str]:
         """The stimulus emotion names this choice counts as correct."""
         return list(self.emotions) if self.emotions else [self.label]

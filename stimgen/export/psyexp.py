@@ -1,0 +1,391 @@
+"""Builds the PsychoPy Builder experiment (.psyexp) of a bundle from the protocol's task.
+
+Every routine, component, loop and condition column is named from the fixed vocabulary below,
+never from protocol text; protocol text enters only as escaped literal parameter values.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from stimgen.errors import StimgenError
+
+# -- fixed vocabulary -------------------------------------------------------------------------
+#: Names of the loops; the conditions files are `conditions/<group>_<loop>.csv`.
+PRACTICE_LOOP, MAIN_LOOP = "practice_trials", "trials"
+
+#: Simulated participants answer after this many seconds and shorten every duration by this.
+SIMULATED_RT_S, SIMULATED_TIME_SCALE = 0.05, 0.02
+
+_GROUP = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+# -- what the experiment shows ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Slider:
+    """One rating slider as it appears on screen."""
+
+    scale: str                 # "valence" or "arousal"; names the components
+    question: str              # text above the slider (protocol text)
+    labels: tuple[str, ...]    # labels along the slider (protocol text)
+    low: int                   # value of the left end
+    high: int                  # value of the right end
+
+
+@dataclass(frozen=True)
+class ScreenText:
+    """Every piece of protocol text the participant reads, by screen."""
+
+    instructions: str
+    practice_intro: str
+    practice_done: str
+    pause: str
+    goodbye: str
+
+
+@dataclass(frozen=True)
+class ExperimentLayout:
+    """The protocol's experiment section reduced to what the .psyexp needs; built by
+    :func:`layout_from_spec` so that only that function knows the protocol's field names."""
+
+    task: str                              # "rating" | "categorization" | "passive"
+    groups: tuple[str, ...]                # group names; the start dialog's dropdown
+    text: ScreenText                       # screens' text
+    has_practice: bool                     # a practice loop is written
+    fixation_s: float                      # fixation cross, seconds (0 = none)
+    stimulus_s: float | None               # face duration, seconds; None = until response
+    timeout_s: float | None                # longest wait for a response, seconds
+    iti_s: float                           # blank inter-trial interval, seconds
+    image_height: float                    # face height, height units
+    text_height: float                     # letter height, height units
+    fullscreen: bool                       # full-screen window
+    sliders: tuple[Slider, ...] = ()       # rating: the sliders, top to bottom
+    advance_key: str | None = None         # rating: key confirming the ratings; None = click
+    choice_prompt: str = ""                # categorization: question (protocol text)
+    choices: tuple[tuple[str, str], ...] = ()  # categorization: (key, label) per option
+    catch_prompt: str = ""                 # passive: catch prompt (protocol text)
+    catch_key: str | None = None           # passive: catch key; None = no catch trials
+    catch_s: float = 2.0                   # passive: how long the catch prompt waits
+
+
+def _seconds(ms) -> float:
+    return round(float(ms) / 1000.0, 6)
+
+
+def layout_from_spec(spec, groups: list[str],
+                     answers: list[tuple[str, str]] = ()) -> ExperimentLayout:
+    """Reduce a validated ``ExperimentSpec`` to an :class:`ExperimentLayout`.
+
+    Parameters
+    ----------
+    spec : stimgen.protocol.experiment.ExperimentSpec
+        The protocol's validated `experiment:` section.
+    groups : list of str
+        Group names of the planned design (``Design.groups``).
+    answers : list of (key, label)
+        Categorization options found in the design's trials; used when the protocol lists
+        no ``choices`` (the design then assigns keys "1", "2", ... itself).
+
+    Returns
+    -------
+    ExperimentLayout
+    """
+    for group in groups:
+        if not _GROUP.match(group):
+            raise ValueError(f"group name {group!r} is not a safe identifier")  # a design bug
+    task, timing, display = spec.task, spec.timing, spec.display
+    stimulus_s = None if timing.stimulus_ms == "until_response" else _seconds(timing.stimulus_ms)
+    text = ScreenText(instructions=spec.instructions, practice_intro=spec.text.practice_intro,
+                      practice_done=spec.text.practice_done, pause=spec.text.break_text,
+                      goodbye=spec.text.goodbye)
+    common = dict(
+        task=task.type, groups=tuple(groups), text=text,
+        has_practice=spec.practice.trials > 0,
+        fixation_s=_seconds(timing.fixation_ms), stimulus_s=stimulus_s,
+        timeout_s=None if timing.response_timeout_ms is None
+        else _seconds(timing.response_timeout_ms),
+        iti_s=_seconds(timing.iti_ms), image_height=float(display.image_height),
+        text_height=float(display.text_height), fullscreen=bool(display.fullscreen))
+    if task.type == "rating":
+        sliders = tuple(
+            Slider(scale=name, question=getattr(task, name).question,
+                   labels=tuple(getattr(task, name).labels),
+                   low=int(getattr(task, name).low), high=int(getattr(task, name).high))
+            for name in task.scales)
+        return ExperimentLayout(**common, sliders=sliders,
+                                advance_key=task.advance_key if task.advance == "key" else None)
+    if task.type == "categorization":
+        choices = tuple((c.key, c.label) for c in task.choices) if task.choices else tuple(answers)
+        if not choices:
+            raise StimgenError(
+                "experiment.task: a categorization task has no response options",
+                hint="list them, e.g. `choices: [Happy, Sad]`")
+        return ExperimentLayout(**common, choice_prompt=task.prompt, choices=choices)
+    catch = task.catch
+    return ExperimentLayout(**common, catch_prompt=catch.prompt,
+                            catch_key=catch.key if catch.trials > 0 else None,
+                            catch_s=_seconds(catch.response_ms))
+
+
+# -- literal text ------------------------------------------------------------------------------
+def literal(text: str) -> str:
+    """Protocol text as a PsychoPy *string* parameter value that is never read as code.
+
+    PsychoPy reads a string parameter containing an unescaped ``$`` as code; escaping every
+    ``$`` as ``\\$`` makes the whole value literal (PsychoPy turns ``\\$`` back into ``$``).
+
+    >>> literal("Costs $5")
+    'Costs \\\\$5'
+    """
+    return str(text).replace("$", "\\$")
+
+
+def choices_text(choices: tuple[tuple[str, str], ...]) -> str:
+    """The key legend of a categorization screen, e.g. ``"1 = Happy    2 = Sad"``."""
+    return "    ".join(f"{key} = {label}" for key, label in choices)
+
+
+# -- experiment construction -------------------------------------------------------------------
+def _code(py: str, js: str = "") -> dict:
+    return {"Code Type": "Both" if js else "Py", "py": py, "js": js}
+
+
+def build_experiment(layout: ExperimentLayout, exp_name: str):
+    """Construct the ``psychopy.experiment.Experiment`` for ``layout``.
+
+    Parameters
+    ----------
+    layout : ExperimentLayout
+        What to show.
+    exp_name : str
+        Experiment name (a safe slug of the study name); names the data files.
+
+    Returns
+    -------
+    psychopy.experiment.Experiment
+    """
+    from psychopy import experiment
+    from psychopy.experiment.components.code import CodeComponent
+    from psychopy.experiment.components.image import ImageComponent
+    from psychopy.experiment.components.keyboard import KeyboardComponent
+    from psychopy.experiment.components.slider import SliderComponent
+    from psychopy.experiment.components.text import TextComponent
+    from psychopy.experiment.loops import LoopInitiator, LoopTerminator, TrialHandler
+
+    exp = experiment.Experiment()
+    settings = exp.settings.params
+    settings["expName"].val = exp_name
+    settings["runMode"].val = 1  # "Running": no pilot-mode overrides of the participant id
+    settings["Units"].val = "height"
+    settings["Full-screen window"].val = layout.fullscreen
+    settings["color"].val = "$[0,0,0]"
+    groups = repr(list(layout.groups))
+    settings["Experiment info"].val = (
+        "{'participant': '', 'session': '001', "
+        f"'group': {groups!r}, 'simulate': 'False'}}")
+
+    def routine(name):
+        return exp.addRoutine(name)
+
+    def text(rt, name, value, pos=(0, 0), stop=""):
+        comp = TextComponent(exp, rt.name, name=name, text=literal(value), pos=pos,
+                             letterHeight=layout.text_height, stopVal=stop,
+                             stopType="duration (s)", wrapWidth=1.4)
+        rt.addComponent(comp)
+        return comp
+
+    def keys(rt, name, allowed, **kwargs):
+        comp = KeyboardComponent(exp, rt.name, name=name, allowedKeys=list(allowed),
+                                 stopVal="", **kwargs)
+        rt.addComponent(comp)
+        return comp
+
+    def code(rt, name, *, begin_exp=None, frame=None, begin_routine=None):
+        comp = CodeComponent(exp, rt.name, name=name)
+        for key, block in (("Begin Experiment", begin_exp), ("Each Frame", frame),
+                           ("Begin Routine", begin_routine)):
+            if block:
+                comp.params["Code Type"].val = block["Code Type"]
+                comp.params[key].val = block["py"]
+                comp.params[key.replace(" ", " JS ", 1)].val = block["js"]
+        rt.addComponent(comp)
+        return comp
+
+    skip_when_simulated = _code("if simulated and t > sim_rt:\n    continueRoutine = False",
+                                "// simulated participants run in Python only")
+
+    def screen(name, value):
+        rt = routine(name)
+        text(rt, f"{name}_text", value)
+        keys(rt, f"{name}_keys", ["space"], forceEndRoutine=True, store="nothing")
+        code(rt, f"{name}_code", frame=skip_when_simulated)
+        return rt
+
+    # welcome: instructions + the session set-up every later routine relies on
+    welcome = screen("welcome", layout.text.instructions)
+    setup = welcome.getComponentFromName("welcome_code")
+    setup.params["Code Type"].val = "Both"
+    setup.params["Begin Experiment"].val = _session_setup_py(layout)
+    setup.params["Begin JS Experiment"].val = _session_setup_js(layout)
+
+    fixation = routine("fixation")
+    text(fixation, "fixation_cross", "+", stop="$fixation_s")
+    fixation.settings.params["skipIf"].val = "fixation_s <= 0"
+
+    trial = routine("trial")
+    image = ImageComponent(exp, "trial", name="face_image", image="$stim_file",
+                           size=(layout.image_height, layout.image_height),  # stimuli are square
+                           pos=(0, _image_y(layout)),
+                           stopVal="" if layout.stimulus_s is None else "$stimulus_s",
+                           stopType="duration (s)")
+    image.params["image"].updates = "set every repeat"
+    trial.addComponent(image)
+    if layout.timeout_s is not None:
+        trial.settings.params["stopType"].val = "duration (s)"
+        trial.settings.params["stopVal"].val = "$response_timeout_s"
+    _add_task_components(exp, trial, layout, text, keys, code, SliderComponent)
+
+    catch = None
+    if layout.task == "passive" and layout.catch_key:
+        catch = routine("catch")
+        text(catch, "catch_text", layout.catch_prompt)
+        keys(catch, "catch_keys", [layout.catch_key], forceEndRoutine=True, store="first key")
+        catch.settings.params["stopType"].val = "duration (s)"
+        catch.settings.params["stopVal"].val = "$catch_s"
+        catch.settings.params["skipIf"].val = "is_catch == 0"
+        code(catch, "catch_code", frame=_code(
+            "if simulated and t > sim_rt:\n"
+            "    catch_keys.keys = catch_key\n"
+            "    catch_keys.rt = t\n"
+            "    catch_keys.duration = None\n"
+            "    continueRoutine = False",
+            "// simulated participants run in Python only"))
+
+    iti = routine("iti")
+    text(iti, "iti_blank", " ", stop="$iti_s")  # an empty routine would end at once
+    iti.settings.params["skipIf"].val = "iti_s <= 0"
+
+    pause = screen("pause", layout.text.pause)
+    pause.settings.params["skipIf"].val = "break_after == 0"
+    goodbye = screen("goodbye", layout.text.goodbye)
+
+    # flow
+    flow = exp.flow
+    trial_routines = [fixation, trial] + ([catch] if catch else []) + [iti]
+
+    def add_loop(name, conditions_file, inner):
+        loop = TrialHandler(exp, name=name, loopType="sequential", nReps=1,
+                            conditionsFile=conditions_file)
+        flow.append(LoopInitiator(loop=loop))
+        for rt in inner:
+            flow.append(rt)
+        flow.append(LoopTerminator(loop=loop))
+
+    flow.append(welcome)
+    if layout.has_practice:
+        flow.append(screen("practice_intro", layout.text.practice_intro))
+        add_loop(PRACTICE_LOOP, _conditions_param(PRACTICE_LOOP), trial_routines)
+        flow.append(screen("practice_done", layout.text.practice_done))
+    add_loop(MAIN_LOOP, _conditions_param(MAIN_LOOP), trial_routines + [pause])
+    flow.append(goodbye)
+    return exp
+
+
+def conditions_filename(group: str, loop: str) -> str:
+    """Relative path of a group's conditions file for ``loop``, e.g. ``conditions/g01_trials.csv``."""
+    return f"conditions/{group}_{loop}.csv"
+
+
+def _conditions_param(loop: str) -> str:
+    # The group comes from the start dialog's dropdown; the name is code, not protocol text.
+    return f"$'conditions/' + expInfo['group'] + '_{loop}.csv'"
+
+
+def _image_y(layout: ExperimentLayout) -> float:
+    if layout.task == "rating":
+        return round(0.5 - 0.04 - layout.image_height / 2, 4)
+    if layout.task == "categorization":
+        return round(0.08, 4)
+    return 0.0
+
+
+def _session_setup_py(layout: ExperimentLayout) -> str:
+    """Begin-Experiment code: durations, and the simulated-participant switch (no protocol text)."""
+    def scaled(seconds):
+        return "None" if seconds is None else f"{seconds!r} * time_scale"
+
+    return (
+        "# simulated participants (start-dialog field 'simulate'): short durations, random answers\n"
+        "simulated = str(expInfo.get('simulate', False)).strip().lower() in ('true', '1', 'yes')\n"
+        f"time_scale = {SIMULATED_TIME_SCALE!r} if simulated else 1.0\n"
+        f"sim_rt = {SIMULATED_RT_S!r}\n"
+        f"fixation_s = {layout.fixation_s!r} * time_scale\n"
+        f"stimulus_s = {scaled(layout.stimulus_s)}\n"
+        f"response_timeout_s = {scaled(layout.timeout_s)}\n"
+        f"iti_s = {layout.iti_s!r} * time_scale\n"
+        f"catch_s = {layout.catch_s!r} * time_scale\n"
+        f"catch_key = {layout.catch_key!r}\n"
+        f"choice_keys_allowed = {[k for k, _ in layout.choices]!r}\n")
+
+
+def _session_setup_js(layout: ExperimentLayout) -> str:
+    stim = "null" if layout.stimulus_s is None else repr(layout.stimulus_s)
+    timeout = "null" if layout.timeout_s is None else repr(layout.timeout_s)
+    return (
+        "// simulated participants run in Python only\n"
+        "simulated = false;\n"
+        f"sim_rt = {SIMULATED_RT_S!r};\n"
+        f"fixation_s = {layout.fixation_s!r};\n"
+        f"stimulus_s = {stim};\n"
+        f"response_timeout_s = {timeout};\n"
+        f"iti_s = {layout.iti_s!r};\n"
+        f"catch_s = {layout.catch_s!r};\n")
+
+
+def _add_task_components(exp, trial, layout, text, keys, code, SliderComponent) -> None:
+    """The response part of the trial routine, by task type."""
+    if layout.task == "rating":
+        y = _image_y(layout) - layout.image_height / 2 - 0.06
+        names = []
+        for slider in layout.sliders:
+            text(trial, f"{slider.scale}_question", slider.question, pos=(0, round(y, 4)))
+            comp = SliderComponent(
+                exp, trial.name, name=f"{slider.scale}_slider",
+                ticks=repr(tuple(range(slider.low, slider.high + 1))),
+                labels=list(slider.labels), granularity=1, size="(1.0, 0.03)",
+                pos=f"(0, {round(y - 0.07, 4)!r})", letterHeight=layout.text_height * 0.8,
+                forceEndRoutine=False, styleTweaks=[], style="rating")
+            trial.addComponent(comp)
+            names.append(comp.params["name"].val)
+            y -= 0.19
+        rated_py = " and ".join(f"{n}.getRating() is not None" for n in names)
+        rated_js = " && ".join(f"({n}.getRating() != null)" for n in names)
+        randomise = "".join(
+            f"    {s.scale}_slider.recordRating(randint({s.low}, {s.high + 1}), rt=t)\n"
+            for s in layout.sliders)
+        if layout.advance_key:
+            keys(trial, "advance_keys", [layout.advance_key], forceEndRoutine=False,
+                 store="last key")
+            done_py, done_js = f"({rated_py}) and bool(advance_keys.keys)", (
+                f"({rated_js}) && (advance_keys.keys != null && advance_keys.keys.length > 0)")
+        else:
+            done_py, done_js = rated_py, rated_js
+        code(trial, "trial_code", frame=_code(
+            "if simulated and t > sim_rt:\n" + randomise
+            + (f"    advance_keys.keys = {layout.advance_key!r}\n" if layout.advance_key else "")
+            + f"if {done_py}:\n    continueRoutine = False",
+            f"if ({done_js}) {{\n    continueRoutine = false;\n}}"))
+    elif layout.task == "categorization":
+        text(trial, "choice_prompt", layout.choice_prompt, pos=(0, -0.26))
+        text(trial, "choice_legend", choices_text(layout.choices), pos=(0, -0.34))
+        keys(trial, "choice_keys", [k for k, _ in layout.choices], forceEndRoutine=True,
+             store="first key", storeCorrect=True, correctAns="$correct_key")
+        code(trial, "trial_code", frame=_code(
+            "if simulated and t > sim_rt:\n"
+            "    choice_keys.keys = str(randchoice(choice_keys_allowed))\n"
+            "    choice_keys.rt = t\n"
+            "    choice_keys.duration = None\n"
+            "    choice_keys.corr = int(choice_keys.keys == str(correct_key))\n"
+            "    continueRoutine = False",
+            "// simulated participants run in Python only"))
+    # passive viewing: the routine ends with the face (its duration is `stimulus_s`)

@@ -1,0 +1,233 @@
+"""The PsychoPy bundle: every task x design loads in PsychoPy without warnings, compiles for
+PsychoPy and PsychoJS, names nothing PsychoPy reserves, and keeps protocol text literal."""
+from __future__ import annotations
+
+import ast
+import io
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from stimgen.design import plan_design
+from stimgen.errors import BuildError
+from stimgen.export.psychopy_bundle import conditions_table, experiment_name
+from stimgen.export.readme import markdown_text
+from stimgen.protocol.experiment import ExperimentSpec
+
+try:
+    from psychopy import experiment as ppexp
+    from psychopy import logging as pplogging
+except ImportError:
+    if os.environ.get("CI"):
+        raise
+    pytest.skip("PsychoPy is not installed (pip install -r requirements-psychopy.txt)",
+                allow_module_level=True)
+
+from stimgen.export import write_bundle  # noqa: E402  (needs PsychoPy at call time)
+
+TASKS = ("rating", "categorization", "passive")
+DESIGNS = ("random", "blocked", "latin-square")
+EMOTIONS = (("Happy", 8.0), ("Excited", 49.0), ("Sad", 208.0), ("Tired", 268.0))
+HOSTILE = "Q\"'\n__import__('os').system('echo pwned') $x ${y} \\$z {expInfo} ');//"
+
+
+def make_stimuli(identities=("id01", "id02", "id03"), intensities=(0.5, 1.0)) -> pd.DataFrame:
+    """A stimuli.tsv-like table: identities x 4 named emotions x intensities."""
+    rows = []
+    for identity in identities:
+        for emotion, angle in EMOTIONS:
+            for intensity in intensities:
+                stem = f"{identity}_{emotion.lower()}_i{round(intensity * 100):03d}"
+                rows.append(dict(stimulus_id=stem, file=f"stimuli/{stem}.png",
+                                 identity=identity, target_kind="named", emotion=emotion,
+                                 angle=angle, intensity=intensity, target_valence=0.3,
+                                 target_arousal=-0.2, achieved_valence=0.25,
+                                 achieved_arousal=-0.1))
+    return pd.DataFrame(rows)
+
+
+def make_spec(task_type: str, design_type: str, **overrides) -> ExperimentSpec:
+    """An experiment section with 2 practice trials and breaks; ``overrides`` per section."""
+    design_section = {"type": design_type}
+    if design_type == "random":
+        design_section["participants"] = 3
+    if design_type == "blocked":
+        design_section["max_run"] = {"emotion": None, "identity": None}
+    section = {"task": {"type": task_type}, "design": design_section,
+               "practice": {"trials": 2}, "breaks": {"every": 5}}
+    if task_type == "passive":
+        section["task"]["catch"] = {"trials": 2}
+    for key, value in overrides.items():
+        section[key] = {**section.get(key, {}), **value}
+    return ExperimentSpec.model_validate(section)
+
+
+def make_protocol(spec: ExperimentSpec, name: str = "Face ratings pilot"):
+    return SimpleNamespace(study=SimpleNamespace(name=name, description="", authors=[]),
+                           seed=7, experiment=spec)
+
+
+def build_bundle(root: Path, spec: ExperimentSpec, name: str = "Face ratings pilot",
+                 stimuli: pd.DataFrame | None = None):
+    stimuli = make_stimuli() if stimuli is None else stimuli
+    design = plan_design(spec, stimuli, seed=7)
+    root.mkdir(parents=True, exist_ok=True)
+    return write_bundle(root, make_protocol(spec, name), stimuli, design), design
+
+
+class PsychoPyLog:
+    """Collects PsychoPy's log messages (warnings and up) while active."""
+
+    def __enter__(self):
+        self.stream = io.StringIO()
+        self.target = pplogging.LogFile(self.stream, level=pplogging.WARNING)
+        return self
+
+    def __exit__(self, *exc):
+        pplogging.flush()
+        pplogging.root.removeTarget(self.target)
+
+    @property
+    def text(self) -> str:
+        pplogging.flush()
+        return self.stream.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """One bundle per task x design, built once for the module."""
+    root = tmp_path_factory.mktemp("bundles")
+    return {(task, design): build_bundle(root / f"{task}_{design}", make_spec(task, design))
+            for task in TASKS for design in DESIGNS}
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+@pytest.mark.parametrize("task", TASKS)
+def test_bundle_loads_and_compiles_for_psychopy_and_psychojs(bundles, task, design, capfd):
+    files, _ = bundles[task, design]
+    exp = ppexp.Experiment()
+    with PsychoPyLog() as log:
+        exp.loadFromXML(str(files["psyexp"]))
+        assert log.text == "", f"loadFromXML warned: {log.text}"
+        script = exp.writeScript(expPath=str(files["psyexp"]), target="PsychoPy")
+        compile(script, str(files["script"]), "exec")
+        js = exp.writeScript(expPath=str(files["psyexp"]), target="PsychoJS")
+        assert "Error parsing JS" not in log.text, log.text
+    assert "experimentInit" in js
+    assert "Unknown" not in capfd.readouterr().err
+    compile(files["script"].read_text(encoding="utf-8"), str(files["script"]), "exec")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_names_avoid_python_and_psychopy_reserved_names(bundles, task):
+    files, design = bundles[task, "random"]
+    exp = ppexp.Experiment()
+    exp.loadFromXML(str(files["psyexp"]))
+    reserved = ppexp.Experiment().namespace
+    names = [r.name for r in exp.routines.values()]
+    names += [c.params["name"].val for r in exp.routines.values() for c in r
+              if c is not getattr(r, "settings", None)]
+    names += [entry.loop.params["name"].val for entry in exp.flow
+              if entry.getType() == "LoopInitiator"]
+    names += list(pd.read_csv(files[f"conditions/{design.groups[0]}_trials.csv"]).columns)
+    for name in names:
+        assert reserved.isValid(name), name
+        assert reserved.exists(name) is None, (name, reserved.exists(name))
+        assert reserved.isPossiblyDerivable(name) is None, name
+    assert len(names) == len(set(names))
+
+
+def test_start_dialog_offers_groups_and_simulate(bundles):
+    files, design = bundles["rating", "blocked"]
+    exp = ppexp.Experiment()
+    exp.loadFromXML(str(files["psyexp"]))
+    info = exp.settings.getInfo()
+    assert info["group"].valType == "list"
+    assert ast.literal_eval(info["group"].val) == design.groups
+    assert info["simulate"].valType == "bool"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_conditions_files_hold_each_groups_order_with_relative_paths(bundles, task):
+    files, design = bundles[task, "latin-square"]
+    folder = files["psyexp"].parent
+    for group in design.groups:
+        main = pd.read_csv(folder / "conditions" / f"{group}_trials.csv", keep_default_na=False)
+        practice = pd.read_csv(folder / "conditions" / f"{group}_practice_trials.csv")
+        expected = design.trials[group]
+        assert list(main["stim_id"]) == list(expected.loc[~expected["is_practice"], "stim_id"])
+        assert len(practice) == 2 and set(practice["is_practice"]) == {1}
+        assert all(p.startswith("../stimuli/") and "\\" not in p for p in main["stim_file"])
+        assert set(main["break_after"]) <= {0, 1}
+    audit = pd.read_csv(folder / "design.csv")
+    assert set(audit["group"]) == set(design.groups)
+    assert len(audit) == sum(len(t) for t in design.trials.values())
+
+
+def test_hostile_protocol_text_stays_literal(tmp_path):
+    spec = make_spec("rating", "random", text={"instructions": HOSTILE, "goodbye": HOSTILE},
+                     task={"valence": {"question": HOSTILE, "labels": [HOSTILE, "$high"]}})
+    files, _ = build_bundle(tmp_path / "rating", spec, name=HOSTILE)
+    cat = make_spec("categorization", "random",
+                    task={"prompt": HOSTILE, "choices": [
+                        {"label": HOSTILE, "emotions": ["Happy", "Excited"]},
+                        {"label": "a $(1/0)", "emotions": ["Sad", "Tired"]}]})
+    cat_files, _ = build_bundle(tmp_path / "cat", cat, name="$(1/0)")
+    for bundle in (files, cat_files):
+        source = bundle["script"].read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        calls = {node.func.id for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert "__import__" not in calls
+        constants = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                     and isinstance(n.value, str)]
+        assert any(HOSTILE in c for c in constants), "hostile text lost or mangled"
+        assert not any("(1/0)" in ast.unparse(n) for n in ast.walk(tree)
+                       if isinstance(n, ast.BinOp))
+        exp = ppexp.Experiment()
+        with PsychoPyLog() as log:
+            exp.loadFromXML(str(bundle["psyexp"]))
+            exp.writeScript(expPath=str(bundle["psyexp"]), target="PsychoJS")
+            assert "Error parsing JS" not in log.text
+    assert files["psyexp"].name == "q_import_os_system_echo_pwned_x_y_z_expinfo.psyexp"
+
+
+@pytest.mark.parametrize("label", ["[__import__('os')]", "$__import__('os')", " $(1/0)"])
+def test_label_that_psychopy_would_eval_is_refused(label):
+    trials = pd.DataFrame({"stim_file": ["stimuli/a.png"], "emotion": [label],
+                           "is_practice": [False]})
+    with pytest.raises(BuildError, match="evaluated as Python code"):
+        conditions_table(trials)
+
+
+def test_rebuild_replaces_the_bundle_atomically(tmp_path):
+    spec = make_spec("passive", "random")
+    first, _ = build_bundle(tmp_path, spec)
+    stale = first["psyexp"].parent / "conditions" / "stale.csv"
+    stale.write_text("x\n")
+    second, _ = build_bundle(tmp_path, spec)
+    assert not stale.exists() and second["psyexp"].exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["experiment"]
+
+
+def test_readme_documents_rule_design_and_columns(bundles):
+    files, design = bundles["categorization", "blocked"]
+    readme = files["readme"].read_text(encoding="utf-8")
+    assert markdown_text(design.rule) in readme
+    for group in design.groups:
+        assert f"conditions/{group}_trials.csv" in readme
+    assert "choice_keys.corr" in readme and "run_simulated.py --group g01" in readme
+
+
+def test_experiment_name_is_a_module_name():
+    for raw in ("Pilot", "2024: faces/feelings", "$(rm -rf)", "   ", "Émotions"):
+        name = experiment_name(raw)
+        assert name.isidentifier() and name == name.lower(), (raw, name)
+
+
+def test_markdown_text_is_inert():
+    assert markdown_text("[link](http://x) <script>") == \
+        "\\[link\\]\\(http://x\\) &lt;script&gt;"
