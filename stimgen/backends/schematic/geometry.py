@@ -1,0 +1,266 @@
+"""Where every part of a schematic face lies, given an identity and facial-action strengths.
+
+Pure geometry, no pixels: the renderer draws exactly these curves and the 68 iBUG
+landmarks are sampled from them, so landmarks sit on the drawn contours by construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stimgen.backends.schematic.identity import SchematicIdentity
+
+CENTRE_X = 0.5          # faces are centred horizontally
+FACE_MID_Y = 0.47       # crown-to-chin midpoint, fraction of the image side
+
+
+@dataclass(frozen=True)
+class EyeLayout:
+    """One eye: lid curves from the outer to the inner corner, and the iris."""
+
+    upper: np.ndarray    # [K, 2] upper-lid margin, outer -> inner corner
+    lower: np.ndarray    # [K, 2] lower-lid margin, outer -> inner corner
+    iris_centre: np.ndarray  # [2]
+    iris_radius: float
+
+
+@dataclass(frozen=True)
+class MouthLayout:
+    """Lip curves sampled at the same mouth positions u in [-1, 1] (image left -> right)."""
+
+    upper_outer: np.ndarray  # [K, 2] vermilion border of the upper lip
+    upper_inner: np.ndarray  # [K, 2] lower edge of the upper lip
+    lower_inner: np.ndarray  # [K, 2] upper edge of the lower lip
+    lower_outer: np.ndarray  # [K, 2] vermilion border of the lower lip
+
+
+@dataclass(frozen=True)
+class FaceLayout:
+    """All drawn curves of one face in image-side units, plus its 68 landmarks."""
+
+    outline: np.ndarray              # [K, 2] closed face contour, image-left cheek -> chin -> crown
+    jaw: np.ndarray                  # [K, 2] lower contour, image-left cheek -> chin -> right cheek
+    cheek_y: float                   # height of the widest face line
+    crown_y: float                   # top of the skull
+    chin_y: float                    # bottom of the chin
+    eye_y: float                     # eye-corner line
+    brows: tuple[np.ndarray, np.ndarray]       # centre lines, each left -> right in the image
+    brow_widths: tuple[np.ndarray, np.ndarray]  # brow thickness along each centre line
+    eyes: tuple[EyeLayout, EyeLayout]          # subject's right (image left), then left
+    nose_bridge: np.ndarray          # [4, 2] points 27-30
+    nose_base: np.ndarray            # [K, 2] ala -> subnasale -> ala
+    alae: tuple[np.ndarray, np.ndarray]  # nostril wings, image left then right
+    nostrils: tuple[np.ndarray, np.ndarray]  # ellipse boxes (x0, y0, x1, y1)
+    mouth: MouthLayout
+    landmarks: np.ndarray            # [68, 2] iBUG 300-W order, image-side units
+    actions: dict[str, float]        # action strengths this layout shows
+
+
+def cubic_bezier(p0, p1, p2, p3, t: np.ndarray) -> np.ndarray:
+    """Points of the cubic Bezier curve with control points p0..p3 at parameters ``t``."""
+    t = np.asarray(t, dtype=float)[:, None]
+    p0, p1, p2, p3 = (np.asarray(p, dtype=float) for p in (p0, p1, p2, p3))
+    s = 1.0 - t
+    return s**3 * p0 + 3 * s**2 * t * p1 + 3 * s * t**2 * p2 + t**3 * p3
+
+
+def resample_by_arc_length(curve: np.ndarray, count: int) -> np.ndarray:
+    """``count`` points equally spaced along the polyline ``curve``, ends included."""
+    seg = np.linalg.norm(np.diff(curve, axis=0), axis=1)
+    cumulative = np.concatenate([[0.0], np.cumsum(seg)])
+    targets = np.linspace(0.0, cumulative[-1], count)
+    return np.stack([np.interp(targets, cumulative, curve[:, i]) for i in range(2)], axis=1)
+
+
+def catmull_rom(points: np.ndarray, per_segment: int) -> np.ndarray:
+    """Smooth curve through every one of ``points`` (uniform Catmull-Rom spline)."""
+    padded = np.concatenate([2 * points[:1] - points[1:2], points, 2 * points[-1:] - points[-2:-1]])
+    t = np.linspace(0.0, 1.0, per_segment, endpoint=False)[:, None]
+    pieces = []
+    for p0, p1, p2, p3 in zip(padded[:-3], padded[1:-2], padded[2:-1], padded[3:]):
+        pieces.append(0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                             + (3 * p1 - p0 - 3 * p2 + p3) * t**3))
+    return np.concatenate(pieces + [points[-1:]])
+
+
+def _superellipse_arc(angles: np.ndarray, exponent: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos- and sin-like coordinates of a superellipse |x|^n + |y|^n = 1."""
+    c, s = np.cos(angles), np.sin(angles)
+    return (np.sign(c) * np.abs(c) ** (2.0 / exponent),
+            np.sign(s) * np.abs(s) ** (2.0 / exponent))
+
+
+def head_contours(identity: SchematicIdentity, jaw_drop: float = 0.0):
+    """Lower (jaw) and upper (skull) contours and the cheek line of ``identity``.
+
+    Returns ``(jaw, skull, cheek_y)``; ``jaw`` runs image left -> chin -> right,
+    ``skull`` image right -> crown -> left. ``jaw_drop`` lengthens the lower face.
+    """
+    w = identity.face_half_width
+    jaw_height = identity.jaw_height + jaw_drop
+    cheek_y = FACE_MID_Y + (identity.crown_height - identity.jaw_height) / 2.0
+    c, s = _superellipse_arc(np.linspace(0.0, np.pi, 97), identity.jaw_squareness)
+    depth = s  # 0 at the cheek line, 1 at the chin
+    taper = 1.0 - identity.chin_taper * depth**2
+    jaw = np.stack([CENTRE_X - w * c * taper, cheek_y + jaw_height * depth], axis=1)
+    c, s = _superellipse_arc(np.linspace(0.0, np.pi, 65), 2.3)
+    skull = np.stack([CENTRE_X + w * c, cheek_y - identity.crown_height * s], axis=1)
+    return jaw, skull, cheek_y
+
+
+def _eye(identity: SchematicIdentity, side: int, eye_y: float, a: dict[str, float]) -> EyeLayout:
+    """Eye on ``side`` (-1 image left = subject's right, +1 image right) under actions ``a``."""
+    half = identity.eye_half_width
+    centre_x = CENTRE_X + side * identity.eye_spacing
+    outer = np.array([centre_x + side * half, eye_y - identity.eye_tilt * 2 * half])
+    inner = np.array([centre_x - side * half, eye_y])
+    opening = 1 + 0.8 * a["upper_lid_raise"] - 0.75 * a["lid_droop"] \
+        - 0.4 * a["brow_lower"] - 0.25 * a["cheek_raise"]
+    lowering = 1 + 0.25 * a["upper_lid_raise"] - 0.6 * a["cheek_raise"] - 0.1 * a["lid_droop"]
+    upper_h = half * identity.eye_openness * max(0.12, opening) / 0.75
+    lower_h = half * identity.eye_openness * 0.62 * max(0.2, lowering) / 0.75
+    span = inner - outer
+    t = np.linspace(0.0, 1.0, 25)
+    upper = cubic_bezier(outer, outer + span * 0.3 + (0, -upper_h * 0.95),
+                         outer + span * 0.72 + (0, -upper_h * 1.05), inner, t)
+    lower = cubic_bezier(outer, outer + span * 0.3 + (0, lower_h * 1.05),
+                         outer + span * 0.7 + (0, lower_h * 0.95), inner, t)
+    iris_centre = np.array([centre_x, eye_y - identity.eye_tilt * half - 0.06 * half])
+    return EyeLayout(upper, lower, iris_centre, 0.46 * half)
+
+
+def _brow(identity: SchematicIdentity, side: int, eye_y: float, eye: EyeLayout,
+          a: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Brow centre line (image left -> right) and thickness along it."""
+    w, half = identity.face_half_width, identity.eye_half_width
+    centre_x = CENTRE_X + side * identity.eye_spacing
+    raise_, inner_raise, lower = a["brow_raise"], a["inner_brow_raise"], a["brow_lower"]
+    base = eye_y - identity.brow_gap
+    shift = w * (-0.17 * raise_ + 0.09 * lower)
+    inner_y = base + shift + w * (-0.15 * inner_raise + 0.07 * lower)
+    outer_y = base + 0.04 * w + shift + w * (0.04 * inner_raise + 0.02 * lower)
+    inner_x = centre_x - side * (half * 1.05 - 0.05 * w * lower)
+    outer_x = centre_x + side * half * 1.3
+    arch = identity.brow_arch * (1 + 0.8 * raise_ - 0.8 * inner_raise - 0.5 * lower)
+    lid_top = float(eye.upper[:, 1].min())
+    clearance = lid_top - identity.brow_thickness * 0.55   # brows never sink into the eye
+    inner_y, outer_y = min(inner_y, clearance), min(outer_y, clearance + 0.02 * w)
+    outer, inner = np.array([outer_x, outer_y]), np.array([inner_x, inner_y])
+    peak = outer + (inner - outer) * np.array([0.4, 0.5]) + (0, -2 * arch)
+    t = np.linspace(0.0, 1.0, 21)[:, None]
+    line = (1 - t) ** 2 * outer + 2 * (1 - t) * t * peak + t**2 * inner  # outer -> inner
+    width = identity.brow_thickness * (0.45 + 0.55 * np.sqrt(t[:, 0]))
+    if side > 0:  # store left -> right in the image
+        line, width = line[::-1], width[::-1]
+    return line, width
+
+
+def _mouth(identity: SchematicIdentity, stomion_y: float, a: dict[str, float],
+           jaw_drop: float, u: np.ndarray) -> MouthLayout:
+    """Lip curves at mouth positions ``u`` (-1 image-left corner ... +1 right corner)."""
+    w = identity.face_half_width
+    smile, frown, stretch = a["lip_corner_raise"], a["lip_corner_depress"], a["lip_stretch"]
+    half = identity.mouth_half_width * (1 + 0.14 * smile + 0.16 * stretch - 0.05 * frown
+                                        - 0.14 * a["mouth_open"] * (1 - smile))
+    corner_dy = w * (-0.2 * smile + 0.13 * frown + 0.03 * stretch)
+    centre_y = stomion_y - 0.02 * w * smile
+    x = CENTRE_X + half * u
+    line = centre_y + (corner_dy + 0.02 * w * smile) * np.abs(u) ** 1.7
+    profile = (1 - u**2).clip(0) ** (0.6 - 0.3 * stretch)
+    gap_up = 0.18 * jaw_drop + 0.025 * w * smile
+    gap_low = 0.82 * jaw_drop + 0.02 * w * smile
+    upper_inner = line - gap_up * profile
+    lower_inner = line + gap_low * profile
+    bow = 1 + 0.15 * np.exp(-((np.abs(u) - 0.3) / 0.16) ** 2) - 0.15 * np.exp(-(u / 0.1) ** 2)
+    thin = 1 - 0.3 * smile - 0.3 * stretch
+    upper_outer = upper_inner - identity.upper_lip * thin * (1 - u**2).clip(0) ** 0.45 * bow
+    lower_outer = lower_inner + identity.lower_lip * (thin + 0.05) * (1 - u**2).clip(0) ** 0.55
+    pack = lambda y: np.stack([x, y], axis=1)  # noqa: E731 - tiny local helper
+    return MouthLayout(pack(upper_outer), pack(upper_inner), pack(lower_inner), pack(lower_outer))
+
+
+# Mouth positions u of the lip landmarks, in iBUG order.
+_OUTER_UPPER_U = np.array([-1.0, -0.6, -0.28, 0.0, 0.28, 0.6, 1.0])      # 48-54
+_OUTER_LOWER_U = np.array([0.6, 0.28, 0.0, -0.28, -0.6])                 # 55-59
+_INNER_UPPER_U = np.array([-0.45, 0.0, 0.45])                            # 61-63
+_INNER_LOWER_U = np.array([0.45, 0.0, -0.45])                            # 65-67
+_INNER_CORNER_U = 0.92                                                   # 60, 64
+# Brow landmarks along the 21-point centre line, ends pulled in so they sit on the brow.
+_BROW_SAMPLES = np.array([1, 5, 10, 15, 19])
+
+
+def _eye_landmarks(eye: EyeLayout, side: int) -> np.ndarray:
+    """Six eye landmarks in iBUG order for the eye on ``side``."""
+    n = len(eye.upper) - 1
+    third, two_thirds = n // 3, 2 * n // 3
+    outer, inner = eye.upper[0], eye.upper[-1]
+    if side < 0:   # right eye: outer, upper 1/3, upper 2/3, inner, lower 2/3, lower 1/3
+        return np.stack([outer, eye.upper[third], eye.upper[two_thirds], inner,
+                         eye.lower[two_thirds], eye.lower[third]])
+    # left eye: inner, upper (near inner), upper (near outer), outer, lower (near outer), ...
+    return np.stack([inner, eye.upper[two_thirds], eye.upper[third], outer,
+                     eye.lower[third], eye.lower[two_thirds]])
+
+
+def face_layout(identity: SchematicIdentity, actions: dict[str, float]) -> FaceLayout:
+    """Every curve of ``identity``'s face showing ``actions``, and its 68 landmarks."""
+    w = identity.face_half_width
+    jaw_drop = 0.17 * w * actions["mouth_open"]
+    jaw, skull, cheek_y = head_contours(identity, jaw_drop)
+    outline = np.concatenate([jaw, skull[1:-1]])
+    eye_y = cheek_y + identity.eye_line
+    eyes = (_eye(identity, -1, eye_y, actions), _eye(identity, +1, eye_y, actions))
+    right_brow, right_width = _brow(identity, -1, eye_y, eyes[0], actions)
+    left_brow, left_width = _brow(identity, +1, eye_y, eyes[1], actions)
+
+    subnasale_y = eye_y + identity.nose_length
+    nose_half = identity.nose_half_width
+    nose_top = eye_y - 0.25 * identity.eye_half_width
+    nose_tip = subnasale_y - 0.1 * w
+    bridge = np.stack([np.full(4, CENTRE_X), np.linspace(nose_top, nose_tip, 4)], axis=1)
+    base_points = np.array([[-0.62, -0.16], [-0.3, -0.03], [0.0, 0.0], [0.3, -0.03], [0.62, -0.16]])
+    base_points = base_points * (nose_half, w * 0.3) + (CENTRE_X, subnasale_y)
+    nose_base = catmull_rom(base_points, 8)
+    alae = tuple(
+        cubic_bezier(base_points[k], base_points[k] + (side * 0.4 * nose_half, -0.02 * w),
+                     (CENTRE_X + side * nose_half * 1.05, subnasale_y - 0.3 * w),
+                     (CENTRE_X + side * nose_half * 0.7, subnasale_y - 0.42 * w),
+                     np.linspace(0, 1, 17))
+        for k, side in ((0, -1), (4, 1)))
+    nostrils = tuple(
+        np.array([CENTRE_X + min(side * 0.2, side * 0.55) * nose_half, subnasale_y - 0.1 * w,
+                  CENTRE_X + max(side * 0.2, side * 0.55) * nose_half, subnasale_y - 0.035 * w])
+        for side in (-1, 1))
+
+    chin_rest_y = cheek_y + identity.jaw_height
+    stomion_y = subnasale_y + identity.mouth_height * (chin_rest_y - subnasale_y)
+    u = np.linspace(-1.0, 1.0, 41)
+    mouth = _mouth(identity, stomion_y, actions, jaw_drop, u)
+    lip_points = lambda curve, us: np.stack(  # noqa: E731 - sample a lip curve at positions us
+        [np.interp(us, u, curve[:, 0]), np.interp(us, u, curve[:, 1])], axis=1)
+    inner_corners = (lip_points(mouth.upper_inner, [-_INNER_CORNER_U, _INNER_CORNER_U])
+                     + lip_points(mouth.lower_inner, [-_INNER_CORNER_U, _INNER_CORNER_U])) / 2
+
+    landmarks = np.concatenate([
+        resample_by_arc_length(jaw, 17),
+        right_brow[_BROW_SAMPLES],
+        left_brow[_BROW_SAMPLES],
+        bridge,
+        base_points,
+        _eye_landmarks(eyes[0], -1),
+        _eye_landmarks(eyes[1], +1),
+        lip_points(mouth.upper_outer, _OUTER_UPPER_U),
+        lip_points(mouth.lower_outer, _OUTER_LOWER_U),
+        inner_corners[:1],
+        lip_points(mouth.upper_inner, _INNER_UPPER_U),
+        inner_corners[1:],
+        lip_points(mouth.lower_inner, _INNER_LOWER_U),
+    ])
+    assert landmarks.shape == (68, 2), landmarks.shape
+    return FaceLayout(
+        outline=outline, jaw=jaw, cheek_y=cheek_y, crown_y=cheek_y - identity.crown_height,
+        chin_y=float(jaw[:, 1].max()), eye_y=eye_y, brows=(right_brow, left_brow),
+        brow_widths=(right_width, left_width), eyes=eyes, nose_bridge=bridge,
+        nose_base=nose_base, alae=alae, nostrils=nostrils, mouth=mouth,
+        landmarks=landmarks, actions=dict(actions))
