@@ -2,7 +2,7 @@
 # Debian packages for the end-to-end tests: Xvfb (PsychoPy runs) and Chromium (report
 # screenshots). Idempotent and quiet; without root or apt it says what is missing.
 set -euo pipefail
-packages=(xvfb xauth chromium fonts-dejavu-core libgl1-mesa-dri libglu1-mesa libgl1 libasound2 libportaudio2 libsndfile1)
+packages=(xvfb xauth chromium fonts-dejavu-core libgl1-mesa-dri libglu1-mesa libgl1 libglib2.0-0 libasound2 libportaudio2 libsndfile1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
