@@ -10,7 +10,6 @@ import io
 import json
 import os
 import platform
-import shutil
 import socket
 import sys
 import time

@@ -5,7 +5,6 @@ The folder is assembled next to the build and renamed into place, so it is compl
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
+from stimgen.storage import replace_folder
 
 BUNDLE_DIR = "experiment"
 LAUNCHER = "run_simulated.py"
@@ -62,7 +62,7 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     try:
         files = _write_files(staging, exp, name, layout, tables, protocol, stimuli, design)
         final = build_dir / BUNDLE_DIR
-        _replace_dir(staging, final)
+        replace_folder(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -100,16 +100,6 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli,
     (folder / "README.md").write_text(readme, encoding="utf-8")
     files["readme"] = Path("README.md")
     return files
-
-
-def _replace_dir(staging: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}-old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(staging, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # -- pieces -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_validator,
                       model_validator)

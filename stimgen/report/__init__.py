@@ -6,7 +6,6 @@ stimuli/, experiment/design.csv) and writes ``report.html`` plus ``report_assets
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from stimgen.report.tables import (AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_MET
                                    design_summary, emotion_rows, flagged_stimuli, format_number,
                                    intensity_rows, mae_sd_columns, overall_row,
                                    published_anchors, stimulus_counts)
-from stimgen.storage import atomic_write_text
+from stimgen.storage import atomic_write_text, replace_folder
 
 __all__ = ["write_report", "render_report", "templates_dir", "BuildFolderError"]
 
@@ -171,13 +170,3 @@ def reproducibility(manifest: dict) -> dict:
     }
 
 
-def replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing what was there; readers see the old or the new one."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -9,7 +9,6 @@ import dataclasses
 import difflib
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from stimgen.errors import StimgenError, WeightsMissingError
+from stimgen.storage import atomic_write_bytes
 
 REGISTRY_FILE = "weights_registry.yaml"
 RECORDS_FILE = "verified.json"
@@ -153,21 +153,6 @@ def read_records(directory: Path) -> dict[str, InstallRecord]:
     return {name: InstallRecord(**fields) for name, fields in raw.get("models", {}).items()}
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_record(directory: Path, name: str, record: InstallRecord | None) -> None:
     """Set (or, with ``None``, drop) the record of ``name`` in ``verified.json``."""
     records = read_records(directory)
@@ -176,7 +161,7 @@ def save_record(directory: Path, name: str, record: InstallRecord | None) -> Non
     else:
         records[name] = record
     payload = {"models": {n: dataclasses.asdict(r) for n, r in sorted(records.items())}}
-    write_atomic(directory / RECORDS_FILE, (json.dumps(payload, indent=2) + "\n").encode())
+    atomic_write_bytes(directory / RECORDS_FILE, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def make_record(path: Path, sha256: str, source: str, *, tiny: bool = False) -> InstallRecord:

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from stimgen.weights.fetch import sha256_file
-from stimgen.weights.registry import get_model, make_record, models_dir, save_record, write_atomic
+from stimgen.storage import atomic_write_bytes
+from stimgen.weights.registry import get_model, make_record, models_dir, save_record
 
 TINY_MANIFEST = "tiny.json"
 TINY_WARNING = ("RANDOM TINY MODELS written by `stimgen models make-tiny`: they load like the "
@@ -131,7 +132,7 @@ def make_tiny(directory: str | Path, *, resolution: int = 32, seed: int = 0) -> 
                           "sha256": sha256_file(path)}
                    for name, path in path_of.items()},
     }
-    write_atomic(directory / TINY_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write_bytes(directory / TINY_MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return path_of
 
 
