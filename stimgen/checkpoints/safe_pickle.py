@@ -55,7 +55,7 @@ _TRUST_HINT = ("only load checkpoints from sources you trust; if this is a genui
 def _storage_from_bytes(data: bytes) -> Any:
     """Rebuild a tensor storage pickled as ``torch.storage._load_from_bytes(b)``.
 
-    The original calls ``torch.load(..., weights_only=False)`` on the embedded bytes, which
+    The original calls torch.load in its unsafe (full-pickle) mode on the embedded bytes, which
     would re-open the door this module closes; the bytes hold only a storage, so the
     weights-only loader reads them.
     """
