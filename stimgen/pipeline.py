@@ -13,7 +13,7 @@ import platform
 import socket
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +28,7 @@ from stimgen import __version__
 from stimgen.backends import create_backend
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.errors import BuildError
+from stimgen.executors import run_chunks
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity, stimulus_errors
 from stimgen.plan import IdentityUnit, Target, plan_units
 from stimgen.protocol.loader import normalised_json, protocol_sha256
@@ -71,31 +72,51 @@ class Chunk:
     stop: int
 
 
+#: Per-stimulus measures a backend may report besides the image (Rendered.extras); they
+#: become extra columns of stimuli.tsv and figures in the report.
+EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score")
+
+
 def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
-                    on_stimulus: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus."""
+                    on_stimuli: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus.
+
+    Targets go to the backend in batches of ``backend.batch_size``; encoding and writing
+    the images runs in background threads so that the generator is never kept waiting.
+    """
     backend = create_backend(protocol)
     rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
     identity = chunk.unit.identity
     handle = backend.prepare(identity)
     neutral = backend.render(handle, [(0.0, 0.0)])[0]
-    fmt = protocol.output.format
-    records = []
-    for target in chunk.unit.targets[chunk.start:chunk.stop]:
-        face = backend.render(handle, [(target.valence, target.arousal)])[0]
-        achieved = rater.rate([face], neutral)[0]
-        data = encode_image(face.image, fmt)
-        sid = target.stimulus_id(identity.id)
-        relative = f"stimuli/{sid}.{fmt}"
-        atomic_write_bytes(out / relative, data)
-        records.append({
-            "stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
-            "achieved_valence": float(achieved[0]), "achieved_arousal": float(achieved[1]),
-            "width": face.image.width, "height": face.image.height,
-        })
-        if on_stimulus:
-            on_stimulus()
+    targets = chunk.unit.targets[chunk.start:chunk.stop]
+    batch = max(1, int(getattr(backend, "batch_size", 1)))
+    records: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=2) as writers:
+        pending = []
+        for first in range(0, len(targets), batch):
+            part = targets[first:first + batch]
+            faces = backend.render(handle, [(t.valence, t.arousal) for t in part])
+            achieved = rater.rate(faces, neutral)
+            for target, face, va in zip(part, faces, achieved):
+                sid = target.stimulus_id(identity.id)
+                pending.append(writers.submit(_save_stimulus, out, sid, protocol.output.format,
+                                              face, va))
+            if on_stimuli:
+                on_stimuli(len(part))
+        records = [job.result() for job in pending]
     return records
+
+
+def _save_stimulus(out: Path, sid: str, fmt: str, face, achieved) -> dict[str, Any]:
+    data = encode_image(face.image, fmt)
+    relative = f"stimuli/{sid}.{fmt}"
+    atomic_write_bytes(out / relative, data)
+    record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
+              "achieved_valence": float(achieved[0]), "achieved_arousal": float(achieved[1]),
+              "width": face.image.width, "height": face.image.height}
+    record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
+    return record
 
 
 def encode_image(image, fmt: str) -> bytes:
@@ -179,7 +200,8 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
         for w, d, r in zip(table["weak_region"], too_far, off_direction)
     ]
     table["rater"] = protocol.resolved_rater()
-    return table[STIMULI_COLUMNS]
+    extras = [c for c in EXTRA_COLUMNS if c in table.columns]
+    return table[STIMULI_COLUMNS + extras]
 
 
 def _target_columns(target: Target) -> dict[str, Any]:
@@ -375,19 +397,13 @@ def _run_units(protocol, units, fingerprint, out, jobs, progress):
     workers = _worker_count(jobs, protocol, total)
     by_identity: dict[str, list[dict]] = {unit.identity.id: [] for unit, _ in pending}
     chunks = [chunk for unit, _ in pending for chunk in _chunks(unit, workers)]
+
+    def collect(chunk: Chunk, chunk_records: list[dict]) -> None:
+        by_identity[chunk.unit.identity.id].extend(chunk_records)
+
     try:
-        if workers <= 1:
-            for chunk in chunks:
-                by_identity[chunk.unit.identity.id] += render_and_rate(
-                    protocol, chunk, out, on_stimulus=lambda: bar.update(1))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(render_and_rate, protocol, chunk, out): chunk
-                           for chunk in chunks}
-                for future in as_completed(futures):
-                    chunk = futures[future]
-                    by_identity[chunk.unit.identity.id] += future.result()
-                    bar.update(chunk.stop - chunk.start)
+        run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
+                   on_progress=bar.update)
     finally:
         bar.close()
     for unit, key in pending:
