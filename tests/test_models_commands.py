@@ -174,7 +174,8 @@ def test_tiny_fan_loads_in_the_face_alignment_adapter(tiny):
 @pytest.mark.slow
 def test_tiny_models_inspect_with_their_configs(tiny):
     info = inspect_checkpoint(tiny["emostyle_mapping"])
-    assert info.config == {"size": TINY_RESOLUTION, "emotion_dim": 16, "latent_dim": 64}
+    assert info.config == {"size": TINY_RESOLUTION, "emotion_dim": 16, "latent_dim": 64,
+                           "hidden": (64, 64, 64)}
     assert inspect_checkpoint(tiny["emonet_8"]).config["n_expression"] == 8
     result = run("inspect", str(tiny["vggface2_resnet50"]))
     assert result.exit_code == 0 and "num_classes: 16" in result.output

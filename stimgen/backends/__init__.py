@@ -75,17 +75,12 @@ def create_backend(protocol: Protocol) -> Backend:
 
 
 def _emostyle_backend(protocol: Protocol, options) -> Backend:
-    required = ["stylegan2_ffhq", "emostyle_mapping", "emonet_8"]
-    if any(i.image for i in protocol.identities):
-        required += ["vggface2_resnet50", "face_alignment_2dfan4"]
-    try:
-        from stimgen.weights import require_weights
-    except ImportError:
-        require_weights = None
-    if require_weights is not None:
-        require_weights(required)   # raises WeightsMissingError naming files, sources, licences
-    raise BackendUnavailableError(
-        "the emostyle backend cannot run in this version of stimgen: its editing pipeline "
-        "(personalisation, batched EmoStyle edits, EmoNet rating) is not included yet",
-        hint="build with `backend: {name: schematic}` for now; `stimgen validate` still checks "
-             "an emostyle protocol")
+    """The emostyle backend, after checking that every checkpoint it needs is installed."""
+    from stimgen.backends.emostyle import EmoStyleBackend
+    from stimgen.backends.emostyle.models import required_models
+    from stimgen.weights import require_weights
+
+    kinds = {identity.kind for identity in protocol.identities}
+    # raises WeightsMissingError naming each missing file with its source and licence
+    weights = require_weights(required_models(kinds, protocol.resolved_rater()))
+    return EmoStyleBackend(protocol, weights)

@@ -149,9 +149,19 @@ def emo_mapping_config(state: State, path: str | Path = "<state>") -> dict:
                                         "StyleGAN2 resolution")
         latent_dim = state["latent_net.0.6.weight"].shape[0]
         return {"variant": "wplus", "size": size, "emotion_dim": emotion_dim,
-                "latent_dim": latent_dim, "num_ws": num_ws}
+                "latent_dim": latent_dim, "num_ws": num_ws,
+                **_hidden_widths(state, "latent_net.0.")}
     latent_dim = _require(state, "latent_net.6.weight", path, "an EmoStyle mapping").shape[0]
-    return {"variant": "w", "emotion_dim": emotion_dim, "latent_dim": latent_dim}
+    return {"variant": "w", "emotion_dim": emotion_dim, "latent_dim": latent_dim,
+            **_hidden_widths(state, "latent_net.")}
+
+
+def _hidden_widths(state: State, prefix: str) -> dict:
+    """``{"hidden": widths}`` of the offset MLP, or {} for the published 2048/1024/512."""
+    from stimgen.nets.emo_mapping import PUBLISHED_HIDDEN
+
+    widths = tuple(int(state[f"{prefix}{i}.weight"].shape[0]) for i in (0, 2, 4))
+    return {} if widths == PUBLISHED_HIDDEN else {"hidden": widths}
 
 
 def load_emo_mapping(path: str | Path) -> nn.Module:
@@ -171,10 +181,11 @@ def load_emo_mapping(path: str | Path) -> nn.Module:
     state = emo_mapping_state(read_torch_file(path), path)
     config = emo_mapping_config(state, path)
     if config["variant"] == "wplus":
-        kwargs = {k: config[k] for k in ("size", "emotion_dim", "latent_dim")}
+        kwargs = {k: config[k] for k in ("size", "emotion_dim", "latent_dim", "hidden")
+                  if k in config}
         model = EmoMappingWplus(**kwargs)
     else:
-        kwargs = {k: config[k] for k in ("emotion_dim", "latent_dim")}
+        kwargs = {k: config[k] for k in ("emotion_dim", "latent_dim", "hidden") if k in config}
         model = EmoMappingW(**kwargs)
     model.init_kwargs = kwargs
     return load_weights(model, state, path)

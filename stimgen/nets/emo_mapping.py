@@ -24,6 +24,8 @@ __all__ = ["EmoMappingWplus", "EmoMappingW", "edit_latents", "num_styles_for"]
 
 #: Inputs of the emotion encoder: (valence, arousal).
 EMOTION_INPUTS = 2
+#: Widths of the offset MLP's hidden layers in the published checkpoints.
+PUBLISHED_HIDDEN = (2048, 1024, 512)
 
 
 def num_styles_for(size: int) -> int:
@@ -38,13 +40,15 @@ def _emotion_encoder(emotion_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(EMOTION_INPUTS, 32), nn.LeakyReLU(0.2), nn.Linear(32, emotion_dim))
 
 
-def _offset_net(emotion_dim: int, latent_dim: int) -> nn.Sequential:
+def _offset_net(emotion_dim: int, latent_dim: int,
+                hidden: tuple[int, int, int] = PUBLISHED_HIDDEN) -> nn.Sequential:
     """concat(w, emotion embedding) -> offset of w; keys ``{0,2,4,6}``."""
+    h1, h2, h3 = hidden
     return nn.Sequential(
-        nn.Linear(emotion_dim + latent_dim, 2048), nn.LeakyReLU(0.2),
-        nn.Linear(2048, 1024), nn.LeakyReLU(0.2),
-        nn.Linear(1024, 512), nn.LeakyReLU(0.2),
-        nn.Linear(512, latent_dim),
+        nn.Linear(emotion_dim + latent_dim, h1), nn.LeakyReLU(0.2),
+        nn.Linear(h1, h2), nn.LeakyReLU(0.2),
+        nn.Linear(h2, h3), nn.LeakyReLU(0.2),
+        nn.Linear(h3, latent_dim),
     )
 
 
@@ -55,6 +59,7 @@ class EmoMappingWplus(nn.Module):
                  size: int = 1024,        # Generator resolution, pixels; sets the number of ws.
                  emotion_dim: int = 64,   # Size of the (valence, arousal) embedding.
                  latent_dim: int = 512,   # Size of one w (the generator's w_dim).
+                 hidden: tuple[int, int, int] = PUBLISHED_HIDDEN,  # Offset-MLP widths (tiny test models shrink them).
                  ):
         super().__init__()
         self.size = size
@@ -62,7 +67,7 @@ class EmoMappingWplus(nn.Module):
         self.latent_dim = latent_dim
         self.num_styles = num_styles_for(size)
         self.emotion_enc = _emotion_encoder(emotion_dim)
-        self.latent_net = nn.ModuleList(_offset_net(emotion_dim, latent_dim)
+        self.latent_net = nn.ModuleList(_offset_net(emotion_dim, latent_dim, tuple(hidden))
                                         for _ in range(self.num_styles))
 
     def forward(self, latents: torch.Tensor, emotions: torch.Tensor) -> torch.Tensor:
@@ -81,12 +86,13 @@ class EmoMappingW(nn.Module):
     def __init__(self,
                  emotion_dim: int = 64,   # Size of the (valence, arousal) embedding.
                  latent_dim: int = 512,   # Size of w (the generator's w_dim).
+                 hidden: tuple[int, int, int] = PUBLISHED_HIDDEN,  # Offset-MLP widths.
                  ):
         super().__init__()
         self.emotion_dim = emotion_dim
         self.latent_dim = latent_dim
         self.emotion_enc = _emotion_encoder(emotion_dim)
-        self.latent_net = _offset_net(emotion_dim, latent_dim)
+        self.latent_net = _offset_net(emotion_dim, latent_dim, tuple(hidden))
 
     def forward(self, latents: torch.Tensor, emotions: torch.Tensor) -> torch.Tensor:
         """Offset [N, latent_dim] for w ``latents`` [N, latent_dim] and ``emotions`` [N, 2] (v, a)."""

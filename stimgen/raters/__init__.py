@@ -58,8 +58,17 @@ def create_rater(name: str, backend_name: str) -> Rater:
     if name == "geometric":
         return LandmarkRater()
     if name == "emonet":
-        raise BackendUnavailableError(
-            "the EmoNet rater cannot run in this version of stimgen: it needs the emostyle "
-            "pipeline's aligned face crops",
-            hint="use `validation: {rater: geometric}` with the schematic backend")
+        return _emonet_rater(backend_name)
     raise BackendUnavailableError(f'unknown rater "{name}"')  # pragma: no cover
+
+
+def _emonet_rater(backend_name: str) -> Rater:
+    """EmoNet-8 on CUDA when present; flagged as EmoStyle's training critic with emostyle."""
+    from stimgen.backends.emostyle.models import load_network, select_device
+    from stimgen.raters.emonet import EmoNetRater
+    from stimgen.weights import require_weights
+
+    path = require_weights(["emonet_8"])["emonet_8"]
+    info = RaterInfo("emonet", RATER_DESCRIPTIONS["emonet"],
+                     trained_against_generator=backend_name == "emostyle")
+    return EmoNetRater(load_network("emonet_8", path, select_device("auto")), info)

@@ -26,6 +26,7 @@ TINY_GENERATOR = dict(z_dim=64, c_dim=0, w_dim=64, img_channels=3,
                       synthesis_kwargs={"channel_base": 1024, "channel_max": 32,
                                         "num_fp16_res": 0, "conv_clamp": 256})
 TINY_EMOTION_DIM = 16
+TINY_MAPPING_HIDDEN = (64, 64, 64)   # published: 2048/1024/512, 90 MB at 32 px
 TINY_IDENTITIES = 16
 
 
@@ -51,7 +52,8 @@ def write_emo_mapping(path: Path, resolution: int, latent_dim: int) -> dict:
     """A training checkpoint as EmoStyle saves it: mapping weights beside optimizer states."""
     from stimgen.nets.emo_mapping import EmoMappingWplus
 
-    config = {"size": resolution, "emotion_dim": TINY_EMOTION_DIM, "latent_dim": latent_dim}
+    config = {"size": resolution, "emotion_dim": TINY_EMOTION_DIM, "latent_dim": latent_dim,
+              "hidden": list(TINY_MAPPING_HIDDEN)}
     mapping = EmoMappingWplus(**config)
     optimizer = torch.optim.Adam(mapping.parameters(), lr=1e-4)
     torch.save({"epoch": 0,
@@ -97,8 +99,8 @@ def make_tiny(directory: str | Path, *, resolution: int = 32, seed: int = 0) -> 
     Files carry the published names (``ffhq.pkl``, ``emo_mapping_wplus_2.pt``,
     ``emonet_8.pth``, ``resnet50_ft_weight.pkl``, ``2DFAN4-11f355bf06.pth.tar``) and
     formats; shapes are small (``resolution`` px generator, one-hourglass FAN and EmoNet,
-    one bottleneck per ResNet stage). The EmoStyle mapping keeps its published hidden
-    widths, so it is the largest file. Same ``seed``, same files.
+    one bottleneck per ResNet stage, 64-wide EmoStyle mapping MLPs). Same ``seed``, same
+    files.
 
     Returns
     -------

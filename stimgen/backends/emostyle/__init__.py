@@ -1,0 +1,217 @@
+"""The `emostyle` backend: StyleGAN2-ADA faces edited to valence/arousal targets with EmoStyle.
+
+Owns :class:`EmoStyleBackend`, which acquires identities (seed, latent file, or a photo that
+is aligned, inverted and personalised, cached on disk) and renders each one's targets in
+batches; the photo steps live in ``photo``, ``align``, ``invert``, ``personalize``, ``cache``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from stimgen.backends import Rendered
+from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
+                                            seed_latent)
+from stimgen.backends.emostyle.models import (DETECTOR_MODEL, ModelSet, load_model_set,
+                                              model_files, select_device)
+from stimgen.protocol.models import Identity, Protocol
+
+__all__ = ["EmoStyleBackend", "IdentityHandle"]
+
+
+@dataclass
+class IdentityHandle:
+    """A prepared identity: its W+ latent and the synthesis network that draws it."""
+
+    identity_id: str
+    ws: torch.Tensor                 # [1, num_ws, w_dim] on the device
+    synthesis: nn.Module             # the generator's, or a copy personalised to a photo
+    reference: np.ndarray            # [D] identity embedding of the unedited face
+
+
+class EmoStyleBackend:
+    """StyleGAN2-ADA + EmoStyle edits (see docs/backends-emostyle.md).
+
+    Parameters
+    ----------
+    protocol : Protocol
+        A protocol with ``backend: {name: emostyle}``; identity paths resolve against it.
+    weights : dict
+        Registry name -> checkpoint path (from :func:`stimgen.weights.require_weights`).
+
+    Networks load lazily, once per process, on the first ``prepare``: creating the backend
+    only checks the device, so a build fails fast without loading anything.
+    """
+
+    name = "emostyle"
+    version = "1"
+
+    def __init__(self, protocol: Protocol, weights: Mapping[str, Path]):
+        self.options = protocol.backend.options
+        self.image_size = protocol.output.image_size
+        self.device = select_device(self.options.device)
+        self.batch = AdaptiveBatch(self.options.batch_size)
+        self.with_landmarks = protocol.resolved_rater() == "geometric"
+        self._protocol = protocol
+        self._weights = dict(weights)
+
+    # -- the pipeline's backend interface ---------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        """Targets per batch; halves for the rest of the process after an out-of-memory."""
+        return self.batch.size
+
+    @property
+    def model_files(self) -> list[dict[str, str]]:
+        """Name, path and sha256 of every checkpoint used (manifest ``backend.model_files``)."""
+        return model_files(self._weights)
+
+    def fingerprint(self) -> dict[str, Any]:
+        options = self.options.model_dump(mode="json", exclude={"batch_size", "device"})
+        return {"backend": self.name, "version": self.version, "image_size": self.image_size,
+                **options, "models": {f["name"]: f["sha256"] for f in self.model_files}}
+
+    @property
+    def models(self) -> ModelSet:
+        return load_model_set(self._weights, self.device)
+
+    def prepare(self, identity: Identity) -> IdentityHandle:
+        """The identity's W+ latent and synthesis network (a photo is personalised first)."""
+        models = self.models
+        where = f'identity "{identity.id}"'
+        synthesis = models.generator.synthesis
+        if identity.seed is not None:
+            ws = seed_latent(models.generator, identity.seed, self.options.truncation_psi)
+        elif identity.latent is not None:
+            ws = read_latent(self._protocol.resolve(identity.latent), models.num_ws,
+                             models.w_dim, where=where).to(self.device)
+        else:
+            ws, state = self._personalised(identity)
+            if state is not None:
+                synthesis = copy.deepcopy(models.generator.synthesis)
+                synthesis.load_state_dict(state, strict=False)   # parameters only
+                synthesis.requires_grad_(False).eval()
+        unedited = edit_faces(synthesis, models.mapping, ws, torch.zeros(1, 2),
+                              image_size=self.image_size, vggface2=models.vggface2,
+                              precision=self.options.precision, edit=False)
+        return IdentityHandle(identity.id, ws, synthesis, unedited.embeddings[0])
+
+    def render(self, handle: IdentityHandle, targets: Sequence[tuple[float, float]]
+               ) -> list[Rendered]:
+        """Faces of ``handle`` at each (valence, arousal), with rater crops and similarity."""
+        models = self.models
+
+        def run(part):
+            va = torch.tensor([list(t) for t in part], dtype=torch.float32)
+            faces = edit_faces(handle.synthesis, models.mapping, handle.ws, va,
+                               image_size=self.image_size, vggface2=models.vggface2,
+                               precision=self.options.precision)
+            landmarks = (crop_landmarks(models.emonet, faces.crops, self.image_size)
+                         if self.with_landmarks else [None] * len(part))
+            return _rendered(faces, handle.reference, landmarks)
+
+        return self.batch.map(run, list(targets))
+
+    # -- photo identities ---------------------------------------------------------------
+    def _personalised(self, identity: Identity) -> tuple[torch.Tensor, dict | None]:
+        """A photo's inverted ws and personalised synthesis state, from the cache if there."""
+        from stimgen.backends.emostyle.cache import identity_cache_key, load_cached, store_cached
+        from stimgen.backends.emostyle.photo import load_photo
+
+        path = self._protocol.resolve(identity.image)
+        image = load_photo(path)        # raises PhotoError naming the file when unusable
+        key = identity_cache_key(path.read_bytes(), self._photo_settings(),
+                                 {f["name"]: f["sha256"] for f in self.model_files})
+        cached = load_cached(key)
+        if cached is None:
+            cached = self._invert_and_personalise(image, str(path))
+            store_cached(key, cached)
+        ws = cached["ws"].to(self.device, torch.float32).reshape(
+            1, self.models.num_ws, self.models.w_dim)
+        return ws, cached.get("synthesis")
+
+    def _photo_settings(self) -> dict[str, Any]:
+        """Everything besides the photo and the models that changes a personalisation."""
+        return {"inversion_steps": self.options.inversion_steps,
+                "personalization": asdict(self._personalize_settings()),
+                "resolution": self.models.resolution}
+
+    def _personalize_settings(self):
+        from stimgen.backends.emostyle.personalize import PersonalizeSettings
+
+        weights = self.options.loss_weights
+        return PersonalizeSettings(
+            steps=self.options.personalization_steps, lr=self.options.personalization_lr,
+            w_emotion=weights.emotion, w_pose=weights.pose, w_background=weights.background,
+            w_identity=weights.identity, w_reconstruction=weights.reconstruction,
+            seed=self._protocol.seed)
+
+    def _invert_and_personalise(self, image: np.ndarray, source: str) -> dict[str, Any]:
+        from stimgen.backends.emostyle.align import align_face, select_face
+        from stimgen.backends.emostyle.invert import invert
+        from stimgen.backends.emostyle.personalize import personalize
+
+        models = self.models
+        face = select_face(self.find_faces(image), policy=self.options.multiple_faces,
+                           source=source)
+        aligned = align_face(image, face.points, models.resolution)
+        target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float()
+        target = (target / 127.5 - 1).to(self.device)
+        ws = invert(models.generator, target, vgg=models.vggface2,
+                    steps=self.options.inversion_steps)
+        payload: dict[str, Any] = {"ws": ws.detach().cpu()}
+        settings = self._personalize_settings()
+        if settings.steps > 0:
+            state = personalize(models.generator, models.mapping, models.emonet,
+                                models.vggface2, ws, target, aligned.landmarks, settings)
+            payload["synthesis"] = {k: v.detach().cpu() for k, v in state.items()}
+        return payload
+
+    def find_faces(self, image: np.ndarray) -> list:
+        """Every face in a photo with its 68 landmarks (face-alignment, local weights).
+
+        Without the S3FD detector installed (``stimgen models fetch s3fd``), the whole
+        photo is taken as the face box: fine for photos already cropped to one face.
+        """
+        from stimgen.nets.face_landmarks import FaceLandmarker
+        from stimgen.weights import model_status
+
+        detector = model_status(DETECTOR_MODEL)
+        landmarker = FaceLandmarker(self._weights["fan_2d"],
+                                    detector.path if detector.installed else None,
+                                    device=str(self.device))
+        height, width = image.shape[:2]
+        boxes = None if detector.installed else [[0, 0, width, height]]
+        return landmarker(image, boxes=boxes)
+
+
+@torch.no_grad()
+def crop_landmarks(emonet: nn.Module, crops: np.ndarray, image_size: int) -> np.ndarray:
+    """68 landmarks [N, 68, 2] in output pixels, read off EmoNet's heatmaps of the crops.
+
+    Generated faces are already aligned, so EmoNet's face-alignment trunk sees them as it
+    was trained to; this gives the geometric rater its landmarks without a detector.
+    """
+    from stimgen.nets.face_landmarks import heatmaps_to_landmarks
+
+    device = next(emonet.parameters()).device
+    batch = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float().div(255).to(device)
+    points, _ = heatmaps_to_landmarks(emonet(batch)["heatmap"], crops.shape[1])
+    scale = image_size / crops.shape[1]
+    return ((points.float().cpu().numpy() + 0.5) * scale - 0.5)
+
+
+def _rendered(faces: EditedFaces, reference: np.ndarray, landmarks) -> list[Rendered]:
+    """One :class:`Rendered` per face: image, landmarks, rater crop, identity similarity."""
+    similarity = faces.embeddings @ reference
+    return [Rendered(Image.fromarray(image), points,
+                     {"face_crop": crop, "identity_similarity": float(score)})
+            for image, crop, score, points in zip(faces.images, faces.crops, similarity,
+                                                  landmarks)]

@@ -1,0 +1,136 @@
+"""Reading a researcher's photo safely: one uint8 RGB array, upright, with no metadata.
+
+Owns :func:`load_photo` and its errors (missing file, not an image, too small, too many
+pixels); EXIF orientation is applied, every colour mode becomes RGB and no tag survives.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stimgen.errors import StimgenError
+
+#: Formats a photo may be in (JPEG includes phones' multi-picture MPO files). Pillow opens
+#: more, and some run external programs (EPS runs Ghostscript), so we list them.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+#: Shortest side a photo must have, pixels: below this no face is large enough to align.
+MIN_PHOTO_SIDE = 128
+#: Most pixels a photo may have (width x height): 100 megapixels, above any camera portrait.
+#: Checked from the header before decoding, so a decompression bomb never reaches memory.
+MAX_PHOTO_PIXELS = 100_000_000
+#: What transparent pixels are composited onto (white, as for a cut-out portrait).
+ALPHA_BACKGROUND = (255, 255, 255)
+
+
+class PhotoError(StimgenError):
+    """A photo that cannot be used as an identity: missing, unreadable, too small or too big."""
+
+
+def load_photo(path: str | Path) -> np.ndarray:
+    """Read a photo as a uint8 RGB array [H, W, 3], upright and without metadata.
+
+    Parameters
+    ----------
+    path : str or Path
+        A JPEG, PNG, WebP, TIFF, BMP, GIF (first frame) or PPM file.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 [H, W, 3]. The EXIF orientation is applied (a phone photo taken sideways
+        comes back upright). Grayscale, palette, CMYK, 16-bit and other modes are
+        converted to RGB; transparent pixels are composited onto white. Only pixels
+        are returned: EXIF, GPS, ICC and every other tag are dropped.
+
+    Raises
+    ------
+    PhotoError
+        If the file is missing, is not an image in :data:`PHOTO_FORMATS`, cannot be
+        decoded, is smaller than :data:`MIN_PHOTO_SIDE` or larger than
+        :data:`MAX_PHOTO_PIXELS`. The message names the file and what to do.
+
+    Examples
+    --------
+    >>> image = load_photo("photos/p01.jpg")     # doctest: +SKIP
+    >>> image.shape, image.dtype                 # doctest: +SKIP
+    ((1280, 960, 3), dtype('uint8'))
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PhotoError(f"photo not found: {path}",
+                         hint="check the identity's `image:` path; relative paths are "
+                              "relative to the protocol file")
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we check ourselves.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path, formats=PHOTO_FORMATS) as image:
+                check_photo_size(image.size, path)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+        except UnidentifiedImageError as err:
+            raise PhotoError(f"{path} is not an image stimgen can read",
+                             hint=f"save it as JPEG or PNG (readable formats: "
+                                  f"{', '.join(PHOTO_FORMATS)})") from err
+        except Image.DecompressionBombError as err:
+            raise _too_many_pixels(path, None) from err
+        except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+            raise PhotoError(f"{path} could not be decoded: {err}",
+                             hint="the file may be truncated or damaged; export it again "
+                                  "as JPEG or PNG") from err
+    return to_rgb_array(upright)
+
+
+def check_photo_size(size: tuple[int, int], path: str | Path = "photo") -> None:
+    """Raise :class:`PhotoError` unless ``size`` (width, height) is within the limits."""
+    width, height = size
+    if width * height > MAX_PHOTO_PIXELS:
+        raise _too_many_pixels(path, (width, height))
+    if min(width, height) < MIN_PHOTO_SIDE:
+        raise PhotoError(
+            f"{path} is {width}x{height} pixels; photos need at least {MIN_PHOTO_SIDE} "
+            f"pixels on the shorter side",
+            hint="use the original, larger photo (the face should be at least about "
+                 "256 pixels across for a good result)")
+
+
+def _too_many_pixels(path, size: tuple[int, int] | None) -> PhotoError:
+    shown = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
+    return PhotoError(
+        f"{path} is {shown}, above the limit of {MAX_PHOTO_PIXELS // 1_000_000} megapixels",
+        hint="resize or crop the photo around the face (a few megapixels is plenty)")
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Pixels of any Pillow image as uint8 RGB [H, W, 3]; alpha composited onto white.
+
+    16-bit and 32-bit grayscale are scaled to 8 bits (not clipped), palette images are
+    expanded, CMYK is converted with Pillow's formula (ICC profiles are not applied).
+
+    >>> to_rgb_array(Image.new("LA", (4, 2), (90, 0))).tolist()[0][0]
+    [255, 255, 255]
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = Image.fromarray(_gray_to_uint8(np.asarray(image)), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        image = Image.alpha_composite(background, rgba)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def _gray_to_uint8(values: np.ndarray) -> np.ndarray:
+    """High-bit-depth grayscale to 8 bits: 16-bit ranges scale by 1/257, floats in [0, 1] by 255."""
+    floats = values.dtype.kind == "f"
+    values = values.astype(np.float64)
+    if floats and values.size and 0.0 <= values.min() and values.max() <= 1.0:
+        values = values * 255.0
+    elif values.size and values.max() > 255:
+        values = values / 257.0
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)

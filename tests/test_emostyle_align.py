@@ -1,0 +1,188 @@
+"""FFHQ alignment: where the eyes land, invariance to in-plane rotation, padding, face choice."""
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+from stimgen.backends.emostyle import align
+from stimgen.backends.emostyle.align import (
+    FaceNotFoundError, MultipleFacesError, MultipleFacesWarning, SmallFaceWarning, align_face,
+    aligned_to_image, ffhq_quad, image_to_aligned, select_face)
+from stimgen.backends.schematic import render_face, sample_identity
+from stimgen.landmarks import eye_centres
+from stimgen.nets.face_landmarks import FaceLandmarks
+
+GREY = (128, 128, 128)
+
+
+def canonical_eyes(eye_distance: float, eye_to_mouth: float, resolution: int) -> np.ndarray:
+    """Where FFHQ alignment puts the eye centres of an upright face, worked out by hand.
+
+    For eyes on a horizontal line and the mouth midpoint straight below their midpoint, the
+    crop square is axis-aligned with half side s = max(2 d_eyes, 1.8 d_mouth), centred
+    0.1 d_mouth below the eye midpoint; so each eye sits d_eyes / 2 left or right of the
+    centre and 0.1 d_mouth above it, in a square of side 2 s mapped onto ``resolution``.
+    """
+    s = max(2.0 * eye_distance, 1.8 * eye_to_mouth)
+    u = np.array([-eye_distance / 2, eye_distance / 2]) / (2 * s) + 0.5
+    v = -0.1 * eye_to_mouth / (2 * s) + 0.5
+    return np.stack([u * resolution - 0.5, np.full(2, v * resolution - 0.5)], axis=1)
+
+
+def blob_photo(width, height, right_eye, left_eye, sigma) -> np.ndarray:
+    """Black photo with a red blob at the right eye and a green one at the left eye."""
+    ys, xs = np.mgrid[:height, :width]
+    image = np.zeros((height, width, 3))
+    for channel, (x, y) in ((0, right_eye), (1, left_eye)):
+        image[..., channel] = 255 * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2))
+    return np.uint8(np.rint(image))
+
+
+def centroid(channel: np.ndarray) -> np.ndarray:
+    weights = np.where(channel > 20, channel.astype(float), 0.0)
+    ys, xs = np.mgrid[:channel.shape[0], :channel.shape[1]]
+    return np.array([(weights * xs).sum(), (weights * ys).sum()]) / weights.sum()
+
+
+def upright_landmarks(right_eye, left_eye, mouth_y) -> np.ndarray:
+    points = np.zeros((68, 2))
+    points[36:42], points[42:48] = right_eye, left_eye
+    mid = (right_eye[0] + left_eye[0]) / 2
+    points[48], points[54] = (mid - 30, mouth_y), (mid + 30, mouth_y)
+    return points
+
+
+@pytest.mark.parametrize("scale, resolution", [
+    (1.0, 64),   # face fits in the photo: no shrink, no padding
+    (6.0, 32),   # huge face: FFHQ's shrink step, and the square leaves the photo (padding)
+])
+def test_eye_centres_land_at_the_ffhq_positions(scale, resolution):
+    right_eye, left_eye = np.array([150.0, 140.0]) * scale, np.array([230.0, 140.0]) * scale
+    mouth_y = 230.0 * scale
+    landmarks = upright_landmarks(right_eye, left_eye, mouth_y)
+    image = blob_photo(int(400 * scale), int(320 * scale), right_eye, left_eye, sigma=4 * scale)
+
+    aligned = align_face(image, landmarks, resolution)
+
+    expected = canonical_eyes(80.0 * scale, 90.0 * scale, resolution)
+    found = np.stack([centroid(aligned.image[..., 0]), centroid(aligned.image[..., 1])])
+    np.testing.assert_allclose(found, expected, atol=0.05 * resolution / 32)
+    np.testing.assert_allclose(np.stack(eye_centres(aligned.landmarks)), expected, atol=1e-9)
+    assert aligned.image.shape == (resolution, resolution, 3) and aligned.image.dtype == np.uint8
+
+
+def rotate_photo(image: Image.Image, landmarks: np.ndarray, degrees: float):
+    """Rotate counter-clockwise about the image centre, and the landmarks with it."""
+    rotated = image.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=GREY)
+    centre = np.array([image.width / 2 - 0.5, image.height / 2 - 0.5])
+    t = np.deg2rad(degrees)
+    turn = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])   # y points down
+    return rotated, (landmarks - centre) @ turn.T + centre
+
+
+@pytest.fixture(scope="module")
+def schematic_photo():
+    """A schematic face in the middle of a larger grey photo, with its exact landmarks."""
+    face = render_face(sample_identity(7), 0.5, 0.3, size=256)
+    canvas = Image.new("RGB", (640, 560), GREY)
+    canvas.paste(face.image, (190, 150))
+    return canvas, face.landmarks + (190, 150)
+
+
+@pytest.mark.parametrize("degrees", [25.0, -40.0])
+def test_alignment_undoes_in_plane_rotation(schematic_photo, degrees):
+    photo, landmarks = schematic_photo
+    upright = align_face(np.asarray(photo), landmarks, 128)
+    rotated_photo, rotated_landmarks = rotate_photo(photo, landmarks, degrees)
+
+    turned = align_face(np.asarray(rotated_photo), rotated_landmarks, 128)
+
+    np.testing.assert_allclose(turned.landmarks, upright.landmarks, atol=1e-6)
+    difference = np.abs(turned.image.astype(float) - upright.image.astype(float))
+    assert difference.mean() < 2.5, f"aligned images differ by {difference.mean():.2f} on average"
+    assert not np.allclose(rotated_landmarks, landmarks)
+
+
+def test_face_landmarks_follow_the_pixels(schematic_photo):
+    """Aligned landmarks sit on the drawn features and map back to the photo's exactly."""
+    photo, landmarks = schematic_photo
+    aligned = align_face(np.asarray(photo), landmarks, 256)
+    quad = ffhq_quad(landmarks)
+    np.testing.assert_allclose(aligned_to_image(aligned.landmarks, quad, 256), landmarks, atol=1e-9)
+    # The schematic irises are dark on light skin: the darkest pixel near each aligned eye
+    # centre must be within 4 pixels of it.
+    gray = aligned.image.mean(axis=2)
+    for centre in eye_centres(aligned.landmarks):
+        x, y = np.rint(centre).astype(int)
+        window = gray[y - 8:y + 9, x - 8:x + 9]
+        dy, dx = np.unravel_index(np.argmin(window), window.shape)
+        assert abs(dx - 8) <= 4 and abs(dy - 8) <= 4
+
+
+def test_padding_fills_beyond_the_photo(schematic_photo):
+    photo, landmarks = schematic_photo
+    cropped = np.asarray(photo)[:, 260:]         # the crop square starts 36 px left of this
+    shifted = landmarks - (260, 0)
+    padded = align_face(cropped, shifted, 64)
+    black = align_face(cropped, shifted, 64, padding=False)
+    assert (black.image[:, :4] == 0).all()
+    assert padded.image[:, :4].min() > 40, "FFHQ padding should leave no black border"
+    np.testing.assert_allclose(padded.landmarks, black.landmarks)
+
+
+def test_small_face_warns(schematic_photo):
+    photo, landmarks = schematic_photo
+    with pytest.warns(SmallFaceWarning, match="upscaled"):
+        align_face(np.asarray(photo), landmarks, 2048)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(-180, 180), st.floats(10, 500), st.integers(4, 2048),
+       st.lists(st.floats(-1000, 1000), min_size=2, max_size=2))
+def test_point_mapping_round_trips(degrees, half_side, resolution, point):
+    t = np.deg2rad(degrees)
+    x = half_side * np.array([np.cos(t), np.sin(t)])
+    y = np.array([-x[1], x[0]])
+    c = np.array([300.0, 200.0])
+    quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+    there = image_to_aligned(np.array(point), quad, resolution)
+    np.testing.assert_allclose(aligned_to_image(there, quad, resolution), point, atol=1e-6)
+    np.testing.assert_allclose(image_to_aligned(quad[0], quad, resolution), [-0.5, -0.5], atol=1e-6)
+
+
+def faces_of_size(*sizes) -> list[FaceLandmarks]:
+    base = render_face(sample_identity(1), 0.0, 0.0, size=100).landmarks / 100
+    return [FaceLandmarks(points=base * s + 10 * i, scores=np.ones(68), box=np.zeros(4))
+            for i, s in enumerate(sizes)]
+
+
+def test_no_face_is_an_error():
+    with pytest.raises(FaceNotFoundError, match="no face found in photos/p01.jpg"):
+        select_face([], source="photos/p01.jpg")
+
+
+def test_several_faces_keep_the_largest_with_a_warning():
+    faces = faces_of_size(80, 300, 120)
+    with pytest.warns(MultipleFacesWarning, match="3 faces found in group.jpg; using the largest"):
+        chosen = select_face(faces, source="group.jpg")
+    assert chosen is faces[1]
+
+
+def test_several_faces_can_be_refused():
+    with pytest.raises(MultipleFacesError, match="2 faces found in group.jpg") as info:
+        select_face(faces_of_size(80, 300), policy="error", source="group.jpg")
+    assert "multiple_faces: largest" in info.value.hint
+
+
+def test_one_face_is_taken_silently(recwarn):
+    faces = faces_of_size(200)
+    assert select_face(faces, policy="error") is faces[0]
+    assert not recwarn.list
+
+
+def test_docstring_examples():
+    assert doctest.testmod(align).failed == 0

@@ -1,0 +1,129 @@
+"""Whole emostyle builds on tiny random models: photo + seed + latent identities, cache, dry run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import stimgen
+from stimgen.backends.emostyle import EmoStyleBackend
+from stimgen.backends.schematic import render_face, sample_identity
+from stimgen.cli import main
+from stimgen.errors import WeightsMissingError
+from stimgen.nets.face_landmarks import FaceLandmarks
+
+PROTOCOL = """
+study: {name: tiny-emostyle}
+seed: 3
+backend:
+  name: emostyle
+  options: {batch_size: 2, inversion_steps: 2, personalization_steps: 2}
+identities:
+  - {id: photo, image: face.png, source: "schematic face drawn by the test"}
+  - {id: s1, seed: 1}
+  - {id: lat, latent: w.npy}
+targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+output: {image_size: 64}
+"""
+
+PHOTO_LINE = '  - {id: photo, image: face.png, source: "schematic face drawn by the test"}\n'
+SEEDS_ONLY = PROTOCOL.replace(PHOTO_LINE, "").replace("  - {id: lat, latent: w.npy}\n", "")
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory):
+    """A stimgen home with tiny random models installed (as `make-tiny --install` does)."""
+    from stimgen.weights.tiny import install_tiny, make_tiny
+
+    home = tmp_path_factory.mktemp("home")
+    install_tiny(make_tiny(tmp_path_factory.mktemp("tiny"), resolution=32), home=home)
+    return home
+
+
+@pytest.fixture
+def study(tmp_path, tiny_home, monkeypatch):
+    """A protocol folder with a schematic face photo (landmarks known) and a latent file."""
+    monkeypatch.setenv("STIMGEN_HOME", str(tiny_home))
+    face = render_face(sample_identity(4), 0.0, 0.0, size=256)
+    face.image.convert("RGB").save(tmp_path / "face.png")
+    np.save(tmp_path / "w.npy", np.random.default_rng(0).standard_normal(64).astype(np.float32))
+    (tmp_path / "protocol.yaml").write_text(PROTOCOL)
+    found = [FaceLandmarks(face.landmarks, np.ones(68), np.array([0, 0, 256, 256]))]
+    monkeypatch.setattr(EmoStyleBackend, "find_faces", lambda self, image: found)
+    return tmp_path
+
+
+def build(folder, out="out"):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # TinyWeightsWarning: expected here
+        protocol = stimgen.load_protocol(folder / "protocol.yaml")
+        return stimgen.build(protocol, out=folder / out, progress=False)
+
+
+@pytest.mark.slow
+def test_photo_seed_and_latent_identities_build_completely_and_reuse_the_cache(study,
+                                                                               monkeypatch):
+    result = build(study)
+    table = pd.read_csv(result.paths["stimuli_table"], sep="\t", dtype={"identity": str})
+    assert len(table) == 9 and set(table["identity"]) == {"photo", "s1", "lat"}
+    assert table["identity_similarity"].between(-1, 1 + 1e-6).all()
+    assert table["achieved_valence"].between(-1, 1).all()
+    assert (table["rater"] == "emonet").all()
+    for row in table.itertuples():
+        with Image.open(study / "out" / row.file) as image:
+            assert image.size == (64, 64)
+    manifest = json.loads((study / "out" / "manifest.json").read_text())
+    assert manifest["dry_run"] is True and manifest["rater"]["trained_against_generator"]
+    assert {f["name"] for f in manifest["backend"]["model_files"]} >= {
+        "stylegan2_ffhq", "emostyle_mapping", "emonet_8", "vggface2_resnet50", "fan_2d"}
+    report = (study / "out" / "report.html").read_text()
+    assert 'id="dry-run-warning"' in report and 'id="rater-warning"' in report
+
+    # a second build elsewhere reuses the personalised photo identity from the cache
+    from stimgen.backends.emostyle import personalize
+
+    monkeypatch.setattr(personalize, "personalize",
+                        lambda *a, **k: pytest.fail("personalised again despite the cache"))
+    again = build(study, out="out2")
+    assert again.stimuli["sha256"].tolist() == result.stimuli["sha256"].tolist()
+    # and rebuilding the same folder reuses every finished identity
+    assert sorted(build(study).reused_identities) == ["lat", "photo", "s1"]
+
+
+def test_seed_and_latent_build_records_models_and_similarity(study):
+    text = PROTOCOL.replace(PHOTO_LINE, "").replace("emotions: [happy, sad]", "emotions: [sad]")
+    (study / "protocol.yaml").write_text(text)
+    result = build(study)
+    assert len(result.stimuli) == 4
+    assert "identity_similarity" in result.stimuli.columns
+    assert result.manifest["backend"]["options"]["models"]["stylegan2_ffhq"]
+    assert "fan_2d" not in result.manifest["backend"]["options"]["models"]
+
+
+def test_missing_weights_stop_the_build_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "empty"))
+    (tmp_path / "protocol.yaml").write_text(SEEDS_ONLY)
+    with pytest.raises(WeightsMissingError, match="ffhq.pkl"):
+        stimgen.build(stimgen.load_protocol(tmp_path / "protocol.yaml"), out=tmp_path / "out",
+                      progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_uses_its_own_tiny_models_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "protocol.yaml").write_text(SEEDS_ONLY)
+    result = CliRunner().invoke(main, ["build", "protocol.yaml", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "build" / "tiny-emostyle-dry-run"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dry_run"] is True and manifest["counts"]["stimuli"] == 3
+    assert all("/dry-run/models/" in f["path"] for f in manifest["backend"]["model_files"])
+    assert not (tmp_path / "home" / "models").exists()       # the user's models: untouched
+    assert "DRY RUN" in result.output and 'id="dry-run-warning"' in (out / "report.html").read_text()
