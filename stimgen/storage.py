@@ -1,19 +1,85 @@
-"""Files of a build folder: atomic writes and content hashes.
+"""Files of a build folder: atomic writes, content hashes, disk errors and crash leftovers.
 
 Every file stimgen writes goes through here, so an interrupted build never leaves a
-half-written file under its final name.
+half-written file under its final name (docs/reliability.md).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from stimgen.errors import BuildError
+
+#: Test hook (docs/reliability.md): ``point``, ``point@n`` (the n-th time it is reached) or
+#: either with ``:stall`` (hang, holding the lock, until killed). Unset, it does nothing.
+CRASH_ENV = "STIMGEN_TEST_CRASH_AT"
+_crash_hits: dict[str, int] = {}
+#: errno values that mean "the disk or the folder refuses", not "stimgen has a bug".
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
+               errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+#: Names of what an interrupted build can leave behind: temporaries of atomic_write_bytes
+#: and the staging/old folders of replace_folder callers (experiment/, report_assets/).
+_LEFTOVER_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_LEFTOVER_FOLDER = re.compile(r"^\.(experiment|report_assets)-([A-Za-z0-9_]{8}|old-\d+)$")
+
+
+def crash_point(*names: str) -> None:
+    """End the process abruptly (as ``kill -9`` would) if ``STIMGEN_TEST_CRASH_AT`` names
+    one of ``names``; the reliability tests use it to interrupt builds at chosen moments."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point, _, action = spec.partition(":")
+    point, _, nth = point.partition("@")
+    for name in names:
+        _crash_hits[name] = _crash_hits.get(name, 0) + 1
+        if name == point and _crash_hits[name] == int(nth or 1):
+            while action == "stall":
+                time.sleep(1)
+            os._exit(137)
+
+
+def disk_error(err: OSError, path: str | Path | None = None) -> BuildError | None:
+    """The BuildError to show for an OSError of a full, read-only or forbidden folder;
+    None for other errors (those are bugs and raise as they are)."""
+    if err.errno not in DISK_ERRNOS:
+        return None
+    where = path or err.filename or "the output folder"
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "your disk quota is used up",
+              errno.EFBIG: "the file is larger than this system allows",
+              errno.EROFS: "the file system is read-only"}.get(
+                  err.errno, err.strerror or str(err))
+    return BuildError(f"cannot write {where}: {reason}",
+                      hint="free some space or choose a writable folder with -o, then run the "
+                           "same command again (finished work is kept)")
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete temporary files and staging folders that an interrupted build left in
+    ``root``, its ``stimuli/`` and ``.stimgen/`` folders; returns what was deleted."""
+    removed = []
+    for folder in (root, root / "stimuli", root / ".stimgen", root / ".stimgen" / "identities"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for entry in folder.iterdir():
+            if entry.is_file() and _LEFTOVER_FILE.match(entry.name):
+                entry.unlink()
+                removed.append(entry)
+            elif folder == root and entry.is_dir() and _LEFTOVER_FOLDER.match(entry.name):
+                if entry.is_symlink():
+                    entry.unlink()
+                else:
+                    shutil.rmtree(entry)
+                removed.append(entry)
+    return removed
 
 
 def _current_umask() -> int:
@@ -49,13 +115,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            crash_point("write", f"write:{path.name}")
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as err:
-        raise BuildError(f"cannot write {path}: {err.strerror or err}",
-                         hint="check free disk space and that the folder is writable") from err
+        raise (disk_error(err, path) or
+               BuildError(f"cannot write {path}: {err.strerror or err}",
+                          hint="check free disk space and that the folder is writable")) from err
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -77,6 +145,7 @@ def replace_folder(new: Path, target: Path) -> None:
         old = target.with_name(f".{target.name}-old-{os.getpid()}")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
+        crash_point("swap", f"swap:{target.name}")
     os.replace(new, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -5,6 +5,7 @@ The folder is assembled next to the build and renamed into place, so it is compl
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
+from stimgen.safety import spreadsheet_safe_table
 from stimgen.storage import replace_folder
 
 BUNDLE_DIR = "experiment"
@@ -79,16 +81,18 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli,
             if loop == PRACTICE_LOOP and not layout.has_practice:
                 continue
             rel = Path(conditions_filename(group, loop))
-            rows.to_csv(folder / rel, index=False, lineterminator="\n")
+            spreadsheet_safe_table(rows).to_csv(folder / rel, index=False, lineterminator="\n")
             files[rel.as_posix()] = rel
     design_table = design.table.copy()
     design_table["stim_file"] = design_table["stim_file"].map(lambda f: STIMULI_PREFIX + str(f))
-    design_table.to_csv(folder / "design.csv", index=False, lineterminator="\n")
+    spreadsheet_safe_table(design_table).to_csv(folder / "design.csv", index=False,
+                                                lineterminator="\n")
     files["design"] = Path("design.csv")
 
     psyexp_path = folder / f"{name}.psyexp"
     exp.saveToXML(str(psyexp_path), makeLegacy=False)
     script = exp.writeScript(expPath=str(psyexp_path), target="PsychoPy")
+    script = portable_script(script, folder / f"{name}.py")
     (folder / f"{name}.py").write_text(script, encoding="utf-8")
     (folder / LAUNCHER).write_text(launcher_source(f"{name}.py"), encoding="utf-8")
     files.update(psyexp=Path(psyexp_path.name), script=Path(f"{name}.py"),
@@ -165,6 +169,26 @@ def evaluated_by_psychopy(text: str) -> bool:
     """
     stripped = text.strip()
     return stripped.startswith("$") or (stripped.startswith("[") and stripped.endswith("]"))
+
+
+_COMPILE_TIME = re.compile(r"^    on \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$", re.MULTILINE)
+
+
+def portable_script(script: str, staged: Path) -> str:
+    """The compiled script without what ties it to one run of the build.
+
+    PsychoPy writes the compile time into the script's docstring (so rebuilds would differ)
+    and the script's own path as ``originPath``: that is the staging folder, renamed to
+    ``experiment/`` right after, so the path is replaced by one computed when the script runs.
+    """
+    script = _COMPILE_TIME.sub("    by stimgen (no compile time, so that rebuilds are identical)",
+                               script, count=1)
+    staged_path = f"originPath={str(staged)!r}"
+    if staged_path not in script:
+        raise RuntimeError(f"PsychoPy's script no longer sets {staged_path}; update "
+                           "portable_script for this PsychoPy version")
+    return script.replace(staged_path,
+                          f"originPath=os.path.join(_thisDir, {staged.name!r})")
 
 
 def choice_answers(design) -> list[tuple[str, str]]:
