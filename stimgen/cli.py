@@ -5,6 +5,7 @@ Errors a user can fix (StimgenError) are printed without a traceback and exit wi
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -94,25 +95,60 @@ def _say(ctx, message: str = "", **style) -> None:
               help="Output folder (default: the protocol's output.folder, else build/<study>/).")
 @click.option("--force", is_flag=True, help="Build into a non-empty folder that stimgen did not create.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
-              help="Worker processes for CPU backends (default: one per core).")
+              help="Units run at once on this machine (default: one per core; one per GPU "
+                   "for emostyle).")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]),
+              help="Where identities are rendered: local worker processes (default), a SLURM "
+                   "job array, or one local job process per identity. See docs/cluster.md.")
+@click.option("--partition", help="SLURM partition.")
+@click.option("--account", help="SLURM account charged for the jobs.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0),
+              help="GPUs per SLURM job (default: 1 for emostyle, 0 for schematic).")
+@click.option("--time", "time_limit", metavar="TIME",
+              help='Time limit per identity job: minutes or "H:MM:SS" (default 60).')
+@click.option("--array-parallelism", type=click.IntRange(min=1),
+              help="Most SLURM jobs running at once (default 32).")
+@click.option("--max-retries", type=click.IntRange(min=0),
+              help="Resubmissions of a failed identity job before giving up (default 2).")
+@click.option("--dry-run", is_flag=True,
+              help="Check the protocol end to end with tiny random models (noise faces) into "
+                   "build/<study>-dry-run/; the report and manifest say so.")
 @click.pass_context
-def build(ctx, protocol, out, force, jobs):
+def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_per_job,
+          time_limit, array_parallelism, max_retries, dry_run):
     """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
 
     An interrupted build resumes: run the same command again and finished
-    identities are reused after their files are checked.
+    identities are reused after their files are checked. Execution settings come
+    from these options, else the protocol's execution: section, else the user
+    config file (~/.config/stimgen/config.yaml or $STIMGEN_CONFIG).
     """
     import stimgen
+    from stimgen.protocol.execution import resolve_execution
 
     loaded = stimgen.load_protocol(protocol)
     command = "stimgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    execution = resolve_execution(loaded.execution, {
+        "executor": executor, "jobs": jobs, "max_retries": max_retries,
+        "slurm": {"partition": partition, "account": account, "gpus_per_job": gpus_per_job,
+                  "time": time_limit, "array_parallelism": array_parallelism}})
+    if dry_run:
+        from stimgen.pipeline import dry_run_output
+
+        out = out if out is not None else dry_run_output(loaded)
+        click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
+                    "protocol end to end, not the stimuli", fg="yellow", err=True)
     _say(ctx, _plan_text(loaded, out))
-    result = stimgen.build(loaded, out=out, force=force, jobs=jobs,
-                           progress=not _quiet(ctx), command=command)
+    _show_build_warnings()
+    result = stimgen.build(loaded, out=out, force=force, execution=execution,
+                           progress=not _quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
     timing = sum(result.manifest["timings"].values())
     if result.reused_identities:
         _say(ctx, f"reused finished identities: {', '.join(result.reused_identities)}")
+    if result.repairs:
+        click.secho(f"recomputed {len(result.repairs)} identit(ies) whose earlier files were "
+                    "damaged; listed under \"repairs\" in manifest.json", fg="yellow", err=True)
     _say(ctx, f"built {counts['stimuli']} stimuli in {timing:.1f} s: {counts['passed']} passed, "
               f"{counts['flagged']} flagged ({counts['out_of_tolerance']} out of tolerance, "
               f"{counts['weak_region']} in the weak region)", fg="green")
@@ -120,6 +156,19 @@ def build(ctx, protocol, out, force, jobs):
         if name in result.paths:
             _say(ctx, f"  {name:<20} {result.paths[name]}")
     click.echo(str(result.out))
+
+
+class _ClickWarnings(logging.Handler):
+    """Shows the build's warnings (e.g. damaged files it recomputed) on stderr, even with -q."""
+
+    def emit(self, record):
+        click.secho(f"warning: {record.getMessage()}", fg="yellow", err=True)
+
+
+def _show_build_warnings() -> None:
+    logger = logging.getLogger("stimgen")
+    if not any(isinstance(h, _ClickWarnings) for h in logger.handlers):
+        logger.addHandler(_ClickWarnings(logging.WARNING))
 
 
 @main.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import platform
 import socket
@@ -28,17 +29,22 @@ from stimgen import __version__
 from stimgen.backends import create_backend
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.errors import BuildError
-from stimgen.executors import run_chunks
+from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity, stimulus_errors
 from stimgen.plan import IdentityUnit, Target, plan_units
+from stimgen.protocol.execution import ExecutionSpec, resolve_execution
 from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater
-from stimgen.report import write_report
+from stimgen.safety import refuse_links, spreadsheet_safe_table
 from stimgen.storage import (atomic_write_bytes, atomic_write_json, atomic_write_text,
-                             sha256_bytes, sha256_file)
+                             crash_point, disk_error, remove_leftovers, sha256_bytes,
+                             sha256_file)
 
 STATE_DIR = ".stimgen"                # build bookkeeping: lock, per-identity cache records
+#: Folders a build writes into; none of them may be a link out of the build folder.
+WRITTEN_FOLDERS = ("stimuli", STATE_DIR + "/identities", "experiment", "report_assets")
+log = logging.getLogger("stimgen")
 CACHE_SCHEMA = 1                      # bump when cached records change meaning
 STIMULI_COLUMNS = [
     "stimulus_id", "file", "identity", "target_kind", "emotion", "angle", "intensity",
@@ -58,6 +64,7 @@ class BuildResult:
     paths: dict[str, Path]
     manifest: dict[str, Any]
     reused_identities: list[str] = field(default_factory=list)
+    repairs: list[dict[str, str]] = field(default_factory=list)   # damaged files recomputed
 
 
 # --------------------------------------------------------------------------------------
@@ -112,6 +119,7 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, achieved) -> dict[str, A
     data = encode_image(face.image, fmt)
     relative = f"stimuli/{sid}.{fmt}"
     atomic_write_bytes(out / relative, data)
+    crash_point("stimulus")
     record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
               "achieved_valence": float(achieved[0]), "achieved_arousal": float(achieved[1]),
               "width": face.image.width, "height": face.image.height}
@@ -120,7 +128,13 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, achieved) -> dict[str, A
 
 
 def encode_image(image, fmt: str) -> bytes:
-    """PNG (lossless, no timestamps, so rebuilds are byte-identical) or JPEG quality 95."""
+    """PNG (lossless, no timestamps, so rebuilds are byte-identical) or JPEG quality 95.
+
+    Only pixels are written: metadata an image may carry from a source photo (EXIF with
+    GPS, ICC profile, comments, text chunks) is dropped, since Pillow would copy some of it.
+    """
+    image = image.copy()
+    image.info = {}
     buffer = io.BytesIO()
     if fmt == "png":
         image.save(buffer, format="PNG", compress_level=6)
@@ -145,25 +159,48 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
     return sha256_bytes(json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 
-def cached_records(out: Path, identity_id: str, key: str) -> list[dict] | None:
-    """The identity's records from an earlier run, if its key matches and every file checks out."""
+def cached_records(out: Path, identity_id: str, key: str,
+                   ) -> tuple[list[dict] | None, dict[str, str] | None]:
+    """The identity's records from an earlier run, if its key matches and every file checks out.
+
+    Returns
+    -------
+    records : list of dict or None
+        None when the identity must be (re)computed.
+    damage : dict or None
+        What was found damaged (``identity``, ``file``, ``problem``): a record or stimulus
+        that is unreadable, missing or does not match its sha256. None when there is simply
+        nothing to reuse (first build, or the inputs changed).
+    """
     record_file = out / STATE_DIR / "identities" / f"{identity_id}.json"
+    if not record_file.is_file():
+        return None, None
+    damaged = {"identity": identity_id, "file": record_file.relative_to(out).as_posix()}
     try:
         cached = json.loads(record_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if cached.get("key") != key:
-        return None
-    for record in cached["records"]:
+        if not isinstance(cached.get("key"), str):
+            raise ValueError("no key")
+        if cached.get("key") != key:
+            return None, None
+        records = [dict(r, file=str(r["file"]), sha256=str(r["sha256"]))
+                   for r in cached["records"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None, {**damaged, "problem": "cache record unreadable or truncated"}
+    for record in records:
         path = out / record["file"]
-        if not path.is_file() or sha256_file(path) != record["sha256"]:
-            return None
-    return cached["records"]
+        if not path.is_file():
+            return None, {**damaged, "file": record["file"], "problem": "missing"}
+        if sha256_file(path) != record["sha256"]:
+            return None, {**damaged, "file": record["file"],
+                          "problem": "content does not match its recorded sha256 "
+                                     "(damaged or truncated)"}
+    return records, None
 
 
 def store_records(out: Path, identity_id: str, key: str, records: list[dict]) -> None:
     atomic_write_json(out / STATE_DIR / "identities" / f"{identity_id}.json",
                       {"key": key, "records": records})
+    crash_point("identity")
 
 
 # --------------------------------------------------------------------------------------
@@ -212,7 +249,9 @@ def _target_columns(target: Target) -> dict[str, Any]:
 
 
 def write_table(path: Path, table: pd.DataFrame, sep: str) -> None:
-    text = table.to_csv(sep=sep, index=False, float_format="%.6g", lineterminator="\n")
+    """Write a CSV/TSV table; text cells a spreadsheet would run as formulas are escaped."""
+    text = spreadsheet_safe_table(table).to_csv(sep=sep, index=False, float_format="%.6g",
+                                                lineterminator="\n")
     atomic_write_text(path, text)
 
 
@@ -284,7 +323,8 @@ def _alive(pid) -> bool:
 # The build
 # --------------------------------------------------------------------------------------
 def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = False,
-          jobs: int | None = None, progress: bool = True, command: str | None = None,
+          jobs: int | None = None, execution: ExecutionSpec | None = None,
+          progress: bool = True, command: str | None = None, dry_run: bool = False,
           ) -> BuildResult:
     """Build the protocol's stimuli, tables, experiment bundle and report into ``out``.
 
@@ -297,11 +337,20 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     force : bool
         Build into a non-empty folder that stimgen did not create.
     jobs : int, optional
-        Worker processes for CPU backends; default: one per core, at most one per identity.
+        Units run at once on this machine (overrides ``execution.jobs``); default: one
+        worker per core for CPU backends, one per visible GPU for emostyle.
+    execution : ExecutionSpec, optional
+        Where the work runs (local processes, SLURM, submitit-local; see docs/cluster.md);
+        default: :func:`stimgen.protocol.execution.resolve_execution` of the protocol's
+        ``execution:`` section over the user config file.
     progress : bool
         Show progress bars on stderr.
     command : str, optional
         The command line, recorded in the manifest and the report.
+    dry_run : bool
+        Run the same build with tiny random models (made once, never the user's weights)
+        into ``build/<study>-dry-run/`` by default, to check a protocol end to end before
+        spending GPU hours; the manifest and the report say so (docs/backends-emostyle.md).
 
     Returns
     -------
@@ -313,19 +362,44 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     >>> result = stimgen.build(stimgen.load_protocol("protocols/demo.yaml"))  # doctest: +SKIP
     >>> result.stimuli[["stimulus_id", "distance_error"]].head()  # doctest: +SKIP
     """
+    if dry_run:
+        return _dry_run(protocol, out, force=force, jobs=jobs, execution=execution,
+                        progress=progress, command=command)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     out = Path(out) if out is not None else protocol.default_output()
     units = plan_units(protocol)
     backend = create_backend(protocol)          # fails fast: missing weights, no GPU
     rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
+    if execution is None:
+        execution = resolve_execution(protocol.execution, {"jobs": jobs})
+    elif jobs is not None:
+        execution = execution.model_copy(update={"jobs": jobs})
+    check_available(execution)                  # fails fast: no sbatch, no submitit
     timings["plan"] = time.perf_counter() - clock
 
+    try:
+        return _build_locked(protocol, out, force, execution, progress, command, units,
+                             backend, rater, timings)
+    except OSError as err:
+        translated = disk_error(err)
+        if translated is None:
+            raise
+        raise translated from err
+
+
+def _build_locked(protocol, out, force, execution, progress, command, units, backend, rater,
+                  timings) -> BuildResult:
+    """The build proper, inside the folder's lock; :func:`build` turns disk errors into
+    BuildErrors. manifest.json, which marks a complete build, is removed first and written last."""
     prepare_output(out, force)
     with build_lock(out):
         (out / "manifest.json").unlink(missing_ok=True)   # not complete until written again
+        refuse_links(out, WRITTEN_FOLDERS)
+        remove_leftovers(out)
         clock = time.perf_counter()
-        records, reused = _run_units(protocol, units, backend.fingerprint(), out, jobs, progress)
+        records, reused, repairs = _run_units(protocol, units, backend.fingerprint(), out,
+                                              execution, progress)
         _remove_stale_stimuli(out, records)
         timings["render_and_rate"] = time.perf_counter() - clock
 
@@ -340,25 +414,45 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         write_table(paths["metrics_by_intensity"], metrics_by_intensity(table), ",")
         atomic_write_bytes(paths["protocol"], _protocol_bytes(protocol))
         timings["validate"] = time.perf_counter() - clock
+        crash_point("tables")
 
         if protocol.experiment is not None:
             _stage(progress, "planning the design and writing the PsychoPy bundle")
             clock = time.perf_counter()
             paths.update(_write_experiment(protocol, out, table))
             timings["experiment"] = time.perf_counter() - clock
+            crash_point("experiment")
 
         _stage(progress, "writing the report")
         clock = time.perf_counter()
         draft = _manifest(protocol, out, table, backend.fingerprint(), rater.info, timings,
-                          command)
+                          command, repairs, getattr(backend, "model_files", []))
+        from stimgen.report import write_report   # matplotlib: only where a report is made
+
         paths["report"] = write_report(out, command=command, manifest=draft)
         timings["report"] = time.perf_counter() - clock
+        crash_point("report")
 
         manifest = _manifest(protocol, out, table, backend.fingerprint(), rater.info,
-                             timings, command)
+                             timings, command, repairs, getattr(backend, "model_files", []))
         atomic_write_json(paths["manifest"], manifest)
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
-                       reused_identities=reused)
+                       reused_identities=reused, repairs=repairs)
+
+
+def _dry_run(protocol: Protocol, out, **options) -> BuildResult:
+    """`--dry-run`: the same build with tiny random models, into its own folder by default."""
+    from stimgen.backends.emostyle.models import dry_run_weights
+
+    out = Path(out) if out is not None else dry_run_output(protocol)
+    with dry_run_weights():
+        return build(protocol, out, **options)
+
+
+def dry_run_output(protocol: Protocol) -> Path:
+    """The default folder of a dry run: the build folder's name + ``-dry-run``."""
+    real = protocol.default_output()
+    return real.with_name(real.name + "-dry-run")
 
 
 def _stage(progress: bool, message: str) -> None:
@@ -377,33 +471,44 @@ def _write_experiment(protocol: Protocol, out: Path, table: pd.DataFrame) -> dic
             **{f"experiment_{name}": path for name, path in written.items()}}
 
 
-def _run_units(protocol, units, fingerprint, out, jobs, progress):
+def _run_units(protocol, units, fingerprint, out, execution, progress):
     from tqdm import tqdm
 
     records: dict[str, dict] = {}
     reused: list[str] = []
+    repairs: list[dict[str, str]] = []
     pending: list[tuple[IdentityUnit, str]] = []
     for unit in units:
         key = unit_key(protocol, unit, fingerprint)
-        cached = cached_records(out, unit.identity.id, key)
+        cached, damage = cached_records(out, unit.identity.id, key)
+        if damage is not None:
+            repairs.append(damage)
+            log.warning("%s of identity %s: %s; recomputing that identity "
+                        "(noted in manifest.json under \"repairs\")",
+                        damage["file"], damage["identity"], damage["problem"])
         if cached is None:
             pending.append((unit, key))
         else:
             reused.append(unit.identity.id)
             records.update({r["stimulus_id"]: r for r in cached})
+    if execution.executor != "local":
+        records.update(_run_jobs(protocol, pending, out, execution, progress))
+        return records, reused, repairs
     total = sum(len(unit.targets) for unit, _ in pending)
     bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
                file=sys.stderr, leave=False)
-    workers = _worker_count(jobs, protocol, total)
+    gpus = visible_gpus() if uses_gpu(protocol) and pending else []
+    workers = _worker_count(execution.jobs, protocol, total, gpus)
     by_identity: dict[str, list[dict]] = {unit.identity.id: [] for unit, _ in pending}
-    chunks = [chunk for unit, _ in pending for chunk in _chunks(unit, workers)]
+    split = protocol.backend.name == "schematic"
+    chunks = [chunk for unit, _ in pending for chunk in _chunks(unit, workers, split)]
 
     def collect(chunk: Chunk, chunk_records: list[dict]) -> None:
         by_identity[chunk.unit.identity.id].extend(chunk_records)
 
     try:
         run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
-                   on_progress=bar.update)
+                   on_progress=bar.update, gpus=gpus)
     finally:
         bar.close()
     for unit, key in pending:
@@ -411,21 +516,45 @@ def _run_units(protocol, units, fingerprint, out, jobs, progress):
         unit_records = sorted(by_identity[unit.identity.id], key=lambda r: order[r["stimulus_id"]])
         store_records(out, unit.identity.id, key, unit_records)
         records.update({r["stimulus_id"]: r for r in unit_records})
-    return records, reused
+    return records, reused, repairs
 
 
-def _worker_count(jobs: int | None, protocol: Protocol, total: int) -> int:
+def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> int:
+    """Local worker processes: ``jobs``, else one per visible GPU (GPU backends), else one
+    per core (at most 8) for schematic builds big enough to repay starting them."""
     if jobs is not None:
         return max(1, int(jobs))
+    if gpus:
+        return len(gpus)
     if protocol.backend.name != "schematic" or total < 64:
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _chunks(unit: IdentityUnit, workers: int) -> list[Chunk]:
-    """Split an identity into a few slices so that several workers share the load."""
+def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
+    """Run the pending identities as submitit jobs and merge the records they wrote."""
+    run_units(protocol, pending, out, execution, progress=progress)
+    records: dict[str, dict] = {}
+    for unit, key in pending:
+        fresh, damage = cached_records(out, unit.identity.id, key)
+        if fresh is None:
+            problem = f"{damage['file']}: {damage['problem']}" if damage else "no record"
+            raise BuildError(f"identity {unit.identity.id}: its job finished but left no valid "
+                             f"result ({problem})",
+                             hint="check that the output folder is on storage the jobs share "
+                                  "with this machine, then run the same command again")
+        records.update({r["stimulus_id"]: r for r in fresh})
+    return records
+
+
+def _chunks(unit: IdentityUnit, workers: int, split: bool = True) -> list[Chunk]:
+    """Split an identity into a few slices so that several workers share the load.
+
+    Each slice prepares the identity again, which is cheap only for schematic faces
+    (``split``); a personalised generator is prepared once per identity.
+    """
     n = len(unit.targets)
-    parts = 1 if workers <= 1 else min(n, 4)
+    parts = 1 if workers <= 1 or not split else min(n, 4)
     bounds = np.linspace(0, n, parts + 1).round().astype(int)
     return [Chunk(unit, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
@@ -460,7 +589,8 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _manifest(protocol, out, table, fingerprint, rater_info, timings, command) -> dict:
+def _manifest(protocol, out, table, fingerprint, rater_info, timings, command,
+              repairs=(), model_files=()) -> dict:
     files = {}
     for path in sorted(out.rglob("*")):
         relative = path.relative_to(out).as_posix()
@@ -476,7 +606,10 @@ def _manifest(protocol, out, table, fingerprint, rater_info, timings, command) -
                      "normalized": json.loads(normalised_json(protocol))},
         "seed": protocol.seed,
         "identity_seeds": {i.id: i.seed for i in protocol.identities if i.seed is not None},
-        "backend": {"name": protocol.backend.name, "options": fingerprint, "model_files": []},
+        "backend": {"name": protocol.backend.name, "options": fingerprint,
+                    "model_files": list(model_files)},
+        # random tiny models (`--dry-run`, or make-tiny --install): every output is noise
+        "dry_run": any(f.get("tiny") for f in model_files),
         "rater": {"name": rater_info.name, "description": rater_info.description,
                   "trained_against_generator": rater_info.trained_against_generator},
         "versions": _versions(),
@@ -486,5 +619,6 @@ def _manifest(protocol, out, table, fingerprint, rater_info, timings, command) -
                    "flagged": int(flagged.sum()),
                    "out_of_tolerance": int(table["out_of_tolerance"].sum()),
                    "weak_region": int(table["weak_region"].sum())},
+        "repairs": list(repairs),
         "complete": True,
     }

@@ -51,14 +51,31 @@ def _mark(node) -> Position:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def _check_nesting(text: str, path: str) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH, scanning parser events (no recursion)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, column = _mark(event)
+                raise ProtocolError(path, [ProtocolProblem(
+                    "", f"nesting deeper than {MAX_DEPTH} levels", line=line, column=column,
+                    hint="a protocol needs only a few levels of sections and lists")])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_yaml(text: str, path: str) -> PositionedDocument:
     """Safely parse YAML text, recording positions; raises ProtocolError on bad YAML."""
     if len(text.encode("utf-8", errors="replace")) > MAX_PROTOCOL_BYTES:
         raise ProtocolError(path, [ProtocolProblem(
             "", f"file is larger than {MAX_PROTOCOL_BYTES // 1_000_000} MB; a protocol is a short "
             "text file", hint="check that you passed the protocol and not a data file")])
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        _check_nesting(text, path)      # before composing: PyYAML's composer recurses
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -69,7 +86,8 @@ def parse_yaml(text: str, path: str) -> PositionedDocument:
     except yaml.YAMLError as err:
         raise ProtocolError(path, [ProtocolProblem("", f"not valid YAML: {err}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         raise ProtocolError(path, [ProtocolProblem(
             "", "the file is empty", hint="start from `stimgen init protocol.yaml`")])
@@ -307,8 +325,12 @@ def _missing_files(protocol: Protocol, doc: PositionedDocument) -> list[Protocol
 
 
 def protocol_sha256(protocol: Protocol) -> str:
-    """sha256 of the normalised protocol (defaults filled in), independent of formatting."""
-    return hashlib.sha256(normalised_json(protocol).encode("utf-8")).hexdigest()
+    """sha256 of the normalised protocol (defaults filled in), independent of formatting.
+
+    The `execution:` section is left out: where a build runs does not change what it makes.
+    """
+    content = protocol.model_dump_json(exclude={"execution"})
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 def normalised_json(protocol: Protocol) -> str:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from stimgen.circumplex import (WEAK_REGION_DEFAULT, emotion_by_name,
                                 named_emotions, normalise_emotion_name, suggest)
 from stimgen.protocol.base import ProtocolModel
+from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.experiment import ExperimentSpec
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
@@ -82,6 +83,21 @@ class SchematicOptions(ProtocolModel):
         return value
 
 
+class PersonalizationWeights(ProtocolModel):
+    """Loss weights of a photo identity's generator fine-tuning (EmoStyle phase 2)."""
+
+    emotion: float = Field(default=0.3, ge=0.0)
+    """EmoNet valence/arousal loss at random targets."""
+    pose: float = Field(default=0.001, ge=0.0)
+    """Landmark loss on the 14 expression-stable points (head pose must not change)."""
+    background: float = Field(default=0.2, ge=0.0)
+    """Pixel loss outside the face polygon (the background must not change)."""
+    identity: float = Field(default=1.5, ge=0.0)
+    """VGGFace2 identity loss (the person must stay recognisable)."""
+    reconstruction: float = Field(default=0.2, ge=0.0)
+    """0.84 (1 - MS-SSIM) + 0.16 L1 against the photo, on every fifth step."""
+
+
 class EmoStyleOptions(ProtocolModel):
     """Options of the `emostyle` backend (StyleGAN2-ADA + EmoStyle on a GPU)."""
 
@@ -93,6 +109,14 @@ class EmoStyleOptions(ProtocolModel):
     """Optimisation steps of the W+ inversion of a photo."""
     personalization_steps: int = Field(default=500, ge=0)
     """Generator fine-tuning steps for a photo identity (EmoStyle phase 2; 0 disables it)."""
+    personalization_lr: float = Field(default=3e-4, gt=0.0, le=1.0)
+    """Adam learning rate of the generator fine-tuning (the published setting is 3e-4)."""
+    loss_weights: PersonalizationWeights = Field(default_factory=PersonalizationWeights)
+    """Weights of the personalisation losses (defaults: the EmoStyle paper's)."""
+    multiple_faces: Literal["largest", "error"] = "largest"
+    """A photo with several faces: use the `largest` (with a warning) or stop with an `error`."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Synthesis precision of the edits on CUDA: `bf16` autocast is faster; on CPU always fp32."""
     device: str = "auto"
     """Torch device: "auto" (CUDA when present), "cuda", "cuda:1", "cpu"."""
 
@@ -281,6 +305,9 @@ class Protocol(ProtocolModel):
     """Output folder and image format."""
     experiment: ExperimentSpec | None = None
     """The PsychoPy experiment to emit (see docs/experiment-design.md); omit for stimuli only."""
+    execution: ExecutionSpec | None = None
+    """Where the work runs: local worker processes or a SLURM cluster (see docs/cluster.md);
+    usually set on the command line or in the user config file instead."""
 
     _source_path: Path | None = PrivateAttr(default=None)
 
