@@ -15,6 +15,7 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -141,7 +142,14 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
         futures = {pool.submit(render_and_rate, protocol, chunk, out): chunk for chunk in chunks}
         for future in as_completed(futures):
             chunk = futures[future]
-            on_result(chunk, future.result())
+            try:
+                records = future.result()
+            except BrokenProcessPool:
+                raise BuildError(
+                    "a worker process died while rendering (killed, or out of memory)",
+                    hint="run the same command again to resume; if it happens again, use "
+                         "fewer workers with -j") from None
+            on_result(chunk, records)
             if on_progress:
                 on_progress(chunk.stop - chunk.start)
 

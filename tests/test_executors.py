@@ -285,3 +285,19 @@ def test_cli_slurm_without_sbatch_exits_2_before_any_work(tmp_path, monkeypatch)
     result = CliRunner().invoke(main, ["build", str(protocol), "-o", str(out),
                                        "--executor", "slurm", "--time", "soon"])
     assert result.exit_code == 2 and 'slurm.time: time limit "soon"' in result.output
+
+
+def test_dead_worker_becomes_a_build_error(tmp_path, monkeypatch):
+    """A worker killed mid-build (OOM killer, kill -9) ends in a BuildError, not a traceback."""
+    import stimgen
+    from stimgen.errors import BuildError
+
+    protocol_file = tmp_path / "p.yaml"
+    protocol_file.write_text(
+        "study: {name: dead}\nidentities: [{id: a, seed: 1}, {id: b, seed: 2}]\n"
+        "targets: {emotions: [happy, sad], intensities: [1.0]}\noutput: {image_size: 64}\n")
+    protocol = stimgen.load_protocol(protocol_file)
+    # The test-only crash hook (docs/reliability.md) ends the worker like kill -9 would.
+    monkeypatch.setenv("STIMGEN_TEST_CRASH_AT", "stimulus@2")
+    with pytest.raises(BuildError, match="worker process died"):
+        stimgen.build(protocol, out=tmp_path / "out", jobs=2, progress=False)

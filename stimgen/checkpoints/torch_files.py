@@ -196,9 +196,13 @@ def load_emo_mapping(path: str | Path) -> nn.Module:
 def emonet_config(state: State, path: str | Path = "<state>") -> dict:
     """``EmoNet`` constructor arguments read off a (prefix-stripped) state dict."""
     head = _require(state, "emo_fc_2.3.weight", path, "an EmoNet checkpoint")
-    return {"n_expression": head.shape[0] - 2,
-            "num_modules": len(_indices(state, r"l(\d+)\.weight")),
-            "n_blocks": len(_indices(state, r"emo_net_2\.(\d+)\.bn1\.weight"))}
+    config = {"n_expression": head.shape[0] - 2,
+              "num_modules": len(_indices(state, r"l(\d+)\.weight")),
+              "n_blocks": len(_indices(state, r"emo_net_2\.(\d+)\.bn1\.weight"))}
+    width = _require(state, "conv1x1_input_emo_2.weight", path, "an EmoNet checkpoint").shape[0]
+    if width != 256:                        # published width: left out of the config
+        config["width"] = width
+    return config
 
 
 def load_emonet(path: str | Path) -> nn.Module:

@@ -132,26 +132,31 @@ class FAN(nn.Module):
     def __init__(self,
                  num_modules: int = 4,   # stacked hourglasses
                  pool: str = "avg",      # 2x downsampling: "avg" (face-alignment) or "max" (EmoNet)
+                 width: int = 256,       # hourglass channels (published: 256; stem uses /4, /2)
                  ):
         super().__init__()
         if pool not in ("avg", "max"):
             raise ValueError(f"pool must be 'avg' or 'max', got {pool!r}")
+        if width % 16:
+            raise ValueError(f"width must be a multiple of 16, got {width}")
         self.num_modules = num_modules
         self.pool = pool
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.conv2 = ConvBlock(64, 128)
-        self.conv3 = ConvBlock(128, 128)
-        self.conv4 = ConvBlock(128, 256)
+        self.width = width
+        quarter, half = width // 4, width // 2
+        self.conv1 = nn.Conv2d(3, quarter, 7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(quarter)
+        self.conv2 = ConvBlock(quarter, half)
+        self.conv3 = ConvBlock(half, half)
+        self.conv4 = ConvBlock(half, width)
         for i in range(num_modules):
-            self.add_module(f"m{i}", HourGlass(depth=4, num_features=256, pool=pool))
-            self.add_module(f"top_m_{i}", ConvBlock(256, 256))
-            self.add_module(f"conv_last{i}", nn.Conv2d(256, 256, 1))
-            self.add_module(f"bn_end{i}", nn.BatchNorm2d(256))
-            self.add_module(f"l{i}", nn.Conv2d(256, N_LANDMARKS, 1))
+            self.add_module(f"m{i}", HourGlass(depth=4, num_features=width, pool=pool))
+            self.add_module(f"top_m_{i}", ConvBlock(width, width))
+            self.add_module(f"conv_last{i}", nn.Conv2d(width, width, 1))
+            self.add_module(f"bn_end{i}", nn.BatchNorm2d(width))
+            self.add_module(f"l{i}", nn.Conv2d(width, N_LANDMARKS, 1))
             if i < num_modules - 1:
-                self.add_module(f"bl{i}", nn.Conv2d(256, 256, 1))
-                self.add_module(f"al{i}", nn.Conv2d(N_LANDMARKS, 256, 1))
+                self.add_module(f"bl{i}", nn.Conv2d(width, width, 1))
+                self.add_module(f"al{i}", nn.Conv2d(N_LANDMARKS, width, 1))
 
     def stem(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 3, 256, 256] -> [N, 256, 64, 64] features entering the first hourglass."""
@@ -202,18 +207,19 @@ class EmoNet(FAN):
                  n_expression: int = 8,  # expression classes: 8 (AffectNet-8) or 5
                  num_modules: int = 2,   # stacked hourglasses in the FAN backbone
                  n_blocks: int = 4,      # ConvBlock + 2x max-pool stages in the head
+                 width: int = 256,       # backbone channels (published: 256; smaller for tiny models)
                  ):
-        super().__init__(num_modules=num_modules, pool="max")
+        super().__init__(num_modules=num_modules, pool="max", width=width)
         self.n_expression = n_expression
         self.n_blocks = n_blocks
-        self.conv1x1_input_emo_2 = nn.Conv2d(256 * (num_modules + 1), 256, 1)
+        self.conv1x1_input_emo_2 = nn.Conv2d(width * (num_modules + 1), width, 1)
         stages: list[nn.Module] = []
         for _ in range(n_blocks):
-            stages += [ConvBlock(256, 256), nn.MaxPool2d(2, 2)]
+            stages += [ConvBlock(width, width), nn.MaxPool2d(2, 2)]
         self.emo_net_2 = nn.Sequential(*stages)
         self.emo_fc_2 = nn.Sequential(
-            nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(),
-            nn.Linear(128, n_expression + 2),
+            nn.Linear(width, width // 2), nn.BatchNorm1d(width // 2), nn.ReLU(),
+            nn.Linear(width // 2, n_expression + 2),
         )
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -225,7 +231,7 @@ class EmoNet(FAN):
         attention = heatmap.sum(dim=1, keepdim=True)
         emo_features = torch.cat([stem, torch.cat(features, dim=1) * attention], dim=1)
         x = self.emo_net_2(self.conv1x1_input_emo_2(emo_features))
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)    # [N, 256]: the head ends at 4x4
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)    # [N, width]: the head ends at 4x4
         scores = self.emo_fc_2(x)
         return {
             "valence": scores[:, -2],

@@ -7,6 +7,8 @@ batches; the photo steps live in ``photo``, ``align``, ``invert``, ``personalize
 from __future__ import annotations
 
 import copy
+import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -139,7 +141,10 @@ class EmoStyleBackend:
 
     def _photo_settings(self) -> dict[str, Any]:
         """Everything besides the photo and the models that changes a personalisation."""
+        from stimgen.backends.emostyle.invert import InversionWeights
+
         return {"inversion_steps": self.options.inversion_steps,
+                "inversion_weights": asdict(InversionWeights()),
                 "personalization": asdict(self._personalize_settings()),
                 "resolution": self.models.resolution}
 
@@ -164,13 +169,16 @@ class EmoStyleBackend:
         aligned = align_face(image, face.points, models.resolution)
         target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float()
         target = (target / 127.5 - 1).to(self.device)
-        ws = invert(models.generator, target, vgg=models.vggface2,
-                    steps=self.options.inversion_steps)
+        with _step_bar(f"inverting {source}", self.options.inversion_steps) as progress:
+            ws = invert(models.generator, target, vgg=models.vggface2,
+                        steps=self.options.inversion_steps, progress=progress)
         payload: dict[str, Any] = {"ws": ws.detach().cpu()}
         settings = self._personalize_settings()
         if settings.steps > 0:
-            state = personalize(models.generator, models.mapping, models.emonet,
-                                models.vggface2, ws, target, aligned.landmarks, settings)
+            with _step_bar(f"personalising {source}", settings.steps) as progress:
+                state = personalize(models.generator, models.mapping, models.emonet,
+                                    models.vggface2, ws, target, aligned.landmarks, settings,
+                                    progress=progress)
             payload["synthesis"] = {k: v.detach().cpu() for k, v in state.items()}
         return payload
 
@@ -215,3 +223,21 @@ def _rendered(faces: EditedFaces, reference: np.ndarray, landmarks) -> list[Rend
                      {"face_crop": crop, "identity_similarity": float(score)})
             for image, crop, score, points in zip(faces.images, faces.crops, similarity,
                                                   landmarks)]
+
+
+@contextmanager
+def _step_bar(description: str, total: int):
+    """A progress bar for a long optimisation (terminals only), fed by its progress callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=description, unit="step", disable=None, leave=False,
+               file=sys.stderr)
+
+    def progress(step: int, total_steps: int, losses: dict) -> None:
+        bar.n = step
+        bar.set_postfix(loss=f"{float(losses.get('total', float('nan'))):.3f}", refresh=True)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
