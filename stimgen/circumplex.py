@@ -82,6 +82,9 @@ def angle_to_va(angle, intensity=1.0):
     """
     rad = np.deg2rad(angle)
     v, a = intensity * np.cos(rad), intensity * np.sin(rad)
+    # cos 90° is 6e-17, not 0: snap rounding residue so that signs (SAGR) are exact.
+    v = np.where(np.abs(v) < 1e-12, 0.0, v)
+    a = np.where(np.abs(a) < 1e-12, 0.0, a)
     if np.ndim(v) == 0:
         return float(v), float(a)
     return v, a

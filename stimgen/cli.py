@@ -83,6 +83,18 @@ def _quiet(ctx) -> bool:
     return bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
 
 
+def _set_quiet(ctx, _param, value) -> None:
+    if value:
+        root = ctx.find_root()
+        root.obj = {**(root.obj or {}), "quiet": True}
+
+
+#: `stimgen build -q` works as well as `stimgen -q build`.
+quiet_option = click.option("-q", "--quiet", is_flag=True, expose_value=False,
+                            is_eager=True, callback=_set_quiet,
+                            help="Print only errors and final paths; no progress bars.")
+
+
 def _say(ctx, message: str = "", **style) -> None:
     if not _quiet(ctx):
         click.secho(message, **style)
@@ -95,8 +107,8 @@ def _say(ctx, message: str = "", **style) -> None:
               help="Output folder (default: the protocol's output.folder, else build/<study>/).")
 @click.option("--force", is_flag=True, help="Build into a non-empty folder that stimgen did not create.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
-              help="Units run at once on this machine (default: one per core; one per GPU "
-                   "for emostyle).")
+              help="Units run at once on this machine (default: one per core, at most 8, "
+                   "and 1 for builds under 64 faces; one per GPU for emostyle).")
 @click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]),
               help="Where identities are rendered: local worker processes (default), a SLURM "
                    "job array, or one local job process per identity. See docs/cluster.md.")
@@ -113,6 +125,7 @@ def _say(ctx, message: str = "", **style) -> None:
 @click.option("--dry-run", is_flag=True,
               help="Check the protocol end to end with tiny random models (noise faces) into "
                    "build/<study>-dry-run/; the report and manifest say so.")
+@quiet_option
 @click.pass_context
 def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_per_job,
           time_limit, array_parallelism, max_retries, dry_run):
@@ -175,13 +188,14 @@ def _show_build_warnings() -> None:
 @click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder to report in the plan.")
+@quiet_option
 @click.pass_context
 def validate(ctx, protocol, out):
     """Check PROTOCOL and print the plan without building anything."""
     import stimgen
 
     loaded = stimgen.load_protocol(protocol)
-    click.echo(_plan_text(loaded, out))
+    _say(ctx, _plan_text(loaded, out))
     click.secho(f"{protocol}: valid", fg="green")
 
 
@@ -226,6 +240,7 @@ def _experiment_line(experiment) -> str:
 @click.argument("path", required=False, default="protocol.yaml",
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@quiet_option
 @click.pass_context
 def init(ctx, path, force):
     """Write a commented starter protocol to PATH (default protocol.yaml)."""

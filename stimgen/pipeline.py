@@ -36,7 +36,7 @@ from stimgen.protocol.execution import ExecutionSpec, resolve_execution
 from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater
-from stimgen.safety import refuse_links, spreadsheet_safe_table
+from stimgen.safety import is_inside, refuse_links, spreadsheet_safe_table
 from stimgen.storage import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                              crash_point, disk_error, remove_leftovers, sha256_bytes,
                              sha256_file)
@@ -105,6 +105,10 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
             part = targets[first:first + batch]
             faces = backend.render(handle, [(t.valence, t.arousal) for t in part])
             achieved = rater.rate(faces, neutral)
+            for index, target in enumerate(part):
+                if target.kind == "neutral":
+                    # Against its own neutral face it would score (0, 0) by construction.
+                    achieved[index] = rater.rate([faces[index]], None)[0]
             for target, face, va in zip(part, faces, achieved):
                 sid = target.stimulus_id(identity.id)
                 pending.append(writers.submit(_save_stimulus, out, sid, protocol.output.format,
@@ -398,9 +402,10 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
         refuse_links(out, WRITTEN_FOLDERS)
         remove_leftovers(out)
         clock = time.perf_counter()
+        earlier = _recorded_stimuli(out)
         records, reused, repairs = _run_units(protocol, units, backend.fingerprint(), out,
                                               execution, progress)
-        _remove_stale_stimuli(out, records)
+        _remove_stale_stimuli(out, records, earlier, {u.identity.id for u in units})
         timings["render_and_rate"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -559,12 +564,32 @@ def _chunks(unit: IdentityUnit, workers: int, split: bool = True) -> list[Chunk]
     return [Chunk(unit, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def _remove_stale_stimuli(out: Path, records: dict[str, dict]) -> None:
-    """Drop stimuli that an earlier build of a different protocol left in this folder."""
+def _recorded_stimuli(out: Path) -> set[Path]:
+    """Every stimulus file that earlier builds into ``out`` recorded as their own."""
+    files: set[Path] = set()
+    for record_file in (out / STATE_DIR / "identities").glob("*.json"):
+        try:
+            cached = json.loads(record_file.read_text(encoding="utf-8"))
+            files.update(out / r["file"] for r in cached["records"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue                       # a damaged record: its files are left alone
+    return files
+
+
+def _remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: set[Path],
+                          identities: set[str]) -> None:
+    """Drop stimuli that an earlier build of a different protocol made in this folder.
+
+    Only files an earlier build recorded are removed: anything else in ``stimuli/`` (say,
+    a user's own file in a folder built with --force) is never touched.
+    """
     keep = {out / r["file"] for r in records.values()}
-    for path in (out / "stimuli").glob("*"):
-        if path.is_file() and path not in keep:
+    for path in earlier - keep:
+        if path.is_file() and is_inside(out / "stimuli", path):
             path.unlink()
+    for record_file in (out / STATE_DIR / "identities").glob("*.json"):
+        if record_file.stem not in identities:
+            record_file.unlink()
 
 
 def _protocol_bytes(protocol: Protocol) -> bytes:

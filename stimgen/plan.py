@@ -5,7 +5,6 @@ worker or a cluster job runs), each holding the same ordered list of :class:`Tar
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from stimgen.circumplex import angle_to_va, emotion_by_name, va_to_angle
@@ -82,18 +81,10 @@ def plan_units(protocol: Protocol) -> list[IdentityUnit]:
     seen: dict[str, Target] = {}
     for unit in units:
         for target, sid in zip(unit.targets, unit.stimulus_ids()):
-            if sid in seen:
+            if sid.casefold() in seen:
                 raise StimgenError(
                     f'two targets would both be written as "{sid}"',
-                    hint="intensities that round to the same per-mille, or a point label equal "
-                         "to an emotion key; make them distinct")
-            seen[sid] = target
+                    hint="file names keep angles to 0.001° and intensities to 0.001, and a "
+                         "point label may not repeat an emotion's key; make the targets distinct")
+            seen[sid.casefold()] = target
     return units
-
-
-def count_stimuli(protocol: Protocol) -> int:
-    return len(protocol.identities) * len(plan_targets(protocol.targets))
-
-
-def is_close(a: float, b: float) -> bool:
-    return math.isclose(a, b, abs_tol=1e-9)

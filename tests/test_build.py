@@ -191,3 +191,27 @@ def test_cli_build_runs_and_reports(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith(str(tmp_path / "o"))
     assert (tmp_path / "o" / "manifest.json").is_file()
+
+
+def test_stale_stimuli_of_a_changed_protocol_are_removed_but_user_files_kept(tmp_path):
+    first = tmp_path / "first.yaml"
+    first.write_text(SMALL, encoding="utf-8")
+    out = tmp_path / "out"
+    (out / "stimuli").mkdir(parents=True)
+    (out / "stimuli" / "my_notes.txt").write_text("mine")
+    stimgen.build(stimgen.load_protocol(first), out=out, progress=False, force=True, jobs=1)
+    assert (out / "stimuli" / "id01_sad_i050.png").is_file()
+    second = tmp_path / "second.yaml"
+    second.write_text(SMALL.replace("[happy, afraid, sad, tired]", "[happy]")
+                      .replace("  - {id: id02, seed: 2}\n", ""), encoding="utf-8")
+    result = stimgen.build(stimgen.load_protocol(second), out=out, progress=False, jobs=1)
+    on_disk = {p.name for p in (out / "stimuli").iterdir()}
+    assert on_disk == {Path(f).name for f in result.stimuli.file} | {"my_notes.txt"}
+    assert not (out / ".stimgen" / "identities" / "id02.json").exists()
+
+
+def test_neutral_stimulus_is_measured_not_zero_by_construction(small_build):
+    neutral = small_build.stimuli[small_build.stimuli.target_kind == "neutral"]
+    # Rated against population constants, not against itself: a real (small) measurement.
+    assert (neutral[["achieved_valence", "achieved_arousal"]].abs().sum(axis=1) > 0).all()
+    assert (neutral.distance_error < 0.35).all()

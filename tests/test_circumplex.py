@@ -83,3 +83,12 @@ def test_wrapping_interval():
 def test_normalise():
     assert normalise_emotion_name("  At  Ease ") == "at_ease"
     assert normalise_emotion_name("at-ease") == normalise_emotion_name("AT_EASE")
+
+
+def test_axis_angles_give_exact_zeros():
+    # Exact zeros keep sign agreement (SAGR) honest at 90, 180 and 270 degrees.
+    assert angle_to_va(90.0, 1.0) == (0.0, 1.0)
+    assert angle_to_va(180.0, 0.5) == (-0.5, 0.0)
+    assert angle_to_va(270.0, 1.0) == (0.0, -1.0)
+    v, a = angle_to_va(np.array([90.0, 180.0]), 1.0)
+    assert v[0] == 0.0 and a[1] == 0.0

@@ -251,3 +251,16 @@ def test_cli_schema_is_json_schema_of_protocol():
 def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert stimgen.__version__ in result.output
+
+
+@pytest.mark.parametrize("bad_id", ['"a1\\n"', '"a1 "', '"ä1"'])
+def test_ids_must_match_entirely(tmp_path, bad_id):
+    problems = problems_of(write(tmp_path, VALID.replace("id: id01", f"id: {bad_id}")))
+    assert any(p.field == "identities.0.id" for p in problems)
+
+
+def test_ids_differing_only_in_case_are_duplicates(tmp_path):
+    text = VALID.replace("  - {id: id01, seed: 1}\n",
+                         "  - {id: A1, seed: 1}\n  - {id: a1, seed: 2}\n")
+    rendered = str(ProtocolError("p", problems_of(write(tmp_path, text))))
+    assert "used more than once" in rendered

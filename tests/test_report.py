@@ -346,7 +346,24 @@ def test_intensity_table_agrees_with_metrics_by_intensity(report):
         assert cells["ccc_valence"] == format_number(record["ccc_valence"], 2)
 
 
-def test_published_emostyle_figures_sit_beside_matching_angles(report):
+def test_published_figures_withheld_for_other_intensities(report):
+    """The fixture uses intensities 0.5 and 1.0; the published table averages over four."""
+    rows = {r[0][1]["data-label"]: metric_cells(r)
+            for r in parse_page(report).tables["table-by-emotion"] if "data-label" in r[0][1]}
+    assert "dir-published" not in rows["Happy"]
+    assert "not comparable with them" in report.read_text(encoding="utf-8")
+
+
+def test_published_emostyle_figures_sit_beside_matching_angles(tmp_path):
+    import stimgen
+
+    protocol_file = tmp_path / "p.yaml"
+    protocol_file.write_text(
+        "study: {name: anchors}\nidentities: [{id: id01, seed: 1}]\n"
+        "targets: {emotions: [happy, tired], angles: [130]}\noutput: {image_size: 64}\n")
+    out = stimgen.build(stimgen.load_protocol(protocol_file), out=tmp_path / "b",
+                        progress=False).out
+    report = out / "report.html"
     rows = {r[0][1]["data-label"]: metric_cells(r)
             for r in parse_page(report).tables["table-by-emotion"] if "data-label" in r[0][1]}
     assert rows["Happy"]["dir-published"] == "10.2 ± 8.3"    # anchor row: Happy, 8°
@@ -354,6 +371,7 @@ def test_published_emostyle_figures_sit_beside_matching_angles(report):
     assert rows["a130"]["dist-published"] == "–"             # EmoStyle did not evaluate 130°
     text = report.read_text(encoding="utf-8")
     assert "Azari, B. &amp; Lim, A. (2024). EmoStyle" in text
+    assert "not comparable with them" not in text
 
 
 def test_summary_counts_and_model_rating_statement(report):

@@ -20,7 +20,7 @@ from stimgen.protocol.base import ProtocolModel
 from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.experiment import ExperimentSpec
 
-IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
+IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")   # used with fullmatch
 BACKENDS = ("schematic", "emostyle")
 RATERS = ("auto", "geometric", "emonet")
 
@@ -43,7 +43,7 @@ Intensity = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 def _check_identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise PydanticCustomError(
             "bad_identifier",
             'invalid id "{value}": use 1-48 letters, digits, "_" or "-", starting with a '
@@ -313,12 +313,15 @@ class Protocol(ProtocolModel):
 
     @model_validator(mode="after")
     def _unique_ids_and_backend_fit(self):
-        ids = [i.id for i in self.identities]
+        # Case-insensitive: "A1" and "a1" name the same files on macOS and Windows disks.
+        ids = [i.id.casefold() for i in self.identities]
         for index, ident in enumerate(ids):
             if ids.index(ident) != index:
                 raise PydanticCustomError(
                     "duplicate_id", 'identity id "{id}" is used more than once',
-                    {"id": ident, "hint": "give every identity a unique id"})
+                    {"id": self.identities[index].id,
+                     "hint": "give every identity a unique id (ids differing only in case "
+                             "count as the same, since they name the same files)"})
         if self.backend.name == "schematic":
             for ident in self.identities:
                 if ident.seed is None:

@@ -15,7 +15,9 @@ from stimgen.errors import BackendUnavailableError
 
 RATER_DESCRIPTIONS = {
     "geometric": "landmark geometry: facial-action proxies measured on 68 landmarks, "
-                 "normalised by inter-ocular distance, relative to the identity's neutral face",
+                 "normalised by inter-ocular distance, relative to the identity's neutral face "
+                 "(its coefficients were fitted on schematic faces, so its accuracy on them is "
+                 "optimistic)",
     "emonet": "EmoNet-8 (Toisoul et al., 2021) valence/arousal regression on the face crop",
 }
 

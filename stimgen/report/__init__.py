@@ -17,7 +17,7 @@ from stimgen.report.build_folder import BuildFolder, BuildFolderError, read_buil
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
-from stimgen.report.tables import (AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_METRICS,
+from stimgen.report.tables import (published_comparable, AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_METRICS,
                                    design_summary, emotion_rows, flagged_stimuli, format_number,
                                    intensity_rows, mae_sd_columns, overall_row,
                                    published_anchors, stimulus_counts)
@@ -113,7 +113,9 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
     """Everything the template shows, gathered from the build folder."""
     manifest, protocol = folder.manifest, folder.protocol
     study = protocol.get("study") or {}
-    rows = emotion_rows(folder.metrics_by_emotion, published_anchors())
+    comparable = published_comparable(folder.metrics_by_intensity)
+    anchors = published_anchors()
+    rows = emotion_rows(folder.metrics_by_emotion, anchors if comparable else anchors.iloc[0:0])
     flagged = flagged_stimuli(folder.stimuli, tolerance=folder.tolerance,
                               weak_region=folder.weak_region)
     for stimulus in flagged:
@@ -144,6 +146,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "agreement_metrics": AGREEMENT_METRICS,
         "emotion_rows": rows,
         "published_count": sum(row.published is not None for row in rows),
+        "published_withheld": not comparable,
         "intensity_rows": intensity_rows(folder.metrics_by_intensity),
         "overall": overall_row(folder.stimuli),
         "flagged": flagged,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from stimgen.circumplex import read_anchor_table
+from stimgen.circumplex import WEAK_REGION_DEFAULT, read_anchor_table
 from stimgen.metrics import overall
 from stimgen.report.build_folder import METRIC_COLUMNS
 
@@ -63,6 +63,21 @@ def published_anchors() -> pd.DataFrame:
     numeric = [c for c in table.columns if c != "emotion"]
     table[numeric] = table[numeric].apply(pd.to_numeric)
     return table
+
+
+#: The intensities of the published evaluation; its figures average over all four.
+PUBLISHED_INTENSITIES = (0.25, 0.5, 0.75, 1.0)
+
+
+def published_comparable(metrics_by_intensity: pd.DataFrame) -> bool:
+    """Whether a build's intensities are those the published per-emotion figures average over.
+
+    Magnitude and distance errors grow with intensity, so figures over other intensities
+    are not comparable with the published table, whatever the angles.
+    """
+    used = sorted(float(i) for i in metrics_by_intensity["intensity"] if float(i) > 0.0)
+    return len(used) == len(PUBLISHED_INTENSITIES) and all(
+        math.isclose(a, b) for a, b in zip(used, PUBLISHED_INTENSITIES))
 
 
 def match_anchor(angle: float, anchors: pd.DataFrame) -> pd.Series | None:
@@ -131,8 +146,10 @@ def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, f
     reasons = []
     for flag in stimulus["flag_list"]:
         if flag == "weak_region":
-            reasons.append(f"target in the weak region {start:g}°–{end:g}° (published "
-                           "EmoStyle misses by 0.4–0.7 there)")
+            published = (start, end) == WEAK_REGION_DEFAULT
+            reasons.append(f"target in the weak region {start:g}°–{end:g}°"
+                           + (" (published EmoStyle misses by 0.4–0.7 there)" if published
+                              else ""))
         elif flag == "distance_tolerance":
             limit = tolerance.get("distance")
             reasons.append(f"VA distance {format_number(stimulus['distance_error'], 2)}"

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from stimgen.backends import Rendered
+from stimgen.errors import StimgenError
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)
 from stimgen.backends.emostyle.models import (DETECTOR_MODEL, ModelSet, load_model_set,
@@ -77,8 +78,11 @@ class EmoStyleBackend:
 
     def fingerprint(self) -> dict[str, Any]:
         options = self.options.model_dump(mode="json", exclude={"batch_size", "device"})
+        # The protocol seed drives personalisation's random VA targets, so it is part of it.
         return {"backend": self.name, "version": self.version, "image_size": self.image_size,
-                **options, "models": {f["name"]: f["sha256"] for f in self.model_files}}
+                "seed": self._protocol.seed, **options,
+                "models": {f["name"]: f["sha256"] for f in self.model_files},
+                "face_detector": self._detector_sha256()}
 
     @property
     def models(self) -> ModelSet:
@@ -98,7 +102,14 @@ class EmoStyleBackend:
             ws, state = self._personalised(identity)
             if state is not None:
                 synthesis = copy.deepcopy(models.generator.synthesis)
-                synthesis.load_state_dict(state, strict=False)   # parameters only
+                # Parameters only (buffers stay the base generator's); anything else is a
+                # damaged cache entry, never silently half-loaded.
+                result = synthesis.load_state_dict(state, strict=False)
+                parameters = {name for name, _ in synthesis.named_parameters()}
+                if result.unexpected_keys or set(result.missing_keys) & parameters:
+                    raise StimgenError(
+                        f"the cached personalisation of {where} does not fit the generator",
+                        hint="delete $STIMGEN_HOME/cache/identities and build again")
                 synthesis.requires_grad_(False).eval()
         unedited = edit_faces(synthesis, models.mapping, ws, torch.zeros(1, 2),
                               image_size=self.image_size, vggface2=models.vggface2,
@@ -143,7 +154,8 @@ class EmoStyleBackend:
         """Everything besides the photo and the models that changes a personalisation."""
         from stimgen.backends.emostyle.invert import InversionWeights
 
-        return {"inversion_steps": self.options.inversion_steps,
+        return {"face_detector": self._detector_sha256(),
+                "inversion_steps": self.options.inversion_steps,
                 "inversion_weights": asdict(InversionWeights()),
                 "personalization": asdict(self._personalize_settings()),
                 "resolution": self.models.resolution}
@@ -181,6 +193,15 @@ class EmoStyleBackend:
                                     progress=progress)
             payload["synthesis"] = {k: v.detach().cpu() for k, v in state.items()}
         return payload
+
+    def _detector_sha256(self) -> str | None:
+        """sha256 of the installed S3FD face detector, or None when photos use the whole frame."""
+        from stimgen.weights import model_status
+
+        detector = model_status(DETECTOR_MODEL)
+        if not detector.installed:
+            return None
+        return detector.record.sha256 if detector.record else "installed, not yet hashed"
 
     def find_faces(self, image: np.ndarray) -> list:
         """Every face in a photo with its 68 landmarks (face-alignment, local weights).
