@@ -3,8 +3,10 @@ PsychoPy and PsychoJS, names nothing PsychoPy reserves, and keeps protocol text 
 from __future__ import annotations
 
 import ast
+import errno
 import io
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -231,3 +233,159 @@ def test_experiment_name_is_a_module_name():
 def test_markdown_text_is_inert():
     assert markdown_text("[link](http://x) <script>") == \
         "\\[link\\]\\(http://x\\) &lt;script&gt;"
+
+
+# -- online (PsychoJS / Pavlovia) layout --------------------------------------------------------
+_JS_RESOURCE = re.compile(r"^\s*\{'name': '([^'\\]+)', 'path': '([^'\\]+)'\},$")
+
+
+def write_images(root: Path, stimuli: pd.DataFrame) -> None:
+    """Stand-in image files in ``root/stimuli`` (distinct bytes, so copies can be compared)."""
+    (root / "stimuli").mkdir(parents=True, exist_ok=True)
+    for file in stimuli["file"]:
+        (root / file).write_bytes(f"image {file}".encode())
+
+
+def build_online(root: Path, spec: ExperimentSpec, name: str = "Face ratings pilot"):
+    """An online bundle of ``spec`` over images written into ``root/stimuli``."""
+    stimuli = make_stimuli()
+    write_images(root, stimuli)
+    return build_bundle(root, spec.model_copy(update={"online": True}), name, stimuli)
+
+
+def js_resources(js: str) -> list[str]:
+    """The local paths in the ``resources: [...]`` list that a PsychoJS script preloads (its
+    URLs, such as PsychoPy's default image on pavlovia.org, left out)."""
+    block = js.split("resources: [\n", 1)[1].split("\n  ]", 1)[0]
+    lines = [line for line in block.splitlines() if not line.strip().startswith("//")]
+    matches = [_JS_RESOURCE.match(line) for line in lines]
+    assert all(matches), [line for line, m in zip(lines, matches) if not m]
+    local = [m for m in matches if not m[2].startswith("https://")]
+    assert all(m[1] == m[2] for m in local)
+    return [m[2] for m in local]
+
+
+def bundle_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def online_pair(tmp_path_factory):
+    """The same rating experiment as an online and as an offline bundle."""
+    root = tmp_path_factory.mktemp("online")
+    spec = make_spec("rating", "random")
+    online = build_online(root / "online", spec)
+    offline = build_bundle(root / "offline", spec)
+    return online, offline
+
+
+def test_online_bundle_holds_the_images_it_shows(online_pair):
+    (files, design), _ = online_pair
+    folder, build_dir = files["psyexp"].parent, files["psyexp"].parent.parent
+    shown = set(design.table["stim_file"])
+    assert {f"stimuli/{p.name}" for p in (folder / "stimuli").iterdir()} == shown
+    for rel in shown:
+        assert (folder / rel).read_bytes() == (build_dir / rel).read_bytes()
+        assert os.path.samefile(folder / rel, build_dir / rel), "expected a hard link"
+    tables = [pd.read_csv(p) for p in (folder / "conditions").glob("*.csv")]
+    tables.append(pd.read_csv(folder / "design.csv"))
+    for table in tables:
+        assert all(p.startswith("stimuli/") and (folder / p).is_file() for p in table["stim_file"])
+
+
+def test_online_psychojs_script_preloads_every_conditions_file_and_image(online_pair):
+    (files, design), _ = online_pair
+    folder = files["psyexp"].parent
+    conditions = {p.relative_to(folder).as_posix() for p in (folder / "conditions").iterdir()}
+    assert len(conditions) == 2 * len(design.groups)
+    for key in ("js", "js_legacy"):
+        resources = js_resources(files[key].read_text(encoding="utf-8"))
+        assert set(design.table["stim_file"]) | conditions <= set(resources), key
+        assert all((folder / r).is_file() and not r.startswith("..") for r in resources)
+    assert files["js"].name == "face_ratings_pilot.js"
+    assert files["js_legacy"].name == "face_ratings_pilot-legacy-browsers.js"
+    assert './face_ratings_pilot.js' in files["html"].read_text(encoding="utf-8")
+
+
+def test_online_psyexp_lists_its_resources_and_exports_without_warnings(online_pair):
+    (files, design), _ = online_pair
+    exp = ppexp.Experiment()
+    with PsychoPyLog() as log:
+        exp.loadFromXML(str(files["psyexp"]))
+        js = exp.writeScript(expPath=str(files["js"]), target="PsychoJS")
+        assert log.text == "", log.text
+    listed = exp.settings.params["Resources"].val
+    assert set(design.table["stim_file"]) <= set(listed)
+    assert f"conditions/{design.groups[-1]}_trials.csv" in listed
+    # Builder's own export (Sync) preloads what the shipped script does, plus design.csv.
+    shipped = js_resources(files["js"].read_text(encoding="utf-8"))
+    assert set(js_resources(js)) - {"design.csv"} == set(shipped)
+    assert "design.csv" not in shipped and len(shipped) == len(set(shipped))
+
+
+def test_online_python_experiment_is_the_offline_one(online_pair):
+    (online, _), (offline, _) = online_pair
+    for key in ("script", "launcher"):
+        assert online[key].read_bytes() == offline[key].read_bytes(), key
+    offline_folder = offline["psyexp"].parent
+    assert not (offline_folder / "stimuli").exists() and "js" not in offline
+    assert not list(offline_folder.glob("*.js")) and not (offline_folder / "index.html").exists()
+    rows = pd.read_csv(online["conditions/g01_trials.csv"])
+    offline_rows = pd.read_csv(offline["conditions/g01_trials.csv"])
+    assert list("../" + rows["stim_file"]) == list(offline_rows["stim_file"])
+    assert "../stimuli/" in offline["readme"].read_text(encoding="utf-8")
+    readme = online["readme"].read_text(encoding="utf-8")
+    assert "Pavlovia" in readme and "`stimuli/<file>.png`" in readme and "../stimuli" not in readme
+
+
+def test_online_rebuild_elsewhere_is_byte_identical(online_pair, tmp_path):
+    (files, _), _ = online_pair
+    again, _ = build_online(tmp_path, make_spec("rating", "random"))
+    first, second = bundle_bytes(files["psyexp"].parent), bundle_bytes(again["psyexp"].parent)
+    assert list(first) == list(second)
+    assert [k for k in first if first[k] != second[k]] == []
+    assert str(tmp_path) not in second[again["js"].name].decode()
+
+
+def test_online_images_are_copied_where_hard_links_fail(tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    files, design = build_online(tmp_path, make_spec("passive", "random"))
+    for rel in set(design.table["stim_file"]):
+        copy = files["psyexp"].parent / rel
+        assert copy.read_bytes() == (tmp_path / rel).read_bytes()
+        assert not os.path.samefile(copy, tmp_path / rel)
+
+
+def test_online_missing_image_keeps_the_previous_bundle(tmp_path):
+    spec = make_spec("categorization", "random")
+    files, design = build_online(tmp_path, spec)
+    before = bundle_bytes(files["psyexp"].parent)
+    missing = tmp_path / design.table["stim_file"].iloc[-1]
+    missing.unlink()
+    with pytest.raises(BuildError, match="shown by the experiment but is not in the build"):
+        build_bundle(tmp_path, spec.model_copy(update={"online": True}))
+    assert bundle_bytes(files["psyexp"].parent) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment", "stimuli"]
+
+
+def test_online_hostile_protocol_text_stays_literal(tmp_path):
+    spec = make_spec("rating", "random", text={"instructions": HOSTILE, "goodbye": HOSTILE},
+                     task={"valence": {"question": HOSTILE, "labels": [HOSTILE, "$high"]}})
+    files, design = build_online(tmp_path, spec, name=HOSTILE)
+    # In JavaScript, the text occurs only as a whole single-quoted string literal.
+    as_js_string = "'" + HOSTILE.replace("\\", "\\\\").replace("'", "\\'").replace(
+        "\n", "\\n") + "'"
+    for key in ("js", "js_legacy"):
+        js = files[key].read_text(encoding="utf-8")
+        assert js.count(as_js_string) == 4, key  # instructions, goodbye, question, label
+        assert "__import__" not in js.replace(as_js_string, "")
+        assert set(design.table["stim_file"]) <= set(js_resources(js))
+    tree = ast.parse(files["script"].read_text(encoding="utf-8"))
+    assert any(isinstance(n, ast.Constant) and isinstance(n.value, str) and HOSTILE in n.value
+               for n in ast.walk(tree))
+    assert not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                   and n.func.id == "__import__" for n in ast.walk(tree))

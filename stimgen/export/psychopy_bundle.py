@@ -1,14 +1,19 @@
 """Writes the PsychoPy bundle of a build: `experiment/` with the .psyexp, its compiled script,
-per-group conditions files, design.csv, a simulated-participant launcher and a README.
+per-group conditions files, design.csv, a simulated-participant launcher and a README; online
+bundles also hold the images they show and the compiled PsychoJS script (Pavlovia).
 
 The folder is assembled next to the build and renamed into place, so it is complete or absent.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import shutil
+import sys
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -20,8 +25,10 @@ from stimgen.storage import replace_folder
 
 BUNDLE_DIR = "experiment"
 LAUNCHER = "run_simulated.py"
-#: Stimulus paths in conditions files are relative to the experiment folder.
-STIMULI_PREFIX = "../"
+#: Prepended to an image's build-relative path (``stimuli/x.png``) in conditions files, whose
+#: paths are relative to the experiment folder: the build's own stimuli/ next to it, or the
+#: copy inside it of an online bundle (PsychoJS reads nothing outside the experiment folder).
+STIMULI_PREFIX, ONLINE_STIMULI_PREFIX = "../", ""
 _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
 
 
@@ -43,26 +50,37 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     -------
     dict of str to Path
         ``psyexp``, ``script``, ``launcher``, ``readme``, ``design`` and one
-        ``conditions/<file>`` entry per conditions file, all inside ``build_dir/experiment``.
+        ``conditions/<file>`` entry per conditions file, all inside ``build_dir/experiment``;
+        online bundles (``experiment.online``) add ``stimuli`` (the folder of images), ``js``,
+        ``js_legacy`` (PsychoJS scripts for module and legacy browsers) and ``html``.
 
     Raises
     ------
     BackendUnavailableError
         PsychoPy is not installed.
     BuildError
-        A protocol value would be read as code by PsychoPy's conditions reader.
+        A protocol value would be read as code by PsychoPy's conditions reader, or (online)
+        an image the experiment shows is missing from the build's ``stimuli/``.
     """
     psychopy_experiment_module()
     build_dir = Path(build_dir)
     name = experiment_name(protocol.study.name)
     spec = protocol.experiment
-    tables = {g: conditions_table(design.trials[g]) for g in design.groups}
+    prefix = ONLINE_STIMULI_PREFIX if spec.online else STIMULI_PREFIX
+    tables = {g: conditions_table(design.trials[g], prefix) for g in design.groups}
     layout = psyexp.layout_from_spec(spec, design.groups, answers=choice_answers(design))
-    exp = psyexp.build_experiment(layout, name)
+    shown = shown_stimuli(design) if spec.online else []
+    resources = online_resources(conditions_files(design.groups, layout.has_practice),
+                                 shown) if spec.online else ()
+    exp = psyexp.build_experiment(layout, name, resources=resources)
 
     staging = Path(tempfile.mkdtemp(prefix=".experiment-", dir=build_dir))
     try:
-        files = _write_files(staging, exp, name, layout, tables, protocol, stimuli, design)
+        files = {}
+        if spec.online:
+            files["stimuli"] = copy_stimuli(build_dir, shown, staging)
+        files.update(_write_files(staging, exp, name, layout, tables, protocol, stimuli,
+                                  design, prefix, online=spec.online))
         final = build_dir / BUNDLE_DIR
         replace_folder(staging, final)
     except BaseException:
@@ -71,23 +89,15 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     return {key: final / rel for key, rel in files.items()}
 
 
-def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli,
-                 design) -> dict[str, Path]:
+def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli, design,
+                 prefix: str, online: bool) -> dict[str, Path]:
     files: dict[str, Path] = {}
     (folder / "conditions").mkdir()
-    for group, table in tables.items():
-        for loop, rows in ((PRACTICE_LOOP, table[table["is_practice"] == 1]),
-                           (MAIN_LOOP, table[table["is_practice"] == 0])):
-            if loop == PRACTICE_LOOP and not layout.has_practice:
-                continue
-            rel = Path(conditions_filename(group, loop))
-            spreadsheet_safe_table(rows).to_csv(folder / rel, index=False, lineterminator="\n")
-            files[rel.as_posix()] = rel
-    design_table = design.table.copy()
-    design_table["stim_file"] = design_table["stim_file"].map(lambda f: STIMULI_PREFIX + str(f))
-    spreadsheet_safe_table(design_table).to_csv(folder / "design.csv", index=False,
-                                                lineterminator="\n")
-    files["design"] = Path("design.csv")
+    for group, loop, rel in conditions_files(list(tables), layout.has_practice):
+        table = tables[group]
+        rows = table[table["is_practice"] == int(loop == PRACTICE_LOOP)]
+        spreadsheet_safe_table(rows).to_csv(folder / rel, index=False, lineterminator="\n")
+        files[rel] = Path(rel)
 
     psyexp_path = folder / f"{name}.psyexp"
     exp.saveToXML(str(psyexp_path), makeLegacy=False)
@@ -97,20 +107,111 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli,
     (folder / LAUNCHER).write_text(launcher_source(f"{name}.py"), encoding="utf-8")
     files.update(psyexp=Path(psyexp_path.name), script=Path(f"{name}.py"),
                  launcher=Path(LAUNCHER))
+    if online:
+        files.update(_write_psychojs(folder, psyexp_path))
+    # Written after the PsychoJS scripts: PsychoPy's resource scan reads every cell of every
+    # CSV at the top of the folder (it cannot evaluate the group-dependent conditions file
+    # name), about 0.5 s per thousand rows of this audit table, which PsychoJS does not need.
+    design_table = design.table.copy()
+    design_table["stim_file"] = design_table["stim_file"].map(
+        lambda f: prefix + str(f).replace("\\", "/"))
+    spreadsheet_safe_table(design_table).to_csv(folder / "design.csv", index=False,
+                                                lineterminator="\n")
+    files["design"] = Path("design.csv")
 
     from stimgen.export.readme import render_readme
     readme = render_readme(protocol=protocol, name=name, layout=layout, design=design,
-                           stimuli=stimuli, files=sorted(files.values()))
+                           stimuli=stimuli, files=sorted(files.values()), online=online)
     (folder / "README.md").write_text(readme, encoding="utf-8")
     files["readme"] = Path("README.md")
     return files
+
+
+def _write_psychojs(folder: Path, psyexp_path: Path) -> dict[str, Path]:
+    """The PsychoJS scripts, compiled from the saved .psyexp as Builder's *Export HTML* does
+    (its ``index.html`` is a side effect of PsychoPy's writeScript); the resources they
+    preload must already be in ``folder``."""
+    exp = psychopy_experiment_module().Experiment()
+    exp.loadFromXML(str(psyexp_path))
+    name = psyexp_path.stem
+    files = {}
+    for key, file_name, modular in (("js", f"{name}.js", True),
+                                    ("js_legacy", f"{name}-legacy-browsers.js", False)):
+        js = exp.writeScript(expPath=str(folder / file_name), target="PsychoJS", modular=modular)
+        (folder / file_name).write_text(portable_js(js, folder), encoding="utf-8")
+        files[key] = Path(file_name)
+    if (folder / "index.html").is_file():
+        files["html"] = Path("index.html")
+    return files
+
+
+# -- online layout ----------------------------------------------------------------------------
+def conditions_files(groups, has_practice: bool) -> list[tuple[str, str, str]]:
+    """(group, loop, relative path) of every conditions file of a bundle, practice first.
+
+    >>> conditions_files(["g01"], has_practice=True)[0]
+    ('g01', 'practice_trials', 'conditions/g01_practice_trials.csv')
+    """
+    loops = (PRACTICE_LOOP, MAIN_LOOP) if has_practice else (MAIN_LOOP,)
+    return [(group, loop, conditions_filename(group, loop)) for group in groups for loop in loops]
+
+
+def shown_stimuli(design) -> list[str]:
+    """Build-relative paths (``stimuli/<file>``) of every image the design shows, practice
+    included, sorted; each names a file directly inside the build's ``stimuli/``."""
+    paths = sorted({str(f).replace("\\", "/") for f in design.table["stim_file"]})
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if len(parts) != 2 or parts[0] != "stimuli" or parts[1] in (".", ".."):
+            raise ValueError(f"stim_file {path!r} is not a file of stimuli/")  # a design bug
+    return paths
+
+
+def online_resources(conditions: list[tuple[str, str, str]], shown: list[str]) -> tuple[str, ...]:
+    """What PsychoJS preloads, relative to the experiment folder: every group's conditions
+    files (the group is chosen at run time, so PsychoPy cannot tell which) and every image."""
+    return tuple(rel for _, _, rel in conditions) + tuple(ONLINE_STIMULI_PREFIX + s for s in shown)
+
+
+def copy_stimuli(build_dir: Path, shown: list[str], folder: Path) -> Path:
+    """Put the images the experiment shows into ``folder/stimuli/`` (hard links when possible);
+    returns that folder's path relative to ``folder``."""
+    (folder / "stimuli").mkdir()
+    for rel in shown:
+        source = build_dir / rel
+        if not source.is_file():
+            raise BuildError(f"{source} is shown by the experiment but is not in the build",
+                             hint="run the same `stimgen build` command again; it redraws "
+                                  "missing stimuli")
+        link_or_copy(source, folder / (ONLINE_STIMULI_PREFIX + rel))
+    return Path("stimuli")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``target`` to ``source`` (no second copy on disk); copy it instead where
+    they are on different file systems or the file system has no hard links.
+
+    stimgen replaces files rather than rewriting them, so a later build never changes a link.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 # -- pieces -----------------------------------------------------------------------------------
 def psychopy_experiment_module():
     """``psychopy.experiment``, or a BackendUnavailableError saying how to install PsychoPy."""
     try:
-        from psychopy import experiment
+        # PsychoPy's ioHub announces on import that the optional pytables is missing; that
+        # datastore is never used here, so the line is dropped and anything else passed on.
+        captured = io.StringIO()
+        with contextlib.redirect_stderr(captured):
+            from psychopy import experiment
+            import psychopy.iohub  # noqa: F401  (imported by the keyboard component anyway)
+        for line in captured.getvalue().splitlines():
+            if "pytables package" not in line:
+                print(line, file=sys.stderr)
     except ImportError as error:
         raise BackendUnavailableError(
             f"writing the PsychoPy experiment needs PsychoPy, which cannot be imported ({error})",
@@ -135,9 +236,10 @@ def experiment_name(study_name: str) -> str:
     return slug if slug[0].isalpha() else f"study_{slug}"
 
 
-def conditions_table(trials: pd.DataFrame) -> pd.DataFrame:
+def conditions_table(trials: pd.DataFrame, prefix: str = STIMULI_PREFIX) -> pd.DataFrame:
     """A group's trial table as PsychoPy reads it: booleans as 0/1, image paths relative to
-    the experiment folder, and no text cell that PsychoPy would evaluate.
+    the experiment folder (``prefix`` + the build-relative path, with forward slashes), and
+    no text cell that PsychoPy would evaluate.
 
     PsychoPy runs ``eval`` on conditions cells in two places: ``importConditions`` on any text
     cell that starts with ``[`` and ends with ``]``, and Builder's resource scan (PsychoJS
@@ -148,8 +250,7 @@ def conditions_table(trials: pd.DataFrame) -> pd.DataFrame:
         if column in table:
             table[column] = table[column].map(lambda v: int(str(v).strip().lower()
                                                             in ("true", "1", "1.0")))
-    table["stim_file"] = table["stim_file"].map(
-        lambda f: STIMULI_PREFIX + str(f).replace("\\", "/"))
+    table["stim_file"] = table["stim_file"].map(lambda f: prefix + str(f).replace("\\", "/"))
     for column in table.columns:
         for value in table[column]:
             if isinstance(value, str) and evaluated_by_psychopy(value):
@@ -189,6 +290,19 @@ def portable_script(script: str, staged: Path) -> str:
                            "portable_script for this PsychoPy version")
     return script.replace(staged_path,
                           f"originPath=os.path.join(_thisDir, {staged.name!r})")
+
+
+def portable_js(js: str, staged: Path) -> str:
+    """The compiled PsychoJS script, checked to hold nothing tied to one run of the build.
+
+    PsychoPy 2026.2 writes neither a compile time nor a path into it (unlike the Python
+    script); a version that starts naming the staging folder would break the bundle once it
+    is renamed, so that is refused here rather than shipped.
+    """
+    if str(staged) in js:
+        raise RuntimeError(f"PsychoPy's PsychoJS script names its folder {staged}; update "
+                           "portable_js for this PsychoPy version")
+    return js
 
 
 def choice_answers(design) -> list[tuple[str, str]]:

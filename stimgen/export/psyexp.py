@@ -150,7 +150,7 @@ def _code(py: str, js: str = "") -> dict:
     return {"Code Type": "Both" if js else "Py", "py": py, "js": js}
 
 
-def build_experiment(layout: ExperimentLayout, exp_name: str):
+def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[str, ...] = ()):
     """Construct the ``psychopy.experiment.Experiment`` for ``layout``.
 
     Parameters
@@ -159,6 +159,10 @@ def build_experiment(layout: ExperimentLayout, exp_name: str):
         What to show.
     exp_name : str
         Experiment name (a safe slug of the study name); names the data files.
+    resources : tuple of str
+        Files PsychoJS must preload, relative to the experiment folder (Builder's *Online >
+        Additional resources*). PsychoPy's own scan cannot find them: the conditions file's
+        name depends on the group chosen at run time.
 
     Returns
     -------
@@ -179,6 +183,7 @@ def build_experiment(layout: ExperimentLayout, exp_name: str):
     settings["Units"].val = "height"
     settings["Full-screen window"].val = layout.fullscreen
     settings["color"].val = "$[0,0,0]"
+    settings["Resources"].val = list(resources)
     groups = repr(list(layout.groups))
     settings["Experiment info"].val = (
         "{'participant': '', 'session': '001', "

@@ -48,8 +48,10 @@ def template_dir() -> Path:
                             f"{package.parent / 'templates'}; the stimgen installation is incomplete")
 
 
-def render_readme(*, protocol, name: str, layout, design, stimuli, files) -> str:
-    """The README.md text of a bundle (see the template for its sections)."""
+def render_readme(*, protocol, name: str, layout, design, stimuli, files,
+                  online: bool = False) -> str:
+    """The README.md text of a bundle (see the template for its sections); ``online`` selects
+    the self-contained PsychoJS layout's instructions."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()),
                              autoescape=False, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
@@ -62,7 +64,8 @@ def render_readme(*, protocol, name: str, layout, design, stimuli, files) -> str
     return env.get_template(TEMPLATE).render(
         study=protocol.study, name=name, layout=layout, design=design,
         summary=design.summary, counts=counts.reset_index().to_dict("records"),
-        n_stimuli=len(stimuli), files=[f.as_posix() for f in files],
+        n_stimuli=len(stimuli), files=[f.as_posix() for f in files], online=online,
+        n_shown=int(design.table["stim_file"].nunique()),
         data_columns=data_columns(layout, design))
 
 

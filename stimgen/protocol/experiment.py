@@ -375,6 +375,10 @@ class ExperimentSpec(ProtocolModel):
     """Which stimuli enter the experiment."""
     design: DesignSpec = Field(default_factory=RandomDesign)
     """Trial order and counterbalancing: `random`, `blocked` or `latin-square`."""
+    online: bool = False
+    """Make `experiment/` self-contained for PsychoJS / Pavlovia: the images it shows are
+    copied into `experiment/stimuli/`, listed as resources to preload, and the PsychoJS
+    script is compiled into it. When false, images stay in the build's `stimuli/`."""
 
     @field_validator("task", "design", mode="before")
     @classmethod
