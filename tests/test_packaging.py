@@ -16,7 +16,7 @@ def test_every_subpackage_is_listed_in_pyproject():
 
 
 def test_templates_are_found():
-    from stimgen.report import templates_dir
+    from stimgen.templates_path import templates_dir
 
-    assert (templates_dir() / "report.html.j2").is_file()
-    assert (templates_dir() / "experiment_readme.md.j2").is_file()
+    assert (templates_dir("report.html.j2") / "report.html.j2").is_file()
+    assert (templates_dir("experiment_readme.md.j2") / "experiment_readme.md.j2").is_file()

@@ -5,11 +5,10 @@ Protocol text is escaped for Markdown (no links, HTML or formatting can come fro
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import jinja2
 
-import stimgen
+from stimgen.templates_path import templates_dir
 
 TEMPLATE = "experiment_readme.md.j2"
 
@@ -38,21 +37,11 @@ def markdown_quote(value) -> str:
     return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
 
 
-def template_dir() -> Path:
-    """The folder holding the README template: the installed copy, else the checkout's."""
-    package = Path(stimgen.__file__).parent
-    for candidate in (package / "templates", package.parent / "templates"):
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} is in neither {package / 'templates'} nor "
-                            f"{package.parent / 'templates'}; the stimgen installation is incomplete")
-
-
 def render_readme(*, protocol, name: str, layout, design, stimuli, files,
                   online: bool = False) -> str:
     """The README.md text of a bundle (see the template for its sections); ``online`` selects
     the self-contained PsychoJS layout's instructions."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(template_dir()),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir(TEMPLATE)),
                              autoescape=False, keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)

@@ -21,6 +21,7 @@ from stimgen.report.tables import (published_comparable, AGREEMENT_METRICS, DESI
                                    design_summary, emotion_rows, flagged_stimuli, format_number,
                                    intensity_rows, mae_sd_columns, overall_row,
                                    published_anchors, stimulus_counts)
+from stimgen.templates_path import templates_dir
 from stimgen.storage import atomic_write_text, replace_folder
 
 __all__ = ["write_report", "render_report", "templates_dir", "BuildFolderError"]
@@ -30,16 +31,6 @@ ASSETS_DIR = "report_assets"
 TEMPLATE = "report.html.j2"
 EMOSTYLE_CITATION = ("Azari, B. & Lim, A. (2024). EmoStyle: One-Shot Facial Expression Editing "
                      "Using Continuous Emotion Parameters. WACV 2024.")
-
-
-def templates_dir() -> Path:
-    """The folder of ``report.html.j2``: the installed copy, else the checkout's ``templates/``."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "templates", package.parent / "templates"):
-        if (candidate / TEMPLATE).is_file():
-            return candidate
-    raise FileNotFoundError(f"{TEMPLATE} is in neither {package / 'templates'} nor "
-                            f"{package.parent / 'templates'}; the installation is incomplete")
 
 
 def write_report(build_dir, *, command: str | None = None, manifest: dict | None = None) -> Path:
@@ -100,7 +91,7 @@ def render_report(folder: BuildFolder, *, figures: dict[str, ReportFigure],
                   thumbnails: dict[str, str], command: str | None = None) -> str:
     """The report page as HTML text; every protocol-derived string is escaped by the template."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True,
+        loader=jinja2.FileSystemLoader(templates_dir(TEMPLATE)), autoescape=True,
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
         lstrip_blocks=True)
     environment.filters["num"] = format_number
