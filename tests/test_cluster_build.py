@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import stimgen
+from buildfolders import protocol_from_text, snapshot
 from stimgen import executors
 from stimgen.cli import main
 from stimgen.executors import UnitsFailedError
@@ -39,15 +40,9 @@ experiment:
   design: {type: random, participants: 2}
 """
 
-#: Manifest fields that describe the run rather than its outputs.
-RUN_FIELDS = ("created", "timings", "command")
-
-
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
-    path = tmp_path_factory.mktemp("protocol") / "cluster.yaml"
-    path.write_text(PROTOCOL, encoding="utf-8")
-    return stimgen.load_protocol(path)
+    return protocol_from_text(tmp_path_factory.mktemp("protocol"), PROTOCOL, "cluster.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +52,6 @@ def serial(protocol, tmp_path_factory):
                          execution=ExecutionSpec(executor="local", jobs=1))
 
 
-def outputs(result) -> tuple[dict, dict]:
-    """(manifest without run fields and report, sha256 of every file on disk but the report).
-
-    report.html shows the build's date and folder, so it is the one file that may differ.
-    """
-    manifest = {k: v for k, v in result.manifest.items() if k not in RUN_FIELDS}
-    files = dict(manifest.pop("files"))
-    files.pop("report.html")
-    on_disk = sorted(p.relative_to(result.out).as_posix() for p in result.out.rglob("*")
-                     if p.is_file() and ".stimgen" not in p.parts)
-    assert on_disk == sorted([*files, "report.html", "manifest.json"])
-    return manifest, files
-
-
 @pytest.mark.parametrize("execution", [
     ExecutionSpec(executor="local", jobs=2),
     ExecutionSpec(executor="submitit-local", jobs=2),
@@ -78,7 +59,7 @@ def outputs(result) -> tuple[dict, dict]:
 def test_parallel_builds_equal_the_serial_build_file_for_file(execution, protocol, serial,
                                                               tmp_path):
     result = stimgen.build(protocol, out=tmp_path / "build", progress=False, execution=execution)
-    assert outputs(result) == outputs(serial)
+    assert snapshot(result.out) == snapshot(serial.out)
     assert (tmp_path / "build" / "experiment").is_dir()
     if execution.executor == "submitit-local":
         logs = sorted((tmp_path / "build" / ".stimgen" / "jobs").glob("*_0_log.out"))
@@ -104,7 +85,7 @@ def test_a_failed_job_is_retried(protocol, serial, tmp_path, monkeypatch):
                            execution=ExecutionSpec(executor="submitit-local", jobs=3,
                                                    max_retries=1))
     assert tally.read_text() == "1"                   # failed once, then succeeded
-    assert outputs(result) == outputs(serial)
+    assert snapshot(result.out) == snapshot(serial.out)
 
 
 def test_failing_job_is_reported_with_its_log_and_the_rerun_resumes(protocol, serial, tmp_path,
@@ -129,7 +110,7 @@ def test_failing_job_is_reported_with_its_log_and_the_rerun_resumes(protocol, se
     monkeypatch.undo()
     again = stimgen.build(protocol, out=out, progress=False, execution=spec)
     assert again.reused_identities == ["id01", "id03"]   # only id02 ran again
-    assert outputs(again) == outputs(serial)
+    assert snapshot(again.out) == snapshot(serial.out)
 
 
 @pytest.mark.slow
@@ -208,7 +189,7 @@ def test_slurm_array_with_a_retry_equals_the_serial_build(protocol, serial, tmp_
     spec = ExecutionSpec(executor="slurm", max_retries=2,
                          slurm={"partition": "gpu", "array_parallelism": 2, "time": "0:30:00"})
     result = stimgen.build(protocol, out=tmp_path / "build", progress=False, execution=spec)
-    assert outputs(result) == outputs(serial)
+    assert snapshot(result.out) == snapshot(serial.out)
     first, retry = sorted(fake_slurm.glob("script_*.sh"))
     assert "#SBATCH --array=0-2%2" in first.read_text()       # one array, 2 at a time
     assert "#SBATCH --partition=gpu" in first.read_text()

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import stimgen
+from buildfolders import protocol_from_text
 from stimgen.cli import main
 from stimgen.storage import sha256_file
 
@@ -29,9 +30,7 @@ output: {image_size: 96}
 
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
-    path = tmp_path_factory.mktemp("protocol") / "p.yaml"
-    path.write_text(PROTOCOL, encoding="utf-8")
-    return stimgen.load_protocol(path)
+    return protocol_from_text(tmp_path_factory.mktemp("protocol"), PROTOCOL, "p.yaml")
 
 
 @pytest.fixture()

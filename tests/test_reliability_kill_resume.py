@@ -8,7 +8,6 @@ process, and once with a real SIGKILL of a `stimgen build` process.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import stimgen
-from stimgen.storage import CRASH_ENV, sha256_file
+from buildfolders import protocol_from_text, snapshot
+from stimgen.storage import CRASH_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED = 137
@@ -65,9 +65,7 @@ KILL_POINTS = [
 
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
-    path = tmp_path_factory.mktemp("protocol") / "kill.yaml"
-    path.write_text(PROTOCOL, encoding="utf-8")
-    return stimgen.load_protocol(path)
+    return protocol_from_text(tmp_path_factory.mktemp("protocol"), PROTOCOL, "kill.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -76,27 +74,6 @@ def reference(protocol, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "build"
     stimgen.build(protocol, out=out, progress=False, jobs=1)
     return snapshot(out)
-
-
-def snapshot(out: Path) -> dict:
-    """Every file of a build folder by relative path: sha256, or for the two files that carry
-    the date and folder of a build, their stable content."""
-    files = {}
-    for path in sorted(out.rglob("*")):
-        relative = path.relative_to(out).as_posix()
-        if path.is_dir():
-            continue
-        if relative == "report.html":
-            files[relative] = "present"
-        elif relative == "manifest.json":
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            for volatile in ("created", "timings", "command"):
-                manifest.pop(volatile)
-            manifest["files"].pop("report.html")
-            files[relative] = manifest
-        else:
-            files[relative] = sha256_file(path)
-    return files
 
 
 def build_in_child(protocol, out: Path, crash_at: str | None) -> int:

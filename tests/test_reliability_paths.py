@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import stimgen
+from buildfolders import protocol_from_text
 from stimgen.errors import BuildError, ProtocolError
 from stimgen.safety import is_inside
 
@@ -26,9 +27,7 @@ output: {image_size: 96}
 
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory):
-    path = tmp_path_factory.mktemp("protocol") / "p.yaml"
-    path.write_text(PROTOCOL, encoding="utf-8")
-    return stimgen.load_protocol(path)
+    return protocol_from_text(tmp_path_factory.mktemp("protocol"), PROTOCOL, "p.yaml")
 
 
 def test_protocol_paths_resolve_against_the_protocol_file(tmp_path, monkeypatch):
