@@ -13,16 +13,21 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # torch is pinned and installed first, so that no other requirement pulls a different build.
-# PsychoPy goes in with --no-deps: its own dependency list pulls GUI toolkits and media
+# PsychoPy goes in last, with --no-deps: its own dependency list pulls GUI toolkits and media
 # libraries that the experiment compiler and a pyglet window never import (see the file).
+# Once it is in, every later `pip install` here would list those deliberately absent packages
+# as "dependency conflicts"; --no-warn-conflicts keeps that list out. pip still resolves
+# everything it installs, and the tests import each PsychoPy module that stimgen uses.
+PIP := $(BIN)/python -m pip install --quiet --no-warn-conflicts
+
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements-psychopy.txt
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e .
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements-psychopy.txt
+	$(PIP) "$(TORCH)"
+	$(PIP) -e .
+	$(PIP) --no-deps -r requirements-psychopy.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
-	$(BIN)/python -m pip install --quiet -e ".[test]" -r requirements-test.txt
+	$(PIP) -e ".[test]" -r requirements-test.txt
 	touch $@
 
 install: $(VENV)/.installed

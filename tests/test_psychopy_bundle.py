@@ -25,7 +25,7 @@ try:
 except ImportError:
     if os.environ.get("CI"):
         raise
-    pytest.skip("PsychoPy is not installed (pip install -r requirements-psychopy.txt)",
+    pytest.skip("PsychoPy is not installed (pip install --no-deps -r requirements-psychopy.txt)",
                 allow_module_level=True)
 
 from stimgen.export import write_bundle  # noqa: E402  (needs PsychoPy at call time)

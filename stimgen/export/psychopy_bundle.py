@@ -30,6 +30,8 @@ LAUNCHER = "run_simulated.py"
 #: copy inside it of an online bundle (PsychoJS reads nothing outside the experiment folder).
 STIMULI_PREFIX, ONLINE_STIMULI_PREFIX = "../", ""
 _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
+#: How to install PsychoPy, exactly as the README says (tests/test_packaging.py checks that).
+PSYCHOPY_INSTALL = "pip install --no-deps -r requirements-psychopy.txt"
 
 
 def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> dict[str, Path]:
@@ -215,7 +217,7 @@ def psychopy_experiment_module():
     except ImportError as error:
         raise BackendUnavailableError(
             f"writing the PsychoPy experiment needs PsychoPy, which cannot be imported ({error})",
-            hint="pip install -r requirements-psychopy.txt (see docs/psychopy.md), "
+            hint=f"{PSYCHOPY_INSTALL} (run it in a clone of stimgen; see docs/psychopy.md), "
                  "or drop the protocol's `experiment:` section") from None
     return experiment
 
