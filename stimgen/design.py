@@ -1,6 +1,10 @@
 """Counterbalancing: Latin and Williams squares, run-length-constrained orders, and the
 per-group trial tables of an experiment (``plan_design``), all deterministic from the seed.
 
+``plan_experiment`` plans a protocol's experiment over the stimuli the protocol will make,
+before any face is drawn: the check behind ``stimgen validate`` and the start of a build,
+with warnings about designs that undermine themselves and an estimate of the session length.
+
 Trial tables (one per group; what the PsychoPy bundle writes as its conditions files) have
 these columns, in this order. Names are fixed here, never derived from protocol text, and
 avoid PsychoPy's reserved names (``image``, ``t``, ``win``, ``random``, ``trials``,
@@ -27,17 +31,25 @@ avoid PsychoPy's reserved names (``image``, ``t``, ``win``, ``random``, ``trials
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from stimgen.circumplex import normalise_emotion_name, suggest
-from stimgen.errors import StimgenError
+from stimgen.errors import DesignError, ProtocolProblem, StimgenError
+from stimgen.plan import IdentityUnit, plan_units
 from stimgen.protocol.experiment import (DEFAULT_CHOICE_KEYS, CategorizationTask,
                                          ExperimentSpec)
+
+if TYPE_CHECKING:
+    from stimgen.protocol.models import Protocol
+
+log = logging.getLogger("stimgen")
 
 TRIAL_COLUMNS: tuple[str, ...] = (
     "position", "block", "block_label", "is_practice", "break_after",
@@ -58,6 +70,11 @@ STIMULUS_COLUMNS: dict[str, str] = {
 
 # Independent random streams per group, all derived from the protocol seed.
 _STREAM_ORDER, _STREAM_PRACTICE, _STREAM_CATCH = 0, 1, 2
+
+# Protocol fields that design errors point at (the loader turns them into file:line:column).
+_DESIGN = ("experiment", "design")
+_MAX_RUN = _DESIGN + ("max_run",)
+_CHOICES = ("experiment", "task", "choices")
 
 
 def trial_columns(task_type: str) -> tuple[str, ...]:
@@ -182,9 +199,9 @@ def constrained_shuffle(items: Sequence, keys: dict[str, Sequence], max_run: dic
 
     Raises
     ------
-    StimgenError
+    DesignError
         When the limits cannot be met: the message names the attribute and the value that
-        has too many items.
+        has too many items; ``field`` is ``experiment.design.max_run.<attribute>``.
 
     Examples
     --------
@@ -214,11 +231,13 @@ def constrained_shuffle(items: Sequence, keys: dict[str, Sequence], max_run: dic
         order = _greedy_order(columns, caps, rng)
         if order is not None:
             return [items[i] for i in order]
-    raise StimgenError(
+    raise DesignError(
+        _MAX_RUN,
         f"could not order {n} trials with "
         + ", ".join(f"at most {m} consecutive of the same {k}" for k, m in limits.items())
         + f" after {attempts} attempts: the limits are too tight together",
-        hint="raise one of design.max_run's limits or set it to null")
+        hint="raise one of experiment.design.max_run's limits or set it to null")
+
 
 
 def _integer_codes(values: Sequence) -> tuple[list[int], list]:
@@ -235,12 +254,13 @@ def _check_run_feasible(name: str, codes: np.ndarray, values, cap: int) -> None:
     if biggest > cap * (others + 1):
         value = values[int(counts.argmax())]
         needed = math.ceil(biggest / (others + 1))
-        raise StimgenError(
-            f"design.max_run.{name} = {cap} cannot be met: {biggest} of {len(codes)} trials "
-            f"have {name} {value!r}, and {others} other trials can split them into at most "
-            f"{others + 1} runs",
-            hint=f"set design.max_run.{name} to {needed} or more (or null), or select stimuli "
-                 f"with more {name} variety")
+        raise DesignError(
+            (*_MAX_RUN, name),
+            f"at most {cap} consecutive trials with the same {name} cannot be met: {biggest} "
+            f"of {len(codes)} trials have {name} {value!r}, and {others} other trials can "
+            f"split them into at most {others + 1} runs",
+            hint=f"set experiment.design.max_run.{name} to {needed} or more (or null), or "
+                 f"select stimuli with more {name} variety")
 
 
 def _greedy_order(columns: list[list[int]], caps: list[int],
@@ -399,9 +419,11 @@ def plan_design(experiment: ExperimentSpec, stimuli: pd.DataFrame, seed: int) ->
 
     Raises
     ------
-    StimgenError
+    DesignError
         When the selection names unknown stimuli, the design cannot be balanced with the
-        stimuli at hand, or the run limits cannot be met.
+        stimuli at hand, or the run limits cannot be met; ``field`` names the setting.
+    StimgenError
+        When ``stimuli`` lacks the columns of the build's stimuli.tsv.
 
     Examples
     --------
@@ -416,13 +438,15 @@ def plan_design(experiment: ExperimentSpec, stimuli: pd.DataFrame, seed: int) ->
     """
     _check_stimuli(stimuli, experiment)
     stimuli = stimuli.reset_index(drop=True)
-    reserved = _known(experiment.practice.identities, stimuli["identity"], "practice.identities")
+    reserved = _known(experiment.practice.identities, stimuli["identity"],
+                      ("practice", "identities"), made_by="identities")
     selected = select_stimuli(stimuli, experiment)
     main = selected[~selected["identity"].astype(str).isin(reserved)].reset_index(drop=True)
     if main.empty:
-        raise StimgenError("the experiment has no main trials: experiment.stimuli and "
-                           "practice.identities leave no stimulus",
-                           hint="widen experiment.stimuli or reserve fewer practice identities")
+        raise DesignError(("experiment", "practice", "identities"),
+                          "the experiment has no main trials: experiment.stimuli and "
+                          "practice.identities leave no stimulus",
+                          hint="widen experiment.stimuli or reserve fewer practice identities")
     answers = _answer_table(experiment, main)
     planner = _PLANNERS[experiment.design.type]
     orders, extra = planner(experiment, main, seed)
@@ -456,18 +480,23 @@ def _check_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> None:
         raise StimgenError("the stimuli table is empty: there is nothing to show")
 
 
-def _known(names: Sequence, column: pd.Series, where: str, *, by_key=str) -> list[str]:
-    """``names`` mapped to the spelling used in ``column``; unknown ones raise StimgenError."""
+def _known(names: Sequence, column: pd.Series, where: tuple[str, ...], *,
+           by_key=str, made_by: str = "") -> list[str]:
+    """``names`` mapped to the spelling used in ``column``; unknown ones raise DesignError
+    pointing at ``experiment.<where>.<index>`` (``made_by``: the protocol key that would make
+    such stimuli, named in the hint)."""
     spelling = {by_key(v): str(v) for v in column.astype(str).unique()}
     found = []
-    for name in names:
+    for index, name in enumerate(names):
         if by_key(name) not in spelling:
             lower = {key.lower(): key for key in spelling}
             close = suggest(by_key(name).lower(), list(lower))
-            raise StimgenError(
-                f"experiment.{where}: {name!r} is not among the built stimuli",
-                hint=(f"did you mean {spelling[lower[close]]!r}?" if close else
-                      f"choose from {', '.join(sorted(spelling.values()))}"))
+            hint = (f"did you mean {spelling[lower[close]]!r}?" if close else
+                    f"choose from {', '.join(sorted(spelling.values()))}")
+            if made_by:
+                hint += f" Otherwise add it to {made_by}" if close else f", or add it to {made_by}"
+            raise DesignError(("experiment", *where, index),
+                              f"{name!r} is not among the built stimuli", hint=hint)
         found.append(spelling[by_key(name)])
     return found
 
@@ -477,22 +506,26 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
     chosen = experiment.stimuli
     keep = pd.Series(True, index=stimuli.index)
     if chosen.emotions is not None:
-        names = _known(chosen.emotions, stimuli["emotion"], "stimuli.emotions",
-                       by_key=normalise_emotion_name)
+        names = _known(chosen.emotions, stimuli["emotion"], ("stimuli", "emotions"),
+                       by_key=normalise_emotion_name, made_by="targets")
         keep &= stimuli["emotion"].astype(str).isin(names)
     if chosen.identities is not None:
-        names = _known(chosen.identities, stimuli["identity"], "stimuli.identities")
+        names = _known(chosen.identities, stimuli["identity"], ("stimuli", "identities"),
+                       made_by="identities")
         keep &= stimuli["identity"].astype(str).isin(names)
     neutral = stimuli["target_kind"] == "neutral"
     if chosen.intensities is not None:
         wanted = np.asarray(chosen.intensities, dtype=float)
         close = np.isclose(stimuli["intensity"].to_numpy(float)[:, None], wanted[None, :],
                            atol=1e-6)
-        missing = [x for x, hit in zip(chosen.intensities, close.any(axis=0)) if not hit]
+        missing = [i for i, hit in enumerate(close.any(axis=0)) if not hit]
         if missing:
-            raise StimgenError(f"experiment.stimuli.intensities: {missing} not among the "
-                               "built stimuli",
-                               hint="list intensities that the protocol's targets make")
+            values = ", ".join(f"{chosen.intensities[i]:g}" for i in missing)
+            raise DesignError(("experiment", "stimuli", "intensities", missing[0]),
+                              f"intensit{'ies' if len(missing) > 1 else 'y'} {values} "
+                              f"{'are' if len(missing) > 1 else 'is'} not among the built "
+                              "stimuli",
+                              hint="list intensities that the protocol's targets make")
         keep &= close.any(axis=1) | neutral
     if not chosen.include_neutral:
         keep &= ~neutral
@@ -500,8 +533,9 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
         keep &= ~stimuli["out_of_tolerance"].map(_truthy)
     selected = stimuli[keep].reset_index(drop=True)
     if selected.empty:
-        raise StimgenError("experiment.stimuli selects no stimulus",
-                           hint="check emotions, identities and intensities against stimuli.tsv")
+        raise DesignError(("experiment", "stimuli"), "selects no stimulus",
+                          hint="check emotions, identities and intensities against the "
+                               "protocol's targets and identities")
     return selected
 
 
@@ -519,30 +553,34 @@ def _answer_table(experiment: ExperimentSpec, main: pd.DataFrame) -> dict[str, t
     if choices is None:
         emotions = _ordered_levels(main, "emotion")
         if len(emotions) > len(DEFAULT_CHOICE_KEYS):
-            raise StimgenError(
-                f"a categorization task over {len(emotions)} emotions needs explicit choices "
-                f"(at most {len(DEFAULT_CHOICE_KEYS)} are made automatically)",
+            raise DesignError(
+                _CHOICES, f"a categorization task over {len(emotions)} emotions needs explicit "
+                f"choices (at most {len(DEFAULT_CHOICE_KEYS)} are made automatically)",
                 hint="list experiment.task.choices, or narrow experiment.stimuli.emotions")
         return {normalise_emotion_name(e): (k, str(e))
                 for e, k in zip(emotions, DEFAULT_CHOICE_KEYS)}
     answers: dict[str, tuple[str, str]] = {}
-    for choice in choices:
+    for index, choice in enumerate(choices):
         for emotion in choice.matches():
             key = normalise_emotion_name(emotion)
             if key in answers:
-                raise StimgenError(
-                    f"experiment.task.choices: emotion {emotion!r} is correct for two choices "
+                raise DesignError(
+                    (*_CHOICES, index, "emotions" if choice.emotions else "label"),
+                    f"emotion {emotion!r} is correct for two choices "
                     f"({answers[key][1]!r} and {choice.label!r})",
                     hint="each stimulus emotion may belong to one choice only")
             answers[key] = (choice.key, choice.label)
     unanswered = sorted({str(e) for e in main["emotion"]
                          if normalise_emotion_name(e) not in answers})
     if unanswered:
-        raise StimgenError(
-            f"experiment.task.choices: no choice is correct for emotion(s) "
-            f"{', '.join(unanswered)}",
-            hint="add them to a choice's `emotions:` list, or leave them out with "
-                 "experiment.stimuli.emotions")
+        hint = ("add them to a choice's `emotions:` list, or leave them out with "
+                "experiment.stimuli.emotions")
+        if "neutral" in unanswered:
+            hint += ("; the neutral faces come from targets.neutral: true (add a choice such "
+                     "as `{label: neutral}`, or set experiment.stimuli.include_neutral: false)")
+        raise DesignError(
+            _CHOICES, f"no choice is correct for emotion(s) {', '.join(unanswered)}",
+            hint=hint)
     return answers
 
 
@@ -576,10 +614,10 @@ def _shuffled(main: pd.DataFrame, rows: list[int], limits: dict[str, int],
     varied = {name: cap for name, cap in limits.items() if len(set(keys[name])) > 1}
     try:
         return constrained_shuffle(rows, keys, varied, rng)
-    except StimgenError as error:
+    except DesignError as error:
         if not where:
             raise
-        raise StimgenError(f"{where}: {error.message}", hint=error.hint) from None
+        raise DesignError(error.field, f"{where}: {error.message}", hint=error.hint) from None
 
 
 def _plan_random(experiment: ExperimentSpec, main: pd.DataFrame, seed: int):
@@ -597,8 +635,8 @@ def _plan_blocked(experiment: ExperimentSpec, main: pd.DataFrame, seed: int):
     square = williams_square(len(levels))
     n_groups = design.groups or len(square)
     if n_groups % len(square):
-        raise StimgenError(
-            f"experiment.design.groups = {n_groups} cannot balance {len(levels)} "
+        raise DesignError(
+            _DESIGN + ("groups",), f"{n_groups} groups cannot balance {len(levels)} "
             f"{design.factor} blocks: the balanced square has {len(square)} rows",
             hint=f"use a multiple of {len(square)} groups, or leave groups out")
     # The block factor is constant within a block, so its own run limit does not apply.
@@ -631,15 +669,15 @@ def _plan_latin_square(experiment: ExperimentSpec, main: pd.DataFrame, seed: int
     identities = sorted(rotated["identity"].astype(str).unique())
     k = len(levels)
     if k < 2:
-        raise StimgenError(
-            f"a latin-square design needs at least 2 {factor} conditions; the experiment's "
-            f"stimuli have {k}",
+        raise DesignError(
+            _DESIGN + ("conditions",), f"a latin-square design needs at least 2 {factor} "
+            f"conditions; the experiment's stimuli have {k}",
             hint="make more targets, widen experiment.stimuli, or use design type random")
     n_groups = design.groups or k
     if n_groups % k:
-        raise StimgenError(
-            f"experiment.design.groups = {n_groups}: with {k} {factor} conditions the lists "
-            f"balance identity x condition only when their number is a multiple of {k}",
+        raise DesignError(
+            _DESIGN + ("groups",), f"{n_groups} lists: with {k} {factor} conditions the "
+            f"lists balance identity x condition only when their number is a multiple of {k}",
             hint=f"set groups to {k} (or a multiple), or leave it out")
     cell = {}
     for identity in identities:
@@ -647,9 +685,10 @@ def _plan_latin_square(experiment: ExperimentSpec, main: pd.DataFrame, seed: int
             hit = (~common) & (main["identity"].astype(str) == identity).to_numpy() \
                 & (main[factor] == level).to_numpy()
             if not hit.any():
-                raise StimgenError(
-                    f"latin-square design: identity {identity!r} has no stimulus with "
-                    f"{factor} {_level_label(level)}, so the lists cannot be balanced",
+                raise DesignError(
+                    _DESIGN + ("conditions",), f"latin-square design: identity {identity!r} "
+                    f"has no stimulus with {factor} {_level_label(level)}, so the lists "
+                    "cannot be balanced",
                     hint="make every identity at every condition, or narrow "
                          "experiment.stimuli")
             cell[identity, level] = np.flatnonzero(hit).tolist()
@@ -690,8 +729,9 @@ def _practice_pool(experiment: ExperimentSpec, stimuli: pd.DataFrame, main: pd.D
     if source == "auto":
         source = "unused" if len(unused) >= wanted else "repeat"
     if source == "unused" and len(unused) < wanted:
-        raise StimgenError(
-            f"experiment.practice asks for {wanted} trials from unused stimuli, but only "
+        raise DesignError(
+            ("experiment", "practice", "source"),
+            f"{wanted} practice trials from unused stimuli, but only "
             f"{len(unused)} stimuli are not in the main trials",
             hint="reserve identities with practice.identities, lower practice.trials, or "
                  "use practice.source: repeat")
@@ -753,8 +793,9 @@ def _catch_flags(experiment: ExperimentSpec, is_practice: np.ndarray, seed: int,
     wanted = experiment.task.catch.trials
     main_positions = np.flatnonzero(~is_practice)
     if wanted > len(main_positions):
-        raise StimgenError(
-            f"experiment.task.catch.trials = {wanted} but a participant has only "
+        raise DesignError(
+            ("experiment", "task", "catch", "trials"),
+            f"{wanted} catch trials but a participant has only "
             f"{len(main_positions)} main trials",
             hint=f"use at most {len(main_positions)} catch trials")
     flags = np.zeros(len(is_practice), dtype=bool)
@@ -794,3 +835,271 @@ def _summary(experiment: ExperimentSpec, groups: list[str], trials: dict[str, pd
         summary["catch_trials"] = experiment.task.catch.trials
     summary.update(extra)
     return summary
+
+
+# -- the experiment of a protocol, planned before any face is drawn ---------------------------
+#: Response times the session estimate assumes, in seconds: a forced choice among a few
+#: emotion labels, one slider rating, and the key press of a catch prompt.
+TYPICAL_CHOICE_S, TYPICAL_SLIDER_S, TYPICAL_CATCH_S = 1.5, 2.5, 1.0
+
+
+@dataclass(frozen=True)
+class SessionEstimate:
+    """How long one participant's trials take, from the timing settings."""
+
+    trials: int                    # trials per participant, practice included
+    seconds_per_trial: float       # fixation + face/response + inter-trial blank, typical
+    minutes: float                 # all trials (and catch prompts) with typical responses
+    longest_minutes: float | None  # every response waits for its timeout; None: no timeout
+    assumption: str                # what one trial is assumed to take, in words
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """A protocol's experiment as planned from the protocol alone (achieved VA unknown)."""
+
+    design: Design                           # groups and trial tables, as the build plans them
+    warnings: tuple[ProtocolProblem, ...]    # designs that undermine themselves; not fatal
+    session: SessionEstimate                 # per participant, from the timing settings
+
+
+def planned_stimuli(units: Sequence[IdentityUnit], image_format: str = "png") -> pd.DataFrame:
+    """The rows the build's stimuli.tsv will have, known before any face is drawn.
+
+    Stimulus ids, files, identities and targets as the build writes them, in the same order;
+    achieved valence and arousal are unknown (NaN) and no stimulus is out of tolerance yet.
+
+    Examples
+    --------
+    >>> from stimgen.protocol.models import Protocol
+    >>> protocol = Protocol.model_validate({"study": {"name": "x"},
+    ...     "identities": [{"id": "id01", "seed": 1}],
+    ...     "targets": {"emotions": ["happy"], "intensities": [1.0], "neutral": True}})
+    >>> planned_stimuli(plan_units(protocol))["stimulus_id"].tolist()
+    ['id01_happy_i100', 'id01_neutral']
+    """
+    rows = []
+    for unit in units:
+        for target, sid in zip(unit.targets, unit.stimulus_ids()):
+            rows.append({
+                "stimulus_id": sid, "file": f"stimuli/{sid}.{image_format}",
+                "identity": unit.identity.id, "target_kind": target.kind,
+                "emotion": target.emotion,
+                "angle": np.nan if target.angle is None else target.angle,
+                "intensity": target.intensity, "target_valence": target.valence,
+                "target_arousal": target.arousal, "achieved_valence": np.nan,
+                "achieved_arousal": np.nan, "out_of_tolerance": False})
+    return pd.DataFrame(rows)
+
+
+def plan_experiment(protocol: Protocol) -> ExperimentPlan | None:
+    """Plan the protocol's experiment over the stimuli it will make, without making them.
+
+    Runs :func:`plan_design` on :func:`planned_stimuli`, so every check the build makes
+    when it writes the experiment (selection, choices, balance, run limits, practice, catch
+    trials, cells PsychoPy would evaluate) fails here first. Stimuli that
+    ``exclude_out_of_tolerance`` would drop are only known after rating; the plan assumes
+    none is dropped.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        A validated protocol.
+
+    Returns
+    -------
+    ExperimentPlan or None
+        None when the protocol has no ``experiment:`` section.
+
+    Raises
+    ------
+    DesignError
+        The experiment cannot be planned; ``field`` is the protocol setting to change.
+
+    Examples
+    --------
+    >>> from stimgen.protocol.models import Protocol
+    >>> protocol = Protocol.model_validate({"study": {"name": "x"},
+    ...     "identities": [{"id": "id01", "seed": 1}, {"id": "id02", "seed": 2}],
+    ...     "targets": {"emotions": ["happy", "sad"], "intensities": [1.0]},
+    ...     "experiment": {"design": {"participants": 4}}})
+    >>> plan = plan_experiment(protocol)
+    >>> plan.design.groups, plan.session.trials
+    (['g01', 'g02', 'g03', 'g04'], 4)
+    """
+    experiment = protocol.experiment
+    if experiment is None:
+        return None
+    stimuli = planned_stimuli(plan_units(protocol), protocol.output.format)
+    design = plan_design(experiment, stimuli, protocol.seed)
+    _check_psychopy_cells(design)
+    summary = design.summary
+    trials = experiment.practice.trials + max(summary["main_trials_per_group"])
+    session = estimate_session(experiment, trials, summary.get("catch_trials", 0))
+    return ExperimentPlan(design=design, warnings=tuple(_warnings(experiment, design)),
+                          session=session)
+
+
+def check_experiment(protocol: Protocol) -> ExperimentPlan | None:
+    """:func:`plan_experiment`, with its warnings logged on the ``stimgen`` logger (the CLI
+    prints them as ``warning: ...``); what a build runs before it draws a face."""
+    plan = plan_experiment(protocol)
+    source = str(protocol.source_path) if protocol.source_path else None
+    for warning in plan.warnings if plan else ():
+        log.warning(warning.render(source))
+    return plan
+
+
+#: Where the text of a trial-table column comes from in the protocol.
+_COLUMN_SOURCES = {"identity": ("identities",), "stim_id": ("identities",),
+                   "stim_file": ("identities",), "emotion": ("targets",),
+                   "block_label": _DESIGN + ("factor",), "correct_key": _CHOICES,
+                   "correct_label": _CHOICES}
+
+
+def _check_psychopy_cells(design: Design) -> None:
+    """Refuse trial-table text that PsychoPy would evaluate as code (the bundle refuses it too)."""
+    # Imported here: the export depends on the design, not the other way round.
+    from stimgen.export.psychopy_bundle import evaluated_by_psychopy
+
+    for column, field in _COLUMN_SOURCES.items():
+        if column not in design.table:
+            continue
+        for value in design.table[column].unique():
+            if isinstance(value, str) and evaluated_by_psychopy(value):
+                raise DesignError(
+                    field, f"{value!r} would be evaluated as Python code by PsychoPy when it "
+                    f"reads the conditions file (column {column!r})",
+                    hint="rename it so that it neither starts with '$' nor both starts with "
+                         "'[' and ends with ']'")
+
+
+def _warnings(experiment: ExperimentSpec, design: Design) -> list[ProtocolProblem]:
+    """Designs that run but undermine themselves: predictable answers, silent neutral faces."""
+    found = []
+    trials = design.table[~design.table["is_practice"]]
+    neutral = trials[trials["target_kind"] == "neutral"]
+    if "correct_key" in trials:
+        first = design.trials[design.groups[0]]     # every group has the same blocks
+        found += _predictable_answers(experiment, first[~first["is_practice"]])
+        if not neutral.empty and experiment.task.choices is None:
+            key = neutral["correct_key"].iloc[0]
+            found.append(ProtocolProblem(
+                "targets.neutral",
+                f"the neutral faces add a choice 'neutral' (key {key}) to the categorization "
+                "task",
+                hint="list experiment.task.choices to decide the options yourself, or set "
+                     "experiment.stimuli.include_neutral: false"))
+    if not neutral.empty:
+        found += _neutral_level(experiment, design)
+    return found
+
+
+def _predictable_answers(experiment: ExperimentSpec, main: pd.DataFrame) -> list[ProtocolProblem]:
+    blocks = main.groupby("block").agg(answers=("correct_key", "nunique"),
+                                       size=("correct_key", "size"),
+                                       key=("correct_key", "first"),
+                                       label=("block_label", "first"))
+    fixed = blocks[(blocks["answers"] == 1) & (blocks["size"] > 1)]
+    if fixed.empty:
+        return []
+    if len(blocks) == 1:
+        return [ProtocolProblem(
+            "experiment.stimuli",
+            f"every main trial has the same correct answer (key {fixed['key'].iloc[0]}), "
+            "so participants need not look at the faces",
+            hint="select stimuli of more than one choice")]
+    factor = experiment.design.factor
+    others = " or ".join(f for f in ("emotion", "intensity", "identity") if f != factor)
+    which, hint = "in every block", f"block by {others}, or use design type random"
+    if len(fixed) < len(blocks):
+        which = f"in block{'s' if len(fixed) > 1 else ''} {', '.join(fixed['label'])}"
+        hint = "leave those stimuli out with experiment.stimuli, or use design type random"
+    return [ProtocolProblem(
+        "experiment.design.factor",
+        f"a categorization task blocked by {factor}: {which} all trials have the same "
+        "correct answer, so after the first trials of a block participants can answer "
+        "without looking at the faces", hint=hint)]
+
+
+def _neutral_level(experiment: ExperimentSpec, design: Design) -> list[ProtocolProblem]:
+    """Neutral faces as a level of the counterbalanced factor, when they add groups."""
+    spec = experiment.design
+    factor = getattr(spec, "factor", None) or getattr(spec, "conditions", None)
+    neutral_is_level = ((spec.type == "blocked" and factor in ("emotion", "intensity"))
+                        or (spec.type == "latin-square" and factor == "emotion"))
+    if not neutral_is_level or spec.groups is not None:
+        return []
+    levels = len(design.summary["levels"])
+    without = len(williams_square(levels - 1)) if spec.type == "blocked" else levels - 1
+    if without >= len(design.groups) or without < 1:
+        return []
+    kind = "block" if spec.type == "blocked" else "condition"
+    return [ProtocolProblem(
+        "targets.neutral",
+        f"the neutral faces form a {kind} of their own ({levels} {factor} {kind}s in all), "
+        f"so the design needs {len(design.groups)} groups instead of {without}",
+        hint="set experiment.stimuli.include_neutral: false to leave them out of the "
+             "experiment, or keep them knowingly")]
+
+
+def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0) -> SessionEstimate:
+    """How long ``trials`` trials (and ``catch`` catch prompts) take one participant.
+
+    A trial is the fixation cross, the face until the response (or for ``stimulus_ms`` in a
+    passive task, or until ``response_timeout_ms``), and the inter-trial blank. Responses
+    are assumed to take :data:`TYPICAL_CHOICE_S` per choice, :data:`TYPICAL_SLIDER_S` per
+    slider and :data:`TYPICAL_CATCH_S` per catch prompt. Instructions and self-paced breaks
+    are not included.
+
+    Examples
+    --------
+    >>> spec = ExperimentSpec.model_validate({"task": {"type": "categorization"},
+    ...     "timing": {"fixation_ms": 500, "response_timeout_ms": 3000, "iti_ms": 1000}})
+    >>> estimate = estimate_session(spec, trials=120)
+    >>> estimate.seconds_per_trial, estimate.minutes, estimate.longest_minutes
+    (3.0, 6.0, 9.0)
+    """
+    timing, task = experiment.timing, experiment.task
+    timeout = None if timing.response_timeout_ms is None else timing.response_timeout_ms / 1000
+    fixation, blank = timing.fixation_ms / 1000, timing.iti_ms / 1000
+    if task.type == "passive":
+        typical = longest = float(timing.stimulus_ms) / 1000
+        if timeout is not None:
+            typical = longest = min(typical, timeout)
+        response = f"{_seconds_text(typical)} face"
+        catch_typical = min(TYPICAL_CATCH_S, task.catch.response_ms / 1000)
+        catch_longest = task.catch.response_ms / 1000
+    else:
+        if task.type == "rating":
+            typical = TYPICAL_SLIDER_S * len(task.scales)
+            sliders = "both sliders are" if len(task.scales) == 2 else "the slider is"
+            response = (f"the face until {sliders} rated (assumed "
+                        f"{_seconds_text(TYPICAL_SLIDER_S)} per slider")
+        else:
+            typical = TYPICAL_CHOICE_S
+            response = f"the face until the key press (assumed {_seconds_text(typical)}"
+        longest = timeout
+        if timeout is not None:
+            typical = min(typical, timeout)
+            response += f", at most {_seconds_text(timeout)}"
+        response += ")"
+        catch_typical = catch_longest = 0.0
+    parts = ([f"{_seconds_text(fixation)} fixation"] if fixation else []) + [response] \
+        + ([f"{_seconds_text(blank)} blank"] if blank else [])
+    assumption = " + ".join(parts)
+    if catch:
+        assumption += (f"; each catch prompt answered in {_seconds_text(catch_typical)}")
+    per_trial = fixation + typical + blank
+    minutes = (trials * per_trial + catch * catch_typical) / 60
+    longest_minutes = None if longest is None else \
+        (trials * (fixation + longest + blank) + catch * catch_longest) / 60
+    return SessionEstimate(trials=trials, seconds_per_trial=round(per_trial, 3),
+                           minutes=round(minutes, 2),
+                           longest_minutes=None if longest_minutes is None
+                           else round(longest_minutes, 2),
+                           assumption=assumption)
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:g} s"

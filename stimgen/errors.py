@@ -46,19 +46,41 @@ class ProtocolProblem:
         self.column = column
         self.hint = hint
 
-    def render(self, path: str) -> str:
-        where = path
-        if self.line is not None:
+    def render(self, path: str | None) -> str:
+        """``file:line:column: field: message (hint: ...)``; without a path, from the field on."""
+        where = path or ""
+        if path and self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        text = f"{where}: {self.field or '(top level)'}: {self.message}"
+        text = f"{where + ': ' if where else ''}{self.field or '(top level)'}: {self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"ProtocolProblem({self.field!r}, {self.message!r}, line={self.line})"
+
+
+class DesignError(StimgenError):
+    """An experiment that cannot be planned over the stimuli the protocol makes.
+
+    ``field`` is the protocol path of the setting to change, e.g.
+    ``("experiment", "stimuli", "emotions", 1)``; the loader turns it into file:line:column.
+    """
+
+    def __init__(self, field: tuple, message: str, *, hint: str | None = None):
+        self.field = tuple(field)
+        super().__init__(message, hint=hint)
+
+    @property
+    def field_path(self) -> str:
+        """The field as written in messages: ``experiment.stimuli.emotions.1``."""
+        return ".".join(str(part) for part in self.field)
+
+    def render(self) -> str:
+        text = f"{self.field_path}: {self.message}" if self.field else self.message
+        return text if not self.hint else f"{text}\n  hint: {self.hint}"
 
 
 class BackendUnavailableError(StimgenError):

@@ -373,6 +373,8 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     clock = time.perf_counter()
     out = Path(out) if out is not None else protocol.default_output()
     units = plan_units(protocol)
+    from stimgen.design import check_experiment
+    check_experiment(protocol)                  # fails fast: an experiment that cannot be planned
     backend = create_backend(protocol)          # fails fast: missing weights, no GPU
     rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
     if execution is None:

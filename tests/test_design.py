@@ -14,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stimgen.design import (CATEGORIZATION_COLUMNS, PASSIVE_COLUMNS, TRIAL_COLUMNS,
-                            constrained_shuffle, group_for_participant, group_name, group_rng,
-                            latin_square, longest_run, plan_design, trial_columns,
-                            williams_square)
-from stimgen.errors import StimgenError
+                            TYPICAL_CATCH_S, TYPICAL_CHOICE_S, TYPICAL_SLIDER_S,
+                            constrained_shuffle, estimate_session, group_for_participant,
+                            group_name, group_rng, latin_square, longest_run, plan_design,
+                            trial_columns, williams_square)
+from stimgen.errors import DesignError, StimgenError
 from stimgen.plan import plan_targets
 from stimgen.protocol.experiment import ExperimentSpec
 from stimgen.protocol.models import Targets
@@ -173,10 +174,12 @@ def test_shuffle_is_deterministic_and_seed_dependent():
 
 def test_unsatisfiable_limit_names_the_constraint_and_the_value():
     keys = {"identity": ["id01"] * 5 + ["id02"]}
-    with pytest.raises(StimgenError) as raised:
+    with pytest.raises(DesignError) as raised:
         constrained_shuffle(range(6), keys, {"identity": 2}, np.random.default_rng(0))
+    assert raised.value.field == ("experiment", "design", "max_run", "identity")
     text = raised.value.render()
-    assert "max_run.identity = 2" in text and "'id01'" in text and "set design.max_run" in text
+    assert text.startswith("experiment.design.max_run.identity: at most 2 consecutive")
+    assert "'id01'" in text and "set experiment.design.max_run.identity to 3" in text
 
 
 def test_unconstrained_shuffle_is_a_permutation_and_bad_arguments_are_bugs():
@@ -451,7 +454,7 @@ def test_selection_filters_and_names_unknown_values():
         plan_design(spec(stimuli={"emotions": ["hapy"]}), stimuli, 0)
     assert "'hapy' is not among the built stimuli" in raised.value.render()
     assert "did you mean 'Happy'" in raised.value.render()
-    with pytest.raises(StimgenError, match=r"intensities: \[0.75\]"):
+    with pytest.raises(DesignError, match=r"intensities.0: intensity 0.75 is not among"):
         plan_design(spec(stimuli={"intensities": [0.75]}), stimuli, 0)
     tolerated = plan_design(spec(stimuli={"exclude_out_of_tolerance": True}), stimuli, 0)
     assert not tolerated.table["stim_id"].str.match(r"id01_.*_i050").any()
@@ -482,3 +485,50 @@ def test_summary_is_json_ready_for_the_report(section):
     summary = json.loads(json.dumps(design.summary))
     assert summary["groups"] == len(design.groups) and summary["rule"] == design.rule
     assert summary["design"] == section["design"]["type"]
+
+
+# -- errors name the setting to change -----------------------------------------------------------
+@pytest.mark.parametrize("section,field", [
+    ({"stimuli": {"emotions": ["Happy", "Tired"]}}, ("experiment", "stimuli", "emotions", 1)),
+    ({"stimuli": {"identities": ["id09"]}}, ("experiment", "stimuli", "identities", 0)),
+    ({"task": {"type": "categorization", "choices": ["Happy", "Sad"]}},
+     ("experiment", "task", "choices")),
+    ({"design": {"type": "blocked", "groups": 3}}, ("experiment", "design", "groups")),
+    ({"design": {"type": "latin-square", "groups": 3}}, ("experiment", "design", "groups")),
+    ({"practice": {"trials": 2, "source": "unused"}}, ("experiment", "practice", "source")),
+    ({"task": {"type": "passive", "catch": {"trials": 99}}},
+     ("experiment", "task", "catch", "trials")),
+])
+def test_design_errors_carry_the_protocol_field(section, field):
+    with pytest.raises(DesignError) as raised:
+        plan_design(spec(**section), make_stimuli(), 0)
+    assert raised.value.field == field
+    assert raised.value.render().startswith(".".join(map(str, field)) + ": ")
+
+
+# -- session length --------------------------------------------------------------------------
+def test_session_estimate_of_a_rating_task_assumes_a_typical_rating_time():
+    estimate = estimate_session(spec(timing={"fixation_ms": 500, "iti_ms": 1000}), trials=100)
+    # 0.5 s fixation + 2 sliders x TYPICAL_SLIDER_S + 1 s blank
+    assert estimate.seconds_per_trial == pytest.approx(1.5 + 2 * TYPICAL_SLIDER_S)
+    assert estimate.minutes == pytest.approx(100 * estimate.seconds_per_trial / 60, abs=0.01)
+    assert estimate.longest_minutes is None          # no timeout: no upper bound
+    assert "both sliders" in estimate.assumption
+
+
+def test_session_estimate_caps_responses_at_the_timeout():
+    section = spec(task={"type": "categorization"},
+                   timing={"fixation_ms": 0, "response_timeout_ms": 1000, "iti_ms": 0})
+    estimate = estimate_session(section, trials=60)
+    assert TYPICAL_CHOICE_S > 1.0 and estimate.seconds_per_trial == 1.0
+    assert estimate.minutes == estimate.longest_minutes == 1.0
+
+
+def test_session_estimate_of_passive_viewing_counts_catch_prompts():
+    section = spec(task={"type": "passive", "catch": {"trials": 6, "response_ms": 3000}},
+                   timing={"fixation_ms": 500, "stimulus_ms": 2000, "iti_ms": 500})
+    estimate = estimate_session(section, trials=60, catch=6)
+    assert estimate.seconds_per_trial == 3.0
+    assert estimate.minutes == pytest.approx((60 * 3.0 + 6 * TYPICAL_CATCH_S) / 60, abs=0.01)
+    assert estimate.longest_minutes == pytest.approx((60 * 3.0 + 6 * 3.0) / 60, abs=0.01)
+    assert estimate.assumption.startswith("0.5 s fixation + 2 s face + 0.5 s blank")

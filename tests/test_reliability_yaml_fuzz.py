@@ -24,7 +24,8 @@ VALID = {
     "targets": {"emotions": ["happy", "sad"], "intensities": [0.5, 1.0],
                 "points": [{"label": "p1", "valence": 0.2, "arousal": 0.1}], "neutral": True},
     "output": {"image_size": 128},
-    "experiment": {"task": {"type": "categorization", "choices": ["Happy", "Sad"]}},
+    "experiment": {"task": {"type": "categorization",
+                            "choices": ["Happy", "Sad", "neutral", "p1"]}},
 }
 
 

@@ -1,7 +1,10 @@
 """Reading protocol.yaml: safe YAML with positions, validation, errors that point at lines.
 
 Every problem is reported as file:line:column, field path, what was expected and a hint,
-and all problems of a file are reported together.
+and all problems of a file are reported together. Besides each field, the loader checks what
+only a plan of the whole protocol shows (colliding stimulus ids, an experiment that cannot be
+planned over the stimuli the protocol makes), so that nothing a build would refuse is found
+after its faces are drawn.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from stimgen.errors import ProtocolError, ProtocolProblem
+from stimgen.errors import DesignError, ProtocolError, ProtocolProblem, StimgenError
+from stimgen.plan import plan_units
 from stimgen.protocol.models import Protocol, unknown_key_hint
 
 MAX_PROTOCOL_BYTES = 2_000_000      # a protocol is a page of text; this is generous
@@ -263,7 +267,9 @@ def load_protocol(path: str | Path) -> Protocol:
     Raises
     ------
     ProtocolError
-        With every problem found, each with file:line:column, field path and a hint.
+        With every problem found, each with file:line:column, field path and a hint;
+        including an ``experiment:`` that cannot be planned over the protocol's stimuli
+        (see :func:`stimgen.design.plan_experiment`).
 
     Examples
     --------
@@ -304,7 +310,46 @@ def protocol_from_text(text: str, path: str | Path = "<protocol>") -> Protocol:
     missing = _missing_files(protocol, doc)
     if missing:
         raise ProtocolError(path, missing)
+    unplannable = _plan_problems(protocol, doc)
+    if unplannable:
+        raise ProtocolError(path, unplannable)
     return protocol
+
+
+def _plan_problems(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
+    """What only a plan of the whole protocol shows, positioned at the setting to change."""
+    try:
+        plan_units(protocol)
+    except StimgenError as err:     # two targets that would share a file name
+        return [_problem_at(doc, ("targets",), err.message, err.hint)]
+    if protocol.experiment is None:
+        return []
+    from stimgen.design import plan_experiment   # pandas: only for protocols with an experiment
+
+    try:
+        plan_experiment(protocol)
+    except DesignError as err:
+        return [_problem_at(doc, err.field, err.message, err.hint)]
+    return []
+
+
+def _problem_at(doc: PositionedDocument, field: FieldPath, message: str,
+                hint: str | None) -> ProtocolProblem:
+    """A problem at ``field``: a value where it is written; a section, a list or a setting
+    left out at the key of the deepest part of ``field`` that the file has."""
+    node: Any = doc.data
+    for part in field:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+            break
+    written_value = node is not None and not isinstance(node, (dict, list))
+    line, column = doc.position(field, prefer_key=not written_value) or (None, None)
+    return ProtocolProblem(".".join(str(p) for p in field), message, line=line,
+                           column=column, hint=hint)
 
 
 def _missing_files(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:

@@ -1,0 +1,306 @@
+"""`stimgen validate` refuses, with file:line:column, everything a build would refuse about a
+protocol, prints the experiment plan and warns about designs that undermine themselves; a
+build runs the same checks before it draws a face."""
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import stimgen
+from stimgen.cli import main
+from stimgen.design import STIMULUS_COLUMNS, check_experiment, plan_experiment, planned_stimuli
+from stimgen.errors import DesignError, ProtocolError
+from stimgen.pipeline import stimulus_table
+from stimgen.plan import plan_units
+from stimgen.protocol.loader import load_protocol
+from stimgen.protocol.models import Protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """\
+study: {name: plan}
+identities:
+  - {id: id01, seed: 1}
+  - {id: id02, seed: 2}
+targets:
+  emotions: [happy, afraid, sad, angry]
+  intensities: [0.5, 1.0]
+  neutral: true
+output: {image_size: 64}
+"""
+
+# The two examples of the issue: a choice list with no answer for the neutral faces, and a
+# selection naming an emotion the protocol does not make.
+NO_ANSWER_FOR_NEUTRAL = BASE + """\
+experiment:
+  task:
+    type: categorization
+    choices: [Happy, Afraid, Sad, Angry]
+"""
+EMOTION_NOT_BUILT = BASE + """\
+experiment:
+  stimuli:
+    emotions: [Happy, Tired]
+"""
+
+
+def write(folder: Path, text: str, name: str = "protocol.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def validate(path: Path):
+    return CliRunner().invoke(main, ["validate", str(path)])
+
+
+# -- the issue's two examples ------------------------------------------------------------------
+@pytest.mark.parametrize("text,where", [
+    (NO_ANSWER_FOR_NEUTRAL, ":13:5: experiment.task.choices: no choice is correct for "
+                            "emotion(s) neutral"),
+    (EMOTION_NOT_BUILT, ":12:23: experiment.stimuli.emotions.1: 'Tired' is not among the "
+                        "built stimuli"),
+])
+def test_validate_refuses_what_build_would_with_file_line_column(tmp_path, text, where):
+    path = write(tmp_path, text)
+    result = validate(path)
+    assert result.exit_code == 2, result.output
+    assert f"{path}{where}" in result.output
+    assert ": valid" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_neutral_hint_says_where_the_neutral_faces_come_from(tmp_path):
+    result = validate(write(tmp_path, NO_ANSWER_FOR_NEUTRAL))
+    assert "targets.neutral: true" in result.output
+    assert "include_neutral: false" in result.output
+
+
+@pytest.mark.parametrize("text", [NO_ANSWER_FOR_NEUTRAL, EMOTION_NOT_BUILT])
+def test_cli_build_stops_before_drawing_a_face(tmp_path, text):
+    path = write(tmp_path, text)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["build", str(path), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{path}:1" in result.output and "Traceback" not in result.output
+    assert not (out / "stimuli").exists()
+
+
+def test_python_build_checks_the_experiment_before_drawing_a_face(tmp_path):
+    # Made in Python, the protocol never met the loader: build() itself must refuse it.
+    data = {"study": {"name": "py"}, "identities": [{"id": "id01", "seed": 1}],
+            "targets": {"emotions": ["happy", "sad"], "intensities": [1.0], "neutral": True},
+            "output": {"image_size": 64},
+            "experiment": {"task": {"type": "categorization", "choices": ["Happy", "Sad"]}}}
+    out = tmp_path / "out"
+    with pytest.raises(DesignError) as raised:
+        stimgen.build(Protocol.model_validate(data), out=out, progress=False, jobs=1)
+    assert raised.value.field == ("experiment", "task", "choices")
+    assert "experiment.task.choices: no choice is correct for emotion(s) neutral" \
+        in raised.value.render()
+    assert not (out / "stimuli").exists()
+
+
+# -- every check of the planner, positioned ----------------------------------------------------
+UNPLANNABLE = {
+    "run limit": ("""\
+        experiment:
+          stimuli: {emotions: [Happy, neutral]}
+          design:
+            max_run: {identity: null, emotion: 1}
+        """, "experiment.design.max_run.emotion", ":13:40", "at most 1 consecutive"),
+    "blocked groups": ("""\
+        experiment:
+          design:
+            type: blocked
+            factor: emotion
+            groups: 4
+        """, "experiment.design.groups", ":14:13", "the balanced square has 10 rows"),
+    "latin-square groups": ("""\
+        experiment:
+          design: {type: latin-square, conditions: intensity, groups: 3}
+        """, "experiment.design.groups", ":11:63", "multiple of 2"),
+    "latin-square with one condition": ("""\
+        experiment:
+          stimuli: {intensities: [1.0]}
+          design: {type: latin-square}
+        """, "experiment.design.conditions", ":12:3", "at least 2 intensity conditions"),
+    "practice from unused stimuli": ("""\
+        experiment:
+          practice: {trials: 4, source: unused}
+        """, "experiment.practice.source", ":11:33", "only 0 stimuli are not in the main"),
+    "practice identity": ("""\
+        experiment:
+          practice: {trials: 4, identities: [id03]}
+        """, "experiment.practice.identities.0", ":11:38", "'id03' is not among"),
+    "catch trials": ("""\
+        experiment:
+          task:
+            type: passive
+            catch: {trials: 100}
+        """, "experiment.task.catch.trials", ":13:21", "only 18 main trials"),
+    "selected identity": ("""\
+        experiment:
+          stimuli: {identities: [id01, id2]}
+        """, "experiment.stimuli.identities.1", ":11:32", "'id2' is not among"),
+    "selected intensity": ("""\
+        experiment:
+          stimuli: {intensities: [1.0, 0.75]}
+        """, "experiment.stimuli.intensities.1", ":11:32", "intensity 0.75 is not among"),
+    "one emotion, two choices": ("""\
+        experiment:
+          task:
+            type: categorization
+            choices:
+              - {label: good, emotions: [Happy]}
+              - {label: bad, emotions: [Afraid, Sad, Angry, Happy]}
+              - {label: neutral}
+        """, "experiment.task.choices.1.emotions", ":15:22", "'Happy' is correct for two"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNPLANNABLE))
+def test_every_planner_check_is_a_positioned_protocol_problem(tmp_path, name):
+    section, field, where, message = UNPLANNABLE[name]
+    path = write(tmp_path, BASE + textwrap.dedent(section))
+    with pytest.raises(ProtocolError) as raised:
+        load_protocol(path)
+    [problem] = raised.value.problems
+    assert problem.field == field
+    assert message in problem.message
+    assert f"{path}{where}: {field}: " in raised.value.render()
+
+
+def test_colliding_stimulus_ids_are_refused_at_load(tmp_path):
+    path = write(tmp_path, BASE.replace("[0.5, 1.0]", "[0.3331, 0.3332]"))
+    with pytest.raises(ProtocolError) as raised:
+        load_protocol(path)
+    assert f"{path}:5:1: targets: two targets would both be written as" in raised.value.render()
+
+
+def test_psychopy_code_in_a_trial_cell_is_refused():
+    # The models keep such names out of protocols; the planner refuses them all the same,
+    # as the bundle would after the build.
+    data = {"study": {"name": "x"}, "identities": [{"id": "id01", "seed": 1}],
+            "targets": {"emotions": ["happy", "sad"], "intensities": [1.0]},
+            "experiment": {"design": {"participants": 2}}}
+    protocol = Protocol.model_validate(data)
+    # Past the validators, as Python code can go: model_copy does not validate.
+    protocol.identities[0] = protocol.identities[0].model_copy(update={"id": "$id01"})
+    with pytest.raises(DesignError, match="evaluated as Python code") as raised:
+        plan_experiment(protocol)
+    assert raised.value.field == ("identities",)
+
+
+# -- the planned stimuli are the build's ---------------------------------------------------------
+def test_planned_stimuli_are_the_rows_the_build_writes(tmp_path):
+    protocol = load_protocol(write(tmp_path, BASE.replace(
+        "  neutral: true", "  angles: [45]\n  points: [{label: p1, valence: 0.2, arousal: 0.1}]"
+                          "\n  neutral: true")))
+    units = plan_units(protocol)
+    planned = planned_stimuli(units, protocol.output.format)
+    records = {sid: {"stimulus_id": sid, "file": f"stimuli/{sid}.png", "sha256": "0",
+                     "achieved_valence": 0.0, "achieved_arousal": 0.0, "width": 64, "height": 64}
+               for unit in units for sid in unit.stimulus_ids()}
+    built = stimulus_table(protocol, units, records)
+    columns = [c for c in STIMULUS_COLUMNS if not c.startswith("achieved_")]
+    pd.testing.assert_frame_equal(planned[columns], built[columns])
+    assert planned["achieved_valence"].isna().all() and not planned["out_of_tolerance"].any()
+
+
+# -- the plan ------------------------------------------------------------------------------------
+def test_validate_prints_the_experiment_plan():
+    result = validate(ROOT / "protocols" / "demo.yaml")
+    assert result.exit_code == 0, result.output
+    lines = {line[:12].strip(): line[12:] for line in result.output.splitlines()}
+    assert lines["experiment"] == "rating task, random design"
+    assert lines["groups"].startswith("24 orders (g01 ... g24)")
+    assert "uses order ((p - 1) mod 24) + 1" in lines["assignment"]
+    assert lines["trials"].startswith("456 per participant: 4 practice")
+    assert "452 main" in lines["trials"]
+    assert lines["breaks"] == "7 per participant, after every 60 main trials"
+    # 456 trials x (0.5 s fixation + 2 x 2.5 s rating + 0.8 s blank) = 47.9 min
+    assert lines["session"].startswith("about 48 min of trials per participant")
+    assert "assumed 2.5 s per slider" in result.output
+    assert "warning" not in result.stderr
+
+
+def test_plan_counts_catch_trials_and_lists(tmp_path):
+    path = write(tmp_path, BASE + """\
+experiment:
+  task: {type: passive, catch: {trials: 3}}
+  timing: {fixation_ms: 0, stimulus_ms: 1000, iti_ms: 500}
+  design: {type: latin-square, conditions: intensity}
+""")
+    result = validate(path)
+    assert result.exit_code == 0, result.output
+    assert "2 lists (g01 ... g02): each identity in one of 2 intensity conditions" \
+        in result.output
+    # 2 identities x 4 emotions at one intensity + 2 neutral faces
+    assert "10 per participant: 10 main" in result.output
+    assert "3 of the main trials are catch trials" in result.output
+    assert "one trial: 1 s face + 0.5 s blank; each catch prompt answered in 1 s" \
+        in result.output
+
+
+# -- warnings ------------------------------------------------------------------------------------
+BLOCKED_CATEGORIZATION = BASE + """\
+experiment:
+  task: {type: categorization}
+  design: {type: blocked, factor: emotion}
+"""
+
+
+def test_validate_warns_about_designs_that_undermine_themselves(tmp_path):
+    path = write(tmp_path, BLOCKED_CATEGORIZATION)
+    result = validate(path)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 3, result.stderr
+    predictable, added_choice, more_groups = warnings
+    assert f"{path}: experiment.design.factor: a categorization task blocked by emotion: " \
+           "in every block all trials have the same correct answer" in predictable
+    assert "targets.neutral: the neutral faces add a choice 'neutral' (key 5)" in added_choice
+    assert "targets.neutral: the neutral faces form a block of their own (5 emotion blocks " \
+           "in all), so the design needs 10 groups instead of 4" in more_groups
+    assert result.stdout.strip().endswith(f"{path}: valid (3 warnings)")
+
+
+def test_no_warnings_without_neutral_faces_in_a_random_design(tmp_path):
+    path = write(tmp_path, BASE + """\
+experiment:
+  task: {type: categorization, choices: [Happy, Afraid, Sad, Angry]}
+  stimuli: {include_neutral: false}
+""")
+    result = validate(path)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr and result.output.endswith(": valid\n")
+
+
+def test_build_prints_the_warnings_before_drawing(tmp_path, monkeypatch):
+    import stimgen.pipeline
+
+    def no_faces(protocol):
+        raise stimgen.StimgenError("stopped where the faces would be drawn")
+
+    monkeypatch.setattr(stimgen.pipeline, "create_backend", no_faces)
+    path = write(tmp_path, BLOCKED_CATEGORIZATION)
+    result = CliRunner().invoke(main, ["-q", "build", str(path), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "stopped where the faces would be drawn" in result.stderr
+    assert result.stderr.count("warning: ") == 3
+    assert "a categorization task blocked by emotion" in result.stderr
+
+
+def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
+    protocol = load_protocol(write(tmp_path, BLOCKED_CATEGORIZATION))
+    with caplog.at_level(logging.WARNING, logger="stimgen"):
+        plan = check_experiment(protocol)
+    assert [r.getMessage() for r in caplog.records] == \
+        [w.render(str(protocol.source_path)) for w in plan.warnings]
+    assert len(plan.design.groups) == 10
