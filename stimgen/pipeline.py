@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 from stimgen import __version__
-from stimgen.backends import create_backend
+from stimgen.backends import create_backend, showing_progress
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.errors import BuildError
 from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
@@ -385,8 +385,9 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     timings["plan"] = time.perf_counter() - clock
 
     try:
-        return _build_locked(protocol, out, force, execution, progress, command, units,
-                             backend, rater, timings)
+        with showing_progress(progress):        # a backend's long steps, in workers too
+            return _build_locked(protocol, out, force, execution, progress, command, units,
+                                 backend, rater, timings)
     except OSError as err:
         translated = disk_error(err)
         if translated is None:

@@ -127,3 +127,29 @@ def test_dry_run_uses_its_own_tiny_models_and_folder(tmp_path, monkeypatch):
     assert all("/dry-run/models/" in f["path"] for f in manifest["backend"]["model_files"])
     assert not (tmp_path / "home" / "models").exists()       # the user's models: untouched
     assert "DRY RUN" in result.output and 'id="dry-run-warning"' in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_dry_run_shows_each_photo_step_with_an_estimate_unless_quiet(study, tiny_home):
+    import shutil
+
+    text = (PROTOCOL.replace("  - {id: s1, seed: 1}\n", "")
+            .replace("  - {id: lat, latent: w.npy}\n", "")
+            .replace("emotions: [happy, sad]", "emotions: [happy]")
+            .replace("neutral: true", "neutral: false"))
+    (study / "protocol.yaml").write_text(text)
+    build_args = ["build", str(study / "protocol.yaml"), "--dry-run", "-o"]
+    result = CliRunner().invoke(main, [*build_args, str(study / "dry")])
+    assert result.exit_code == 0, result.output
+    for line in ("photo · alignment ...", "photo · alignment: done,",
+                 "photo · inversion: 2 steps", "photo · inversion: 1/2 steps,",
+                 "photo · inversion: done, 2 steps in",
+                 "photo · personalisation: 2 steps", "photo · personalisation: 1/2 steps,",
+                 "photo · personalisation: done, 2 steps in"):
+        assert line in result.output
+    assert "s elapsed, about" in result.output and "s left (loss" in result.output
+
+    shutil.rmtree(tiny_home / "dry-run" / "cache")        # so that the steps run again
+    quiet = CliRunner().invoke(main, [*build_args, str(study / "quiet"), "-q"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "photo ·" not in quiet.output

@@ -195,3 +195,90 @@ def test_make_tiny_install_registers_tiny_models_that_warn(home, tmp_path):
     assert all(model_status(n).state == "tiny" for n in names)
     assert run("verify").exit_code == 0
     assert load_checkpoint(paths["stylegan2_ffhq"]).img_resolution == 8
+
+
+# ----------------------------------------------------------------------------- add: tiny models
+
+CORE = ["stylegan2_ffhq", "emostyle_mapping", "emonet_8", "vggface2_resnet50"]
+SEED_PROTOCOL = """
+study: {name: tiny-added}
+seed: 3
+backend: {name: emostyle, options: {batch_size: 2}}
+identities: [{id: s1, seed: 1}]
+targets: {emotions: [happy], intensities: [1.0], neutral: true}
+output: {image_size: 64}
+"""
+
+
+@pytest.mark.parametrize("name", ["stylegan2_ffhq", "emostyle_mapping", "emonet_8",
+                                  "vggface2_resnet50", "fan_2d"])
+def test_add_refuses_a_tiny_model_naming_the_file_and_force(home, tiny, name):
+    result = run("add", name, str(tiny[name]))
+    assert result.exit_code == 2
+    assert f"{tiny[name]}: this is a random tiny model written by `stimgen models make-tiny`" \
+        in result.output
+    assert "--force" in result.output and f"stimgen models fetch {name}" in result.output
+    assert model_status(name).state == "missing"
+
+
+def test_tiny_models_are_recognised_by_their_marker_or_their_tiny_json(tiny, tmp_path):
+    import shutil
+
+    from stimgen.weights.tiny import TINY_MARKER, tiny_evidence, tiny_marker
+
+    for name, path in tiny.items():               # the marker travels with the file alone
+        alone = tmp_path / name / path.name
+        alone.parent.mkdir()
+        shutil.copyfile(path, alone)
+        assert tiny_marker(alone)["seed"] == 1
+        assert TINY_MARKER in tiny_evidence(alone)
+    # a file of an older make-tiny (no marker) is known by the sha256 its tiny.json lists
+    older = tmp_path / "older"
+    older.mkdir()
+    torch.save({"module.emo_fc_2.3.weight": torch.zeros(10, 128)}, older / "emonet_8.pth")
+    assert tiny_evidence(older / "emonet_8.pth") is None
+    from stimgen.weights.fetch import sha256_file
+    (older / TINY_MANIFEST).write_text(json.dumps(
+        {"models": {"emonet_8": {"sha256": sha256_file(older / "emonet_8.pth")}}}))
+    assert TINY_MANIFEST in tiny_evidence(older / "emonet_8.pth")
+
+
+@pytest.mark.slow
+def test_add_force_records_a_tiny_model_and_every_build_with_it_warns(home, tiny, tmp_path):
+    from stimgen.cli import main
+
+    for name in CORE:
+        added = run("add", name, str(tiny[name]), "--force")
+        assert added.exit_code == 0, added.output
+        assert "tiny" in added.output and "RANDOM TINY MODEL" in added.output
+        assert model_status(name).state == "tiny" and model_status(name).record.tiny
+    assert run("list").output.count("RANDOM TINY MODEL (make-tiny)") == len(CORE)
+    (tmp_path / "protocol.yaml").write_text(SEED_PROTOCOL)
+    with pytest.warns(TinyWeightsWarning) as warned:
+        result = CliRunner().invoke(main, ["build", str(tmp_path / "protocol.yaml"),
+                                           "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert any("RANDOM TINY MODELS for stylegan2_ffhq" in str(w.message) for w in warned)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["dry_run"] is True
+    assert all(f["tiny"] for f in manifest["backend"]["model_files"])
+    assert 'id="dry-run-warning"' in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_tiny_model_copied_into_the_cache_by_hand_is_found_out(home, tiny):
+    import shutil
+
+    from stimgen.backends.emostyle.models import model_files
+
+    installed = home / "models" / "emonet_8.pth"
+    installed.parent.mkdir(parents=True)
+    shutil.copyfile(tiny["emonet_8"], installed)
+    assert model_status("emonet_8").state == "present"      # no record yet
+    assert model_files({"emonet_8": installed})[0]["tiny"] is True
+    assert run("verify", "emonet_8").exit_code == 0
+    assert model_status("emonet_8").state == "tiny"
+
+
+def test_inspect_says_a_tiny_model_is_random(tiny):
+    result = run("inspect", str(tiny["emonet_8"]))
+    assert result.exit_code == 0 and "RANDOM TINY MODEL" in result.output

@@ -6,8 +6,10 @@ cache key so that resumed and repeated builds reuse finished work.
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol as TypingProtocol, Sequence
+from typing import Any, Iterator, Protocol as TypingProtocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -36,6 +38,31 @@ class Backend(TypingProtocol):
 
     def render(self, handle: Any, targets: Sequence[tuple[float, float]]) -> list[Rendered]:
         """Faces of the prepared identity at each (valence, arousal) target."""
+
+
+#: "0" while a build runs without progress (``stimgen -q``): long ``prepare`` steps (a photo
+#: identity's inversion) then stay silent. An environment variable, so that worker
+#: processes and local jobs started by the build follow it.
+PROGRESS_ENV = "STIMGEN_PROGRESS"
+
+
+@contextmanager
+def showing_progress(enabled: bool) -> Iterator[None]:
+    """Within the block, backends show the progress of long steps only if ``enabled``."""
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = previous
+
+
+def progress_enabled() -> bool:
+    """Whether backends show progress here (on, unless a build said otherwise)."""
+    return os.environ.get(PROGRESS_ENV, "1") != "0"
 
 
 class SchematicFaces:

@@ -277,12 +277,14 @@ class _PersistencePickler(pickle.Pickler):
 
 
 def write_stylegan2_pickle(path: str | Path, G: Generator, key: str = "G_ema", *,
-                           module_src: str = _NO_SOURCE) -> Path:
-    """Write ``G`` as an NVIDIA persistence-format pickle ``{key: G}``.
+                           module_src: str = _NO_SOURCE,
+                           extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``G`` as an NVIDIA persistence-format pickle ``{key: G, **extra}``.
 
     The result loads with :func:`load_stylegan2_pickle`; NVIDIA's own loader would need
     its source code in ``module_src``, which we do not ship. ``module_src`` is stored
-    verbatim (tests use it to prove the loader never runs it).
+    verbatim (tests use it to prove the loader never runs it). ``extra`` holds plain-data
+    entries beside the network, as published pickles keep ``training_set_kwargs``.
     """
     if not isinstance(G, Generator):
         raise TypeError(f"G must be a stimgen Generator, got {type(G).__name__}")
@@ -290,6 +292,7 @@ def write_stylegan2_pickle(path: str | Path, G: Generator, key: str = "G_ema", *
     record = _record_for(G, G.init_kwargs, module_src)
     tmp = path.with_name(path.name + ".partial")
     with _persistence_name() as reconstruct, tmp.open("wb") as f:
-        _PersistencePickler(f, reconstruct, protocol=pickle.DEFAULT_PROTOCOL).dump({key: record})
+        _PersistencePickler(f, reconstruct, protocol=pickle.DEFAULT_PROTOCOL).dump(
+            {key: record, **(extra or {})})
     tmp.replace(path)
     return path

@@ -123,13 +123,23 @@ def fetch_command(ctx, names, fetch_all, stages, force):
 @click.argument("name")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--link", is_flag=True, help="Symlink the file instead of copying it.")
-@click.option("--force", is_flag=True, help="Install even if the kind or sha256 does not match.")
+@click.option("--force", is_flag=True,
+              help="Install even if the kind or sha256 does not match, or the file is a "
+                   "random tiny model from make-tiny (then recorded as tiny).")
 def add_command(name, path, link, force):
-    """Install a file you already have as model NAME (checked, then copied)."""
+    """Install a file you already have as model NAME (checked, then copied).
+
+    Refused: a file of another kind, one whose sha256 differs from the published one,
+    and a random tiny model written by `stimgen models make-tiny`, unless --force.
+    """
     installed = add_model(name, path, link=link, force=force)
     status = next(s for s in all_statuses() if s.entry.name == name)
     click.echo(f"{name}: {click.style(status.state, fg=STATE_COLOURS[status.state])} {installed}")
     click.echo(f"  {_sha_line(status)}")
+    if status.state == "tiny":
+        click.secho(f"warning: {name} is now a RANDOM TINY MODEL: every build that uses it "
+                    "makes noise and says so; `stimgen models fetch "
+                    f"{name}` installs the published file", fg="magenta", err=True)
 
 
 @models_group.command("verify")
@@ -163,6 +173,7 @@ def inspect_command(file):
     and the global it asks for is named.
     """
     from stimgen.weights.inspect import inspect_checkpoint
+    from stimgen.weights.tiny import tiny_evidence
 
     info = inspect_checkpoint(file)
     click.echo(f"file:       {info.path}")
@@ -171,6 +182,10 @@ def inspect_command(file):
     for key, value in info.config.items():
         click.echo(f"  {key}: {value}")
     click.echo(f"parameters: {info.parameter_count:,}")
+    tiny = tiny_evidence(file, kind=info.kind)
+    if tiny:
+        click.secho(f"tiny:       RANDOM TINY MODEL from `stimgen models make-tiny` ({tiny}): "
+                    "outputs are noise", fg="magenta")
     known = [e.name for e in load_registry() if e.kind == info.kind]
     if known:
         click.echo(f"registry:   {', '.join(known)} (`stimgen models add NAME {file}`)")

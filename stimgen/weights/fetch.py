@@ -46,6 +46,10 @@ class ChecksumMismatchError(DownloadError):
     """A file's sha256 (or size) is not the published one; it was not installed."""
 
 
+class TinyModelError(StimgenError):
+    """A random tiny model from ``stimgen models make-tiny`` offered as real weights."""
+
+
 # ----------------------------------------------------------------------------- hashing
 
 def sha256_file(path: Path) -> str:
@@ -300,20 +304,26 @@ def fetch_models(names: Iterable[str], **kwargs) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- add / verify
 
 def add_model(name: str, source: Path | str, *, home: Path | str | None = None,
-              link: bool = False, force: bool = False, tiny: bool = False) -> Path:
+              link: bool = False, force: bool = False) -> Path:
     """Install a file the user already has as model ``name`` (copied, or symlinked).
 
-    The file's format is checked (it must look like the registry's ``kind``) and so is
-    its sha256 when one is published; ``force`` installs it despite a mismatch.
+    The file's format is checked (it must look like the registry's ``kind``), it must not
+    be a random tiny model from ``make-tiny``, and its sha256 must match when one is
+    published; ``force`` installs it anyway. A tiny file installed with ``force`` is
+    recorded as tiny, so every build that uses it warns (manifest ``dry_run``, report).
 
     Raises
     ------
     StimgenError
         The file does not exist or is of another kind.
+    TinyModelError
+        The file was written by ``stimgen models make-tiny`` (and not ``force``).
     ChecksumMismatchError
         Its sha256 differs from the published one (and not ``force``).
     """
-    from stimgen.weights.inspect import detect_kind  # inspect imports network code: keep it lazy
+    # inspect and tiny import network code: keep them lazy
+    from stimgen.weights.inspect import detect_kind
+    from stimgen.weights.tiny import tiny_evidence
 
     entry = get_model(name)
     source = Path(source).expanduser()
@@ -325,6 +335,15 @@ def add_model(name: str, source: Path | str, *, home: Path | str | None = None,
             f"{source}: this is a {kind} checkpoint, but {name} expects a {entry.kind} "
             f"checkpoint ({entry.file})",
             hint="check which file you meant (`stimgen models inspect FILE`), or pass --force")
+    tiny = tiny_evidence(source, kind=kind)
+    if tiny and not force:
+        raise TinyModelError(
+            f"{source}: this is a random tiny model written by `stimgen models make-tiny` "
+            f"({tiny}), not the published {entry.file}; its outputs are noise, so it was not "
+            f"installed as {name}",
+            hint=f"get the published file with `stimgen models fetch {name}`; to install this "
+                 "one anyway for checking the pipeline, pass --force (it is then recorded as "
+                 "tiny and every build that uses it warns)")
     try:
         digest = check_file(entry, source, str(source))
     except ChecksumMismatchError:
@@ -341,8 +360,19 @@ def add_model(name: str, source: Path | str, *, home: Path | str | None = None,
     else:
         shutil.copyfile(source, staged)
     os.replace(staged, destination)
-    save_record(directory, name, make_record(destination, digest, str(source.resolve()), tiny=tiny))
+    save_record(directory, name, make_record(destination, digest, str(source.resolve()),
+                                             tiny=bool(tiny)))
     return destination
+
+
+def _looks_tiny(path: Path, entry: ModelEntry, digest: str) -> bool:
+    """Whether an installed file is a make-tiny model (one copied in by hand, say)."""
+    from stimgen.weights.tiny import tiny_evidence
+
+    try:
+        return tiny_evidence(path, kind=entry.kind, sha256=digest) is not None
+    except StimgenError:        # unreadable as its kind: not a tiny model either
+        return False
 
 
 @dataclass(frozen=True)
@@ -378,8 +408,8 @@ def verify_models(names: Iterable[str] | None = None, *,
         if digest_matches(entry, digest) is None and changed and not old.tiny:
             results.append(VerifyResult(entry.name, path, "mismatch", digest, expected))
             continue
-        record = make_record(path, digest, old.source if old else "found in cache",
-                             tiny=bool(old and old.tiny and not changed))
+        tiny = bool(old and old.tiny and not changed) or _looks_tiny(path, entry, digest)
+        record = make_record(path, digest, old.source if old else "found in cache", tiny=tiny)
         save_record(directory, entry.name, record)
         results.append(VerifyResult(entry.name, path, state_of(entry, path, record), digest, expected))
     return results

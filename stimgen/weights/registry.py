@@ -248,8 +248,9 @@ def require_weights(names: Iterable[str], *, home: Path | str | None = None) -> 
     """Paths of the installed files for ``names``, or one error naming every missing one.
 
     Call this before doing any work that needs the files. Random tiny models (from
-    ``stimgen models make-tiny --install``) are returned too, with a
-    :class:`TinyWeightsWarning`, so a protocol can be checked end to end on CPU.
+    ``stimgen models make-tiny --install``, or ``models add --force`` of a make-tiny file)
+    are returned too, with a :class:`TinyWeightsWarning`, so a protocol can be checked end
+    to end on CPU.
 
     Raises
     ------
@@ -275,8 +276,9 @@ def require_weights(names: Iterable[str], *, home: Path | str | None = None) -> 
     tiny = [s.entry.name for s in statuses if s.state == "tiny"]
     if tiny:
         warnings.warn(
-            f"USING RANDOM TINY MODELS for {', '.join(tiny)} (installed by `stimgen models "
-            "make-tiny --install`): outputs are noise, only the pipeline is being tested; "
-            "run `stimgen models fetch` to install the published weights",
+            f"USING RANDOM TINY MODELS for {', '.join(tiny)} (written by `stimgen models "
+            "make-tiny`, installed with --install or `models add --force`): outputs are "
+            "noise, only the pipeline is being tested; run `stimgen models fetch "
+            f"{' '.join(tiny)}` to install the published weights",
             TinyWeightsWarning, stacklevel=2)
     return {s.entry.name: s.path for s in statuses}

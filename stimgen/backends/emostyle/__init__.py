@@ -2,13 +2,12 @@
 
 Owns :class:`EmoStyleBackend`, which acquires identities (seed, latent file, or a photo that
 is aligned, inverted and personalised, cached on disk) and renders each one's targets in
-batches; the photo steps live in ``photo``, ``align``, ``invert``, ``personalize``, ``cache``.
+batches; the photo steps live in ``photo``, ``align``, ``invert``, ``personalize``, ``cache``,
+and ``steps`` shows their progress.
 """
 from __future__ import annotations
 
 import copy
-import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -137,6 +136,7 @@ class EmoStyleBackend:
         """A photo's inverted ws and personalised synthesis state, from the cache if there."""
         from stimgen.backends.emostyle.cache import identity_cache_key, load_cached, store_cached
         from stimgen.backends.emostyle.photo import load_photo
+        from stimgen.backends.emostyle.steps import say_reused
 
         path = self._protocol.resolve(identity.image)
         image = load_photo(path)        # raises PhotoError naming the file when unusable
@@ -144,8 +144,10 @@ class EmoStyleBackend:
                                  {f["name"]: f["sha256"] for f in self.model_files})
         cached = load_cached(key)
         if cached is None:
-            cached = self._invert_and_personalise(image, str(path))
+            cached = self._invert_and_personalise(image, str(path), identity.id)
             store_cached(key, cached)
+        else:
+            say_reused(identity.id)
         ws = cached["ws"].to(self.device, torch.float32).reshape(
             1, self.models.num_ws, self.models.w_dim)
         return ws, cached.get("synthesis")
@@ -170,24 +172,28 @@ class EmoStyleBackend:
             w_identity=weights.identity, w_reconstruction=weights.reconstruction,
             seed=self._protocol.seed)
 
-    def _invert_and_personalise(self, image: np.ndarray, source: str) -> dict[str, Any]:
+    def _invert_and_personalise(self, image: np.ndarray, source: str,
+                                identity_id: str) -> dict[str, Any]:
+        """Align, invert and personalise one photo, showing each step's progress."""
         from stimgen.backends.emostyle.align import align_face, select_face
         from stimgen.backends.emostyle.invert import invert
         from stimgen.backends.emostyle.personalize import personalize
+        from stimgen.backends.emostyle.steps import photo_step
 
         models = self.models
-        face = select_face(self.find_faces(image), policy=self.options.multiple_faces,
-                           source=source)
-        aligned = align_face(image, face.points, models.resolution)
+        with photo_step(identity_id, "alignment"):
+            face = select_face(self.find_faces(image), policy=self.options.multiple_faces,
+                               source=source)
+            aligned = align_face(image, face.points, models.resolution)
         target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float()
         target = (target / 127.5 - 1).to(self.device)
-        with _step_bar(f"inverting {source}", self.options.inversion_steps) as progress:
+        with photo_step(identity_id, "inversion", self.options.inversion_steps) as progress:
             ws = invert(models.generator, target, vgg=models.vggface2,
                         steps=self.options.inversion_steps, progress=progress)
         payload: dict[str, Any] = {"ws": ws.detach().cpu()}
         settings = self._personalize_settings()
         if settings.steps > 0:
-            with _step_bar(f"personalising {source}", settings.steps) as progress:
+            with photo_step(identity_id, "personalisation", settings.steps) as progress:
                 state = personalize(models.generator, models.mapping, models.emonet,
                                     models.vggface2, ws, target, aligned.landmarks, settings,
                                     progress=progress)
@@ -244,21 +250,3 @@ def _rendered(faces: EditedFaces, reference: np.ndarray, landmarks) -> list[Rend
                      {"face_crop": crop, "identity_similarity": float(score)})
             for image, crop, score, points in zip(faces.images, faces.crops, similarity,
                                                   landmarks)]
-
-
-@contextmanager
-def _step_bar(description: str, total: int):
-    """A progress bar for a long optimisation (terminals only), fed by its progress callback."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=description, unit="step", disable=None, leave=False,
-               file=sys.stderr)
-
-    def progress(step: int, total_steps: int, losses: dict) -> None:
-        bar.n = step
-        bar.set_postfix(loss=f"{float(losses.get('total', float('nan'))):.3f}", refresh=True)
-
-    try:
-        yield progress
-    finally:
-        bar.close()

@@ -107,11 +107,30 @@ def file_sha256(path: Path) -> str:
     return _HASHES[key]
 
 
+_TINY: dict[tuple[str, int, int], bool] = {}
+
+
+def file_is_tiny(path: Path, kind: str) -> bool:
+    """Whether a model file with no install record is a make-tiny model (once per file)."""
+    from stimgen.errors import StimgenError
+    from stimgen.weights.tiny import tiny_evidence
+
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _TINY:
+        try:
+            _TINY[key] = tiny_evidence(path, kind=kind, sha256=file_sha256(path)) is not None
+        except StimgenError:        # unreadable as its kind: loading it will say why
+            _TINY[key] = False
+    return _TINY[key]
+
+
 def model_files(paths: Mapping[str, Path]) -> list[dict[str, Any]]:
     """``[{name, path, sha256, tiny}]`` of the files a build uses (manifest ``backend.model_files``).
 
     The digest recorded at install time is used while the file is unchanged (hashing the
-    published files takes seconds); ``tiny`` marks random models from ``make-tiny``.
+    published files takes seconds); ``tiny`` marks random models from ``make-tiny``: recorded
+    as tiny at install, or, for a file with no record, carrying make-tiny's marker.
     """
     from stimgen.weights import model_status
 
@@ -122,7 +141,8 @@ def model_files(paths: Mapping[str, Path]) -> list[dict[str, Any]]:
                  and status.path.resolve() == Path(path).resolve())
         rows.append({"name": name, "path": str(path),
                      "sha256": status.record.sha256 if known else file_sha256(Path(path)),
-                     "tiny": known and status.state == "tiny"})
+                     "tiny": (status.state == "tiny" if known
+                              else file_is_tiny(Path(path), status.entry.kind))})
     return rows
 
 
