@@ -107,8 +107,9 @@ def _say(ctx, message: str = "", **style) -> None:
               help="Output folder (default: the protocol's output.folder, else build/<study>/).")
 @click.option("--force", is_flag=True, help="Build into a non-empty folder that stimgen did not create.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
-              help="Units run at once on this machine (default: one per core, at most 8, "
-                   "and 1 for builds under 64 faces; one per GPU for emostyle).")
+              help="Units run at once on this machine (default: for schematic builds of 64 "
+                   "faces or more one per core, at most 8, else 1; for emostyle one per "
+                   "visible GPU, 1 without a GPU).")
 @click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]),
               help="Where identities are rendered: local worker processes (default), a SLURM "
                    "job array, or one local job process per identity. See docs/cluster.md.")

@@ -62,35 +62,41 @@ def stimulus_errors(target_valence, target_arousal, achieved_valence, achieved_a
     }
 
 
-def ccc(x, y) -> float:
-    """Lin's concordance correlation coefficient between two samples.
+def ccc(target, achieved) -> float:
+    """Lin's concordance correlation coefficient of achieved with target values.
 
-    ``2 cov(x, y) / (var x + var y + (mean x - mean y)^2)``, population moments; NaN for
-    fewer than two values or when both samples are constant and equal.
+    ``2 cov(t, a) / (var t + var a + (mean t - mean a)^2)``, population moments. NaN (undefined)
+    for fewer than two values and when the targets do not vary (a neutral or intensity-0 group,
+    or one target repeated): the formula then reads 0 however close the achieved values are,
+    because, like Pearson's r, CCC measures how the two vary together.
 
     >>> ccc([0.1, 0.5, 0.9], [0.1, 0.5, 0.9])
     1.0
+    >>> ccc([0.0, 0.0, 0.0], [0.01, -0.02, 0.0])
+    nan
     """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 2:
+    t, a = np.asarray(target, dtype=float), np.asarray(achieved, dtype=float)
+    if t.size < 2 or np.ptp(t) == 0.0:
         return float("nan")
-    mx, my = x.mean(), y.mean()
-    denominator = x.var() + y.var() + (mx - my) ** 2
-    if denominator == 0.0:
-        return float("nan")
-    return float(2.0 * np.mean((x - mx) * (y - my)) / denominator)
+    mt, ma = t.mean(), a.mean()
+    denominator = t.var() + a.var() + (mt - ma) ** 2
+    return float(2.0 * np.mean((t - mt) * (a - ma)) / denominator)
 
 
 def sagr(target, achieved) -> float:
     """Sign agreement: fraction of stimuli whose achieved value has the target's sign.
 
-    Zero counts as its own sign, so a neutral target agrees only with an exactly zero value.
+    Zero counts as its own sign, so a zero target (on an axis) agrees only with an exactly
+    zero value. NaN (undefined) when every target is zero (a neutral or intensity-0 group):
+    there is no sign to agree with.
 
     >>> sagr([0.5, -0.5, 0.2], [0.1, 0.3, 0.4])
     0.6666666666666666
+    >>> sagr([0.0, 0.0], [0.1, -0.1])
+    nan
     """
     t, a = np.asarray(target, dtype=float), np.asarray(achieved, dtype=float)
-    if t.size == 0:
+    if t.size == 0 or not np.any(t != 0.0):
         return float("nan")
     return float(np.mean(np.sign(t) == np.sign(a)))
 
@@ -112,6 +118,8 @@ def summarise(rows: pd.DataFrame) -> dict[str, float]:
 
     MAE is the mean of the absolute per-stimulus errors and SD their population standard
     deviation (ddof=0), as in the published table; NaN direction errors (neutral) are skipped.
+    CCC and SAGR are NaN where undefined (see :func:`ccc` and :func:`sagr`): the tables
+    leave those cells empty and the report shows an en dash.
     """
     out: dict[str, float] = {"n": int(len(rows))}
     for short, column, unit in _MAE_SOURCES:

@@ -45,9 +45,21 @@ def test_ccc():
     assert np.isnan(ccc([0.3], [0.3]))
 
 
+def test_ccc_is_undefined_for_constant_targets():
+    # A neutral group: the formula would read 0 however close the ratings are.
+    assert np.isnan(ccc([0.0, 0.0, 0.0], [0.01, -0.02, 0.03]))
+    assert np.isnan(ccc([0.4, 0.4], [0.1, 0.7]))
+    # A constant rating of varying targets is a real failure, not an undefined figure.
+    assert ccc([0.1, 0.5, 0.9], [0.2, 0.2, 0.2]) == 0.0
+
+
 def test_sagr_and_rmse():
     assert sagr([0.5, -0.5], [0.1, -0.1]) == 1.0
     assert sagr([0.5, -0.5], [-0.1, -0.1]) == 0.5
+    # Zero is its own sign: an axis target among others agrees only with an exact zero.
+    assert sagr([0.0, 0.5], [0.1, 0.2]) == 0.5
+    # Every target zero (neutral): no sign to agree with.
+    assert np.isnan(sagr([0.0, 0.0], [0.1, -0.1]))
     assert rmse([0, 0], [0.3, 0.4]) == pytest.approx(np.sqrt((0.09 + 0.16) / 2))
 
 
@@ -90,6 +102,21 @@ def test_aggregate_by_intensity():
     by_intensity = metrics_by_intensity(table())
     assert list(by_intensity.intensity) == [0.0, 0.5, 1.0]
     assert list(by_intensity.n) == [1, 2, 2]
+
+
+UNDEFINED_FOR_NEUTRAL = ("ccc_valence", "ccc_arousal", "sagr_valence", "sagr_arousal")
+
+
+def test_agreement_is_undefined_for_neutral_and_intensity_zero():
+    frame = pd.concat([table()] * 2, ignore_index=True)      # two neutral stimuli
+    frame.loc[frame.target_kind == "neutral", "achieved_valence"] = [0.05, -0.03]
+    neutral = metrics_by_emotion(frame).set_index("emotion").loc["neutral"]
+    zero = metrics_by_intensity(frame).set_index("intensity").loc[0.0]
+    for row in (neutral, zero):
+        assert all(np.isnan(row[c]) for c in UNDEFINED_FOR_NEUTRAL), row
+        assert np.isfinite(row["rmse_valence"]) and np.isfinite(row["rmse_arousal"])
+    # Over every stimulus the targets vary, so the figures are defined.
+    assert all(np.isfinite(summarise(frame)[c]) for c in UNDEFINED_FOR_NEUTRAL)
 
 
 def test_summarise_scales_with_error():

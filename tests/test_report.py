@@ -7,6 +7,7 @@ A synthetic build folder in the exact build-folder contract is written by
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -27,7 +28,7 @@ from stimgen.report import templates_dir, write_report
 from stimgen.report.build_folder import BuildFolderError
 from stimgen.report.commands import report_command
 from stimgen.report.figures import spread_label_angles
-from stimgen.report.tables import format_number
+from stimgen.report.tables import design_summary, format_number
 
 EMOTIONS = ("Happy", "Angry", "Sad", "Tired", "Calm")
 INTENSITIES = (0.5, 1.0)
@@ -40,8 +41,8 @@ METRICS = ("dir_mae_deg", "dir_sd_deg", "mag_mae", "mag_sd", "val_mae", "val_sd"
 # --- a synthetic build folder in the contract format -------------------------------------------
 
 def ccc(target: np.ndarray, achieved: np.ndarray) -> float:
-    """Lin's concordance correlation coefficient."""
-    if len(target) < 2:
+    """Lin's concordance correlation coefficient; undefined (NaN) for constant targets."""
+    if len(target) < 2 or np.ptp(target) == 0:
         return float("nan")
     covariance = np.mean((target - target.mean()) * (achieved - achieved.mean()))
     denominator = target.var() + achieved.var() + (target.mean() - achieved.mean()) ** 2
@@ -61,7 +62,8 @@ def group_metrics(group: pd.DataFrame) -> dict:
     for name in ("valence", "arousal"):
         t, a = group[f"target_{name}"].to_numpy(), group[f"achieved_{name}"].to_numpy()
         row[f"ccc_{name}"] = ccc(t, a)
-        row[f"sagr_{name}"] = float(np.mean(np.sign(t) == np.sign(a)))
+        row[f"sagr_{name}"] = (float(np.mean(np.sign(t) == np.sign(a))) if np.any(t != 0)
+                               else float("nan"))     # no target has a sign to agree with
         row[f"rmse_{name}"] = float(np.sqrt(np.mean((t - a) ** 2)))
     return row
 
@@ -92,9 +94,13 @@ def synthetic_stimulus(identity: str, kind: str, emotion: str, angle, intensity,
 
 def write_synthetic_build(root: Path, *, study_name: str = "Synthetic study",
                           identities=("id01", "id02"), trained_against_generator: bool = False,
-                          with_design: bool = False, extra_columns: bool = False,
-                          seed: int = 0) -> Path:
-    """Write a complete build folder in the contract format, with tiny PNG stimuli."""
+                          with_design: bool = False, blocked: bool = False,
+                          extra_columns: bool = False, seed: int = 0) -> Path:
+    """Write a complete build folder in the contract format, with tiny PNG stimuli.
+
+    ``with_design`` adds experiment/design.csv with two groups of one block each; ``blocked``
+    makes it an emotion-blocked design whose groups run the emotion blocks in opposite orders.
+    """
     rng = np.random.default_rng(seed)
     (root / "stimuli").mkdir(parents=True)
     rows = []
@@ -173,6 +179,17 @@ def write_synthetic_build(root: Path, *, study_name: str = "Synthetic study",
                           index=False)))] +
                       [(False, *r) for r in stimuli[["stimulus_id", "identity", "emotion"]]
                        .itertuples(index=False)], start=1)]
+        if blocked:   # stimgen.design's blocked layout: block = 1, 2, ..., block_label = level
+            order = {"g01": list(EMOTIONS), "g02": list(reversed(EMOTIONS))}
+            for trial in trials:
+                if trial["block"] and trial["emotion"] in EMOTIONS:
+                    trial["block"] = 1 + order[trial["group"]].index(trial["emotion"])
+                    trial["block_label"] = trial["emotion"]
+                elif trial["block"]:      # the angle, point and neutral targets: a last block
+                    trial["block"], trial["block_label"] = len(EMOTIONS) + 1, ""
+                else:
+                    trial["block_label"] = "practice"
+            trials.sort(key=lambda t: (t["group"], t["block"], t["position"]))
         pd.DataFrame(trials).to_csv(root / "experiment" / "design.csv", index=False)
 
     protocol_text = f"study:\n  name: {json.dumps(study_name)}\n"
@@ -262,9 +279,18 @@ def metric_cells(row) -> dict[str, str]:
 
 
 def mae_sd_text(record, stem: str, decimals: int) -> str:
+    """The text of a "MAE ± SD" cell (whitespace normalised): one dash when MAE is undefined."""
     unit = "_deg" if stem == "dir" else ""
-    return (f"{format_number(record[f'{stem}_mae{unit}'], decimals)} ± "
-            f"{format_number(record[f'{stem}_sd{unit}'], decimals)}")
+    mae = format_number(record[f'{stem}_mae{unit}'], decimals)
+    return mae if mae == "–" else f"{mae} ± {format_number(record[f'{stem}_sd{unit}'], decimals)}"
+
+
+def page_text(path: Path) -> str:
+    """What a reader sees of a page: its text and the alt text of its images, tags removed."""
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"<(style|script)\b.*?</\1>", " ", text, flags=re.S)
+    alts = re.findall(r'\balt="([^"]*)"', text)
+    return html.unescape(" ".join([re.sub(r"<[^>]+>", " ", text), *alts]))
 
 
 DECIMALS = {"dir": 1, "mag": 2, "val": 2, "aro": 2, "dist": 2}
@@ -498,6 +524,105 @@ def test_design_and_backend_measures_sections_appear_when_present(tmp_path):
     assert (build / "report_assets" / "figures" / "backend_measures.svg").is_file()
 
 
+def test_design_section_lists_each_groups_block_order(tmp_path):
+    build = write_synthetic_build(tmp_path / "b", with_design=True, blocked=True)
+    page = parse_page(write_report(build))
+    header, *rows = page.tables["table-design"]
+    assert header[-1][2] == "block order"
+    last = f"block {len(EMOTIONS) + 1}"        # its trials have no block label
+    expected = {"g01": [*EMOTIONS, last], "g02": [*reversed(EMOTIONS), last]}
+    assert {row[0][2]: row[-1][2].split(" → ") for row in rows} == expected
+    assert [row[3][2] for row in rows] == [str(len(EMOTIONS) + 1)] * 2     # the blocks column
+    assert "runs its blocks in the order shown" in (build / "report.html").read_text("utf-8")
+
+
+def test_block_order_names_the_factor_of_numeric_levels():
+    # An intensity-blocked design labels its blocks "0.5" and "1"; the report says what they are.
+    design = pd.DataFrame({
+        "group": ["g01"] * 5 + ["g02"] * 4, "position": [1, 2, 3, 4, 5, 1, 2, 3, 4],
+        "block": [0, 1, 1, 2, 2, 1, 1, 2, 2], "is_practice": [1, 0, 0, 0, 0, 0, 0, 0, 0],
+        "block_label": ["practice", "0.5", "0.5", "1", "1", "1", "1", "0.5", "0.5"],
+        "intensity": ["1.0", "0.5", "0.5", "1.0", "1.0", "1.0", "1.0", "0.5", "0.5"],
+        "emotion": ["Sad", "Happy", "Sad", "Happy", "Sad", "Happy", "Sad", "Happy", "Sad"],
+    }).astype(str)
+    groups = {g["group"]: g["block_order"] for g in design_summary(design)["groups"]}
+    assert groups == {"g01": ["intensity 0.5", "intensity 1"],
+                      "g02": ["intensity 1", "intensity 0.5"]}
+
+
+def test_design_with_one_block_per_group_shows_no_block_order(tmp_path):
+    build = write_synthetic_build(tmp_path / "b", with_design=True)
+    text = write_report(build).read_text(encoding="utf-8")
+    assert "block order" not in text and "runs its blocks" not in text
+
+
+UNDEFINED_FOR_NEUTRAL = ("ccc_valence", "ccc_arousal", "sagr_valence", "sagr_arousal")
+
+
+def test_undefined_agreement_is_an_empty_cell_and_a_dash(report):
+    """Neutral targets (intensity 0) do not vary and have no sign: CCC and SAGR are undefined,
+    so the tables leave the cell empty and the report shows a dash rather than 0.00."""
+    by_emotion = pd.read_csv(report.parent / "metrics_by_emotion.csv", dtype=str,
+                             keep_default_na=False).set_index("emotion")
+    by_intensity = pd.read_csv(report.parent / "metrics_by_intensity.csv", dtype=str,
+                               keep_default_na=False)
+    zero = by_intensity[by_intensity["intensity"].astype(float) == 0].iloc[0]
+    for row in (by_emotion.loc["neutral"], zero):
+        assert [row[c] for c in UNDEFINED_FOR_NEUTRAL] == [""] * 4
+        assert float(row["rmse_valence"]) >= 0.0            # RMSE stays defined
+    page = parse_page(report)
+    tables = {name: {r[0][1]["data-label"]: metric_cells(r) for r in page.tables[name]
+                     if "data-label" in r[0][1]}
+              for name in ("table-by-emotion", "table-by-intensity")}
+    for cells in (tables["table-by-emotion"]["neutral"], tables["table-by-intensity"]["0.00"]):
+        assert [cells[c] for c in UNDEFINED_FOR_NEUTRAL] == ["–"] * 4
+        assert cells["rmse_valence"] != "–"
+    assert tables["table-by-emotion"]["neutral"]["dir"] == "–"     # not "– ± –"
+
+
+#: Plural nouns the report counts; after a count of 1 each must be singular.
+COUNTED_PLURALS = ("stimuli", "identities", "targets", "target angles", "intensities",
+                   "trial rows", "groups", "lists", "emotions", "trials", "blocks")
+
+
+def test_report_text_counts_one_in_the_singular(tmp_path):
+    import stimgen
+    protocol = tmp_path / "one.yaml"
+    protocol.write_text("study: {name: one}\nidentities: [{id: id01, seed: 1}]\n"
+                        "targets: {emotions: [happy], intensities: [1.0]}\n"
+                        "output: {image_size: 64}\n", encoding="utf-8")
+    report = stimgen.build(stimgen.load_protocol(protocol), out=tmp_path / "b",
+                           progress=False).out / "report.html"
+    synthetic = write_synthetic_build(tmp_path / "s", identities=("id01",), with_design=True,
+                                      extra_columns=True)
+    design = pd.read_csv(synthetic / "experiment" / "design.csv")
+    one_trial = design[(design["group"] == "g01") & (design["is_practice"] == 0)].head(1)
+    one_trial.to_csv(synthetic / "experiment" / "design.csv", index=False)
+    write_report(synthetic)
+    one = re.compile(rf"\b1 ({'|'.join(COUNTED_PLURALS)})\b")
+    for page in (report, synthetic / "report.html"):
+        text = page_text(page)
+        assert not one.findall(text), (page, one.findall(text))
+    text = page_text(report)
+    assert "<b>1</b>stimulus" in report.read_text(encoding="utf-8")
+    assert "with 1 target (rings)" in text
+    assert "for 1 target angle by 1 intensity" in text
+    text = page_text(synthetic / "report.html")
+    assert "(1 identity)" in text
+    assert "1 trial row in 1 group." in " ".join(text.split())
+
+
+def test_report_text_has_no_doubled_parentheses(report, tmp_path):
+    # The geometric rater's description ends in a parenthesis of its own.
+    build = write_synthetic_build(tmp_path / "b", with_design=True, extra_columns=True)
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["rater"]["description"] = "a rater (fitted on (schematic) faces)"
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    for page in (report, write_report(build)):
+        text = page_text(page)
+        assert "((" not in text and "))" not in text, re.findall(r".{60}(?:\(\(|\)\)).{0,20}", text)
+
+
 def test_sections_are_absent_without_their_data(report):
     assert not {"design", "backend-measures"} & parse_page(report).ids
 
@@ -567,4 +692,10 @@ def test_demo_report_agrees_and_stays_under_ten_megabytes(tmp_path):
     assert_emotion_table_matches(page)
     assets = [p for p in (result.out / "report_assets").rglob("*") if p.is_file()]
     assert len([p for p in assets if p.suffix == ".jpg"]) == len(result.stimuli) == 452
-    assert page.stat().st_size + sum(p.stat().st_size for p in assets) < 10 * 2**20
+    size = page.stat().st_size + sum(p.stat().st_size for p in assets)
+    assert size < 10 * 2**20
+    docs = " ".join((demo.parents[1] / "docs" / "report.md").read_text(encoding="utf-8").split())
+    stated = re.search(r"For the demo \((\d+) stimuli\) page and assets take about ([\d.]+) MB",
+                       docs)
+    assert stated and int(stated.group(1)) == len(result.stimuli)
+    assert abs(float(stated.group(2)) - size / 1e6) <= 0.3 * size / 1e6, f"{size / 1e6:.1f} MB"

@@ -1,11 +1,15 @@
 """The report in a real browser: headless Chromium renders a non-blank page whose plots load
-as images with alt text (offline, from the build folder alone).
+as images with alt text (offline, from the build folder alone), and its widest table fits a
+1280 px window.
 
 Skips only where /usr/bin/chromium is absent and the CI variable is unset; in CI it must run.
 """
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,3 +71,61 @@ def test_circumplex_svg_renders_as_an_image(tmp_path):
     assert pixels.std() > 20
     blue = (pixels[..., 2] - pixels[..., 0]) > 40      # cividis blues of the error vectors
     assert blue.mean() > 0.0005
+
+
+#: Appended to a copy of the page (the report itself has no script): writes the laid-out
+#: width of the page and of every scrolling table box, and of the content inside it.
+MEASURE = """<script>
+window.addEventListener("load", () => {
+  const boxes = {page: [document.documentElement.clientWidth, document.documentElement.scrollWidth]};
+  document.querySelectorAll(".scroll > table").forEach(t => {
+    boxes[t.id] = [t.parentElement.clientWidth, t.parentElement.scrollWidth]; });
+  document.body.setAttribute("data-layout", JSON.stringify(boxes));
+});
+</script>"""
+
+
+def layout(page: Path, profile: Path, *, width: int) -> dict[str, tuple[int, int]]:
+    """(visible width, content width) in px of the page and of each table's scrolling box, as
+    headless Chromium lays the page out in a window ``width`` px wide."""
+    measured = page.with_name(f".measure-{width}-{page.name}")
+    measured.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"),
+                        encoding="utf-8")
+    command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom",
+               f"--window-size={width},1200", measured.resolve().as_uri()]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    measured.unlink()
+    found = re.search(r'data-layout="([^"]*)"', result.stdout)
+    assert found, f"chromium laid out nothing (exit {result.returncode}): {result.stderr[-2000:]}"
+    return {name: tuple(sizes) for name, sizes in json.loads(html.unescape(found.group(1))).items()}
+
+
+WIDE_PROTOCOL = """\
+study: {name: wide table}
+identities: [{id: id01, seed: 3}]
+targets:
+  emotions: [satisfied, distressed, frustrated, astonished, sleepy, happy]
+  intensities: [0.25, 0.5, 0.75, 1.0]
+  points: [{label: mildly_pleasant_and_calm, valence: 0.3, arousal: -0.4}]
+  neutral: true
+output: {image_size: 64}
+"""
+
+
+def test_emotion_table_fits_a_1280_pixel_window_and_scrolls_in_its_box_below(tmp_path):
+    """The per-emotion table at its widest (the published EmoStyle columns shown, weak tags, a
+    long point label) shows every column at 1280 px; narrower, it scrolls inside its own box
+    and the page itself never scrolls sideways."""
+    import stimgen
+    (tmp_path / "wide.yaml").write_text(WIDE_PROTOCOL, encoding="utf-8")
+    result = stimgen.build(stimgen.load_protocol(tmp_path / "wide.yaml"), out=tmp_path / "build",
+                           progress=False)
+    page = write_report(result.out)
+    assert "dir-published" in page.read_text(encoding="utf-8")    # the widest layout
+    wide = layout(page, tmp_path / "profile", width=1280)
+    visible, content = wide["table-by-emotion"]
+    assert content <= visible, f"at 1280 px the table needs {content} px of {visible}"
+    assert wide["page"][1] <= wide["page"][0]
+    narrow = layout(page, tmp_path / "profile", width=900)
+    assert narrow["table-by-emotion"][1] > narrow["table-by-emotion"][0]   # scrolls in its box
+    assert narrow["page"][1] <= narrow["page"][0]                          # the page does not

@@ -99,8 +99,10 @@ class ExecutionSpec(ProtocolModel):
     """`local`: worker processes on this machine (one per GPU for emostyle); `slurm`: a job
     array on a SLURM cluster; `submitit-local`: one job process per identity on this machine."""
     jobs: int | None = Field(default=None, ge=1, le=1024)
-    """Units run at once on this machine (local, submitit-local); default: one per core, or
-    one per visible GPU for emostyle. On SLURM use `slurm.array_parallelism`."""
+    """Units run at once on this machine (local, submitit-local). Default with `local`: for
+    schematic builds of 64 faces or more one per core, at most 8, else 1; for emostyle one per
+    visible GPU, 1 without a GPU. With `submitit-local`: one per visible GPU, else one per core.
+    On SLURM use `slurm.array_parallelism`."""
     max_retries: int = Field(default=2, ge=0, le=20)
     """Times a failed identity job is resubmitted before the build reports it (slurm,
     submitit-local)."""

@@ -17,10 +17,11 @@ from stimgen.report.build_folder import BuildFolder, BuildFolderError, read_buil
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
-from stimgen.report.tables import (published_comparable, AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_METRICS,
-                                   design_summary, emotion_rows, flagged_stimuli, format_number,
-                                   intensity_rows, mae_sd_columns, overall_row,
-                                   published_anchors, stimulus_counts)
+from stimgen.report.tables import (AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_METRICS,
+                                   design_summary, emotion_rows, flagged_stimuli, format_mean_sd,
+                                   format_number, intensity_rows, mae_sd_columns, overall_row,
+                                   plural, published_anchors, published_comparable, quantity,
+                                   stimulus_counts)
 from stimgen.templates_path import templates_dir
 from stimgen.storage import atomic_write_text, replace_folder
 
@@ -95,6 +96,9 @@ def render_report(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
         lstrip_blocks=True)
     environment.filters["num"] = format_number
+    environment.filters["mean_sd"] = format_mean_sd   # {{ mae | mean_sd(sd, 2) }} -> 0.12 ± 0.05
+    environment.filters["plural"] = plural        # {{ n | plural("identity") }} -> identities
+    environment.filters["quantity"] = quantity    # {{ n | quantity("identity") }} -> 1 identity
     return environment.get_template(TEMPLATE).render(
         report_context(folder, figures=figures, thumbnails=thumbnails, command=command))
 

@@ -24,7 +24,7 @@ from matplotlib.patches import Circle, Wedge
 
 from stimgen.circumplex import angle_to_va, in_angle_interval, named_emotions
 from stimgen.report.build_folder import IDENTITY_SIMILARITY_COLUMN, QUALITY_PREFIX
-from stimgen.report.tables import angle_label
+from stimgen.report.tables import angle_label, quantity
 
 #: Okabe & Ito (2008) colours, distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")
@@ -122,9 +122,9 @@ def circumplex_figure(stimuli: pd.DataFrame, weak_region: tuple[float, float]) -
         ], loc="lower left", fontsize=8, frameon=False, bbox_to_anchor=(-0.02, -0.04))
         svg = render_svg(figure)
     distance = rated["distance_error"].dropna()
-    alt = (f"Valence-arousal circumplex with {len(rated)} targets (rings) and the rater's "
-           f"achieved valence and arousal (dots), each pair joined by an error vector coloured "
-           f"by target intensity. The weak region {start:g}° to {end:g}° is shaded. "
+    alt = (f"Valence-arousal circumplex with {quantity(len(rated), 'target')} (rings) and the "
+           f"rater's achieved valence and arousal (dots), each pair joined by an error vector "
+           f"coloured by target intensity. The weak region {start:g}° to {end:g}° is shaded. "
            f"Median distance error {_median_text(distance)}.")
     caption = ("Rings are targets, dots are what the rater saw; the longer the line, the larger "
                "the miss. Lines that bend towards the centre mean the expression came out weaker "
@@ -210,8 +210,9 @@ def distance_heatmap_figure(stimuli: pd.DataFrame,
         svg = render_svg(figure)
     worst_row, worst_column = np.unravel_index(np.nanargmax(values), values.shape)
     worst = angle_label(labels[worst_row], angles[worst_row])
-    alt = (f"Heatmap of mean valence-arousal distance error for {values.shape[0]} target angles "
-           f"by {values.shape[1]} intensities. Largest error "
+    alt = (f"Heatmap of mean valence-arousal distance error for "
+           f"{quantity(values.shape[0], 'target angle')} by "
+           f"{quantity(values.shape[1], 'intensity')}. Largest error "
            f"{values[worst_row, worst_column]:.2f} at {worst}, "
            f"intensity {grid.columns[worst_column]:g}.")
     caption = ("Brighter cells missed their target by more. Rows in the weak region are marked "
@@ -264,7 +265,7 @@ def backend_measures_figure(stimuli: pd.DataFrame) -> ReportFigure | None:
     summary = "; ".join(f"{c.replace('_', ' ')} median {_median_text(stimuli[c].dropna())}"
                         for c in columns)
     alt = (f"Strip plots of {', '.join(c.replace('_', ' ') for c in columns)} for every stimulus, "
-           f"one column of dots per identity ({len(identities)} identities). {summary}.")
+           f"one column of dots per identity ({quantity(len(identities), 'identity')}). {summary}.")
     caption = ("Each dot is one stimulus. Low identity similarity means the edit changed who the "
                "face looks like; compare identities before choosing a stimulus set.")
     return ReportFigure("backend_measures", svg, alt, caption)

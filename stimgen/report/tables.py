@@ -22,11 +22,12 @@ ERROR_METRICS = (
     ("aro", "Arousal", 2),
     ("dist", "Distance", 2),
 )
-#: (column, heading, decimals) of the agreement figures that have no published counterpart.
+#: (heading, ((column, dimension heading), ...), decimals) of the agreement figures, which have
+#: no published counterpart; each heading spans its valence (V) and arousal (A) columns.
 AGREEMENT_METRICS = (
-    ("ccc_valence", "CCC V", 2), ("ccc_arousal", "CCC A", 2),
-    ("sagr_valence", "SAGR V", 2), ("sagr_arousal", "SAGR A", 2),
-    ("rmse_valence", "RMSE V", 2), ("rmse_arousal", "RMSE A", 2),
+    ("CCC", (("ccc_valence", "V"), ("ccc_arousal", "A")), 2),
+    ("SAGR", (("sagr_valence", "V"), ("sagr_arousal", "A")), 2),
+    ("RMSE", (("rmse_valence", "V"), ("rmse_arousal", "A")), 2),
 )
 #: Published angles are whole degrees; ours match one when within this many degrees.
 ANCHOR_ANGLE_TOLERANCE = 0.5
@@ -35,7 +36,31 @@ GROUP_COLUMNS = ("group", "list")
 #: Headings of the counterbalancing table's columns.
 DESIGN_HEADINGS = {"trials": "trials", "practice": "practice trials", "catch": "catch trials",
                    "blocks": "blocks", "stimuli": "stimuli", "identities": "identities",
-                   "emotions": "emotions", "per_emotion": "trials per emotion (min–max)"}
+                   "emotions": "emotions", "per_emotion": "trials per emotion (min–max)",
+                   "block_order": "block order"}
+#: Plurals the report's counted nouns need that are not the singular plus "s".
+IRREGULAR_PLURALS = {"stimulus": "stimuli", "identity": "identities", "intensity": "intensities"}
+
+
+def plural(count, noun: str) -> str:
+    """``noun`` in the number ``count`` asks for: "identity" for 1, "identities" otherwise.
+
+    >>> plural(1, "identity"), plural(4, "identity"), plural(2, "target angle")
+    ('identity', 'identities', 'target angles')
+    """
+    if count == 1:
+        return noun
+    head, _, last = noun.rpartition(" ")
+    return f"{head} {IRREGULAR_PLURALS.get(last, last + 's')}".lstrip()
+
+
+def quantity(count, noun: str) -> str:
+    """A count with its noun in the right number: "1 identity", "452 stimuli".
+
+    >>> quantity(1, "identity"), quantity(452, "stimulus")
+    ('1 identity', '452 stimuli')
+    """
+    return f"{count} {plural(count, noun)}"
 
 
 def mae_sd_columns(stem: str) -> tuple[str, str]:
@@ -140,6 +165,19 @@ def format_number(value, decimals: int) -> str:
     return "0" + text[2:] if text.startswith("-0") and float(text) == 0 else text
 
 
+def format_mean_sd(mean, sd, decimals: int) -> str:
+    """"mean ± SD" with narrow no-break spaces (the pair never splits across lines, and the wide
+    per-emotion table stays narrow), or a single en dash when the mean is undefined.
+
+    >>> format_mean_sd(0.1234, 0.05, 2) == "0.12\u202f±\u202f0.05"
+    True
+    >>> format_mean_sd(float("nan"), float("nan"), 1)
+    '–'
+    """
+    text = format_number(mean, decimals)
+    return text if text == "–" else f"{text}\u202f±\u202f{format_number(sd, decimals)}"
+
+
 def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, float]) -> list[str]:
     """Plain-language reasons a stimulus was flagged, one per entry of its ``flags``."""
     start, end = weak_region
@@ -198,7 +236,8 @@ def stimulus_counts(stimuli: pd.DataFrame, manifest: dict) -> dict:
 
 def design_summary(design: pd.DataFrame | None) -> dict | None:
     """What experiment/design.csv counterbalances, per group: trials, practice trials, blocks,
-    distinct stimuli, identities and emotions, and how evenly the emotions are spread.
+    distinct stimuli, identities and emotions, how evenly the emotions are spread and, when a
+    group has more than one block, the order of its blocks.
 
     Returns None without an experiment bundle. Figures whose column the design lacks are left out.
     """
@@ -218,14 +257,54 @@ def design_summary(design: pd.DataFrame | None) -> dict | None:
                  "catch": int(_is_true(main["is_catch"]).sum()) if "is_catch" in main else None,
                  "blocks": int(main["block"].nunique()) if "block" in main else None}
         entry.update({n: int(main[c].nunique()) for n, c in counted.items()})
-        if "emotion" in main:
+        if "emotion" in main and len(main):
             per_emotion = main["emotion"].value_counts()
             entry["per_emotion"] = f"{int(per_emotion.min())}–{int(per_emotion.max())}"
+        entry["block_order"] = block_order(main)
         entries.append(entry)
-    shown = [key for key in ("trials", "practice", "catch", "blocks", *counted, "per_emotion")
+    if not any(len(entry["block_order"] or ()) > 1 for entry in entries):
+        for entry in entries:     # one block per group: there is no order to show
+            entry["block_order"] = None
+    shown = [key for key in ("trials", "practice", "catch", "blocks", *counted, "per_emotion",
+                             "block_order")
              if any(entry.get(key) is not None for entry in entries)]
     return {"rows": len(design), "group_column": group_column or "design", "groups": entries,
             "columns": shown}
+
+
+def block_order(trials: pd.DataFrame) -> list[str] | None:
+    """The blocks of one group's trials in the order they run (``block`` numbers them so),
+    each by its ``block_label``: an emotion as it stands ("Happy"), a number with the factor
+    it is a level of ("intensity 0.5"), "block 2" for a block without a label. None when the
+    design has no ``block`` column."""
+    if "block" not in trials:
+        return None
+    labels = trials["block_label"] if "block_label" in trials else pd.Series("", trials.index)
+    numbers = pd.to_numeric(trials["block"], errors="coerce")
+    order = []
+    for number in sorted(numbers.dropna().unique()):
+        rows = trials[numbers == number]
+        label = next((str(text).strip() for text in labels[numbers == number]
+                      if str(text).strip()), "")
+        order.append(_level_name(label, rows) if label else f"block {number:g}")
+    return order
+
+
+#: Numeric columns of design.csv a block may be a level of, named with the level.
+NUMERIC_BLOCK_FACTORS = ("intensity", "angle")
+
+
+def _level_name(label: str, rows: pd.DataFrame) -> str:
+    """``label`` with the factor it is a level of when it is a bare number: "intensity 0.5"."""
+    try:
+        level = float(label)
+    except ValueError:
+        return label
+    for column in NUMERIC_BLOCK_FACTORS:
+        values = pd.to_numeric(rows[column], errors="coerce") if column in rows else None
+        if values is not None and values.notna().all() and bool((values == level).all()):
+            return f"{column} {label}"
+    return label
 
 
 def _is_true(column: pd.Series) -> pd.Series:
