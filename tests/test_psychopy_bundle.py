@@ -16,7 +16,10 @@ import pytest
 from stimgen.design import plan_design
 from stimgen.errors import BuildError
 from stimgen.export.psychopy_bundle import conditions_table, experiment_name
-from stimgen.export.readme import markdown_text
+from stimgen.export.psyexp import (CHAR_WIDTH, NARROWEST_WINDOW, SIMULATED_MIN_WINDOW_S,
+                                   SIMULATED_RT_S, SIMULATED_TIME_SCALE, SLIDER_WIDTH, TEXT_WRAP,
+                                   Slider, slider_labels)
+from stimgen.export.readme import markdown_block, markdown_text
 from stimgen.protocol.experiment import ExperimentSpec
 
 try:
@@ -167,6 +170,9 @@ def test_conditions_files_hold_each_groups_order_with_relative_paths(bundles, ta
     audit = pd.read_csv(folder / "design.csv")
     assert set(audit["group"]) == set(design.groups)
     assert len(audit) == sum(len(t) for t in design.trials.values())
+    flags = [c for c in ("is_practice", "break_after", "is_catch") if c in main]
+    for column in flags:  # one spelling of booleans in every CSV of the bundle: 1/0
+        assert set(audit[column]) == {0, 1} and set(main[column]) <= {0, 1}, column
 
 
 def test_hostile_protocol_text_stays_literal(tmp_path):
@@ -218,7 +224,7 @@ def test_rebuild_replaces_the_bundle_atomically(tmp_path):
 def test_readme_documents_rule_design_and_columns(bundles):
     files, design = bundles["categorization", "blocked"]
     readme = files["readme"].read_text(encoding="utf-8")
-    assert markdown_text(design.rule) in readme
+    assert f"**Which group?** {design.rule}\n" in readme  # plain text, nothing escaped
     for group in design.groups:
         assert f"conditions/{group}_trials.csv" in readme
     assert "choice_keys.corr" in readme and "run_simulated.py --group g01" in readme
@@ -230,9 +236,107 @@ def test_experiment_name_is_a_module_name():
         assert name.isidentifier() and name == name.lower(), (raw, name)
 
 
-def test_markdown_text_is_inert():
-    assert markdown_text("[link](http://x) <script>") == \
-        "\\[link\\]\\(http://x\\) &lt;script&gt;"
+@pytest.mark.parametrize("text, markdown", [
+    ("Which emotion does this face show?", "Which emotion does this face show?"),
+    ("participant 1 -> g01 (p - 1) + 1, ...", "participant 1 -> g01 (p - 1) + 1, ..."),
+    ("[link](http://x) <script>", "`[link](http://x) <script>`"),
+    ("a ``b`` c", "```a ``b`` c```"),
+    ("`x` ", "`` `x` ``"),
+    ("*x*\x07\u202e\r\ny", "`*x* y`"),
+    ("see www.example.org", "`see www.example.org`"),
+    ("R&D", "`R&D`"),
+    ("  \x00 ", ""),
+])
+def test_markdown_text_is_plain_when_it_can_be_and_a_code_span_otherwise(text, markdown):
+    assert markdown_text(text) == markdown
+
+
+def test_markdown_block_cannot_be_closed_by_its_text():
+    assert markdown_block("a\n```\n# b") == "````text\na\n```\n# b\n````"
+
+
+def outside_code(markdown: str) -> str:
+    """``markdown`` without its fenced code blocks and code spans: the text a Markdown reader
+    interprets (CommonMark: a fence or span is closed by a run of the same length)."""
+    text = re.sub(r"(?ms)^(`{3,})[^\n]*\n.*?^\1[ \t]*$", "", markdown)
+    return re.sub(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", "", text, flags=re.S)
+
+
+HOSTILE_MARKDOWN = ("Pilot *1* <img src=x onerror=alert(1)> [x](javascript:alert(1)) "
+                    "&amp; `tick`\u202e\x07")
+
+
+def test_readme_reads_as_plain_text_and_shows_hostile_text_literally(tmp_path):
+    instructions = "Look at each face.\n\n<script>alert(1)</script>\n```\n# not a heading"
+    spec = make_spec("categorization", "random", text={"instructions": instructions},
+                     task={"prompt": "Which one? (press 1-4)", "choices": [
+                         {"label": "<b>Happy</b>", "emotions": ["Happy", "Excited"]},
+                         {"label": "Sad_or_tired", "emotions": ["Sad", "Tired"]}]})
+    files, design = build_bundle(tmp_path, spec, name=HOSTILE_MARKDOWN)
+    readme = files["readme"].read_text(encoding="utf-8")
+
+    assert readme.splitlines()[0] == ("# `` Pilot *1* <img src=x onerror=alert(1)> "
+                                      "[x](javascript:alert(1)) &amp; `tick` ``: "
+                                      "PsychoPy experiment")
+    assert ("````text\nLook at each face.\n\n<script>alert(1)</script>\n```\n"
+            "# not a heading\n````\n") in readme
+    assert "- Question: Which one? (press 1-4)\n" in readme
+    assert "- key `1`: `<b>Happy</b>`\n" in readme and "- key `2`: `Sad_or_tired`\n" in readme
+    # Plain text: no backslash escapes, no HTML entities, no control characters.
+    assert not re.search(r"\\[^\s`]", outside_code(readme)), "a backslash escape"
+    assert not re.search(r"&(lt|gt|amp|quot|#\d+);", outside_code(readme)), "an HTML entity"
+    assert not re.search("[\x00-\x08\x0b-\x1f\u202e]", readme)
+    # Markdown: protocol text never becomes HTML, a link or a heading.
+    interpreted = outside_code(readme)
+    assert "<" not in interpreted.replace("<file>", "") and "](" not in interpreted
+    assert "# not a heading" not in interpreted
+
+
+@pytest.mark.parametrize("labels, low, high", [
+    (("very unpleasant", "neutral", "very pleasant"), 1, 9),
+    (("not at all", "extremely"), 0, 100),
+    (("very unpleasant", "unpleasant", "neither pleasant nor unpleasant", "pleasant",
+      "very pleasant"), 1, 9),
+    (("Unverhältnismäßigkeit", "b", "c", "d", "e", "f", "g", "h", "i"), 1, 9),
+])
+def test_slider_labels_stay_apart_inside_the_window_with_whole_words(labels, low, high):
+    placed = slider_labels(Slider("valence", "?", labels, low, high), 0.032)
+    half = placed.width / 2
+    assert len(placed.x) == len(labels) and list(placed.x) == sorted(placed.x)
+    assert placed.x[0] == -SLIDER_WIDTH / 2 and placed.x[-1] == SLIDER_WIDTH / 2
+    assert all(abs(x) + half <= NARROWEST_WINDOW / 2 for x in placed.x)
+    assert all(b - a >= placed.width for a, b in zip(placed.x, placed.x[1:]))
+    longest_word = max(len(w) for label in labels for w in label.split())
+    assert CHAR_WIDTH * longest_word * placed.letter_height <= placed.width
+    assert 0 < placed.letter_height <= 0.032
+
+
+def test_simulated_answers_come_inside_every_answer_window(tmp_path):
+    spec = make_spec("passive", "random", timing={"response_timeout_ms": 500},
+                     task={"catch": {"trials": 2, "response_ms": 150}})
+    files, _ = build_bundle(tmp_path, spec)
+    exp = ppexp.Experiment()
+    exp.loadFromXML(str(files["psyexp"]))
+    setup = exp.routines["welcome"].getComponentFromName("welcome_code")
+    for simulate in (True, False):
+        session = {"expInfo": {"simulate": simulate}}
+        exec(setup.params["Begin Experiment"].val, session)
+        assert session["sim_rt"] == SIMULATED_RT_S
+        if simulate:
+            assert session["catch_s"] > 2 * SIMULATED_RT_S
+            assert session["response_timeout_s"] > 2 * SIMULATED_RT_S
+        else:  # a real participant gets the protocol's windows
+            assert (session["catch_s"], session["response_timeout_s"]) == (0.15, 0.5)
+
+
+def test_psychopy_page_states_the_simulation_and_layout_numbers():
+    page = " ".join((Path(__file__).resolve().parents[1] / "docs" / "psychopy.md")
+                    .read_text(encoding="utf-8").split())
+    assert f"shortened {round(1 / SIMULATED_TIME_SCALE)}-fold" in page
+    assert f"answers after {SIMULATED_RT_S} s" in page
+    assert f"no less than {SIMULATED_MIN_WINDOW_S} s" in page
+    assert f"wraps at {TEXT_WRAP} window heights" in page
+    assert "at least as wide as 5:4" in page and NARROWEST_WINDOW == 5 / 4
 
 
 # -- online (PsychoJS / Pavlovia) layout --------------------------------------------------------

@@ -1,8 +1,10 @@
 """End to end: the compiled experiment runs under Xvfb as a simulated participant and its data
-file has one row per trial, the stimulus and response columns, in the chosen group's order."""
+file has one row per trial, the stimulus and response columns, in the chosen group's order;
+every column the bundle's README documents is in it, and catch trials are answered."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,13 +27,22 @@ def run_simulated(folder, group: str) -> pd.DataFrame:
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     data_file = done.stdout.strip().splitlines()[-1]
-    return pd.read_csv(data_file, dtype={"choice_keys.keys": str, "correct_key": str})
+    return pd.read_csv(data_file, dtype={"choice_keys.keys": str, "correct_key": str,
+                                         "catch_keys.keys": str})
+
+
+def documented_columns(readme: str) -> list[str]:
+    """The data-file columns listed in the README's *Data columns* table (a row may name
+    several, separated by `` / ``)."""
+    section = readme.split("## Data columns", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"^\| `([^`]+)` \|", section, flags=re.MULTILINE)
+    return [name for cell in cells for name in cell.split(" / ")]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(XVFB_RUN is None and not os.environ.get("CI"),
                     reason="xvfb-run not installed (run make system-deps)")
-@pytest.mark.parametrize("task", ["rating", "categorization"])
+@pytest.mark.parametrize("task", ["rating", "categorization", "passive"])
 def test_simulated_participant_runs_the_chosen_groups_order(tmp_path, task):
     spec = make_spec(task, "random", timing={"fixation_ms": 300, "iti_ms": 500})
     files, design = build_bundle(tmp_path, spec)
@@ -41,6 +52,9 @@ def test_simulated_participant_runs_the_chosen_groups_order(tmp_path, task):
 
     data = run_simulated(files["psyexp"].parent, "g02")
 
+    documented = documented_columns(files["readme"].read_text(encoding="utf-8"))
+    assert len(documented) > 20
+    assert [c for c in documented if c not in data.columns] == []
     trials = data[data["stim_id"].notna()]
     expected = design.trials["g02"]
     assert list(trials["stim_id"]) == list(expected["stim_id"])  # practice then main, in order
@@ -53,8 +67,14 @@ def test_simulated_participant_runs_the_chosen_groups_order(tmp_path, task):
         for scale in ("valence", "arousal"):
             ratings = trials[f"{scale}_slider.response"]
             assert ratings.between(1, 9).all() and trials[f"{scale}_slider.rt"].gt(0).all()
-    else:
+    elif task == "categorization":
         assert trials["choice_keys.keys"].astype(str).isin(["1", "2", "3", "4"]).all()
         correct = (trials["choice_keys.keys"].astype(str)
                    == trials["correct_key"].astype(str)).astype(int)
         assert list(trials["choice_keys.corr"].astype(int)) == list(correct)
+    else:
+        catch = trials[trials["is_catch"] == 1]
+        assert len(catch) == 2
+        assert list(catch["catch_keys.keys"]) == ["space", "space"]
+        assert catch["catch_keys.rt"].between(0, 2.0).all()
+        assert trials.loc[trials["is_catch"] == 0, "catch_keys.keys"].isna().all()

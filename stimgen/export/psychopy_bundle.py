@@ -114,7 +114,7 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli, des
     # Written after the PsychoJS scripts: PsychoPy's resource scan reads every cell of every
     # CSV at the top of the folder (it cannot evaluate the group-dependent conditions file
     # name), about 0.5 s per thousand rows of this audit table, which PsychoJS does not need.
-    design_table = design.table.copy()
+    design_table = flags_as_01(design.table)
     design_table["stim_file"] = design_table["stim_file"].map(
         lambda f: prefix + str(f).replace("\\", "/"))
     spreadsheet_safe_table(design_table).to_csv(folder / "design.csv", index=False,
@@ -247,11 +247,7 @@ def conditions_table(trials: pd.DataFrame, prefix: str = STIMULI_PREFIX) -> pd.D
     cell that starts with ``[`` and ends with ``]``, and Builder's resource scan (PsychoJS
     export) on any cell that starts with ``$``. Such a value would run as code, so it is refused.
     """
-    table = trials.copy()
-    for column in _BOOLEAN_COLUMNS:
-        if column in table:
-            table[column] = table[column].map(lambda v: int(str(v).strip().lower()
-                                                            in ("true", "1", "1.0")))
+    table = flags_as_01(trials)
     table["stim_file"] = table["stim_file"].map(lambda f: prefix + str(f).replace("\\", "/"))
     for column in table.columns:
         for value in table[column]:
@@ -261,6 +257,25 @@ def conditions_table(trials: pd.DataFrame, prefix: str = STIMULI_PREFIX) -> pd.D
                     "be evaluated as Python code by PsychoPy when it reads the conditions file",
                     hint="rename that emotion, label or choice so that it neither starts with "
                          "'$' nor both starts with '[' and ends with ']'")
+    return table
+
+
+def flags_as_01(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with its flag columns (``is_practice``, ``break_after``,
+    ``is_catch``) as 1/0, the spelling of every CSV in the bundle: PsychoPy, PsychoJS and
+    pandas all read 1/0 as numbers, so ``is_practice == 0`` selects the same rows in the
+    conditions files, design.csv and the data files.
+
+    >>> flags_as_01(pd.DataFrame({"is_practice": [True, False], "x": [True, "a"]}))
+       is_practice     x
+    0            1  True
+    1            0     a
+    """
+    table = table.copy()
+    for column in _BOOLEAN_COLUMNS:
+        if column in table:
+            table[column] = table[column].map(lambda v: int(str(v).strip().lower()
+                                                            in ("true", "1", "1.0")))
     return table
 
 

@@ -14,8 +14,24 @@ from stimgen.errors import StimgenError
 #: Names of the loops; the conditions files are `conditions/<group>_<loop>.csv`.
 PRACTICE_LOOP, MAIN_LOOP = "practice_trials", "trials"
 
-#: Simulated participants answer after this many seconds and shorten every duration by this.
-SIMULATED_RT_S, SIMULATED_TIME_SCALE = 0.05, 0.02
+#: Simulated participants answer after SIMULATED_RT_S seconds and shorten every duration by
+#: SIMULATED_TIME_SCALE, except that a window waiting for an answer (catch prompt, response
+#: timeout) stays at least SIMULATED_MIN_WINDOW_S long, so that the answer always lands in it.
+SIMULATED_RT_S, SIMULATED_TIME_SCALE, SIMULATED_MIN_WINDOW_S = 0.05, 0.02, 0.25
+assert SIMULATED_RT_S < SIMULATED_MIN_WINDOW_S / 2  # a few frames to spare at 60 Hz
+
+# -- screen geometry, in height units (1.0 = the window's height) ------------------------------
+#: Screens are laid out for windows at least as wide as 5:4 (1.25 heights): 1024x768, 1280x1024
+#: and every wide screen. All text wraps at TEXT_WRAP, inside that width with a margin.
+NARROWEST_WINDOW, TEXT_WRAP = 1.25, 1.1
+SLIDER_WIDTH, SLIDER_HEIGHT = 0.8, 0.03   # rating sliders, centred
+GAP = 0.02                                # between neighbouring elements and from the edges
+LINE = 1.3                                # line pitch, as a multiple of the letter height
+#: Width of one character as a fraction of the letter height, generous for Latin text (Noto Sans
+#: and Arial average about 0.5): estimates that keep slider labels' words whole.
+CHAR_WIDTH = 0.6
+#: Font of the slider labels and the key legend; shipped with PsychoPy, so the same everywhere.
+BOX_FONT = "Noto Sans"
 
 _GROUP = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
@@ -141,8 +157,53 @@ def literal(text: str) -> str:
 
 
 def choices_text(choices: tuple[tuple[str, str], ...]) -> str:
-    """The key legend of a categorization screen, e.g. ``"1 = Happy    2 = Sad"``."""
-    return "    ".join(f"{key} = {label}" for key, label in choices)
+    """The key legend of a categorization screen, e.g. ``"1 = Happy    2 = Sad"``. Every space
+    inside an option (``key = label``) is a no-break space, so lines wrap only between options.
+
+    >>> choices_text((("1", "Happy"), ("2", "Sad"))).replace("\N{NO-BREAK SPACE}", "~")
+    '1~=~Happy    2~=~Sad'
+    """
+    nbsp = "\N{NO-BREAK SPACE}"
+    return "    ".join(f"{key}{nbsp}={nbsp}{label.replace(' ', nbsp)}" for key, label in choices)
+
+
+# -- screen geometry ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SliderLabels:
+    """Where a slider's labels go: one text box per label, centred under its tick."""
+
+    x: tuple[float, ...]       # centre of each label, height units
+    width: float               # wrap width of every label, height units
+    letter_height: float       # letter height, height units
+
+
+def slider_labels(slider: Slider, letter_height: float) -> SliderLabels:
+    """Place a slider's labels so that none leaves a 5:4 window, none overlaps its neighbour
+    and no word is broken across lines (PsychoPy hyphenates a word wider than its box).
+
+    Labels are spread evenly from end to end and moved to the nearest tick, as PsychoPy's own
+    slider labels are. Their letters are made smaller than ``letter_height`` only when the
+    longest word would not fit the label's width, or the label would need more than two lines.
+
+    >>> labels = slider_labels(Slider("valence", "?", ("very unpleasant", "neutral",
+    ...                                                 "very pleasant"), 1, 9), 0.032)
+    >>> labels.x, labels.width, labels.letter_height
+    ((-0.4, 0.0, 0.4), 0.38, 0.032)
+    """
+    n, span = len(slider.labels), slider.high - slider.low
+    if n < 2:
+        raise ValueError(f"a slider needs at least 2 labels, got {n}")  # the protocol forbids it
+    ticks = [slider.low + int(i * span / (n - 1) + 0.5) for i in range(n)]
+    x = tuple(round(SLIDER_WIDTH * ((t - slider.low) / span - 0.5), 4) for t in ticks)
+    nearest = min(b - a for a, b in zip(x, x[1:]))
+    at_edge = NARROWEST_WINDOW - SLIDER_WIDTH - 2 * GAP  # end labels are centred on the ends
+    width = round(min(nearest - GAP, at_edge), 4)
+    longest_word = max(len(word) for label in slider.labels for word in label.split() or [""])
+    longest_label = max(len(label) for label in slider.labels)
+    fitting = min(letter_height,
+                  width / (CHAR_WIDTH * max(longest_word, 1)),
+                  2 * width / (CHAR_WIDTH * max(longest_label, 1)))
+    return SliderLabels(x=x, width=width, letter_height=round(fitting, 4))
 
 
 # -- experiment construction -------------------------------------------------------------------
@@ -174,6 +235,7 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     from psychopy.experiment.components.keyboard import KeyboardComponent
     from psychopy.experiment.components.slider import SliderComponent
     from psychopy.experiment.components.text import TextComponent
+    from psychopy.experiment.components.textbox import TextboxComponent
     from psychopy.experiment.loops import LoopInitiator, LoopTerminator, TrialHandler
 
     exp = experiment.Experiment()
@@ -195,7 +257,17 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     def text(rt, name, value, pos=(0, 0), stop=""):
         comp = TextComponent(exp, rt.name, name=name, text=literal(value), pos=pos,
                              letterHeight=layout.text_height, stopVal=stop,
-                             stopType="duration (s)", wrapWidth=1.4)
+                             stopType="duration (s)", wrapWidth=TEXT_WRAP)
+        rt.addComponent(comp)
+        return comp
+
+    def text_box(rt, name, value, pos, size, letter_height):
+        # Anchored at its top centre, so that extra lines grow downwards; unlike a text
+        # component, its wrap width can differ from the screen's and it never reads markup.
+        comp = TextboxComponent(exp, rt.name, name=name, text=literal(value), placeholder="",
+                                font=BOX_FONT, pos=pos, size=size, letterHeight=letter_height,
+                                anchor="top-center", alignment="top-center",
+                                formattingSyntax="raw", stopVal="", stopType="duration (s)")
         rt.addComponent(comp)
         return comp
 
@@ -248,7 +320,7 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     if layout.timeout_s is not None:
         trial.settings.params["stopType"].val = "duration (s)"
         trial.settings.params["stopVal"].val = "$response_timeout_s"
-    _add_task_components(exp, trial, layout, text, keys, code, SliderComponent)
+    _add_task_components(exp, trial, layout, text, text_box, keys, code, SliderComponent)
 
     catch = None
     if layout.task == "passive" and layout.catch_key:
@@ -314,21 +386,30 @@ def _image_y(layout: ExperimentLayout) -> float:
     return 0.0
 
 
+def _below_image(layout: ExperimentLayout) -> float:
+    return _image_y(layout) - layout.image_height / 2
+
+
 def _session_setup_py(layout: ExperimentLayout) -> str:
     """Begin-Experiment code: durations, and the simulated-participant switch (no protocol text)."""
     def scaled(seconds):
         return "None" if seconds is None else f"{seconds!r} * time_scale"
+
+    def answer_window(seconds):
+        return "None" if seconds is None else f"max({seconds!r} * time_scale, answer_min_s)"
 
     return (
         "# simulated participants (start-dialog field 'simulate'): short durations, random answers\n"
         "simulated = str(expInfo.get('simulate', False)).strip().lower() in ('true', '1', 'yes')\n"
         f"time_scale = {SIMULATED_TIME_SCALE!r} if simulated else 1.0\n"
         f"sim_rt = {SIMULATED_RT_S!r}\n"
+        "# a window that waits for an answer stays long enough for the simulated one\n"
+        f"answer_min_s = {SIMULATED_MIN_WINDOW_S!r} if simulated else 0.0\n"
         f"fixation_s = {layout.fixation_s!r} * time_scale\n"
         f"stimulus_s = {scaled(layout.stimulus_s)}\n"
-        f"response_timeout_s = {scaled(layout.timeout_s)}\n"
+        f"response_timeout_s = {answer_window(layout.timeout_s)}\n"
         f"iti_s = {layout.iti_s!r} * time_scale\n"
-        f"catch_s = {layout.catch_s!r} * time_scale\n"
+        f"catch_s = {answer_window(layout.catch_s)}\n"
         f"catch_key = {layout.catch_key!r}\n"
         f"choice_keys_allowed = {[k for k, _ in layout.choices]!r}\n")
 
@@ -347,22 +428,41 @@ def _session_setup_js(layout: ExperimentLayout) -> str:
         f"catch_s = {layout.catch_s!r};\n")
 
 
-def _add_task_components(exp, trial, layout, text, keys, code, SliderComponent) -> None:
-    """The response part of the trial routine, by task type."""
+def _add_task_components(exp, trial, layout, text, text_box, keys, code,
+                         SliderComponent) -> None:
+    """The response part of the trial routine, by task type.
+
+    Below the face, top to bottom with GAP between: per slider its question (one line), the
+    slider and its labels (room for two lines); or the categorization question (one line) and
+    the key legend, which may take several lines.
+    """
+    line = LINE * layout.text_height
     if layout.task == "rating":
-        y = _image_y(layout) - layout.image_height / 2 - 0.06
+        top = _below_image(layout)
         names = []
         for slider in layout.sliders:
-            text(trial, f"{slider.scale}_question", slider.question, pos=(0, round(y, 4)))
+            question_y = top - GAP - line / 2
+            slider_y = question_y - line / 2 - GAP - SLIDER_HEIGHT / 2
+            labels = slider_labels(slider, layout.text_height * 0.8)
+            labels_top = slider_y - SLIDER_HEIGHT / 2 - GAP
+            text(trial, f"{slider.scale}_question", slider.question, pos=(0, round(question_y, 4)))
+            # PsychoPy's own slider labels are as wide as one tick and break words to fit, so
+            # the labels are text boxes of their own, placed where PsychoPy would put them.
             comp = SliderComponent(
                 exp, trial.name, name=f"{slider.scale}_slider",
                 ticks=repr(tuple(range(slider.low, slider.high + 1))),
-                labels=list(slider.labels), granularity=1, size="(1.0, 0.03)",
-                pos=f"(0, {round(y - 0.07, 4)!r})", letterHeight=layout.text_height * 0.8,
+                labels="None", granularity=1, size=repr((SLIDER_WIDTH, SLIDER_HEIGHT)),
+                pos=f"(0, {round(slider_y, 4)!r})", letterHeight=labels.letter_height,
                 forceEndRoutine=False, styleTweaks=[], style="rating")
             trial.addComponent(comp)
             names.append(comp.params["name"].val)
-            y -= 0.19
+            label_lines = 2 * LINE * labels.letter_height
+            for n, (label, x) in enumerate(zip(slider.labels, labels.x), start=1):
+                text_box(trial, f"{slider.scale}_label_{n}", label,
+                         pos=(x, round(labels_top, 4)),
+                         size=(labels.width, round(label_lines, 4)),
+                         letter_height=labels.letter_height)
+            top = labels_top - label_lines
         rated_py = " and ".join(f"{n}.getRating() is not None" for n in names)
         rated_js = " && ".join(f"({n}.getRating() != null)" for n in names)
         randomise = "".join(
@@ -377,12 +477,19 @@ def _add_task_components(exp, trial, layout, text, keys, code, SliderComponent) 
             done_py, done_js = rated_py, rated_js
         code(trial, "trial_code", frame=_code(
             "if simulated and t > sim_rt:\n" + randomise
-            + (f"    advance_keys.keys = {layout.advance_key!r}\n" if layout.advance_key else "")
+            + (f"    advance_keys.keys = {layout.advance_key!r}\n"
+               "    advance_keys.rt = t\n"
+               "    advance_keys.duration = None\n" if layout.advance_key else "")
             + f"if {done_py}:\n    continueRoutine = False",
             f"if ({done_js}) {{\n    continueRoutine = false;\n}}"))
     elif layout.task == "categorization":
-        text(trial, "choice_prompt", layout.choice_prompt, pos=(0, -0.26))
-        text(trial, "choice_legend", choices_text(layout.choices), pos=(0, -0.34))
+        prompt_y = _below_image(layout) - GAP - line / 2
+        legend_top = prompt_y - line / 2 - GAP
+        text(trial, "choice_prompt", layout.choice_prompt, pos=(0, round(prompt_y, 4)))
+        text_box(trial, "choice_legend", choices_text(layout.choices),
+                 pos=(0, round(legend_top, 4)),
+                 size=(TEXT_WRAP, round(max(legend_top + 0.5 - GAP, line), 4)),
+                 letter_height=layout.text_height)
         keys(trial, "choice_keys", [k for k, _ in layout.choices], forceEndRoutine=True,
              store="first key", storeCorrect=True, correctAns="$correct_key")
         code(trial, "trial_code", frame=_code(

@@ -1,6 +1,7 @@
 """Renders the experimenter's README.md of a PsychoPy bundle from templates/experiment_readme.md.j2.
 
-Protocol text is escaped for Markdown (no links, HTML or formatting can come from it).
+Protocol text is shown literally (as it is, or in code spans and blocks): no links, HTML or
+formatting can come from it, and the file reads as well in a text editor as rendered.
 """
 from __future__ import annotations
 
@@ -12,29 +13,72 @@ from stimgen.templates_path import templates_dir
 
 TEMPLATE = "experiment_readme.md.j2"
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Characters that start no Markdown construct in the middle of a line (CommonMark and GitHub's
+# extensions): text made only of these is shown as it is. `-`, `+`, `>` and `1.` mean something
+# only at the start of a line, and inline values never start one.
+_PLAIN = re.compile(r"[^\W_]|[ ,.;:?!'\"%()+=>/-]")
+# ... unless they spell something GitHub turns into a link or an emoji.
+_LINK_OR_EMOJI = re.compile(r"://|www\.|@|:[\w+-]+:", re.IGNORECASE)
+# Control characters, and the invisible ones that reorder or hide text (bidi controls, BOM).
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u200e\u200f\u202a-\u202e"
+                        "\u2066-\u2069\ufeff]")
+
+
+def visible_text(value) -> str:
+    r"""``value`` as text without control characters or invisible reordering marks; line
+    breaks become ``\n`` and tabs are kept.
+
+    >>> visible_text("a\r\nb\u202ec\x07")
+    'a\nbc'
+    """
+    return _INVISIBLE.sub("", str(value).replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _fence(text: str, least: int = 1) -> str:
+    # One backtick more than the longest run in the text, so the text cannot close it.
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    return "`" * max(least, longest + 1)
 
 
 def markdown_text(value) -> str:
-    """Plain text made inert in Markdown: special characters backslash-escaped, ``<`` and ``&``
-    as HTML entities, line breaks kept as Markdown hard breaks.
+    """Protocol text as inline Markdown that shows exactly that text and nothing else.
 
+    Text of letters, digits, spaces and ordinary punctuation is written as it is, so the README
+    reads well as plain text too; anything else (``*``, ``_``, ``<``, ``[``, ``&``, a backtick,
+    a link, ...) is written as a code span, which Markdown shows literally. Line breaks become
+    spaces; control characters are dropped. Not for table cells (``|`` would split the cell).
+
+    >>> markdown_text("Which emotion does this face show?")
+    'Which emotion does this face show?'
     >>> markdown_text("*bold* <b>")
-    '\\\\*bold\\\\* &lt;b&gt;'
+    '`*bold* <b>`'
+    >>> markdown_text("a `tick`")
+    '`` a `tick` ``'
     """
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-    return text.replace("\r\n", "\n").replace("\n", "  \n")
+    text = " ".join(visible_text(value).split())
+    if not text:
+        return ""
+    if all(_PLAIN.fullmatch(char) for char in text) and not _LINK_OR_EMOJI.search(text):
+        return text
+    fence = _fence(text)
+    # A span may not start or end with its own backticks; Markdown strips this padding.
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def markdown_quote(value) -> str:
-    """Plain text as an inert Markdown block quote, one ``> `` per line.
+def markdown_block(value) -> str:
+    """Protocol text, line breaks kept, as a fenced block that Markdown shows literally.
 
-    >>> markdown_quote("a\\n\\nb")
-    '> a\\n>\\n> b'
+    >>> print(markdown_block("Look.\\n\\nPress SPACE"))
+    ```text
+    Look.
+    <BLANKLINE>
+    Press SPACE
+    ```
     """
-    lines = markdown_text(value).replace("  \n", "\n").split("\n")
-    return "\n".join(f"> {line}" if line.strip() else ">" for line in lines)
+    text = visible_text(value).strip("\n")
+    fence = _fence(text, least=3)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 def render_readme(*, protocol, name: str, layout, design, stimuli, files,
@@ -46,7 +90,7 @@ def render_readme(*, protocol, name: str, layout, design, stimuli, files,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters["md"] = markdown_text
-    env.filters["quote"] = markdown_quote
+    env.filters["block"] = markdown_block
     counts = design.table.groupby("group").agg(
         trials=("position", "size"),
         practice=("is_practice", lambda s: int(s.astype(str).str.lower().isin(["true", "1"]).sum())))
