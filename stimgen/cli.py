@@ -105,7 +105,10 @@ def _say(ctx, message: str = "", **style) -> None:
 @click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: the protocol's output.folder, else build/<study>/).")
-@click.option("--force", is_flag=True, help="Build into a non-empty folder that stimgen did not create.")
+@click.option("--force", is_flag=True,
+              help="Build into a non-empty folder that stimgen did not create, or change an "
+                   "experiment that data was collected with (the old one is kept in "
+                   "experiment/previous/). Files stimgen did not write are never touched.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1),
               help="Units run at once on this machine (default: for schematic builds of 64 "
                    "faces or more one per core, at most 8, else 1; for emostyle one per "
@@ -215,6 +218,7 @@ def validate(ctx, protocol, out):
 def _plan_text(protocol, out, plan=None) -> str:
     """What a build of ``protocol`` will make; ``plan``: its experiment plan, if made already."""
     from stimgen.plan import plan_targets
+    from stimgen.wording import quantity
 
     targets = plan_targets(protocol.targets)
     n_ids = len(protocol.identities)
@@ -223,7 +227,8 @@ def _plan_text(protocol, out, plan=None) -> str:
     in_weak = sum(1 for t in targets if t.angle is not None and _in_weak(t.angle, start, end))
     lines = [
         f"study       {protocol.study.name}",
-        f"stimuli     {n_ids} identities x {len(targets)} targets = {n_ids * len(targets)} stimuli",
+        f"stimuli     {quantity(n_ids, 'identity')} x {quantity(len(targets), 'target')} = "
+        f"{quantity(n_ids * len(targets), 'stimulus')}",
         f"identities  {', '.join(i.id for i in protocol.identities[:8])}"
         f"{' ...' if n_ids > 8 else ''} ({'/'.join(kinds)})",
         f"backend     {protocol.backend.name}",

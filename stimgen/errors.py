@@ -38,8 +38,10 @@ class ProtocolError(StimgenError):
 class ProtocolProblem:
     """One mistake in a protocol: where it is, what was expected, how to fix it."""
 
-    def __init__(self, field: str, message: str, *, line: int | None = None,
+    def __init__(self, field: str | None, message: str, *, line: int | None = None,
                  column: int | None = None, hint: str | None = None):
+        # field: dotted path of the setting ("" for the top level); None for a problem of the
+        # text itself (YAML syntax), which has a line but no setting
         self.field = field
         self.message = message
         self.line = line
@@ -53,7 +55,8 @@ class ProtocolProblem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        text = f"{where + ': ' if where else ''}{self.field or '(top level)'}: {self.message}"
+        label = "" if self.field is None else f"{self.field or '(top level)'}: "
+        text = f"{where + ': ' if where else ''}{label}{self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text

@@ -30,6 +30,8 @@ from stimgen.backends import create_backend, showing_progress
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.errors import BuildError
 from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
+from stimgen.ledger import (EXPERIMENT_DIR, Ledger, experiment_inputs, protect_collected_data,
+                            remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity, stimulus_errors
 from stimgen.plan import IdentityUnit, Target, plan_units
 from stimgen.protocol.execution import ExecutionSpec, resolve_execution
@@ -37,7 +39,7 @@ from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater
 from stimgen.safety import is_inside, refuse_links, spreadsheet_safe_table
-from stimgen.storage import (atomic_write_bytes, atomic_write_json, atomic_write_text,
+from stimgen.storage import (atomic_write_bytes, atomic_write_json,
                              crash_point, disk_error, remove_leftovers, sha256_bytes,
                              sha256_file)
 
@@ -252,11 +254,17 @@ def _target_columns(target: Target) -> dict[str, Any]:
             "target_arousal": target.arousal}
 
 
-def write_table(path: Path, table: pd.DataFrame, sep: str) -> None:
-    """Write a CSV/TSV table; text cells a spreadsheet would run as formulas are escaped."""
+def table_bytes(table: pd.DataFrame, sep: str) -> bytes:
+    """A CSV/TSV table's file content; text cells a spreadsheet would run as formulas are
+    escaped."""
     text = spreadsheet_safe_table(table).to_csv(sep=sep, index=False, float_format="%.6g",
                                                 lineterminator="\n")
-    atomic_write_text(path, text)
+    return text.encode("utf-8")
+
+
+def json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=False, allow_nan=False, default=str)
+            + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------
@@ -382,6 +390,10 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     elif jobs is not None:
         execution = execution.model_copy(update={"jobs": jobs})
     check_available(execution)                  # fails fast: no sbatch, no submitit
+    if protocol.experiment is not None:         # fails fast: PsychoPy missing or broken
+        from stimgen.export.psychopy_bundle import psychopy_experiment_module
+
+        psychopy_experiment_module()
     timings["plan"] = time.perf_counter() - clock
 
     try:
@@ -401,9 +413,15 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
     BuildErrors. manifest.json, which marks a complete build, is removed first and written last."""
     prepare_output(out, force)
     with build_lock(out):
-        (out / "manifest.json").unlink(missing_ok=True)   # not complete until written again
         refuse_links(out, WRITTEN_FOLDERS)
+        ledger = Ledger.load(out)           # before the manifest goes: old folders list files there
         remove_leftovers(out)
+        remove_partial_snapshots(out)
+        inputs = experiment_inputs(__version__, protocol_sha256(protocol))
+        protect_collected_data(ledger, inputs, force)
+        ledger.experiment_inputs = inputs
+        ledger.save()
+        ledger.remove("manifest.json")      # not complete until written again
         clock = time.perf_counter()
         earlier = _recorded_stimuli(out)
         records, reused, repairs = _run_units(protocol, units, backend.fingerprint(), out,
@@ -417,10 +435,11 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
                  "metrics_by_emotion": out / "metrics_by_emotion.csv",
                  "metrics_by_intensity": out / "metrics_by_intensity.csv",
                  "protocol": out / "protocol.yaml", "manifest": out / "manifest.json"}
-        write_table(paths["stimuli_table"], table, "\t")
-        write_table(paths["metrics_by_emotion"], metrics_by_emotion(table), ",")
-        write_table(paths["metrics_by_intensity"], metrics_by_intensity(table), ",")
-        atomic_write_bytes(paths["protocol"], _protocol_bytes(protocol))
+        ledger.write_bytes("stimuli.tsv", table_bytes(table, "\t"))
+        ledger.write_bytes("metrics_by_emotion.csv", table_bytes(metrics_by_emotion(table), ","))
+        ledger.write_bytes("metrics_by_intensity.csv",
+                           table_bytes(metrics_by_intensity(table), ","))
+        ledger.write_bytes("protocol.yaml", _protocol_bytes(protocol))
         timings["validate"] = time.perf_counter() - clock
         crash_point("tables")
 
@@ -430,20 +449,24 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
             paths.update(_write_experiment(protocol, out, table))
             timings["experiment"] = time.perf_counter() - clock
             crash_point("experiment")
+        else:
+            Ledger.load(out).remove_stale(EXPERIMENT_DIR)     # stimgen's own files only
 
         _stage(progress, "writing the report")
         clock = time.perf_counter()
-        draft = _manifest(protocol, out, table, backend.fingerprint(), rater.info, timings,
-                          command, repairs, getattr(backend, "model_files", []))
+        draft = _manifest(protocol, _written_files(out, records), table, backend.fingerprint(),
+                          rater.info, timings, command, repairs,
+                          getattr(backend, "model_files", []))
         from stimgen.report import write_report   # matplotlib: only where a report is made
 
         paths["report"] = write_report(out, command=command, manifest=draft)
         timings["report"] = time.perf_counter() - clock
         crash_point("report")
 
-        manifest = _manifest(protocol, out, table, backend.fingerprint(), rater.info,
-                             timings, command, repairs, getattr(backend, "model_files", []))
-        atomic_write_json(paths["manifest"], manifest)
+        manifest = _manifest(protocol, _written_files(out, records), table,
+                             backend.fingerprint(), rater.info, timings, command, repairs,
+                             getattr(backend, "model_files", []))
+        Ledger.load(out).write_bytes("manifest.json", json_bytes(manifest))
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
                        reused_identities=reused, repairs=repairs)
 
@@ -617,13 +640,16 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _manifest(protocol, out, table, fingerprint, rater_info, timings, command,
+def _written_files(out: Path, records: dict[str, dict]) -> dict[str, str]:
+    """sha256 of every file this build wrote (stimuli from their records, the rest from the
+    folder's ledger); participants' data and anyone else's files are not among them."""
+    files = Ledger.load(out).manifest_files()
+    files.update({r["file"]: r["sha256"] for r in records.values()})
+    return dict(sorted(files.items()))
+
+
+def _manifest(protocol, files, table, fingerprint, rater_info, timings, command,
               repairs=(), model_files=()) -> dict:
-    files = {}
-    for path in sorted(out.rglob("*")):
-        relative = path.relative_to(out).as_posix()
-        if path.is_file() and not relative.startswith(STATE_DIR) and relative != "manifest.json":
-            files[relative] = sha256_file(path)
     flagged = table["flags"] != ""
     return {
         "stimgen_version": __version__,

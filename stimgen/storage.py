@@ -22,6 +22,7 @@ from stimgen.errors import BuildError
 #: either with ``:stall`` (hang, holding the lock, until killed). Unset, it does nothing.
 CRASH_ENV = "STIMGEN_TEST_CRASH_AT"
 _crash_hits: dict[str, int] = {}
+_crash_pid = [os.getpid()]          # counts start afresh in a forked child
 #: errno values that mean "the disk or the folder refuses", not "stimgen has a bug".
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
                errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
@@ -37,12 +38,16 @@ def crash_point(*names: str) -> None:
     spec = os.environ.get(CRASH_ENV)
     if not spec:
         return
-    point, _, action = spec.partition(":")
-    point, _, nth = point.partition("@")
+    stall = spec.endswith(":stall")        # point names hold colons too: write:stimuli.tsv
+    point = spec[:-len(":stall")] if stall else spec
+    point, _, nth = point.rpartition("@") if "@" in point else (point, "", "")
+    if _crash_pid[0] != os.getpid():
+        _crash_pid[0] = os.getpid()
+        _crash_hits.clear()
     for name in names:
         _crash_hits[name] = _crash_hits.get(name, 0) + 1
         if name == point and _crash_hits[name] == int(nth or 1):
-            while action == "stall":
+            while stall:
                 time.sleep(1)
             os._exit(137)
 
@@ -133,6 +138,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False,
                                        default=str) + "\n")
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``target`` to ``source`` (no second copy on disk); copy it instead where
+    they are on different file systems or the file system has no hard links.
+
+    stimgen replaces files rather than rewriting them, so a later build never changes a link.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def replace_folder(new: Path, target: Path) -> None:

@@ -21,7 +21,8 @@ def protocol_from_text(folder: Path, text: str, name: str = "protocol.yaml"):
 def snapshot(out: Path) -> dict:
     """Every file of a build folder by relative path: its sha256, or, for the two files that
     carry the date and folder of a build, their stable content (report.html: present;
-    manifest.json: without run fields and without the report's hash). Job logs of cluster
+    manifest.json: without run fields and without the report's hash; the ledger
+    .stimgen/files.json: without the hashes of those two). Job logs of cluster
     executors (.stimgen/jobs/) are left out: they record a run, not its outputs."""
     files = {}
     for path in sorted(Path(out).rglob("*")):
@@ -30,6 +31,11 @@ def snapshot(out: Path) -> dict:
             continue
         if relative == "report.html":
             files[relative] = "present"
+        elif relative == ".stimgen/files.json":       # the ledger: hashes of the two above
+            ledger = json.loads(path.read_text(encoding="utf-8"))
+            for volatile in ("report.html", "manifest.json"):
+                ledger["files"].pop(volatile, None)
+            files[relative] = ledger
         elif relative == "manifest.json":
             manifest = json.loads(path.read_text(encoding="utf-8"))
             for volatile in RUN_FIELDS:

@@ -88,8 +88,8 @@ def test_relative_paths_resolve_against_protocol_folder(tmp_path):
 
 # (case name, protocol text, field path expected in a problem, line expected, hint fragment)
 MALFORMED = [
-    ("not_yaml", "study: [unclosed\n", "", 2, "indentation"),
-    ("tab_indent", "study:\n\tname: x\n", "", 2, None),
+    ("not_yaml", "study: [unclosed\n", None, 2, "not closed before the end of the file"),
+    ("tab_indent", "study:\n\tname: x\n", None, 2, "tabs"),
     ("empty_file", "", "", None, "stimgen init"),
     ("only_comment", "# nothing\n", "", None, "stimgen init"),
     ("top_level_list", "- a\n- b\n", "", 1, "study"),
@@ -157,7 +157,7 @@ def test_malformed_protocols(tmp_path, name, text, field, line, hint):
     problems = problems_of(path)
     assert problems, name
     rendered = "\n".join(p.render(str(path)) for p in problems)
-    matching = [p for p in problems if (p.field or "(top level)") == (field or "(top level)")]
+    matching = [p for p in problems if (p.field or "") == (field or "")]  # None: the text
     assert matching, f"no problem at {field!r}:\n{rendered}"
     if line is not None:
         assert any(p.line == line for p in matching), rendered
@@ -217,6 +217,13 @@ def test_cli_validate_prints_plan(tmp_path):
     assert "geometric" in result.output and "schematic" in result.output
 
 
+def test_cli_plan_counts_in_the_right_number(tmp_path):
+    path = write(tmp_path, VALID.replace("[happy]", "[happy]\n  intensities: [1.0]"))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 identity x 1 target = 1 stimulus" in result.output
+
+
 def test_cli_init_writes_valid_protocol_and_refuses_overwrite(tmp_path):
     path = tmp_path / "new.yaml"
     runner = CliRunner()
@@ -264,3 +271,51 @@ def test_ids_differing_only_in_case_are_duplicates(tmp_path):
                          "  - {id: A1, seed: 1}\n  - {id: a1, seed: 2}\n")
     rendered = str(ProtocolError("p", problems_of(write(tmp_path, text))))
     assert "used more than once" in rendered
+
+
+# -- YAML mistakes in plain words -------------------------------------------------------------
+BASE = "study: {name: t}\nidentities:\n  - {id: id01, seed: 1}\n"
+
+
+@pytest.mark.parametrize("text, line, words, hint_words", [
+    ("study:\n\tname: x\n", 2, "YAML does not allow tabs for indentation", "spaces"),
+    (BASE + "targets:\n  emotions: [happy]\n\t  intensities: [1.0]\n", 6,
+     "YAML does not allow tabs for indentation", "line 6"),
+    ("study:\n  name: x\n   description: y\n", 3, "line 3 is indented more than line 2",
+     "move `description:` to column 3"),
+    (BASE + "targets:\n  emotions: [happy]\n intensities: [1.0]\n", 6,
+     "line 6 is mis-indented: it starts in column 2", "column 3 or column 1"),
+    ("identities:\n  - {id: a, seed: 1}\n   - {id: b, seed: 2}\n", 3,
+     "line 3 is mis-indented", "column 3"),
+    ("study:\n  name: Faces: pilot\n", 2, "second ': '", 'quote the value'),
+    ("study:\n  name: 'x\n", 2, "quote opened on line 2 is never closed", "close it"),
+    ("targets:\n  emotions: [happy, sad\nseed: 1\n", 3, "opened on line 2 is not closed",
+     "close it with ]"),
+])
+def test_yaml_mistakes_are_named_in_plain_words(tmp_path, text, line, words, hint_words):
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(path)
+    (problem,) = caught.value.problems
+    assert problem.line == line and words in problem.message and hint_words in problem.hint
+    rendered = str(caught.value)
+    for jargon in ("<block end>", "<block mapping start>", "could not find expected",
+                   "(top level)", "while parsing"):
+        assert jargon not in rendered, rendered
+
+
+@pytest.mark.parametrize("text, hint", [
+    (BASE + "targets:\n  emotions: [happy]\nintensities: [1.0]\n",
+     '"intensities" belongs under `targets:`; did you mean to indent it?'),
+    (BASE + "targets:\n  emotions: [happy]\n  seed: 3\n",
+     '"seed" belongs one level up, in the top level; did you mean to dedent it?'),
+    (BASE + "targets:\n  emotions: [happy]\nvalidation:\n  rater: geometric\n  distance: 0.3\n",
+     '"distance" belongs under `tolerance:`'),
+])
+def test_key_valid_one_level_away_gets_indent_or_dedent_hint(tmp_path, text, hint):
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(path)
+    assert any(hint in (p.hint or "") for p in caught.value.problems), str(caught.value)

@@ -211,14 +211,19 @@ def test_label_that_psychopy_would_eval_is_refused(label):
         conditions_table(trials)
 
 
-def test_rebuild_replaces_the_bundle_atomically(tmp_path):
-    spec = make_spec("passive", "random")
-    first, _ = build_bundle(tmp_path, spec)
-    stale = first["psyexp"].parent / "conditions" / "stale.csv"
-    stale.write_text("x\n")
-    second, _ = build_bundle(tmp_path, spec)
-    assert not stale.exists() and second["psyexp"].exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["experiment"]
+def test_rebuild_replaces_only_what_stimgen_wrote(tmp_path):
+    first, _ = build_bundle(tmp_path, make_spec("passive", "random"))        # 3 groups
+    folder = first["psyexp"].parent
+    mine = {folder / "conditions" / "mine.csv": "x\n", folder / "data" / "p1.csv": "1\n"}
+    for path, text in mine.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    fewer = make_spec("passive", "random", design={"participants": 2})
+    second, _ = build_bundle(tmp_path, fewer)
+    assert all(path.read_text() == text for path, text in mine.items())   # never stimgen's
+    assert not (folder / "conditions" / "g03_trials.csv").exists()      # stimgen's, stale
+    assert (folder / "conditions" / "g02_trials.csv").is_file() and second["psyexp"].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".stimgen", "experiment"]
 
 
 def test_readme_documents_rule_design_and_columns(bundles):
@@ -473,7 +478,7 @@ def test_online_missing_image_keeps_the_previous_bundle(tmp_path):
     with pytest.raises(BuildError, match="shown by the experiment but is not in the build"):
         build_bundle(tmp_path, spec.model_copy(update={"online": True}))
     assert bundle_bytes(files["psyexp"].parent) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment", "stimuli"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".stimgen", "experiment", "stimuli"]
 
 
 def test_online_hostile_protocol_text_stays_literal(tmp_path):

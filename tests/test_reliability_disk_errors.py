@@ -72,7 +72,8 @@ def assert_nothing_half_written(out: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["id01_happy_i100.png", "id02.json", "stimuli.tsv",
-                                  "report_assets", "report.html", "manifest.json"])
+                                  "circumplex.svg", "report.html", "manifest.json",
+                                  "files.json"])
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])
 def test_failed_write_is_a_clear_error_and_resumes_later(protocol, tmp_path, monkeypatch,
                                                          name, code):

@@ -58,8 +58,10 @@ KILL_POINTS = [
     ("write:report.html", False),          # report assets in place, page not yet renamed
     ("report", False),                     # everything but the manifest
     ("write:manifest.json", False),        # manifest in its temporary file
-    ("swap:experiment", True),             # rebuild: old bundle moved aside, new one not in
-    ("swap:report_assets", True),          # rebuild: same for the report's assets
+    ("install:experiment@2", False),       # bundle: two of its files moved into place
+    ("install:report_assets@2", False),    # report assets: two files in place
+    ("install:experiment@2", True),        # rebuild: the same, over a complete build
+    ("install:report_assets@2", True),
 ]
 
 
@@ -92,7 +94,8 @@ def build_in_child(protocol, out: Path, crash_at: str | None) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-@pytest.mark.parametrize("point,prebuilt", KILL_POINTS, ids=[p for p, _ in KILL_POINTS])
+@pytest.mark.parametrize("point,prebuilt", KILL_POINTS,
+                         ids=[p + ("-rebuild" if r else "") for p, r in KILL_POINTS])
 def test_killed_build_resumes_to_identical_folder(protocol, reference, tmp_path, point,
                                                   prebuilt):
     out = tmp_path / "build"
@@ -145,3 +148,22 @@ def test_real_sigkill_of_cli_build_then_resume(protocol, reference, tmp_path):
     assert not (out / "manifest.json").exists()
     stimgen.build(protocol, out=out, progress=False, jobs=1)
     assert snapshot(out) == reference
+
+
+@pytest.mark.parametrize("spec,written", [("write:b.txt", ["a.txt"]), ("write@2", ["a.txt"]),
+                                          ("write:c.txt@1", ["a.txt", "b.txt"])])
+def test_crash_points_with_colons_in_their_names(tmp_path, spec, written):
+    """`write:<file>` names one file's write (the colon is part of the name, not an action)."""
+    from stimgen.storage import atomic_write_text
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.environ[CRASH_ENV] = spec
+            for name in ("a.txt", "b.txt", "c.txt"):
+                atomic_write_text(tmp_path / name, name)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == KILLED
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == written

@@ -2,13 +2,14 @@
 per-group conditions files, design.csv, a simulated-participant launcher and a README; online
 bundles also hold the images they show and the compiled PsychoJS script (Pavlovia).
 
-The folder is assembled next to the build and renamed into place, so it is complete or absent.
+The files are assembled next to the build and moved into ``experiment/`` one by one through
+the folder's ledger (stimgen/ledger.py): stimgen replaces only the files it wrote, so
+participants' data in ``experiment/data/`` and anything a researcher added stay as they are.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shutil
 import sys
@@ -21,7 +22,8 @@ from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.safety import spreadsheet_safe_table
-from stimgen.storage import replace_folder
+from stimgen.ledger import Ledger
+from stimgen.storage import link_or_copy
 
 BUNDLE_DIR = "experiment"
 LAUNCHER = "run_simulated.py"
@@ -84,10 +86,9 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
         files.update(_write_files(staging, exp, name, layout, tables, protocol, stimuli,
                                   design, prefix, online=spec.online))
         final = build_dir / BUNDLE_DIR
-        replace_folder(staging, final)
-    except BaseException:
+        Ledger.load(build_dir).install(staging, BUNDLE_DIR)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return {key: final / rel for key, rel in files.items()}
 
 
@@ -187,18 +188,6 @@ def copy_stimuli(build_dir: Path, shown: list[str], folder: Path) -> Path:
                                   "missing stimuli")
         link_or_copy(source, folder / (ONLINE_STIMULI_PREFIX + rel))
     return Path("stimuli")
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``target`` to ``source`` (no second copy on disk); copy it instead where
-    they are on different file systems or the file system has no hard links.
-
-    stimgen replaces files rather than rewriting them, so a later build never changes a link.
-    """
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 # -- pieces -----------------------------------------------------------------------------------

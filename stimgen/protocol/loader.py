@@ -64,7 +64,7 @@ def _check_nesting(text: str, path: str) -> None:
             if depth > MAX_DEPTH:
                 line, column = _mark(event)
                 raise ProtocolError(path, [ProtocolProblem(
-                    "", f"nesting deeper than {MAX_DEPTH} levels", line=line, column=column,
+                    None, f"nesting deeper than {MAX_DEPTH} levels", line=line, column=column,
                     hint="a protocol needs only a few levels of sections and lists")])
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
@@ -74,7 +74,7 @@ def parse_yaml(text: str, path: str) -> PositionedDocument:
     """Safely parse YAML text, recording positions; raises ProtocolError on bad YAML."""
     if len(text.encode("utf-8", errors="replace")) > MAX_PROTOCOL_BYTES:
         raise ProtocolError(path, [ProtocolProblem(
-            "", f"file is larger than {MAX_PROTOCOL_BYTES // 1_000_000} MB; a protocol is a short "
+            None, f"file is larger than {MAX_PROTOCOL_BYTES // 1_000_000} MB; a protocol is a short "
             "text file", hint="check that you passed the protocol and not a data file")])
     loader = None
     try:
@@ -82,11 +82,7 @@ def parse_yaml(text: str, path: str) -> PositionedDocument:
         loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        raise ProtocolError(path, [ProtocolProblem(
-            "", f"not valid YAML: {err.problem or err.context}",
-            line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
-            hint="check indentation, colons and quotes around this position")]) from None
+        raise ProtocolError(path, [yaml_problem(text, err)]) from None
     except yaml.YAMLError as err:
         raise ProtocolError(path, [ProtocolProblem("", f"not valid YAML: {err}")]) from None
     finally:
@@ -94,7 +90,7 @@ def parse_yaml(text: str, path: str) -> PositionedDocument:
             loader.dispose()
     if node is None:
         raise ProtocolError(path, [ProtocolProblem(
-            "", "the file is empty", hint="start from `stimgen init protocol.yaml`")])
+            None, "the file is empty", hint="start from `stimgen init protocol.yaml`")])
 
     key_positions: dict[FieldPath, Position] = {}
     value_positions: dict[FieldPath, Position] = {}
@@ -106,7 +102,7 @@ def parse_yaml(text: str, path: str) -> PositionedDocument:
         budget[0] -= 1
         if budget[0] < 0:
             raise ProtocolError(path, [ProtocolProblem(
-                "", f"the document expands to more than {MAX_NODES} values (YAML aliases?)",
+                None, f"the document expands to more than {MAX_NODES} values (YAML aliases?)",
                 hint="write the protocol out without anchors/aliases")])
         if depth > MAX_DEPTH:
             raise ProtocolError(path, [ProtocolProblem(
@@ -153,6 +149,102 @@ def parse_yaml(text: str, path: str) -> PositionedDocument:
     return PositionedDocument(data, key_positions, value_positions)
 
 
+def yaml_problem(text: str, err: yaml.MarkedYAMLError) -> ProtocolProblem:
+    r"""PyYAML's error in plain words, at the line to fix: tabs, mis-indented lines, unquoted
+    colons and unclosed quotes or brackets are named as such; anything else keeps PyYAML's
+    words without its token jargon (``<block end>`` ...).
+
+    >>> text = "targets:\n  emotions: [happy]\n intensities: [1.0]\n"
+    >>> try:
+    ...     yaml.safe_load(text)
+    ... except yaml.MarkedYAMLError as err:
+    ...     problem = yaml_problem(text, err)
+    >>> problem.line, problem.message
+    (3, 'line 3 is mis-indented: it starts in column 2, where no section above it starts')
+    """
+    lines = text.splitlines() or [""]
+    mark = err.problem_mark or err.context_mark
+    row = min(mark.line, len(lines) - 1) if mark else 0
+    line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    at_end = mark is not None and mark.line >= len(lines)
+    context = err.context_mark
+    problem, where = str(err.problem or ""), str(err.context or "")
+    current = lines[row]
+
+    def indent(text_line: str) -> int:
+        return len(text_line) - len(text_line.lstrip(" "))
+
+    def key_above(before: int) -> tuple[int, str] | None:
+        """(row, text) of the nearest non-blank, non-comment line above ``before``."""
+        for r in range(before - 1, -1, -1):
+            if lines[r].strip() and not lines[r].lstrip().startswith("#"):
+                return r, lines[r]
+        return None
+
+    if "'\\t'" in problem or "\t" in current[:indent(current) + 1]:
+        tab_row = row if "\t" in current else next(
+            (r for r, text_line in enumerate(lines) if "\t" in text_line), row)
+        return ProtocolProblem(
+            None, "YAML does not allow tabs for indentation", line=tab_row + 1,
+            column=lines[tab_row].find("\t") + 1,
+            hint=f"replace the tab at the start of line {tab_row + 1} with spaces, two per "
+                 "level like the rest of the file; set your editor to insert spaces")
+    if "quoted scalar" in where and context is not None:
+        return ProtocolProblem(
+            None, f"the quote opened on line {context.line + 1} is never closed",
+            line=context.line + 1, column=context.column + 1,
+            hint="close it with the same quote character, or remove it")
+    if "flow sequence" in where or "flow mapping" in where:
+        opened = "[" if "sequence" in where else "{"
+        closing = "]" if opened == "[" else "}"
+        start = context.line + 1 if context else line
+        return ProtocolProblem(
+            None, f"the {opened} ... {closing} opened on line {start} is not closed before "
+                  f"{'the end of the file' if at_end else f'line {line}'}", line=line,
+            column=column,
+            hint=f"close it with {closing} on the same line, or write the items as indented "
+                 "lines")
+    if problem == "mapping values are not allowed here":
+        above = key_above(row)
+        first_colon = current.find(": ") if ": " in current else current.find(":")
+        if 0 <= first_colon < mark.column:       # a second colon on the same line
+            return ProtocolProblem(
+                None, "this line has a second ': ' inside its value", line=line, column=column,
+                hint='quote the value, e.g. name: "Faces: pilot 2"')
+        if above is not None and indent(current) > indent(above[1]):
+            key = current.strip().split(":")[0]
+            return ProtocolProblem(
+                None, f"line {line} is indented more than line {above[0] + 1} above it, so YAML "
+                    "reads it as part of that line's value", line=line,
+                column=indent(current) + 1,
+                hint=f"keys of one section start in the same column: move `{key}:` to column "
+                     f"{indent(above[1]) + 1}, like line {above[0] + 1}")
+    if problem.startswith("expected <block end>") and mark is not None:
+        columns, deepest = [], indent(current) + 10**6
+        for r in range(row - 1, -1, -1):         # the columns of the sections still open here
+            text_line = lines[r]
+            if text_line.strip() and not text_line.lstrip().startswith("#") \
+                    and indent(text_line) < deepest:
+                deepest = indent(text_line)
+                columns.append(deepest + 1)
+        choices = " or ".join(f"column {c}" for c in columns) or "column 1"
+        return ProtocolProblem(
+            None, f"line {line} is mis-indented: it starts in column {indent(current) + 1}, where "
+                "no section above it starts", line=line, column=indent(current) + 1,
+            hint=f"start it in {choices}, where the lines above it start; indent with spaces")
+    plain = problem
+    for jargon, words in (("<block end>", "the end of a section"),
+                          ("'<block mapping start>'", "a new key"),
+                          ("'<block sequence start>'", "a new list item"),
+                          ("<block mapping start>", "a new key"),
+                          ("'<scalar>'", "a value"), ("<stream end>", "the end of the file")):
+        plain = plain.replace(jargon, words)
+    return ProtocolProblem(
+        None, f"not valid YAML: {plain or where}", line=line, column=column,
+        hint="check indentation (spaces, the same column for keys of one section), colons "
+             "and quotes around this position")
+
+
 def _allowed_keys(model: type[BaseModel], loc: FieldPath) -> list[str]:
     """Field names of the model reached by following ``loc`` from ``model`` (best effort)."""
     candidates: list[Any] = [model]
@@ -180,6 +272,36 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     for arg in typing.get_args(annotation):
         found.extend(_models_in(arg))
     return found
+
+
+def _misplaced_key_hint(doc: PositionedDocument, loc: FieldPath,
+                        position: Position | None) -> str | None:
+    """"did you mean to indent/dedent it?" for a key that is valid one level down (under the
+    section just above it) or one level up."""
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    key, parent = loc[-1], tuple(loc[:-1])
+    node: Any = doc.data
+    for part in parent:
+        node = node[part] if isinstance(node, (dict, list)) else None
+    if isinstance(node, dict):
+        line = position[0] if position else 10**9
+        above = [(doc.key_positions.get(parent + (s,), (0, 0))[0], s) for s, value in node.items()
+                 if isinstance(s, str) and s != key and (isinstance(value, dict) or value is None)
+                 and key in _allowed_keys(Protocol, parent + (s,))
+                 and doc.key_positions.get(parent + (s,), (10**9, 0))[0] < line]
+        if above:
+            section = max(above)[1]
+            return f'"{key}" belongs under `{section}:`; did you mean to indent it?'
+        absent = [s for s in _allowed_keys(Protocol, parent)
+                  if s not in node and key in _allowed_keys(Protocol, parent + (s,))]
+        if absent:
+            return (f'"{key}" belongs under `{absent[0]}:`, which is not written here; add '
+                    f'`{absent[0]}:` and indent `{key}:` under it')
+    if parent and key in _allowed_keys(Protocol, parent[:-1]):
+        where = ".".join(map(str, parent[:-1])) or "the top level"
+        return f'"{key}" belongs one level up, in {where}; did you mean to dedent it?'
+    return None
 
 
 def _data_path(doc: PositionedDocument, loc: FieldPath, *, keep_missing_last: bool = False,
@@ -223,9 +345,10 @@ def problems_from_validation(err: ValidationError, doc: PositionedDocument) -> l
             key = loc[-1] if loc else "?"
             allowed = _allowed_keys(Protocol, tuple(p for p in loc[:-1]))
             message = f'unknown key "{key}"'
-            hint = hint or unknown_key_hint(str(key), allowed) or (
-                f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else None)
             position = doc.position(loc, prefer_key=True)
+            hint = hint or _misplaced_key_hint(doc, loc, position) or unknown_key_hint(
+                str(key), allowed) or (
+                f"allowed keys here: {', '.join(sorted(allowed))}" if allowed else None)
         elif kind == "missing" and loc and isinstance(loc[-1], int):
             loc = loc[:-1]
             field = ".".join(str(p) for p in loc)
@@ -281,7 +404,7 @@ def load_protocol(path: str | Path) -> Protocol:
     path = Path(path)
     if not path.exists():
         raise ProtocolError(path, [ProtocolProblem(
-            "", "file not found", hint="check the path; `stimgen init` writes a starter protocol")])
+            None, "file not found", hint="check the path; `stimgen init` writes a starter protocol")])
     if path.is_dir():
         raise ProtocolError(path, [ProtocolProblem("", "this is a folder, not a protocol file")])
     raw = path.read_bytes()
@@ -289,7 +412,7 @@ def load_protocol(path: str | Path) -> Protocol:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ProtocolError(path, [ProtocolProblem(
-            "", f"not a UTF-8 text file (byte {err.start})",
+            None, f"not a UTF-8 text file (byte {err.start})",
             hint="save the protocol as UTF-8 text")]) from None
     return protocol_from_text(text, path)
 
@@ -300,7 +423,7 @@ def protocol_from_text(text: str, path: str | Path = "<protocol>") -> Protocol:
     if not isinstance(doc.data, dict):
         kind = type(doc.data).__name__
         raise ProtocolError(path, [ProtocolProblem(
-            "", f"the top level must be a mapping of sections (got {kind})",
+            None, f"the top level must be a mapping of sections (got {kind})",
             line=1, column=1, hint="start with `study:`, `identities:` and `targets:`")])
     try:
         protocol = Protocol.model_validate(doc.data)

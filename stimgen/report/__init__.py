@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from stimgen import __version__
+from stimgen.ledger import Ledger
 from stimgen.report.build_folder import BuildFolder, BuildFolderError, read_build_folder
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
@@ -20,10 +21,9 @@ from stimgen.report.figures import (ReportFigure, backend_measures_figure, circu
 from stimgen.report.tables import (AGREEMENT_METRICS, DESIGN_HEADINGS, ERROR_METRICS,
                                    design_summary, emotion_rows, flagged_stimuli, format_mean_sd,
                                    format_number, intensity_rows, mae_sd_columns, overall_row,
-                                   plural, published_anchors, published_comparable, quantity,
-                                   stimulus_counts)
+                                   published_anchors, published_comparable, stimulus_counts)
 from stimgen.templates_path import templates_dir
-from stimgen.storage import atomic_write_text, replace_folder
+from stimgen.wording import plural, quantity
 
 __all__ = ["write_report", "render_report", "templates_dir", "BuildFolderError"]
 
@@ -69,10 +69,10 @@ def write_report(build_dir, *, command: str | None = None, manifest: dict | None
         for figure in figures.values():
             (staging / "figures" / f"{figure.name}.svg").write_text(figure.svg, encoding="utf-8")
         html = render_report(folder, figures=figures, thumbnails=thumbnails, command=command)
-        replace_folder(staging, folder.root / ASSETS_DIR)
+        ledger = Ledger.load(folder.root)     # replaces stimgen's own files only
+        ledger.install(staging, ASSETS_DIR)
+        ledger.write_bytes(REPORT_HTML, html.encode("utf-8"))
         page = folder.root / REPORT_HTML
-        atomic_write_text(page, html)
-        page.chmod(0o644)  # the temporary file was private; the report is meant to be shared
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return page

@@ -24,7 +24,8 @@ from matplotlib.patches import Circle, Wedge
 
 from stimgen.circumplex import angle_to_va, in_angle_interval, named_emotions
 from stimgen.report.build_folder import IDENTITY_SIMILARITY_COLUMN, QUALITY_PREFIX
-from stimgen.report.tables import angle_label, quantity
+from stimgen.report.tables import angle_label
+from stimgen.wording import quantity
 
 #: Okabe & Ito (2008) colours, distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000")

@@ -38,31 +38,6 @@ DESIGN_HEADINGS = {"trials": "trials", "practice": "practice trials", "catch": "
                    "blocks": "blocks", "stimuli": "stimuli", "identities": "identities",
                    "emotions": "emotions", "per_emotion": "trials per emotion (min–max)",
                    "block_order": "block order"}
-#: Plurals the report's counted nouns need that are not the singular plus "s".
-IRREGULAR_PLURALS = {"stimulus": "stimuli", "identity": "identities", "intensity": "intensities"}
-
-
-def plural(count, noun: str) -> str:
-    """``noun`` in the number ``count`` asks for: "identity" for 1, "identities" otherwise.
-
-    >>> plural(1, "identity"), plural(4, "identity"), plural(2, "target angle")
-    ('identity', 'identities', 'target angles')
-    """
-    if count == 1:
-        return noun
-    head, _, last = noun.rpartition(" ")
-    return f"{head} {IRREGULAR_PLURALS.get(last, last + 's')}".lstrip()
-
-
-def quantity(count, noun: str) -> str:
-    """A count with its noun in the right number: "1 identity", "452 stimuli".
-
-    >>> quantity(1, "identity"), quantity(452, "stimulus")
-    ('1 identity', '452 stimuli')
-    """
-    return f"{count} {plural(count, noun)}"
-
-
 def mae_sd_columns(stem: str) -> tuple[str, str]:
     """The (MAE, SD) column names of a metric stem: "dir" -> ("dir_mae_deg", "dir_sd_deg")."""
     unit = "_deg" if stem == "dir" else ""
