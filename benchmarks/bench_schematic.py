@@ -18,13 +18,13 @@ from PIL import Image, ImageDraw
 from stimgen.backends.schematic import render_face, sample_identity
 from stimgen.backends.schematic import face_landmarks
 from stimgen.circumplex import angle_to_va, emotion_by_name, named_emotions
-from stimgen.raters.geometric import GeometricRater, fit_coefficients, measurement_array
+from stimgen.raters.geometric import GeometricModel, fit_coefficients, measurement_array
 
 SHEET_EMOTIONS = ("neutral", "happy", "excited", "afraid", "angry", "sad", "tired", "calm")
 
 
 def contact_sheet(seeds, emotions=SHEET_EMOTIONS, size: int = 256, intensity: float = 1.0,
-                  rater: GeometricRater | None = None) -> Image.Image:
+                  rater: GeometricModel | None = None) -> Image.Image:
     """Grid of faces: one row per seed, one column per named emotion (plus "neutral").
 
     Each cell is labelled with the emotion and, if ``rater`` is given, its VA estimate.
@@ -84,7 +84,7 @@ def calibrate(fit_seeds=range(1000, 1160), test_seeds=range(2000, 2040)) -> None
     print("RELATIVE_COEFFICIENTS =", repr(relative))
     print("ABSOLUTE_COEFFICIENTS =", repr(absolute))
     print("POPULATION_NEUTRAL =", repr(population))
-    rater = GeometricRater(relative, absolute, population)
+    rater = GeometricModel(relative, absolute, population)
     measured, neutral, targets = calibration_set(test_seeds, random_points=0)
     for label, estimate in (("with neutral", rater.estimate(measured, neutral)),
                             ("no neutral", rater.estimate(measured, None))):
@@ -131,7 +131,7 @@ def main() -> None:
     render(0)  # warm caches
     faces = [render(i) for i in range(args.faces)]
     landmarks = np.stack([f.landmarks for f in faces])
-    rater = GeometricRater()
+    rater = GeometricModel()
 
     t_base = _timed(baseline, args.faces)
     t_render = _timed(render, args.faces)

@@ -141,7 +141,7 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
     config file (~/.config/stimgen/config.yaml or $STIMGEN_CONFIG).
     """
     import stimgen
-    from stimgen.protocol.execution import resolve_execution
+    from stimgen.config import resolve_execution
 
     loaded = stimgen.load_protocol(protocol)
     command = "stimgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])

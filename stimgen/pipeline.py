@@ -28,16 +28,17 @@ import yaml
 from stimgen import __version__
 from stimgen.backends import create_backend, showing_progress
 from stimgen.circumplex import in_angle_interval, va_to_angle
+from stimgen.config import resolve_execution
 from stimgen.errors import BuildError
 from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
 from stimgen.ledger import (EXPERIMENT_DIR, Ledger, experiment_inputs, protect_collected_data,
                             remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity, stimulus_errors
 from stimgen.plan import IdentityUnit, Target, plan_units
-from stimgen.protocol.execution import ExecutionSpec, resolve_execution
+from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
-from stimgen.raters import create_rater
+from stimgen.raters import create_rater, describe_rater
 from stimgen.safety import is_inside, refuse_links, spreadsheet_safe_table
 from stimgen.storage import (atomic_write_bytes, atomic_write_json,
                              crash_point, disk_error, remove_leftovers, sha256_bytes,
@@ -353,7 +354,7 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         worker per core for CPU backends, one per visible GPU for emostyle.
     execution : ExecutionSpec, optional
         Where the work runs (local processes, SLURM, submitit-local; see docs/cluster.md);
-        default: :func:`stimgen.protocol.execution.resolve_execution` of the protocol's
+        default: :func:`stimgen.config.resolve_execution` of the protocol's
         ``execution:`` section over the user config file.
     progress : bool
         Show progress bars on stderr.
@@ -384,7 +385,7 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     from stimgen.design import check_experiment
     check_experiment(protocol)                  # fails fast: an experiment that cannot be planned
     backend = create_backend(protocol)          # fails fast: missing weights, no GPU
-    rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
+    rater_info = describe_rater(protocol.resolved_rater(), protocol.backend.name)
     if execution is None:
         execution = resolve_execution(protocol.execution, {"jobs": jobs})
     elif jobs is not None:
@@ -399,7 +400,7 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     try:
         with showing_progress(progress):        # a backend's long steps, in workers too
             return _build_locked(protocol, out, force, execution, progress, command, units,
-                                 backend, rater, timings)
+                                 backend, rater_info, timings)
     except OSError as err:
         translated = disk_error(err)
         if translated is None:
@@ -407,7 +408,7 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         raise translated from err
 
 
-def _build_locked(protocol, out, force, execution, progress, command, units, backend, rater,
+def _build_locked(protocol, out, force, execution, progress, command, units, backend, rater_info,
                   timings) -> BuildResult:
     """The build proper, inside the folder's lock; :func:`build` turns disk errors into
     BuildErrors. manifest.json, which marks a complete build, is removed first and written last."""
@@ -455,7 +456,7 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
         _stage(progress, "writing the report")
         clock = time.perf_counter()
         draft = _manifest(protocol, _written_files(out, records), table, backend.fingerprint(),
-                          rater.info, timings, command, repairs,
+                          rater_info, timings, command, repairs,
                           getattr(backend, "model_files", []))
         from stimgen.report import write_report   # matplotlib: only where a report is made
 
@@ -464,7 +465,7 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
         crash_point("report")
 
         manifest = _manifest(protocol, _written_files(out, records), table,
-                             backend.fingerprint(), rater.info, timings, command, repairs,
+                             backend.fingerprint(), rater_info, timings, command, repairs,
                              getattr(backend, "model_files", []))
         Ledger.load(out).write_bytes("manifest.json", json_bytes(manifest))
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,

@@ -338,7 +338,7 @@ def test_experiment_defaults_as_documented():
 
 
 def test_protocol_loader_limits_as_documented():
-    from stimgen.protocol import loader
+    from stimgen.protocol import yaml_source as loader
 
     (nodes,) = stated("docs/reliability.md", r"alias bombs \(more than ([\d,]+) values\)")
     assert int(nodes.replace(",", "")) == loader.MAX_NODES

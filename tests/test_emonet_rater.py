@@ -1,4 +1,5 @@
-"""The EmoNet rater: which pixels it sees, clamping, and its warning flag per backend."""
+"""The EmoNet rater: which pixels it sees, clamping, its warning flag per backend, and that
+describing it loads nothing."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from stimgen.backends import Rendered
+from stimgen.backends.base import Rendered
 from stimgen.errors import WeightsMissingError
 from stimgen.nets.emonet import EmoNet
-from stimgen.raters import RaterInfo, create_rater
+from stimgen.raters import RATER_DESCRIPTIONS, Rater, RaterInfo, create_rater, describe_rater
 from stimgen.raters.emonet import EmoNetRater, face_crops
 
 INFO = RaterInfo("emonet", "test", trained_against_generator=True)
@@ -70,6 +71,45 @@ def test_emonet_rater_flags_the_emostyle_backend_only(tmp_path, monkeypatch):
     install_tiny({"emonet_8": paths["emonet_8"]})
     with pytest.warns(UserWarning, match="TINY"):
         rater = create_rater("emonet", "emostyle")
+    assert isinstance(rater, EmoNetRater) and isinstance(rater, Rater)
+    assert rater.info == describe_rater("emonet", "emostyle")
     assert rater.info.name == "emonet" and rater.info.trained_against_generator
     with pytest.warns(UserWarning, match="TINY"):
         assert not create_rater("emonet", "schematic").info.trained_against_generator
+
+
+def refuse_to_load(*args, **kwargs):
+    raise AssertionError("EmoNet was loaded")
+
+
+def test_describing_the_emonet_rater_loads_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr("stimgen.backends.emostyle.models.load_network", refuse_to_load)
+    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "no-weights"))
+    assert describe_rater("emonet", "emostyle") == RaterInfo(
+        "emonet", RATER_DESCRIPTIONS["emonet"], trained_against_generator=True)
+    assert not describe_rater("emonet", "schematic").trained_against_generator
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*TINY")
+def test_a_build_does_not_load_emonet_to_describe_it(tmp_path, monkeypatch):
+    """On a GPU machine the build's own process would hold a CUDA context for the whole
+    build (on SLURM: load on the login node); only the processes that rate may load it."""
+    import stimgen
+    from stimgen.weights.tiny import install_tiny, make_tiny
+
+    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "home"))
+    install_tiny({"emonet_8": make_tiny(tmp_path / "tiny", resolution=8)["emonet_8"]})
+    path = tmp_path / "protocol.yaml"
+    path.write_text("study: {name: described}\nidentities: [{id: id01, seed: 1}]\n"
+                    "targets: {emotions: [happy], intensities: [1.0]}\n"
+                    "validation: {rater: emonet}\noutput: {image_size: 64}\n")
+    protocol = stimgen.load_protocol(path)
+    out = tmp_path / "build"
+    stimgen.build(protocol, out=out, progress=False, jobs=1)       # rates: loads EmoNet
+    # Rebuilt, the finished identity is reused: nothing is rated, so nothing may load.
+    monkeypatch.setattr("stimgen.backends.emostyle.models.load_network", refuse_to_load)
+    result = stimgen.build(protocol, out=out, progress=False, jobs=1)
+    assert result.reused_identities == ["id01"]
+    assert result.manifest["rater"]["name"] == "emonet"
+    assert not result.manifest["rater"]["trained_against_generator"]

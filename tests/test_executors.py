@@ -19,8 +19,8 @@ from stimgen.errors import BuildError, ProtocolError, StimgenError
 from stimgen.executors import (ExecutorUnavailableError, UnitFailure, UnitsFailedError,
                                check_available, gpu_for_worker, jobs_folder, local_job_slots,
                                make_executor, slurm_parameters, visible_gpus)
-from stimgen.protocol.execution import (ConfigError, ExecutionSpec, resolve_execution,
-                                        time_limit_minutes, user_config_path)
+from stimgen.config import ConfigError, resolve_execution, user_config_path
+from stimgen.protocol.execution import ExecutionSpec, time_limit_minutes
 from stimgen.protocol.loader import protocol_from_text
 
 BASE = """\
@@ -144,6 +144,19 @@ def test_user_config_errors_name_file_line_and_fix(tmp_path):
     assert f"{config}:3:5" in text and 'did you mean "partition"' in text
     assert f"{config}:4:" in text and "SLURM time" in text
     assert "user config" in text
+
+
+def test_user_config_hints_name_config_keys_not_protocol_keys(tmp_path):
+    # "outptu" is closest to the protocol's `output:`, which a user config cannot hold.
+    config = _config(tmp_path, "outptu: build\nexecutoin:\n  jobs: 2\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_execution(None, config_path=config)
+    text = info.value.render()
+    assert f'{config}:1:1: outptu: unknown key "outptu" (hint: allowed keys here: execution)' \
+        in text
+    assert f'{config}:2:1: executoin: unknown key "executoin" (hint: did you mean ' \
+        '"execution"?)' in text
+    assert "output" not in text.replace("outptu", "") and "targets" not in text
 
 
 def test_protocol_execution_section_is_validated():

@@ -9,7 +9,7 @@ from stimgen.circumplex import angle_to_va, named_emotions
 from stimgen.landmarks import LandmarkError, inter_ocular_distance
 from stimgen.raters.geometric import (
     ABSOLUTE_COEFFICIENTS, MEASUREMENT_NAMES, POPULATION_NEUTRAL, RELATIVE_COEFFICIENTS,
-    GeometricRater, action_measurements, fit_coefficients, measurement_array)
+    GeometricModel, action_measurements, fit_coefficients, measurement_array)
 
 GRID = np.array([angle_to_va(e.angle, r) for e in named_emotions() for r in (0.25, 0.5, 0.75, 1.0)])
 
@@ -40,7 +40,7 @@ def test_measurements_are_named_and_scale_free():
 
 def test_own_neutral_rates_exactly_neutral():
     neutral = face_landmarks(sample_identity(9), 0.0, 0.0)
-    assert GeometricRater().rate(neutral, neutral) == (0.0, 0.0)
+    assert GeometricModel().rate(neutral, neutral) == (0.0, 0.0)
 
 
 def _perturbed(points, indices, dy):
@@ -51,7 +51,7 @@ def _perturbed(points, indices, dy):
 
 @pytest.mark.parametrize("use_neutral", [True, False])
 def test_raising_lip_corners_raises_valence(use_neutral):
-    rater, base = GeometricRater(), face_landmarks(sample_identity(4), 0.0, 0.0)
+    rater, base = GeometricModel(), face_landmarks(sample_identity(4), 0.0, 0.0)
     neutral = base if use_neutral else None
     smiling = _perturbed(base, [48, 54, 60, 64], -0.03)
     assert rater.rate(smiling, neutral)[0] > rater.rate(base, neutral)[0] + 0.1
@@ -61,7 +61,7 @@ def test_raising_lip_corners_raises_valence(use_neutral):
 
 @pytest.mark.parametrize("use_neutral", [True, False])
 def test_opening_eyes_or_mouth_raises_arousal(use_neutral):
-    rater, base = GeometricRater(), face_landmarks(sample_identity(4), 0.0, 0.0)
+    rater, base = GeometricModel(), face_landmarks(sample_identity(4), 0.0, 0.0)
     neutral = base if use_neutral else None
     wide_eyes = _perturbed(base, [37, 38, 43, 44], -0.03)
     assert rater.rate(wide_eyes, neutral)[1] > rater.rate(base, neutral)[1] + 0.1
@@ -75,7 +75,7 @@ def test_rating_ignores_position_scale_and_roll():
     points, neutral = face_landmarks(sample_identity(2), -0.6, 0.5), face_landmarks(sample_identity(2), 0, 0)
     turn = np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]])
     move = lambda p: p @ turn.T * 0.7 + (40.0, -12.0)  # noqa: E731
-    rater = GeometricRater()
+    rater = GeometricModel()
     assert rater.rate(move(points), move(neutral)) == pytest.approx(rater.rate(points, neutral), abs=1e-9)
 
 
@@ -83,7 +83,7 @@ def test_accuracy_on_held_out_identities(held_out):
     # Measured when calibrating (seeds 2000-2039): distance MAE 0.123 with the neutral face,
     # 0.151 without. These bounds leave a margin; they fail if the face or rater drift.
     landmarks, neutral, targets = held_out
-    rater = GeometricRater()
+    rater = GeometricModel()
     with_neutral = np.linalg.norm(rater.rate_many(landmarks, neutral) - targets, axis=1)
     without = np.linalg.norm(rater.rate_many(landmarks) - targets, axis=1)
     assert with_neutral.mean() < 0.15
@@ -100,8 +100,8 @@ def test_neutral_face_removes_identity_differences():
     with_neutral, without = [], []
     for seed in range(5000, 5012):
         landmarks, neutral = faces(seed, targets)
-        with_neutral.append(GeometricRater().rate_many(landmarks, neutral))
-        without.append(GeometricRater().rate_many(landmarks))
+        with_neutral.append(GeometricModel().rate_many(landmarks, neutral))
+        without.append(GeometricModel().rate_many(landmarks))
     spread_with = np.stack(with_neutral).std(axis=0).mean()
     spread_without = np.stack(without).std(axis=0).mean()
     assert spread_with < 0.06, spread_with   # measured 0.04: a few hundredths of the VA range
@@ -131,14 +131,34 @@ def test_coefficients_are_re_derived_by_the_documented_fit():
 def test_custom_coefficients_are_used():
     zero = np.zeros((len(MEASUREMENT_NAMES), 2))
     points = face_landmarks(sample_identity(1), 0.9, 0.0)
-    assert GeometricRater(zero, zero).rate(points) == (0.0, 0.0)
+    assert GeometricModel(zero, zero).rate(points) == (0.0, 0.0)
 
 
 def test_wrong_inputs_are_user_errors():
-    rater, points = GeometricRater(), face_landmarks(sample_identity(1), 0, 0)
+    rater, points = GeometricModel(), face_landmarks(sample_identity(1), 0, 0)
     with pytest.raises(LandmarkError):
         rater.rate(points[:60])
     with pytest.raises(LandmarkError, match="batch"):
         rater.rate_many(points)
     with pytest.raises(LandmarkError, match="neutral has 1 faces"):
         rater.rate_many(np.stack([points, points]), points[None])
+
+
+def test_registered_geometric_rater_is_a_rater_of_rendered_faces():
+    from PIL import Image
+
+    from stimgen.backends.base import Rendered
+    from stimgen.errors import BackendUnavailableError
+    from stimgen.raters import Rater, create_rater, describe_rater
+    from stimgen.raters.geometric import GeometricRater
+
+    rater = create_rater("geometric", "schematic")
+    assert type(rater) is GeometricRater and isinstance(rater, Rater)
+    assert rater.info == describe_rater("geometric", "schematic")
+    landmarks, neutral = faces(5, GRID[:3])
+    blank = Image.new("L", (8, 8))
+    rendered = [Rendered(blank, points) for points in landmarks]
+    np.testing.assert_allclose(rater.rate(rendered, Rendered(blank, neutral)),
+                               GeometricModel().rate_many(landmarks, neutral))
+    with pytest.raises(BackendUnavailableError, match="68 landmarks"):
+        rater.rate([Rendered(blank)], None)

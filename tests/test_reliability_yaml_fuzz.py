@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 import stimgen
 from stimgen.errors import ProtocolError, StimgenError
-from stimgen.protocol.loader import MAX_DEPTH, MAX_PROTOCOL_BYTES, protocol_from_text
+from stimgen.protocol.loader import protocol_from_text
 from stimgen.protocol.schema import protocol_json_schema
+from stimgen.protocol.yaml_source import MAX_DEPTH, MAX_PROTOCOL_BYTES
 
 VALID = {
     "study": {"name": "fuzz", "authors": ["A"]},

@@ -15,7 +15,7 @@ from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_
 from pydantic_core import PydanticCustomError
 
 from stimgen.circumplex import (WEAK_REGION_DEFAULT, emotion_by_name,
-                                named_emotions, normalise_emotion_name, suggest)
+                                named_emotions, normalise_emotion_name)
 from stimgen.protocol.base import ProtocolModel
 from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.experiment import ExperimentSpec
@@ -121,7 +121,7 @@ class EmoStyleOptions(ProtocolModel):
     """Torch device: "auto" (CUDA when present), "cuda", "cuda:1", "cpu"."""
 
 
-class SchematicBackend(ProtocolModel):
+class SchematicSpec(ProtocolModel):
     """The embedded `schematic` backend: parametric faces on CPU, no weights needed."""
 
     name: Literal["schematic"] = "schematic"
@@ -130,7 +130,7 @@ class SchematicBackend(ProtocolModel):
     """Options of the schematic backend."""
 
 
-class EmoStyleBackend(ProtocolModel):
+class EmoStyleSpec(ProtocolModel):
     """The `emostyle` backend: StyleGAN2-ADA + EmoStyle edits on a GPU (needs model weights)."""
 
     name: Literal["emostyle"]
@@ -139,7 +139,7 @@ class EmoStyleBackend(ProtocolModel):
     """Options of the emostyle backend."""
 
 
-Backend = Annotated[Union[SchematicBackend, EmoStyleBackend], Field(discriminator="name")]
+BackendSpec = Annotated[Union[SchematicSpec, EmoStyleSpec], Field(discriminator="name")]
 
 
 class Identity(ProtocolModel):
@@ -293,7 +293,7 @@ class Protocol(ProtocolModel):
     """Study metadata."""
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     """Global seed; every random choice of the build derives from it."""
-    backend: Backend = Field(default_factory=SchematicBackend)
+    backend: BackendSpec = Field(default_factory=SchematicSpec)
     """The face generator."""
     identities: list[Identity] = Field(min_length=1)
     """The face identities; every identity is made at every target."""
@@ -362,8 +362,3 @@ def study_slug(name: str) -> str:
     """A file-system-safe version of a study name: "My study!" -> "My_study"."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
     return slug[:64] or "study"
-
-
-def unknown_key_hint(key: str, allowed: list[str]) -> str | None:
-    close = suggest(key, allowed)
-    return f'did you mean "{close}"?' if close else None

@@ -1,7 +1,8 @@
 """The ``emonet`` rater: EmoNet-8 valence/arousal regression on each face's aligned crop.
 
-Owns :class:`EmoNetRater`. Faces from the emostyle backend carry their 256-pixel aligned crop
-(``Rendered.extras["face_crop"]``); other faces are rated on the whole image resized to 256.
+Owns :class:`EmoNetRater`, the registered ``emonet`` rater. Faces from the emostyle backend
+carry their 256-pixel aligned crop (``Rendered.extras["face_crop"]``); other faces are rated
+on the whole image resized to 256.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stimgen.backends import Rendered
+from stimgen.backends.base import Rendered
 from stimgen.nets.emonet import INPUT_SIZE
+from stimgen.raters.base import RaterInfo
 
 #: ``Rendered.extras`` key of the uint8 [256, 256, 3] face crop a backend may provide.
 CROP_KEY = "face_crop"
@@ -42,12 +44,13 @@ class EmoNetRater:
     emonet : nn.Module
         A loaded ``EmoNet`` (see :func:`stimgen.checkpoints.torch_files.load_emonet`).
     info : RaterInfo
-        Name, description, and whether the generator was trained against this rater.
+        Name, description, and whether the generator was trained against this rater
+        (see :func:`stimgen.raters.describe_rater`).
 
     EmoNet sees each face alone: the neutral reference is not used.
     """
 
-    def __init__(self, emonet: nn.Module, info):
+    def __init__(self, emonet: nn.Module, info: RaterInfo):
         self.emonet = emonet.eval()
         self.device = next(emonet.parameters()).device
         self.info = info

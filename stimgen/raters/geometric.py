@@ -1,17 +1,23 @@
 """The ``geometric`` rater: valence and arousal measured from 68 facial landmarks.
 
 Facial-action proxies (lip corners, mouth opening, brows, eye aperture) in units of the
-inter-ocular distance, combined by a fixed linear formula calibrated on schematic faces.
+inter-ocular distance, combined by a fixed linear formula calibrated on schematic faces
+(:class:`GeometricModel`); :class:`GeometricRater` applies it to rendered faces.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
+from stimgen.backends.base import Rendered
+from stimgen.errors import BackendUnavailableError
 from stimgen.landmarks import (
     INNER_LIP_BOTTOM, INNER_LIP_TOP, LEFT_BROW, LEFT_BROW_INNER, LEFT_BROW_OUTER,
     LEFT_EYE_LOWER_LID, LEFT_EYE_UPPER_LID, MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER, RIGHT_BROW,
     RIGHT_BROW_INNER, RIGHT_BROW_OUTER, RIGHT_EYE_LOWER_LID, RIGHT_EYE_UPPER_LID, LEFT_EYE,
     RIGHT_EYE, LandmarkError, check_landmarks, face_frame)
+from stimgen.raters.base import RaterInfo
 
 #: The measured action proxies, in the order of the coefficient rows. All lengths are in
 #: inter-ocular distances (outer eye corners) in an eye-aligned frame, y pointing down.
@@ -143,7 +149,7 @@ def fit_coefficients(measurements: np.ndarray, references: np.ndarray, targets: 
     return coefficients
 
 
-class GeometricRater:
+class GeometricModel:
     """Valence and arousal from landmark geometry alone, by a fixed linear formula.
 
     With the same person's neutral face: ``(v, a) = clip((m - m_neutral) @ RELATIVE_COEFFICIENTS)``;
@@ -154,12 +160,10 @@ class GeometricRater:
     --------
     >>> from stimgen.backends.schematic import face_landmarks, sample_identity
     >>> person = sample_identity(3)
-    >>> v, a = GeometricRater().rate(face_landmarks(person, 0.0, 0.9), face_landmarks(person, 0, 0))
+    >>> v, a = GeometricModel().rate(face_landmarks(person, 0.0, 0.9), face_landmarks(person, 0, 0))
     >>> a > 0.5
     True
     """
-
-    name = "geometric"
 
     def __init__(self, relative_coefficients: np.ndarray | None = None,
                  absolute_coefficients: np.ndarray | None = None,
@@ -208,3 +212,31 @@ class GeometricRater:
                                     hint="give one neutral per face, or a single [68, 2] neutral")
             reference = measurement_array(neutral)
         return self.estimate(measurement_array(points), reference)
+
+
+class GeometricRater:
+    """The registered ``geometric`` rater: :class:`GeometricModel` on the landmarks that a
+    backend renders with each face, relative to the identity's neutral face when given.
+
+    Parameters
+    ----------
+    info : RaterInfo
+        Name, description, and whether the generator was trained against this rater
+        (see :func:`stimgen.raters.describe_rater`).
+    model : GeometricModel, optional
+        The formula; default: the calibrated coefficients.
+    """
+
+    def __init__(self, info: RaterInfo, model: GeometricModel | None = None):
+        self.info = info
+        self.model = model if model is not None else GeometricModel()
+
+    def rate(self, faces: Sequence[Rendered], neutral: Rendered | None = None) -> np.ndarray:
+        """[N, 2] achieved (valence, arousal) of ``faces``, each in [-1, 1]."""
+        if any(face.landmarks is None for face in faces):
+            raise BackendUnavailableError(
+                "the geometric rater needs 68 landmarks for every face, and this backend "
+                "did not provide them")
+        stack = np.stack([face.landmarks for face in faces])
+        reference = neutral.landmarks if neutral is not None else None
+        return np.asarray(self.model.rate_many(stack, neutral=reference), dtype=float)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stimgen.backends import Rendered
+from stimgen.backends.base import Rendered
 from stimgen.errors import StimgenError
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)

@@ -2,7 +2,7 @@
 
 Owns :func:`photo_step`, which shows one step of one identity (``id03 · inversion``) with
 an estimate of the time left; silent when the build runs without progress (``stimgen -q``,
-see :func:`stimgen.backends.showing_progress`).
+see :func:`stimgen.backends.base.showing_progress`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, TextIO
 
-from stimgen.backends import progress_enabled
+from stimgen.backends.base import progress_enabled
 from stimgen.backends.emostyle.invert import Progress
 
 #: Step names, in the order a photo identity goes through them.
