@@ -1,7 +1,8 @@
 """Parity fixtures: proof that our networks compute what the published reference code computes.
 
 Owns the fixture format (``NAME.json`` weights spec + ``NAME.npz`` inputs/outputs), the
-deterministic fill rule that rebuilds the weights, the comparison, and ``stimgen parity DIR``.
+deterministic fill rule that rebuilds the weights and the comparison; ``stimgen parity DIR``
+(:mod:`stimgen.cli.parity`) runs it.
 
 A fixture was produced by running a reference implementation with weights drawn by the fill
 rule; rebuilding the same weights into our network (by the same key names) must reproduce
@@ -16,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
 
@@ -237,36 +237,3 @@ class reference_precision:
 
     def __exit__(self, *exc):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def format_rows(rows: list[ParityRow]) -> str:
-    """A plain-text table: fixture, array, max abs error, tolerance, PASS/FAIL (+ note)."""
-    header = ("fixture", "array", "max_abs_err", "tolerance", "result")
-    body = [(r.fixture, r.array, f"{r.max_abs_err:.3g}", r.tolerance,
-             ("PASS" if r.passed else "FAIL") + (f"  ({r.note})" if r.note else ""))
-            for r in rows]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line[:4], widths)) + "  " + line[4]
-             for line in [header, *body]]
-    return "\n".join(lines)
-
-
-@click.command("parity")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--device", default="cpu", show_default=True,
-              help="torch device to run the networks on, e.g. cuda.")
-def parity_command(directory: Path, device: str) -> None:
-    """Check this installation's networks against the parity fixtures in DIRECTORY.
-
-    Prints one row per output array; exits 1 if any array differs from the reference
-    beyond the tolerance, 2 if DIRECTORY holds no readable fixture.
-    """
-    rows = run_parity(directory, device=device)   # StimgenError: the CLI prints it, exit 2
-    click.echo(format_rows(rows))
-    failed = sum(not row.passed for row in rows)
-    click.echo(f"\n{len(rows) - failed}/{len(rows)} arrays match the reference "
-               f"({len({row.fixture for row in rows})} fixtures in {directory})")
-    if failed:
-        raise SystemExit(1)

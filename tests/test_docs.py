@@ -163,7 +163,7 @@ def test_jobs_default_as_documented_and_in_the_help():
 
 
 def test_build_option_defaults_in_the_help_are_the_models():
-    from stimgen.cli import build
+    from stimgen.cli.build import build
     from stimgen.protocol.execution import ExecutionSpec, SlurmOptions
 
     sources = {"time_limit": (SlurmOptions, "time"),

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from stimgen.cli import StimgenGroup
-from stimgen.weights.commands import models_group
+from stimgen.cli.models import models_group
 from stimgen.weights.inspect import detect_kind, inspect_checkpoint, load_checkpoint
 from stimgen.weights.registry import (
     TinyWeightsWarning, get_model, load_registry, model_status, require_weights,

@@ -26,7 +26,7 @@ from stimgen.circumplex import (angle_to_va, emotion_by_name, in_angle_interval,
                                 wrap_angle_difference)
 from stimgen.report import templates_dir, write_report
 from stimgen.report.build_folder import BuildFolderError
-from stimgen.report.commands import report_command
+from stimgen.cli.report import report_command
 from stimgen.report.figures import spread_label_angles
 from stimgen.report.tables import design_summary, format_number
 

@@ -23,6 +23,7 @@ from stimgen.export import psyexp
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.safety import spreadsheet_safe_table
 from stimgen.ledger import Ledger
+from stimgen.protocol.experiment import evaluated_by_psychopy
 from stimgen.storage import link_or_copy
 
 BUNDLE_DIR = "experiment"
@@ -230,11 +231,8 @@ def experiment_name(study_name: str) -> str:
 def conditions_table(trials: pd.DataFrame, prefix: str = STIMULI_PREFIX) -> pd.DataFrame:
     """A group's trial table as PsychoPy reads it: booleans as 0/1, image paths relative to
     the experiment folder (``prefix`` + the build-relative path, with forward slashes), and
-    no text cell that PsychoPy would evaluate.
-
-    PsychoPy runs ``eval`` on conditions cells in two places: ``importConditions`` on any text
-    cell that starts with ``[`` and ends with ``]``, and Builder's resource scan (PsychoJS
-    export) on any cell that starts with ``$``. Such a value would run as code, so it is refused.
+    no text cell that PsychoPy would evaluate (:func:`evaluated_by_psychopy`): such a value
+    would run as code, so it is refused.
     """
     table = flags_as_01(trials)
     table["stim_file"] = table["stim_file"].map(lambda f: prefix + str(f).replace("\\", "/"))
@@ -266,16 +264,6 @@ def flags_as_01(table: pd.DataFrame) -> pd.DataFrame:
             table[column] = table[column].map(lambda v: int(str(v).strip().lower()
                                                             in ("true", "1", "1.0")))
     return table
-
-
-def evaluated_by_psychopy(text: str) -> bool:
-    """Whether PsychoPy would ``eval`` this conditions cell (see :func:`conditions_table`).
-
-    >>> evaluated_by_psychopy("[1, 2]"), evaluated_by_psychopy("$x"), evaluated_by_psychopy("a $")
-    (True, True, False)
-    """
-    stripped = text.strip()
-    return stripped.startswith("$") or (stripped.startswith("[") and stripped.endswith("]"))
 
 
 _COMPILE_TIME = re.compile(r"^    on \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$", re.MULTILINE)

@@ -1,7 +1,8 @@
 """The protocol's `experiment:` section: task, timing, wording, practice, breaks, design.
 
-Pydantic models only; the schedule they describe is computed by :mod:`stimgen.design` and
-written as a PsychoPy bundle by :mod:`stimgen.export`. docs/experiment-design.md documents them.
+Pydantic models and the PsychoPy rules their text must meet (key names, text PsychoPy would
+evaluate); the schedule they describe is computed by :mod:`stimgen.design` and written as a
+PsychoPy bundle by :mod:`stimgen.export`. docs/experiment-design.md documents them.
 """
 from __future__ import annotations
 
@@ -36,6 +37,22 @@ def _check_key(value) -> str:
 
 Key = Annotated[str, BeforeValidator(_check_key)]
 """A PsychoPy keyboard key name, normalised to lower case."""
+
+
+def evaluated_by_psychopy(text: str) -> bool:
+    """Whether PsychoPy would ``eval`` this text as a conditions-file cell.
+
+    PsychoPy runs ``eval`` on conditions cells in two places: ``importConditions`` on any text
+    cell that starts with ``[`` and ends with ``]``, and Builder's resource scan (PsychoJS
+    export) on any cell that starts with ``$``; surrounding spaces are ignored. The one rule
+    for a choice label here, the experiment plan (:mod:`stimgen.design`) and the bundle
+    (:mod:`stimgen.export`), which all refuse such text.
+
+    >>> evaluated_by_psychopy("[1, 2]"), evaluated_by_psychopy("$x"), evaluated_by_psychopy("a $")
+    (True, True, False)
+    """
+    stripped = text.strip()
+    return stripped.startswith("$") or (stripped.startswith("[") and stripped.endswith("]"))
 
 Milliseconds = Annotated[int, Field(ge=0, le=600_000)]
 """A duration in milliseconds (0 to 10 minutes)."""
@@ -120,10 +137,8 @@ class Choice(ProtocolModel):
     @field_validator("label")
     @classmethod
     def _not_code_for_psychopy(cls, value: str) -> str:
-        # PsychoPy evaluates conditions cells written as "[...]" (importConditions) or
-        # starting with "$" (PsychoJS resource scan); a label must never be run as code.
-        stripped = value.strip()
-        if stripped.startswith("$") or (stripped.startswith("[") and stripped.endswith("]")):
+        # A label becomes a conditions cell (correct_label); it must never be run as code.
+        if evaluated_by_psychopy(value):
             raise ValueError("a choice label may not start with '$' or be wrapped in [...]: "
                              "PsychoPy would evaluate it as code")
         return value

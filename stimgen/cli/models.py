@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from stimgen.cli.output import is_quiet
 from stimgen.weights.fetch import ChecksumMismatchError, add_model, fetch_model, verify_models
 from stimgen.weights.registry import (
     STAGES, ModelStatus, all_statuses, get_model, load_registry, models_dir, models_for_stages,
@@ -17,11 +18,6 @@ from stimgen.weights.registry import (
 
 STATE_COLOURS = {"missing": "red", "present": "yellow", "verified": "green", "recorded": "green",
                  "mismatch": "red", "tiny": "magenta"}
-
-
-def _quiet(ctx: click.Context) -> bool:
-    obj = ctx.find_root().obj
-    return bool(isinstance(obj, dict) and obj.get("quiet"))
 
 
 def _cache_line() -> str:
@@ -113,7 +109,7 @@ def fetch_command(ctx, names, fetch_all, stages, force):
     click.echo(_cache_line())
     for entry in dict((e.name, e) for e in entries).values():
         click.echo(f"{entry.name}: {entry.file} · licence: {entry.license} ({entry.license_url})")
-        path = fetch_model(entry.name, force=force, progress=not _quiet(ctx))
+        path = fetch_model(entry.name, force=force, progress=not is_quiet(ctx))
         status = next(s for s in all_statuses() if s.entry.name == entry.name)
         click.echo(f"  {click.style(status.state, fg=STATE_COLOURS[status.state])} {path}")
         click.echo(f"  {_sha_line(status)}")

@@ -1,7 +1,7 @@
-"""The `stimgen report BUILD_DIR` command: regenerate a build's report from its files alone.
+"""`stimgen report BUILD_DIR`: regenerate a build's report from its files alone.
 
 A thin shell over :func:`stimgen.report.write_report`; a folder that is not a complete build
-raises :class:`~stimgen.report.build_folder.BuildFolderError` (a StimgenError, exit status 2).
+raises :class:`~stimgen.build_folder.BuildFolderError` (a StimgenError, exit status 2).
 """
 from __future__ import annotations
 

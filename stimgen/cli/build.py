@@ -1,0 +1,190 @@
+"""`stimgen build`, `validate`, `init`, `emotions` and `schema`: the commands on a protocol.
+
+Each parses its options, calls the Python API and prints; they import only light modules at
+start, so that `stimgen --help` and `stimgen validate` start instantly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from stimgen.cli.output import is_quiet, quiet_option, say
+from stimgen.cli.plan_summary import plan_summary
+from stimgen.errors import StimgenError
+
+
+@click.command()
+@click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (default: the protocol's output.folder, else build/<study>/).")
+@click.option("--force", is_flag=True,
+              help="Build into a non-empty folder that stimgen did not create, or change an "
+                   "experiment that data was collected with (the old one is kept in "
+                   "experiment/previous/). Files stimgen did not write are never touched.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Units run at once on this machine (default: for schematic builds of 64 "
+                   "faces or more one per core, at most 8, else 1; for emostyle one per "
+                   "visible GPU, 1 without a GPU).")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]),
+              help="Where identities are rendered: local worker processes (default), a SLURM "
+                   "job array, or one local job process per identity. See docs/cluster.md.")
+@click.option("--partition", help="SLURM partition.")
+@click.option("--account", help="SLURM account charged for the jobs.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0),
+              help="GPUs per SLURM job (default: 1 for emostyle, 0 for schematic).")
+@click.option("--time", "time_limit", metavar="TIME",
+              help='Time limit per identity job: minutes or "H:MM:SS" (default 60).')
+@click.option("--array-parallelism", type=click.IntRange(min=1),
+              help="Most SLURM jobs running at once (default 32).")
+@click.option("--max-retries", type=click.IntRange(min=0),
+              help="Resubmissions of a failed identity job before giving up (default 2).")
+@click.option("--dry-run", is_flag=True,
+              help="Check the protocol end to end with tiny random models (noise faces) into "
+                   "build/<study>-dry-run/; the report and manifest say so.")
+@quiet_option
+@click.pass_context
+def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_per_job,
+          time_limit, array_parallelism, max_retries, dry_run):
+    """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
+
+    An interrupted build resumes: run the same command again and finished
+    identities are reused after their files are checked. Execution settings come
+    from these options, else the protocol's execution: section, else the user
+    config file (~/.config/stimgen/config.yaml or $STIMGEN_CONFIG).
+    """
+    import stimgen
+    from stimgen.config import resolve_execution
+
+    loaded = stimgen.load_protocol(protocol)
+    command = "stimgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    execution = resolve_execution(loaded.execution, {
+        "executor": executor, "jobs": jobs, "max_retries": max_retries,
+        "slurm": {"partition": partition, "account": account, "gpus_per_job": gpus_per_job,
+                  "time": time_limit, "array_parallelism": array_parallelism}})
+    if dry_run:
+        from stimgen.pipeline import dry_run_output
+
+        out = out if out is not None else dry_run_output(loaded)
+        click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
+                    "protocol end to end, not the stimuli", fg="yellow", err=True)
+    say(ctx, plan_summary(loaded, out))
+    _show_build_warnings()
+    result = stimgen.build(loaded, out=out, force=force, execution=execution,
+                           progress=not is_quiet(ctx), command=command, dry_run=dry_run)
+    counts = result.manifest["counts"]
+    timing = sum(result.manifest["timings"].values())
+    if result.reused_identities:
+        say(ctx, f"reused finished identities: {', '.join(result.reused_identities)}")
+    if result.repairs:
+        click.secho(f"recomputed {len(result.repairs)} identit(ies) whose earlier files were "
+                    "damaged; listed under \"repairs\" in manifest.json", fg="yellow", err=True)
+    say(ctx, f"built {counts['stimuli']} stimuli in {timing:.1f} s: {counts['passed']} passed, "
+              f"{counts['flagged']} flagged ({counts['out_of_tolerance']} out of tolerance, "
+              f"{counts['weak_region']} in the weak region)", fg="green")
+    for name in ("report", "experiment", "stimuli_table", "metrics_by_emotion"):
+        if name in result.paths:
+            say(ctx, f"  {name:<20} {result.paths[name]}")
+    click.echo(str(result.out))
+
+
+class _ClickWarnings(logging.Handler):
+    """Shows the build's warnings (e.g. damaged files it recomputed) on stderr, even with -q."""
+
+    def emit(self, record):
+        click.secho(f"warning: {record.getMessage()}", fg="yellow", err=True)
+
+
+def _show_build_warnings() -> None:
+    logger = logging.getLogger("stimgen")
+    if not any(isinstance(h, _ClickWarnings) for h in logger.handlers):
+        logger.addHandler(_ClickWarnings(logging.WARNING))
+
+
+@click.command()
+@click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder to report in the plan.")
+@quiet_option
+@click.pass_context
+def validate(ctx, protocol, out):
+    """Check PROTOCOL and print the plan without building anything.
+
+    Everything a build would refuse about the protocol is refused here, with
+    file:line:column, including an experiment that cannot be planned over the
+    stimuli the protocol makes. Designs that run but undermine themselves are
+    printed as warnings on stderr.
+    """
+    import stimgen
+    from stimgen.design import plan_experiment
+
+    loaded = stimgen.load_protocol(protocol)
+    plan = plan_experiment(loaded)
+    say(ctx, plan_summary(loaded, out, plan))
+    warnings = plan.warnings if plan else ()
+    for warning in warnings:
+        click.secho(f"warning: {warning.render(str(protocol))}", fg="yellow", err=True)
+    counted = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""
+    click.secho(f"{protocol}: valid{counted}", fg="green")
+
+
+@click.command()
+@click.argument("path", required=False, default="protocol.yaml",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@quiet_option
+@click.pass_context
+def init(ctx, path, force):
+    """Write a commented starter protocol to PATH (default protocol.yaml)."""
+    from stimgen.starter import STARTER_PROTOCOL
+    from stimgen.storage import atomic_write_text
+
+    if path.exists() and not force:
+        raise StimgenError(f"{path} already exists", hint="pass --force to overwrite it, or "
+                                                          "choose another path")
+    atomic_write_text(path, STARTER_PROTOCOL)
+    say(ctx, f"wrote {path}; next: stimgen validate {path} && stimgen build {path}")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True, help="Output format.")
+def emotions(fmt):
+    """List the 28 named circumplex emotions with their angle and unit VA."""
+    from stimgen.circumplex import named_emotions
+
+    rows = [(e.name, e.key, e.angle, *e.unit_va) for e in named_emotions()]
+    if fmt == "json":
+        click.echo(json.dumps([{"name": n, "key": k, "angle": a, "valence": round(v, 4),
+                                "arousal": round(r, 4)} for n, k, a, v, r in rows], indent=2))
+    elif fmt == "csv":
+        click.echo("name,key,angle,valence,arousal")
+        for n, k, a, v, r in rows:
+            click.echo(f"{n},{k},{a:g},{v:.4f},{r:.4f}")
+    else:
+        click.echo(f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}")
+        for n, k, a, v, r in rows:
+            click.echo(f"{n:<12} {k:<12} {a:>6g} {v:>8.3f} {r:>8.3f}")
+
+
+@click.command()
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to this file instead of standard output.")
+def schema(out):
+    """Print the protocol's JSON Schema (for editor completion and checks)."""
+    from stimgen.protocol.schema import protocol_json_schema
+    from stimgen.storage import atomic_write_text
+
+    text = json.dumps(protocol_json_schema(), indent=2) + "\n"
+    if out:
+        atomic_write_text(out, text)
+    else:
+        click.echo(text, nl=False)
+
+
+#: The commands of this module, in the order they are added to the `stimgen` group.
+COMMANDS = (build, validate, init, emotions, schema)

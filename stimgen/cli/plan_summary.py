@@ -1,0 +1,121 @@
+"""What `stimgen build` and `stimgen validate` print about a protocol before any face is
+drawn: the stimuli, raters and tolerance, and the experiment's groups, trials and session.
+"""
+from __future__ import annotations
+
+
+def plan_summary(protocol, out, plan=None) -> str:
+    """What a build of ``protocol`` will make; ``plan``: its experiment plan, if made already."""
+    from stimgen.plan import plan_targets
+    from stimgen.wording import quantity
+
+    targets = plan_targets(protocol.targets)
+    n_ids = len(protocol.identities)
+    kinds = sorted({i.kind for i in protocol.identities})
+    start, end = protocol.validation.weak_region
+    in_weak = sum(1 for t in targets if t.angle is not None and _in_weak(t.angle, start, end))
+    lines = [
+        f"study       {protocol.study.name}",
+        f"stimuli     {quantity(n_ids, 'identity')} x {quantity(len(targets), 'target')} = "
+        f"{quantity(n_ids * len(targets), 'stimulus')}",
+        f"identities  {', '.join(i.id for i in protocol.identities[:8])}"
+        f"{' ...' if n_ids > 8 else ''} ({'/'.join(kinds)})",
+        f"backend     {protocol.backend.name}",
+        f"rater       {protocol.resolved_rater()}",
+        f"tolerance   distance <= {protocol.validation.tolerance.distance:g}, "
+        f"direction <= {protocol.validation.tolerance.direction:g} deg",
+        f"weak region {start:g}-{end:g} deg ({in_weak} of {len(targets)} targets inside)",
+        f"output      {out or protocol.default_output()}",
+    ]
+    if protocol.experiment is not None:
+        if plan is None:
+            from stimgen.design import plan_experiment
+
+            plan = plan_experiment(protocol)
+        lines += _experiment_lines(protocol.experiment, plan)
+    return "\n".join(lines)
+
+
+def _in_weak(angle, start, end) -> bool:
+    from stimgen.circumplex import in_angle_interval
+
+    return bool(in_angle_interval(angle, start, end))
+
+
+def _experiment_lines(experiment, plan) -> list[str]:
+    """The experiment part of the plan: groups, trials, breaks and session length."""
+    summary, session = plan.design.summary, plan.session
+    groups = plan.design.groups
+    names = groups[0] if len(groups) == 1 else f"{groups[0]} ... {groups[-1]}"
+    levels = ", ".join(summary.get("levels", []))
+    counted = {
+        "random": f"{len(groups)} order{'s' if len(groups) > 1 else ''} ({names}), each its "
+                  "own random order",
+        "blocked": f"{len(groups)} groups ({names}): {len(summary.get('levels', []))} "
+                   f"{summary.get('factor')} blocks ({levels}) in the orders of a balanced "
+                   "Latin square",
+        "latin-square": f"{len(groups)} lists ({names}): each identity in one of "
+                        f"{len(summary.get('levels', []))} {summary.get('factor')} conditions "
+                        f"({levels}) per list",
+    }[summary["design"]]
+    main = summary["main_trials_per_group"]
+    main_text = str(main[0]) if len(main) == 1 else f"{main[0]}-{main[-1]}"
+    shown = (f"{summary['stimuli_in_design']} stimuli"
+             + (f" x {summary['repetitions']} repetitions" if summary["repetitions"] > 1
+                else ", each once"))
+    if summary["design"] == "latin-square":
+        shown = f"a share of the {summary['stimuli_in_design']} stimuli per list"
+    trials = f"{session.trials} per participant: "
+    if summary["practice_trials"]:
+        source = {"repeat": "repeats of main-trial stimuli",
+                  "unused": "stimuli not in the main trials"}[summary["practice_source"]]
+        trials += f"{summary['practice_trials']} practice ({source}) + "
+    trials += f"{main_text} main ({shown})"
+    if summary.get("catch_trials"):
+        trials += f"; {summary['catch_trials']} of the main trials are catch trials"
+    lines = [f"experiment  {_experiment_line(experiment)}",
+             f"groups      {counted}",
+             f"assignment  {plan.design.rule}",
+             f"trials      {trials}",
+             f"breaks      {_breaks_text(experiment, summary)}",
+             f"session     {_session_text(session, summary)}",
+             f"            one trial: {session.assumption}"]
+    if experiment.stimuli.exclude_out_of_tolerance:
+        lines.append("note        stimuli out of tolerance are left out once rated, so the "
+                     "built experiment can have fewer trials (this plan assumes none is)")
+    if summary.get("note"):
+        lines.append(f"note        {summary['note']}")
+    return lines
+
+
+def _breaks_text(experiment, summary) -> str:
+    counts = summary["breaks_per_group"]
+    if counts == [0]:
+        return "none"
+    number = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    when = []
+    if experiment.breaks.every:
+        when.append(f"after every {experiment.breaks.every} main trials")
+    if summary["design"] == "blocked" and experiment.breaks.between_blocks:
+        when.append("between blocks")
+    return f"{number} per participant, {' and '.join(when)}"
+
+
+def _session_text(session, summary) -> str:
+    def minutes(value: float) -> str:
+        return "under 1 min" if value < 1 else f"about {value:.0f} min"
+
+    text = f"{minutes(session.minutes)} of trials per participant"
+    if session.longest_minutes is not None \
+            and minutes(session.longest_minutes) != minutes(session.minutes):
+        text += (f" ({minutes(session.longest_minutes)} if every response waits for its "
+                 "time limit)")
+    breaks = summary["breaks_per_group"][-1]
+    return text + "; instructions" + (" and self-paced breaks" if breaks else "") \
+        + " come on top"
+
+
+def _experiment_line(experiment) -> str:
+    task = getattr(getattr(experiment, "task", None), "type", "?")
+    design = getattr(getattr(experiment, "design", None), "type", "?")
+    return f"{task} task, {design} design"
