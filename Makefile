@@ -1,4 +1,4 @@
-# Two commands do all the set-up on a fresh machine (Python 3.10+):
+# Two commands do all the set-up on a fresh machine (Python 3.11+):
 #   make demo   # virtual environment + everything stimgen needs, then the demo build
 #   make test   # the same, plus test tools and system packages, then the test suite
 PYTHON ?= python3

@@ -14,7 +14,7 @@ import stimgen
 from buildfolders import protocol_from_text, snapshot
 from stimgen.pipeline import STIMULI_COLUMNS, build_lock
 from stimgen.cli import main
-from stimgen.errors import BackendUnavailableError, BuildError
+from stimgen.errors import BuildError, WeightsMissingError
 from stimgen.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,11 +171,17 @@ def test_stale_lock_of_dead_process_is_taken_over(small_protocol, tmp_path):
 
 
 def test_emostyle_protocol_fails_fast_without_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "empty-home"))
+    models = tmp_path / "empty-home" / "models"
+    monkeypatch.setenv("STIMGEN_HOME", str(models.parent))
     protocol = stimgen.load_protocol(ROOT / "protocols" / "emostyle-28x4.yaml")
-    with pytest.raises(BackendUnavailableError) as caught:
+    with pytest.raises(WeightsMissingError) as caught:
         stimgen.build(protocol, out=tmp_path / "e", progress=False)
-    assert "ffhq.pkl" in str(caught.value) or "emostyle" in str(caught.value)
+    needed = {"stylegan2_ffhq": "ffhq.pkl", "emostyle_mapping": "emo_mapping_wplus_2.pt",
+              "vggface2_resnet50": "resnet50_ft_weight.pkl", "emonet_8": "emonet_8.pth"}
+    assert caught.value.message.startswith(f"4 model file(s) needed here are not installed in {models}")
+    for name, file in needed.items():                 # each missing file, where it belongs
+        assert f"  - {name}: {models / file}\n" in caught.value.message
+    assert f"stimgen models fetch {' '.join(needed)}" in caught.value.hint
     assert not (tmp_path / "e").exists()          # stopped before doing any work
 
 

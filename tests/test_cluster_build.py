@@ -52,6 +52,7 @@ def serial(protocol, tmp_path_factory):
                          execution=ExecutionSpec(executor="local", jobs=1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("execution", [
     ExecutionSpec(executor="local", jobs=2),
     ExecutionSpec(executor="submitit-local", jobs=2),
@@ -88,6 +89,7 @@ def test_a_failed_job_is_retried(protocol, serial, tmp_path, monkeypatch):
     assert snapshot(result.out) == snapshot(serial.out)
 
 
+@pytest.mark.slow
 def test_failing_job_is_reported_with_its_log_and_the_rerun_resumes(protocol, serial, tmp_path,
                                                                      monkeypatch):
     out = tmp_path / "build"

@@ -74,6 +74,7 @@ def tiny(tmp_path_factory) -> dict:
     return json.loads((folder / TINY_MANIFEST).read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_tiny_models_size_and_resolution_as_documented(tiny):
     from stimgen.backends.emostyle.models import DRY_RUN_RESOLUTION
 

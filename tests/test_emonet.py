@@ -28,14 +28,21 @@ def test_emonet8_reproduces_reference_outputs(fixture, outputs, name):
     np.testing.assert_allclose(outputs[name].numpy(), fixture.arrays[name], rtol=RTOL, atol=ATOL)
 
 
+def shapes(n_expression: int) -> dict[str, list[int]]:
+    """Parameter and buffer shapes of EmoNet, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return {key: list(value.shape)
+                for key, value in EmoNet(n_expression=n_expression).state_dict().items()}
+
+
 def test_state_dict_has_published_keys_and_shapes(fixture):
-    ours = {key: list(value.shape) for key, value in EmoNet(n_expression=8).state_dict().items()}
+    ours = shapes(8)
     published = {key: spec["shape"] for key, spec in fixture.state_spec.items()}
     assert ours == published
 
 
 def test_five_expression_head_differs_only_in_last_layer(fixture):
-    ours = {key: list(value.shape) for key, value in EmoNet(n_expression=5).state_dict().items()}
+    ours = shapes(5)
     published = {key: spec["shape"] for key, spec in fixture.state_spec.items()}
     differing = {key for key in published if ours[key] != published[key]}
     assert ours.keys() == published.keys()
@@ -44,8 +51,8 @@ def test_five_expression_head_differs_only_in_last_layer(fixture):
 
 
 def test_five_expression_head_outputs():
-    with torch.no_grad():
-        out = EmoNet(n_expression=5).eval()(torch.rand(1, 3, 256, 256))
+    with torch.device("meta"), torch.no_grad():       # output shapes only: nothing computed
+        out = EmoNet(n_expression=5).eval()(torch.empty(1, 3, 256, 256))
     assert out["expression"].shape == (1, len(EXPRESSIONS[5]))
     assert out["valence"].shape == out["arousal"].shape == (1,)
     assert out["heatmap"].shape == (1, 68, 64, 64)

@@ -89,10 +89,19 @@ def test_slurm_time_formats(text, minutes):
     assert time_limit_minutes(text) == minutes
 
 
-@pytest.mark.parametrize("text", ["abc", "1h", "-5", "0", "1:2:3:4", True])
-def test_bad_time_limits_are_refused(text):
-    with pytest.raises(Exception, match="time"):
+@pytest.mark.parametrize("text, message", [
+    ("abc", 'time limit "abc" is not a SLURM time'), ("1h", 'time limit "1h" is not a SLURM time'),
+    ("-5", 'time limit "-5" is not a SLURM time'),
+    ("1:2:3:4", 'time limit "1:2:3:4" is not a SLURM time'),
+    (True, 'time limit "True" is not a SLURM time'), ("0", "time limit must be at least one minute"),
+    ("0-00:00:00", "time limit must be at least one minute")])
+def test_bad_time_limits_are_refused(text, message):
+    from pydantic_core import PydanticCustomError   # pydantic reports it at the field's path
+
+    with pytest.raises(PydanticCustomError) as caught:
         time_limit_minutes(text)
+    assert str(caught.value) == message
+    assert caught.value.type == "time_limit" and caught.value.context["hint"]
 
 
 def _config(tmp_path, text: str) -> Path:

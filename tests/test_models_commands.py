@@ -237,7 +237,7 @@ def test_tiny_models_are_recognised_by_their_marker_or_their_tiny_json(tiny, tmp
     older.mkdir()
     torch.save({"module.emo_fc_2.3.weight": torch.zeros(10, 128)}, older / "emonet_8.pth")
     assert tiny_evidence(older / "emonet_8.pth") is None
-    from stimgen.weights.fetch import sha256_file
+    from stimgen.storage import sha256_file
     (older / TINY_MANIFEST).write_text(json.dumps(
         {"models": {"emonet_8": {"sha256": sha256_file(older / "emonet_8.pth")}}}))
     assert TINY_MANIFEST in tiny_evidence(older / "emonet_8.pth")

@@ -21,6 +21,15 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert config["package-dir"]["stimgen.templates"] == "templates"
 
 
+def test_claimed_python_has_what_the_code_uses():
+    """requires-python says 3.11 or later: these tests read TOML with tomllib, new in 3.11, and
+    that is the oldest Python the suite runs on. Claiming 3.10 again needs a 3.10 CI job."""
+    claim = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    match = re.fullmatch(r">=\s*3\.(\d+)", claim)
+    assert match and int(match[1]) >= 11, f"requires-python = {claim!r}"
+    assert sys.version_info >= (3, int(match[1]))
+
+
 def test_templates_are_found():
     from stimgen.templates_path import templates_dir
 

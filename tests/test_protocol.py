@@ -167,8 +167,14 @@ def test_malformed_protocols(tmp_path, name, text, field, line, hint):
     assert str(path) in str(ProtocolError(path, problems))
 
 
-def test_at_least_25_distinct_malformed_cases():
-    assert len({c[0] for c in MALFORMED}) >= 25
+def test_malformed_cases_get_at_least_25_different_explanations(tmp_path):
+    """25 or more mistakes, each explained in its own words: counted on what the loader says
+    (message and hint, not where), not on this table's rows. A loader that found the place
+    of every mistake but called each one "invalid" passes the test above and fails here."""
+    explanations = {tuple(sorted((p.message, p.hint or "")
+                                 for p in problems_of(write(tmp_path, text))))
+                    for _, text, *_ in MALFORMED}
+    assert len(explanations) >= 25, "\n".join(map(str, sorted(explanations)))
 
 
 def test_missing_file_and_folder(tmp_path):

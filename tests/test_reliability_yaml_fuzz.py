@@ -86,6 +86,7 @@ def test_random_structures_validate_or_raise_stimgen_error(data):
     _ends_well(yaml.safe_dump(data))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.sampled_from(PATHS), structures, st.booleans())
 def test_valid_protocol_with_one_part_replaced_or_removed(path, value, remove):

@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from buildfolders import SMALL_PROTOCOL, parse_page, write_synthetic_build
 from stimgen.report import write_report
-
-from test_report import SMALL_PROTOCOL, parse_page, write_synthetic_build
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,6 +41,7 @@ def screenshot(page: Path, png: Path, profile: Path, *, width=1280, height=2000)
     return Image.open(png).convert("RGB")
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path):
     import stimgen
     (tmp_path / "protocol.yaml").write_text(SMALL_PROTOCOL, encoding="utf-8")
@@ -112,6 +112,7 @@ output: {image_size: 64}
 """
 
 
+@pytest.mark.slow
 def test_emotion_table_fits_a_1280_pixel_window_and_scrolls_in_its_box_below(tmp_path):
     """The per-emotion table at its widest (the published EmoStyle columns shown, weak tags, a
     long point label) shows every column at 1280 px; narrower, it scrolls inside its own box

@@ -1,4 +1,4 @@
-"""Downloads against a loopback HTTP server: success, resume, checksum, 404, Google Drive."""
+"""Downloads against a loopback HTTP server: success, checksum, 404, cuts, Google Drive."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,21 +8,32 @@ import threading
 import urllib.parse
 
 import pytest
+import requests
 import torch
 
 from stimgen.errors import StimgenError
 from stimgen.weights import fetch
 from stimgen.weights.fetch import (
-    ChecksumMismatchError, DownloadError, add_model, drive_confirm_url, fetch_model, verify_models,
+    GOOGLE_DRIVE_HOSTS, ChecksumMismatchError, DownloadError, add_model, fetch_model,
+    verify_models,
 )
 from stimgen.weights.registry import get_model, model_status, models_dir, read_records
 
 PAYLOAD = bytes(range(256)) * 4096          # 1 MiB, so a cut lands mid-file
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+#: Google's hosts as the fake server sees them: https://drive.google.com/uc -> /drive.google.com/uc
+DRIVE_HOSTS = GOOGLE_DRIVE_HOSTS + ("drive.usercontent.google.com",)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    """Routes of the fake download server; ``server.seen`` logs (path, Range header)."""
+    """Routes of the fake download server; ``server.seen`` logs (path, Range header).
+
+    Paths under ``/drive.google.com``, ``/docs.google.com`` and
+    ``/drive.usercontent.google.com`` mimic Google Drive (see the ``google_drive`` fixture):
+    ``/uc?id=ABC`` redirects to a usercontent page whose form confirms the download (Drive
+    since 2024); ``id=OLD`` answers with a "download anyway" link and a cookie (Drive before
+    2024); ``id=QUOTA`` with the quota page.
+    """
 
     protocol_version = "HTTP/1.1"
 
@@ -37,24 +48,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_payload()
         elif url.path == "/cut.bin":
             self.send_payload(cut=self.server.cuts_left > 0)
-        elif url.path == "/no-range.bin":
-            self.send_payload(honour_range=False)
-        elif url.path == "/drive":  # newer Drive: a form to confirm
-            self.send_page('<html><body>Google Drive can\'t scan this file for viruses.'
-                           '<form id="download-form" action="/drive-download" method="get">'
-                           '<input type="hidden" name="id" value="ABC">'
-                           '<input type="hidden" name="export" value="download">'
-                           '<input type="hidden" name="confirm" value="t">'
-                           '<input type="hidden" name="uuid" value="u-1"></form></body></html>')
-        elif url.path == "/drive-download" and query.get("confirm") == "t" and query.get("uuid") == "u-1":
-            self.send_payload()
-        elif url.path == "/uc" and query.get("confirm") == "TOKEN9":  # older Drive: cookie + link
-            self.send_payload()
-        elif url.path == "/uc":
-            self.send_page('<a href="/uc?export=download&amp;confirm=TOKEN9&amp;id=ABC">Download '
-                           'anyway</a>', cookie="download_warning_13058=TOKEN9; Path=/")
         elif url.path == "/quota":
             self.send_page("<html>Too many users have viewed or downloaded this file</html>")
+        elif url.path == "/drive.google.com/uc" and query.get("id") == "ABC":
+            self.send_response(303)
+            self.send_header("Location", "https://drive.usercontent.google.com/download"
+                                         "?id=ABC&export=download")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif url.path == "/drive.usercontent.google.com/download" and query.get("id") == "ABC":
+            if query.get("confirm") == "t" and query.get("uuid") == "u-1":
+                self.send_payload(attachment=True)
+            else:
+                self.send_page(
+                    "<html><body><p>Google Drive can't scan this file for viruses.</p>"
+                    '<form id="download-form" action="https://drive.usercontent.google.com/'
+                    'download" method="get">'
+                    '<input type="hidden" name="id" value="ABC">'
+                    '<input type="hidden" name="export" value="download">'
+                    '<input type="hidden" name="confirm" value="t">'
+                    '<input type="hidden" name="uuid" value="u-1"></form></body></html>')
+        elif url.path in ("/drive.google.com/uc", "/docs.google.com/uc") and query.get("id") == "OLD":
+            if query.get("confirm") == "TOKEN9":
+                self.send_payload(attachment=True)
+            else:
+                self.send_page('<a href="/uc?export=download&amp;confirm=TOKEN9&amp;id=OLD">'
+                               "Download anyway</a>",
+                               cookie="download_warning_13058=TOKEN9; Path=/")
+        elif url.path == "/drive.google.com/uc" and query.get("id") == "QUOTA":
+            self.send_page('<html><body><p class="uc-error-subcaption">Too many users have '
+                           "viewed or downloaded this file recently.</p></body></html>")
         else:
             self.send_error(404, "Not Found")
 
@@ -68,26 +91,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_payload(self, cut=False, honour_range=True):
-        start = 0
-        header = self.headers.get("Range")
-        if header and honour_range:
-            start = int(header.removeprefix("bytes=").split("-")[0])
-        body = PAYLOAD[start:]
-        self.send_response(206 if start else 200)
+    def send_payload(self, cut=False, attachment=False):
+        self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        if attachment:
+            self.send_header("Content-Disposition", 'attachment; filename="emonet_8.pth"')
         self.end_headers()
         if cut:  # announce the whole body, send a third, drop the connection
             self.server.cuts_left -= 1
-            self.wfile.write(body[: len(body) // 3])
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 3])
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(2)
             return
-        self.wfile.write(body)
+        self.wfile.write(PAYLOAD)
 
 
 @pytest.fixture
@@ -101,6 +119,26 @@ def server():
     yield httpd
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def google_drive(server, monkeypatch):
+    """Send requests for Google's hosts to the fake server (https://H/p -> server/H/p).
+
+    The rewrite happens in requests' transport, under gdown, so gdown sees Drive URLs,
+    redirects and cookies exactly as it would against Google.
+    """
+    send = requests.adapters.HTTPAdapter.send
+
+    def to_server(adapter, request, *args, **kwargs):
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.hostname in DRIVE_HOSTS:
+            request = request.copy()
+            request.url = f"{server.url}/{parts.hostname}{parts.path}?{parts.query}"
+        return send(adapter, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", to_server)
+    return server
 
 
 @pytest.fixture
@@ -129,10 +167,17 @@ def test_fetch_installs_checks_and_records(server, home, serve_as):
     path = fetch_model("emonet_8", progress=False)
     assert path == fetched(home) and path.read_bytes() == PAYLOAD
     assert read_records(models_dir(home))["emonet_8"].sha256 == DIGEST
-    assert not path.with_name(path.name + ".part").exists()
+    assert sorted(p.name for p in models_dir(home).iterdir()) == ["emonet_8.pth", "verified.json"]
     assert model_status("emonet_8").state == "recorded"  # the real entry publishes no hash
     fetch_model("emonet_8", progress=False)  # installed and checked: no second download
     assert len(server.seen) == 1
+
+
+def test_progress_goes_to_stderr(server, home, serve_as, capfd):
+    serve_as(f"{server.url}/file.bin", sha256=DIGEST)
+    fetch_model("emonet_8", progress=True)
+    out, err = capfd.readouterr()
+    assert out == "" and "1.05M" in err          # tqdm's bar: the megabyte sent, on stderr
 
 
 def test_unknown_sha256_is_recorded_on_first_fetch(server, home, serve_as):
@@ -141,32 +186,31 @@ def test_unknown_sha256_is_recorded_on_first_fetch(server, home, serve_as):
     assert read_records(models_dir(home))["emonet_8"].sha256 == DIGEST
 
 
-def test_cut_connection_resumes_with_a_range_request(server, home, serve_as):
+def test_cut_connection_is_tried_again(server, home, serve_as):
     server.cuts_left = 1
     serve_as(f"{server.url}/cut.bin", sha256=DIGEST)
     path = fetch_model("emonet_8", progress=False)
     assert path.read_bytes() == PAYLOAD
-    assert server.seen[0] == ("/cut.bin", None)
-    assert server.seen[1][1] == f"bytes={len(PAYLOAD) // 3}-"
+    assert server.seen == [("/cut.bin", None), ("/cut.bin", None)]
 
 
-def test_interrupted_download_keeps_part_and_next_run_resumes(server, home, serve_as):
+def test_interrupted_download_installs_nothing_and_next_run_starts_over(server, home, serve_as):
     server.cuts_left = 1
     serve_as(f"{server.url}/cut.bin", sha256=DIGEST)
-    with pytest.raises(DownloadError, match="run the same command again to resume"):
+    with pytest.raises(DownloadError, match="connection to .*/cut.bin was cut 1 time ") as err:
         fetch_model("emonet_8", progress=False, retries=0)
-    part = fetched(home).with_name(fetched(home).name + ".part")
-    assert part.stat().st_size == len(PAYLOAD) // 3 and not fetched(home).exists()
+    assert "run the same command again" in err.value.hint
+    assert list(models_dir(home).iterdir()) == []        # no partial file, no temporary one
     assert fetch_model("emonet_8", progress=False).read_bytes() == PAYLOAD
-    assert server.seen[-1][1] == f"bytes={len(PAYLOAD) // 3}-"
 
 
-def test_server_ignoring_range_restarts_from_zero(server, home, serve_as):
-    serve_as(f"{server.url}/no-range.bin", sha256=DIGEST)
+def test_leftover_part_file_is_not_installed(server, home, serve_as):
+    serve_as(f"{server.url}/file.bin")
     part = fetched(home).with_name(fetched(home).name + ".part")
     part.parent.mkdir(parents=True)
-    part.write_bytes(b"stale bytes from another file")
+    part.write_bytes(b"stale bytes from an older stimgen")
     assert fetch_model("emonet_8", progress=False).read_bytes() == PAYLOAD
+    assert server.seen == [("/file.bin", None)] and not part.exists()
 
 
 def test_checksum_mismatch_installs_nothing(server, home, serve_as):
@@ -176,15 +220,33 @@ def test_checksum_mismatch_installs_nothing(server, home, serve_as):
     assert f"{server.url}/file.bin" in err.value.message and DIGEST in err.value.message
     assert "not installed" in err.value.message
     assert list(models_dir(home).iterdir()) == []
+    assert len(server.seen) == 1                         # a wrong file is not fetched again
+
+
+def test_checksum_mismatch_keeps_the_installed_file(server, home, serve_as):
+    serve_as(f"{server.url}/file.bin", sha256="0" * 64)
+    fetched(home).parent.mkdir(parents=True)
+    fetched(home).write_bytes(b"the file the user had")
+    with pytest.raises(ChecksumMismatchError):
+        fetch_model("emonet_8", progress=False, force=True)
+    assert fetched(home).read_bytes() == b"the file the user had"
+
+
+def test_size_mismatch_installs_nothing(server, home, serve_as):
+    serve_as(f"{server.url}/file.bin", size_bytes=len(PAYLOAD) + 1)
+    with pytest.raises(ChecksumMismatchError, match=f"gave {len(PAYLOAD)} bytes, expected"):
+        fetch_model("emonet_8", progress=False)
+    assert list(models_dir(home).iterdir()) == []
 
 
 def test_404_names_the_url_and_the_way_out(server, home, serve_as):
     serve_as(f"{server.url}/gone.bin")
     with pytest.raises(DownloadError, match="HTTP 404") as err:
         fetch_model("emonet_8", progress=False)
-    assert f"{server.url}/gone.bin" in err.value.message
+    assert err.value.message.startswith(f"emonet_8: {server.url}/gone.bin answered HTTP 404")
     assert "stimgen models add emonet_8 PATH" in err.value.hint
     assert not fetched(home).exists()
+    assert len(server.seen) == 1                         # an HTTP error is not retried
 
 
 def test_second_source_is_tried_when_the_first_fails(server, home, serve_as):
@@ -192,38 +254,61 @@ def test_second_source_is_tried_when_the_first_fails(server, home, serve_as):
     assert fetch_model("emonet_8", progress=False).read_bytes() == PAYLOAD
 
 
+def test_every_failed_source_is_listed(server, home, serve_as):
+    serve_as(f"{server.url}/gone.bin", f"{server.url}/quota")
+    with pytest.raises(DownloadError, match="every source failed") as err:
+        fetch_model("emonet_8", progress=False)
+    assert "gone.bin answered HTTP 404" in err.value.message
+    assert "quota returned a web page" in err.value.message
+
+
 def test_unreachable_host_says_what_to_do_offline(home, serve_as):
     serve_as("http://127.0.0.1:9/nothing-listens-here")
     with pytest.raises(DownloadError, match="could not download") as err:
         fetch_model("emonet_8", progress=False, timeout=5)
-    assert "offline" in err.value.hint and "stimgen models add" in err.value.hint
+    assert err.value.message == ("emonet_8: could not download http://127.0.0.1:9/nothing-listens-"
+                                 "here: [Errno 111] Connection refused")
+    assert "offline" in err.value.hint and "stimgen models add emonet_8 PATH" in err.value.hint
 
 
-@pytest.mark.parametrize("route", ["/drive?id=ABC&export=download", "/uc?id=ABC&export=download"])
-def test_google_drive_confirm_page_is_followed(server, home, serve_as, route):
-    serve_as(server.url + route, sha256=DIGEST)
-    assert fetch_model("emonet_8", progress=False).read_bytes() == PAYLOAD
+def test_cli_prints_a_network_error_without_traceback_and_exits_2(home, serve_as):
+    from click.testing import CliRunner
+
+    from stimgen.cli import main
+
+    serve_as("http://127.0.0.1:9/nothing-listens-here")
+    result = CliRunner().invoke(main, ["models", "fetch", "emonet_8"])
+    assert result.exit_code == 2, result.output
+    assert "emonet_8: could not download http://127.0.0.1:9/nothing-listens-here" in result.output
+    assert "stimgen models add emonet_8 PATH" in result.output
+    assert "Traceback" not in result.output
 
 
-def test_web_page_without_confirmation_is_an_error(server, home, serve_as):
+def test_web_page_instead_of_the_file_is_an_error(server, home, serve_as):
     serve_as(f"{server.url}/quota")
     with pytest.raises(DownloadError, match="web page instead of emonet_8.pth"):
         fetch_model("emonet_8", progress=False)
-    assert not fetched(home).exists()
+    assert list(models_dir(home).iterdir()) == []
 
 
-def test_drive_confirm_url_reads_forms_links_and_cookies():
-    form = ('<form action="https://drive.usercontent.google.com/download"><input name="id" '
-            'value="X"><input name="confirm" value="t"><input name="uuid" value="9"></form>')
-    assert drive_confirm_url(form, "https://drive.google.com/uc?id=X") == \
-        "https://drive.usercontent.google.com/download?id=X&confirm=t&uuid=9"
-    link = '<a href="/uc?export=download&amp;confirm=AbC_1&amp;id=X">'
-    assert drive_confirm_url(link, "https://drive.google.com/uc?id=X") == \
-        "https://drive.google.com/uc?export=download&confirm=AbC_1&id=X"
-    cookie = type("Cookie", (), {"name": "download_warning_1", "value": "T0K"})()
-    assert drive_confirm_url("<p>no form</p>", "https://d.example/uc?id=X", [cookie]) == \
-        "https://d.example/uc?id=X&confirm=T0K"
-    assert drive_confirm_url("<p>quota exceeded</p>", "https://d.example/uc?id=X") is None
+@pytest.mark.parametrize("file_id, visited", [
+    ("ABC", ["/drive.google.com/uc", "/drive.usercontent.google.com/download",
+             "/drive.usercontent.google.com/download"]),      # page with the form, then the file
+    ("OLD", ["/drive.google.com/uc", "/docs.google.com/uc"]),  # page with the link, then the file
+], ids=["form", "link-and-cookie"])
+def test_google_drive_confirm_page_is_followed(google_drive, home, serve_as, file_id, visited):
+    serve_as(f"https://drive.google.com/uc?export=download&id={file_id}", sha256=DIGEST)
+    assert fetch_model("emonet_8", progress=False).read_bytes() == PAYLOAD
+    assert [path for path, _ in google_drive.seen] == visited
+    assert sorted(p.name for p in models_dir(home).iterdir()) == ["emonet_8.pth", "verified.json"]
+
+
+def test_google_drive_quota_page_says_to_download_by_hand(google_drive, home, serve_as):
+    serve_as("https://drive.google.com/uc?export=download&id=QUOTA")
+    with pytest.raises(DownloadError, match="web page instead of emonet_8.pth") as err:
+        fetch_model("emonet_8", progress=False)
+    assert "open the link in a browser" in err.value.hint
+    assert list(models_dir(home).iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- add / verify

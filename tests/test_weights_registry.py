@@ -137,3 +137,26 @@ def test_require_weights_returns_paths_and_warns_about_tiny_models(home):
     assert paths == {"emonet_8": real, "fan_2d": tiny}
     assert model_status("fan_2d").state == "tiny"
     assert os.path.isfile(paths["fan_2d"])
+
+
+def test_one_loader_table_serves_inspect_and_the_emostyle_backend(monkeypatch, tmp_path):
+    import torch
+
+    from stimgen.backends.emostyle import models
+    from stimgen.checkpoints import loaders
+    from stimgen.weights import inspect
+
+    assert {entry.kind for entry in load_registry()} == set(loaders.KINDS)
+    loaded = []
+
+    def fake_load(path):
+        loaded.append(path)
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setitem(loaders.KINDS, "emonet", loaders.CheckpointKind("EmoNet", fake_load))
+    monkeypatch.setattr(models, "_NETWORKS", {})
+    path = tmp_path / "emonet_8.pth"
+    path.write_bytes(b"not read by the fake loader")
+    models.load_network("emonet_8", path, torch.device("cpu"))
+    inspect.load_checkpoint(path, kind="emonet")
+    assert loaded == [path, path]

@@ -1,29 +1,23 @@
-"""Getting checkpoints into the cache: download (resumable, checksummed, atomic), add, verify.
+"""Getting checkpoints into the cache: download, add, verify.
 
-A download streams to ``<file>.part`` next to its destination, resumes with an HTTP Range
-request after a cut connection, is hashed, and only then renamed into place.
+pooch does the transfer (requests, a temporary file in the models folder, a tqdm bar on
+stderr); gdown is its downloader for Google Drive links, whose large files hide behind a
+"can't scan this file for viruses" page. stimgen checks the size and sha256 against the
+registry and renames the file into place only when they match.
 """
 from __future__ import annotations
 
-import hashlib
-import html
-import http.client
-import http.cookiejar
+import logging
 import os
-import re
 import shutil
-import socket
-import urllib.error
 import urllib.parse
-import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Iterable
-
-from tqdm import tqdm
+from typing import Iterable, Iterator
 
 from stimgen.errors import StimgenError
+from stimgen.storage import sha256_file
 from stimgen.weights.registry import (
     ModelEntry, digest_matches, get_model, load_registry, make_record, models_dir, read_records,
     save_record, state_of,
@@ -31,11 +25,8 @@ from stimgen.weights.registry import (
 
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "stimgen-models-fetch/1 (+https://github.com/stimgen)"
-#: An HTML page bigger than this is not a Google Drive confirm page.
-MAX_PAGE_BYTES = 1 << 20
-
-_CUT_ERRORS = (http.client.IncompleteRead, ConnectionError, TimeoutError, socket.timeout,
-               urllib.error.URLError)
+#: Hosts whose links go through gdown (Drive's confirm page) instead of a plain GET.
+GOOGLE_DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
 
 
 class DownloadError(StimgenError):
@@ -50,19 +41,13 @@ class TinyModelError(StimgenError):
     """A random tiny model from ``stimgen models make-tiny`` offered as real weights."""
 
 
-# ----------------------------------------------------------------------------- hashing
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+# ----------------------------------------------------------------------------- checking
 
 def check_file(entry: ModelEntry, path: Path, source: str) -> str:
     """Hash ``path`` and compare with the registry; return the digest or raise.
+
+    The registry may publish a full sha256, only its leading digits (torch.hub file
+    names), or nothing; the digest is returned either way, for ``verified.json``.
 
     Raises
     ------
@@ -88,174 +73,177 @@ def check_file(entry: ModelEntry, path: Path, source: str) -> str:
     return digest
 
 
-# ----------------------------------------------------------------------------- Google Drive
+def is_web_page(path: Path) -> bool:
+    """Whether a downloaded file is an HTML page (a quota or login page), not a checkpoint.
 
-class _FormParser(HTMLParser):
-    """Collects each ``<form>``'s action and its named ``<input>`` values."""
+    Checkpoints are zip files or pickles; a page starts with a tag.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append((values.get("action", ""), {}))
-        elif tag == "input" and self.forms and values.get("name"):
-            self.forms[-1][1][values["name"]] = values.get("value", "")
-
-
-def drive_confirm_url(page: str, page_url: str,
-                      cookies: Iterable[http.cookiejar.Cookie] = ()) -> str | None:
-    """The URL that confirms a Google Drive "can't scan this file for viruses" page.
-
-    Drive answers a large file with an HTML page instead of the file. Newer pages hold a
-    form (``action=.../download`` with hidden ``id``, ``export``, ``confirm``, ``uuid``);
-    older ones a link with ``confirm=TOKEN`` and a ``download_warning*`` cookie whose
-    value is the token. Returns ``None`` when the page is none of these (e.g. a quota page).
-
-    >>> drive_confirm_url('<form action="/download"><input name="id" value="X">'
-    ...                   '<input name="confirm" value="t"></form>', "https://d.example/uc?id=X")
-    'https://d.example/download?id=X&confirm=t'
+    >>> import tempfile
+    >>> page = Path(tempfile.mkdtemp()) / "emonet_8.pth"
+    >>> _ = page.write_bytes(b"\\n<!DOCTYPE html><html><body>Too many users</body></html>")
+    >>> is_web_page(page)
+    True
+    >>> _ = page.write_bytes(b"PK\\x03\\x04 a torch zip file")
+    >>> is_web_page(page)
+    False
     """
-    parser = _FormParser()
-    parser.feed(page)
-    for action, fields in parser.forms:
-        if "confirm" in fields or "uuid" in fields:
-            return urllib.parse.urljoin(page_url, action or page_url) + "?" + urllib.parse.urlencode(fields)
-    link = re.search(r'href="([^"]*[?&](?:amp;)?confirm=[^"]+)"', page)
-    if link:
-        return urllib.parse.urljoin(page_url, html.unescape(link.group(1)))
-    for cookie in cookies:
-        if cookie.name.startswith("download_warning"):
-            return _with_query(page_url, confirm=cookie.value)
-    return None
+    with open(path, "rb") as handle:
+        head = handle.read(1024).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or (head[:1] == b"<" and b"<html" in head)
 
 
-def _with_query(url: str, **params: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    query.update(params)
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+# ----------------------------------------------------------------------------- downloading
 
+def is_google_drive(url: str) -> bool:
+    """Whether ``url`` is a Google Drive link (downloaded through gdown).
 
-# ----------------------------------------------------------------------------- download
+    >>> is_google_drive("https://drive.google.com/uc?export=download&id=17C1")
+    True
+    >>> is_google_drive("https://github.com/face-analysis/emonet/raw/master/pretrained/x.pth")
+    False
+    """
+    return urllib.parse.urlsplit(url).hostname in GOOGLE_DRIVE_HOSTS
+
 
 @dataclass
-class _Session:
-    """One opener with a cookie jar, so Drive's confirm cookie reaches the second request."""
+class GoogleDriveDownloader:
+    """A pooch downloader for Google Drive links: gdown confirms Drive's virus-scan page.
 
-    timeout: float
-    cookies: http.cookiejar.CookieJar
+    Called by pooch as ``downloader(url, output_file, pooch)``; writes the file's bytes to
+    ``output_file`` (a temporary file pooch moves into place).
+    """
 
-    @classmethod
-    def new(cls, timeout: float) -> "_Session":
-        return cls(timeout, http.cookiejar.CookieJar())
+    progressbar: bool = False   # tqdm bar and gdown's "From: URL" lines on stderr
+    timeout: float = 60.0       # seconds without a byte before giving up
 
-    def open(self, url: str, offset: int) -> http.client.HTTPResponse:
-        headers = {"User-Agent": USER_AGENT}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
-        return opener.open(urllib.request.Request(url, headers=headers), timeout=self.timeout)
+    def __call__(self, url: str, output_file: str, pooch: object) -> None:
+        import gdown
+
+        with open(output_file, "wb") as handle:     # a stream: gdown keeps no .part file
+            gdown.download(url, handle, quiet=not self.progressbar, use_cookies=False,
+                           timeout=self.timeout, log_messages={"start": "", "output": ""})
 
 
-def _unreachable(entry: ModelEntry, url: str, reason: object) -> DownloadError:
+def downloader_for(url: str, *, progress: bool, timeout: float):
+    """The pooch downloader for ``url``: gdown for Google Drive, pooch's HTTP one otherwise."""
+    if is_google_drive(url):
+        return GoogleDriveDownloader(progressbar=progress, timeout=timeout)
+    import pooch
+
+    return pooch.HTTPDownloader(progressbar=progress, chunk_size=CHUNK_BYTES, timeout=timeout,
+                                headers={"User-Agent": USER_AGENT})
+
+
+@contextmanager
+def _pooch_silenced() -> Iterator[None]:
+    """pooch logs "Downloading file ..." at INFO; the CLI already says what it fetches."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _is_cut(exc: BaseException) -> bool:
+    """A connection dropped mid-file (worth another try), as opposed to a refusal."""
+    import gdown.exceptions
+    import requests
+
+    return (isinstance(exc, (requests.exceptions.ChunkedEncodingError,
+                             requests.exceptions.ReadTimeout, gdown.exceptions.DownloadError))
+            and not isinstance(exc, gdown.exceptions.FileURLRetrievalError))
+
+
+def _download_error(entry: ModelEntry, url: str, exc: BaseException,
+                    attempts: int) -> DownloadError:
+    """What to tell the user about a failed transfer: what happened and the way out."""
+    import gdown.exceptions
+    import requests
+
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        return DownloadError(
+            f"{entry.name}: {url} answered HTTP {exc.response.status_code} {exc.response.reason}",
+            hint=f"the file has moved or the link expired; see {entry.homepage} for its current "
+                 f"location, download it and run `stimgen models add {entry.name} PATH`")
+    if isinstance(exc, gdown.exceptions.FileURLRetrievalError):
+        return _web_page_error(entry, url)
+    if _is_cut(exc):
+        return DownloadError(
+            f"{entry.name}: the connection to {url} was cut {attempts} "
+            f"time{'s' if attempts > 1 else ''} ({type(exc).__name__}); nothing was installed",
+            hint="run the same command again (the download starts over)")
     return DownloadError(
-        f"{entry.name}: could not download {url}: {reason}",
+        f"{entry.name}: could not download {url}: {_innermost(exc)}",
         hint=f"check the network connection; on an offline machine, download {entry.file} "
              f"elsewhere ({entry.urls[0]}) and run `stimgen models add {entry.name} PATH`")
 
 
-def _resume_offset(response: http.client.HTTPResponse, offset: int) -> int:
-    """Where the body starts in the file: ``offset`` for a matching 206, else 0 (restart)."""
-    if response.status != 206:
-        return 0
-    match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-    return offset if match and int(match.group(1)) == offset else 0
+def _innermost(exc: BaseException) -> str:
+    """The socket-level reason under a requests error, e.g. "[Errno 111] Connection refused"."""
+    cause = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    cause = getattr(cause, "reason", cause)         # urllib3's MaxRetryError names the cause
+    while isinstance(cause, BaseException) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause) or type(cause).__name__
 
 
-def download_to_part(entry: ModelEntry, url: str, part: Path, *, session: _Session,
-                     retries: int = 3, progress: bool = True) -> None:
-    """Stream ``url`` into ``part``, resuming from what ``part`` already holds.
+def _web_page_error(entry: ModelEntry, url: str) -> DownloadError:
+    return DownloadError(
+        f"{entry.name}: {url} returned a web page instead of {entry.file} "
+        "(Google Drive shows one when its download quota is exceeded)",
+        hint=f"open the link in a browser, download {entry.file}, then run "
+             f"`stimgen models add {entry.name} PATH`")
 
-    A connection cut mid-file is retried ``retries`` times with a Range request from the
-    last byte written; a Google Drive confirm page is followed once.
+
+def download(entry: ModelEntry, url: str, staged: Path, *, retries: int = 3,
+             progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``staged`` with pooch; the caller checks and installs it.
+
+    A connection cut mid-file is tried again, from the start, up to ``retries`` times;
+    an HTTP error, an unreachable host or a web page is not.
 
     Raises
     ------
     DownloadError
-        HTTP error (404, ...), unreachable host, an HTML page instead of the file, or more
-        cuts than ``retries``. ``part`` is kept so that running the command again resumes.
+        The message names the model and the URL, the hint what to do; ``staged`` does not
+        exist afterwards.
     """
-    cuts = 0
-    confirmed = False
-    while True:
-        offset = part.stat().st_size if part.exists() else 0
+    import gdown.exceptions
+    import pooch
+    import requests
+
+    staged.unlink(missing_ok=True)     # pooch would take a file already there as done
+    cache = pooch.create(path=staged.parent, base_url="", registry={staged.name: None},
+                         urls={staged.name: url})
+    downloader = downloader_for(url, progress=progress, timeout=timeout)
+    for attempt in range(1, retries + 2):
         try:
-            response = session.open(url, offset)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and offset:  # the .part already holds the whole file
-                return
-            raise DownloadError(
-                f"{entry.name}: {url} answered HTTP {exc.code} {exc.reason}",
-                hint=("the file has moved or the link expired; see " + entry.homepage +
-                      f" for its current location, download it and run "
-                      f"`stimgen models add {entry.name} PATH`")) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise _unreachable(entry, url, getattr(exc, "reason", exc)) from None
-        with response:
-            if response.headers.get_content_type() == "text/html":
-                page = response.read(MAX_PAGE_BYTES).decode("utf-8", "replace")
-                confirm = None if confirmed else drive_confirm_url(page, response.geturl(), session.cookies)
-                if confirm is None:
-                    raise DownloadError(
-                        f"{entry.name}: {url} returned a web page instead of {entry.file} "
-                        "(Google Drive shows one when its download quota is exceeded)",
-                        hint=f"open the link in a browser, download {entry.file}, then run "
-                             f"`stimgen models add {entry.name} PATH`")
-                url, confirmed = confirm, True
-                continue
-            start = _resume_offset(response, offset)
-            length = response.headers.get("Content-Length")
-            total = start + int(length) if length is not None else None
-            try:
-                _stream(response, part, start, total, label=entry.file, progress=progress)
-            except _CUT_ERRORS as exc:
-                cuts += 1
-                if cuts > retries:
-                    raise DownloadError(
-                        f"{entry.name}: the connection to {url} was cut {cuts} times "
-                        f"({type(exc).__name__}); {part.stat().st_size} bytes kept in {part}",
-                        hint="run the same command again to resume where it stopped") from None
-                continue
-            return
+            with _pooch_silenced():
+                cache.fetch(staged.name, downloader=downloader)
+            break
+        except (requests.exceptions.RequestException, gdown.exceptions.DownloadError) as exc:
+            if not _is_cut(exc) or attempt > retries:
+                raise _download_error(entry, url, exc, attempt) from None
+    if is_web_page(staged):
+        staged.unlink()
+        raise _web_page_error(entry, url)
+    return staged
 
 
-def _stream(response: http.client.HTTPResponse, part: Path, start: int, total: int | None,
-            *, label: str, progress: bool) -> None:
-    with open(part, "r+b" if start else "wb") as handle, \
-            tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                 desc=label, disable=not progress, leave=False) as bar:
-        handle.seek(start)
-        handle.truncate()
-        for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-            handle.write(chunk)
-            bar.update(len(chunk))
-    if total is not None and part.stat().st_size < total:
-        raise http.client.IncompleteRead(b"", total - part.stat().st_size)
-
-
-def install_part(entry: ModelEntry, part: Path, directory: Path, source: str, *,
-                 tiny: bool = False) -> Path:
-    """Check ``part`` against the registry and rename it into place (removed on mismatch)."""
+def install_download(entry: ModelEntry, staged: Path, directory: Path, source: str, *,
+                     tiny: bool = False) -> Path:
+    """Check ``staged`` against the registry and rename it into place (removed on mismatch)."""
     try:
-        digest = check_file(entry, part, source)
+        digest = check_file(entry, staged, source)
     except ChecksumMismatchError:
-        part.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
     destination = directory / entry.file
-    os.replace(part, destination)
+    os.replace(staged, destination)
     save_record(directory, entry.name, make_record(destination, digest, source, tiny=tiny))
     return destination
 
@@ -266,12 +254,17 @@ def fetch_model(name: str, *, home: Path | str | None = None, force: bool = Fals
 
     Already installed and checked files are kept unless ``force``; a tiny test model or an
     unchecked file is replaced. The sha256 is checked when the registry has one, and
-    recorded in ``verified.json`` either way.
+    recorded in ``verified.json`` either way. The registry's sources are tried in order.
 
     Raises
     ------
     DownloadError, ChecksumMismatchError
         Nothing is installed; the message names the URL and what to do.
+
+    Examples
+    --------
+    >>> fetch_model("emonet_8")     # doctest: +SKIP
+    PosixPath('/home/me/.cache/stimgen/models/emonet_8.pth')
     """
     entry = get_model(name)
     directory = models_dir(home)
@@ -280,16 +273,15 @@ def fetch_model(name: str, *, home: Path | str | None = None, force: bool = Fals
     if not force and state_of(entry, destination, record) in ("verified", "recorded"):
         return destination
     directory.mkdir(parents=True, exist_ok=True)
-    part = destination.with_name(destination.name + ".part")
-    session = _Session.new(timeout)
+    staged = destination.with_name(destination.name + ".part")
     errors: list[DownloadError] = []
     for url in entry.urls:
         try:
-            download_to_part(entry, url, part, session=session, retries=retries, progress=progress)
+            download(entry, url, staged, retries=retries, progress=progress, timeout=timeout)
         except DownloadError as exc:
             errors.append(exc)
             continue
-        return install_part(entry, part, directory, url)
+        return install_download(entry, staged, directory, url)
     if len(errors) == 1:
         raise errors[0]
     raise DownloadError(f"{entry.name}: every source failed:\n" +

@@ -1,32 +1,20 @@
 """What a checkpoint file is: format detection and a safe full load of any supported kind.
 
 Backs `stimgen models inspect FILE` and the format check of `stimgen models add`; loading
-goes through the restricted loaders of :mod:`stimgen.checkpoints`, never plain pickle.
+goes through the kind table of :mod:`stimgen.checkpoints.loaders`, never plain pickle.
 """
 from __future__ import annotations
 
 import pickletools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import torch
 
+from stimgen.checkpoints.loaders import KINDS, load_kind
 from stimgen.checkpoints.safe_pickle import CheckpointFormatError, UnsafePickleError
-from stimgen.checkpoints.torch_files import (
-    EMO_MAPPING_KEY, as_state_dict, load_emo_mapping, load_emonet, load_vggface2, load_weights,
-    read_torch_file, strip_prefix,
-)
-
-#: What each kind is, in words (kinds are the ``kind`` field of the registry).
-KINDS: dict[str, str] = {
-    "stylegan2_pickle": "StyleGAN2-ADA generator, NVIDIA pickle (torch_utils.persistence)",
-    "emo_mapping": "EmoStyle valence-arousal latent mapping, torch checkpoint",
-    "emonet": "EmoNet valence/arousal/expression network, torch state dict",
-    "vggface2": "VGGFace2 ResNet identity network, latin-1 numpy pickle",
-    "face_alignment_fan": "face-alignment FAN 68-landmark network, torch state dict",
-    "face_alignment_s3fd": "face-alignment S3FD face detector, torch state dict",
-}
+from stimgen.checkpoints.torch_files import EMO_MAPPING_KEY, read_torch_file
 
 ZIP_MAGIC = b"PK\x03\x04"
 #: ``torch.save``'s legacy (non-zip) format opens with this magic number, pickled.
@@ -41,7 +29,7 @@ class UnknownCheckpointError(CheckpointFormatError):
 def _unknown(path: Path, why: str) -> UnknownCheckpointError:
     return UnknownCheckpointError(
         f"{path}: not a checkpoint stimgen knows ({why})",
-        hint="supported: " + "; ".join(KINDS.values()) +
+        hint="supported: " + "; ".join(k.description for k in KINDS.values()) +
              ". See `stimgen models list` for the published files")
 
 
@@ -140,48 +128,11 @@ class CheckpointInfo:
 
     @property
     def description(self) -> str:
-        return KINDS[self.kind]
+        return KINDS[self.kind].description
 
 
 def _parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _load_stylegan2(path: Path) -> torch.nn.Module:
-    from stimgen.checkpoints.nvidia import load_stylegan2_pickle
-
-    return load_stylegan2_pickle(path)
-
-
-def _load_fan(path: Path) -> torch.nn.Module:
-    from stimgen.nets.emonet import FAN
-    from stimgen.nets.face_landmarks import count_hourglasses
-
-    state = strip_prefix(as_state_dict(read_torch_file(path), path))
-    model = FAN(num_modules=count_hourglasses(state))
-    model.init_kwargs = {"num_modules": model.num_modules}
-    return load_weights(model, state, path)
-
-
-def _load_s3fd(path: Path) -> torch.nn.Module:
-    try:
-        from face_alignment.detection.sfd.net_s3fd import s3fd
-    except ImportError as err:
-        raise CheckpointFormatError(f"{path}: reading an S3FD detector needs the face-alignment "
-                                    "package", hint="pip install face-alignment") from err
-    model = s3fd()
-    model.init_kwargs = {}
-    return load_weights(model, as_state_dict(read_torch_file(path), path), path)
-
-
-LOADERS: dict[str, Callable[[Path], torch.nn.Module]] = {
-    "stylegan2_pickle": _load_stylegan2,
-    "emo_mapping": load_emo_mapping,
-    "emonet": load_emonet,
-    "vggface2": load_vggface2,
-    "face_alignment_fan": _load_fan,
-    "face_alignment_s3fd": _load_s3fd,
-}
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> torch.nn.Module:
@@ -191,8 +142,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> torch.nn.Modul
     ``.init_kwargs``.
     """
     path = Path(path)
-    kind = kind or detect_kind(path)
-    return LOADERS[kind](path)
+    return load_kind(kind or detect_kind(path), path)
 
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -213,6 +163,6 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     """
     path = Path(path)
     kind = detect_kind(path)
-    model = LOADERS[kind](path)
+    model = load_kind(kind, path)
     return CheckpointInfo(path=path, kind=kind, config=dict(getattr(model, "init_kwargs", {})),
                           parameter_count=_parameter_count(model), network=type(model).__name__)

@@ -17,8 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from stimgen.weights.fetch import sha256_file
-from stimgen.storage import atomic_write_bytes
+from stimgen.storage import atomic_write_bytes, sha256_file
 from stimgen.weights.registry import get_model, make_record, models_dir, save_record
 
 TINY_MANIFEST = "tiny.json"
@@ -135,8 +134,8 @@ def make_tiny(directory: str | Path, *, resolution: int = 32, seed: int = 0) -> 
 
     Examples
     --------
-    >>> paths = make_tiny("/tmp/tiny")            # doctest: +SKIP
-    >>> sorted(paths)                             # doctest: +SKIP
+    >>> paths = make_tiny("/tmp/tiny")    # doctest: +SKIP
+    >>> sorted(paths)                     # doctest: +SKIP
     ['emonet_8', 'emostyle_mapping', 'fan_2d', 'stylegan2_ffhq', 'vggface2_resnet50']
     """
     if resolution < 8 or resolution & (resolution - 1):
@@ -243,9 +242,17 @@ def tiny_evidence(path: str | Path, *, kind: str | None = None,
 
     Examples
     --------
-    >>> paths = make_tiny("/tmp/tiny")                 # doctest: +SKIP
-    >>> tiny_evidence(paths["emonet_8"])               # doctest: +SKIP
+    >>> paths = make_tiny("/tmp/tiny")      # doctest: +SKIP
+    >>> tiny_evidence(paths["emonet_8"])    # doctest: +SKIP
     'it carries the stimgen_tiny marker that make-tiny writes'
+
+    A file with EmoNet's keys and neither the marker nor a ``tiny.json`` listing it:
+
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "emonet_8.pth"
+    >>> torch.save({"module.emo_fc_2.3.weight": torch.zeros(10, 128)}, path)
+    >>> tiny_evidence(path) is None
+    True
     """
     if tiny_marker(path, kind) is not None:
         return f"it carries the {TINY_MARKER} marker that make-tiny writes"

@@ -17,8 +17,10 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from stimgen.checkpoints.loaders import load_kind
 from stimgen.errors import BackendUnavailableError
 from stimgen.storage import sha256_file
+from stimgen.weights.registry import get_model
 
 #: Always needed: the generator, the EmoStyle edit, VGGFace2 (identity similarity) and
 #: EmoNet (the emonet rater; its heatmaps give the geometric rater its landmarks).
@@ -174,23 +176,16 @@ def dry_run_weights(resolution: int = DRY_RUN_RESOLUTION) -> Iterator[Path]:
             os.environ["STIMGEN_HOME"] = previous
 
 
-def _loaders() -> dict:
-    from stimgen.checkpoints.nvidia import load_stylegan2_pickle
-    from stimgen.checkpoints.torch_files import load_emo_mapping, load_emonet, load_vggface2
-
-    return {"stylegan2_ffhq": load_stylegan2_pickle, "emostyle_mapping": load_emo_mapping,
-            "emonet_8": load_emonet, "vggface2_resnet50": load_vggface2}
-
-
 def load_network(name: str, path: Path, device: torch.device) -> nn.Module:
     """Registry model ``name`` from ``path`` in eval mode on ``device``, weights frozen.
 
     Loaded once per process, file content and device: later calls return the same module.
-    Loading goes through :mod:`stimgen.checkpoints`, which never runs code from a file.
+    The loader is the one of the model's registry ``kind`` (:mod:`stimgen.checkpoints.loaders`),
+    which never runs code from a file.
     """
     key = (name, file_sha256(path), str(device))
     if key not in _NETWORKS:
-        module = _loaders()[name](path).to(device).eval()
+        module = load_kind(get_model(name).kind, path).to(device).eval()
         module.requires_grad_(False)
         _NETWORKS[key] = module
     return _NETWORKS[key]

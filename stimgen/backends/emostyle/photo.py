@@ -54,8 +54,11 @@ def load_photo(path: str | Path) -> np.ndarray:
 
     Examples
     --------
-    >>> image = load_photo("photos/p01.jpg")     # doctest: +SKIP
-    >>> image.shape, image.dtype                 # doctest: +SKIP
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "p01.jpg"
+    >>> Image.new("RGB", (960, 1280), "grey").save(path)     # a portrait photo, 960 x 1280
+    >>> image = load_photo(path)
+    >>> image.shape, image.dtype
     ((1280, 960, 3), dtype('uint8'))
     """
     path = Path(path)
