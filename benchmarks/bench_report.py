@@ -18,7 +18,7 @@ from PIL import Image
 
 import stimgen
 from stimgen.report import ASSETS_DIR, report_figures, render_report, write_report
-from stimgen.report.build_folder import read_build_folder
+from stimgen.build_folder import read_build_folder
 from stimgen.report.contact_sheets import write_thumbnails
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ The Python API the `stimgen` command is a thin shell over::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from stimgen.version import __version__
 
 __all__ = ["__version__", "load_protocol", "build", "Protocol", "BuildResult", "StimgenError"]
 

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from stimgen.build_folder import JOBS_DIR, store_records
 from stimgen.errors import BackendUnavailableError, BuildError
+from stimgen.plan import plan_units
+from stimgen.render import Chunk, render_and_rate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from stimgen.pipeline import Chunk
     from stimgen.plan import IdentityUnit
     from stimgen.protocol.execution import ExecutionSpec
     from stimgen.protocol.models import Protocol
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Seconds between two looks at the submitted jobs (SLURM is asked through sacct, which
 #: submitit itself rate-limits; a result file is noticed at the next look).
 POLL_SECONDS = {"submitit-local": 0.25, "slurm": 5.0}
-JOBS_FOLDER = ".stimgen/jobs"          # default job scripts and logs, inside the output folder
+JOBS_FOLDER = JOBS_DIR                 # default job scripts and logs, inside the output folder
 
 
 class ExecutorUnavailableError(BackendUnavailableError):
@@ -122,7 +124,7 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
     Parameters
     ----------
     protocol, chunks, out
-        What :func:`stimgen.pipeline.render_and_rate` needs.
+        What :func:`stimgen.render.render_and_rate` needs.
     workers : int
         Worker processes; 1 renders in this process.
     on_result : callable
@@ -132,8 +134,6 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
     gpus : sequence of str
         GPUs to share among the workers, one per worker (round robin); empty on CPU.
     """
-    from stimgen.pipeline import render_and_rate
-
     if workers <= 1:
         for chunk in chunks:
             on_result(chunk, render_and_rate(protocol, chunk, out, on_stimuli=on_progress))
@@ -173,9 +173,6 @@ def render_identity(job: UnitJob) -> int:
     Returns the number of stimuli written. The record is written atomically and last, so
     the build sees either a complete identity or none.
     """
-    from stimgen.pipeline import Chunk, render_and_rate, store_records
-    from stimgen.plan import plan_units
-
     unit = next(u for u in plan_units(job.protocol) if u.identity.id == job.identity_id)
     print(f"stimgen: identity {job.identity_id}, {len(unit.targets)} stimuli -> {job.out}",
           flush=True)

@@ -18,16 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from stimgen.build_folder import (DATA_DIR, DESIGN_CSV, EXPERIMENT_DIR, LEDGER_JSON,
+                                  MANIFEST_JSON, PREVIOUS_DIR, PROTOCOL_YAML, REPORT_HTML,
+                                  STIMULI_DIR, STIMULI_TSV)
 from stimgen.errors import BuildError
 from stimgen.storage import atomic_write_json, crash_point, link_or_copy, sha256_file
 
-LEDGER_FILE = ".stimgen/files.json"
 LEDGER_SCHEMA = 1
-EXPERIMENT_DIR = "experiment"
-#: Where PsychoPy writes participants' data (the compiled script's ``data/`` folder).
-DATA_DIR = "experiment/data"
-#: Snapshots of earlier experiments kept beside the data they collected.
-PREVIOUS_DIR = "experiment/previous"
 #: Never stimgen's, whatever a ledger says: participants' data and kept snapshots.
 NEVER_OURS = (DATA_DIR, PREVIOUS_DIR)
 log = logging.getLogger("stimgen")
@@ -47,7 +44,7 @@ class Ledger:
         """The folder's ledger; for a folder built before ledgers existed, the files its
         complete manifest.json lists (those were written by stimgen)."""
         root = Path(root)
-        path = root / LEDGER_FILE
+        path = root / LEDGER_JSON
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(root, dict(data["files"]), dict(data.get("pending", {})),
@@ -61,7 +58,7 @@ class Ledger:
                                   "from this one first") from None
 
     def save(self) -> None:
-        atomic_write_json(self.root / LEDGER_FILE,
+        atomic_write_json(self.root / LEDGER_JSON,
                           {"schema": LEDGER_SCHEMA, "experiment_inputs": self.experiment_inputs,
                            "files": dict(sorted(self.files.items())),
                            "pending": dict(sorted(self.pending.items()))})
@@ -179,7 +176,7 @@ class Ledger:
 
     def manifest_files(self) -> dict[str, str]:
         """The files this ledger records, for manifest.json (not the manifest itself)."""
-        return {r: d for r, d in sorted(self.files.items()) if r != "manifest.json"}
+        return {r: d for r, d in sorted(self.files.items()) if r != MANIFEST_JSON}
 
 
 def _not_ours(root: Path, relatives: list[str]) -> BuildError:
@@ -206,21 +203,21 @@ def experiment_inputs(stimgen_version: str, protocol_sha256: str) -> str:
 def _legacy_manifest(root: Path) -> tuple[dict[str, str], dict[str, str], str | None]:
     """Files, pending files and experiment inputs of a folder built before ledgers existed,
     read from its complete manifest.json (empty when there is none)."""
-    manifest = root / "manifest.json"
+    manifest = root / MANIFEST_JSON
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
         if data.get("complete") is not True:
             return {}, {}, None
         files = {str(r): str(d) for r, d in data["files"].items()
-                 if not _never_ours(str(r)) and not str(r).startswith("stimuli/")}
+                 if not _never_ours(str(r)) and not _under(str(r), STIMULI_DIR)}
         inputs = experiment_inputs(data["stimgen_version"], data["protocol"]["sha256"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}, {}, None
-    files["manifest.json"] = sha256_file(manifest)
-    page = root / "report.html"
-    if "report.html" in files and page.is_file():
+    files[MANIFEST_JSON] = sha256_file(manifest)
+    page = root / REPORT_HTML
+    if REPORT_HTML in files and page.is_file():
         # `stimgen report` of those versions rewrote the page without updating the manifest
-        files["report.html"] = sha256_file(page)
+        files[REPORT_HTML] = sha256_file(page)
     return files, {}, inputs
 
 
@@ -284,8 +281,7 @@ def keep_previous_experiment(ledger: Ledger, experiment_files: list[str]) -> Pat
     staging = final.with_name(f".{final.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     wanted = [r for r in experiment_files if (root / r).is_file()]
-    wanted += [r for r in ("stimuli.tsv", "protocol.yaml", "manifest.json")
-               if (root / r).is_file()]
+    wanted += [r for r in (STIMULI_TSV, PROTOCOL_YAML, MANIFEST_JSON) if (root / r).is_file()]
     wanted += _shown_stimuli(root)
     for relative in wanted:
         target = staging / relative
@@ -306,10 +302,10 @@ def _shown_stimuli(root: Path) -> list[str]:
     or every image in stimuli/ when the design table cannot be read."""
     import pandas as pd
 
-    everything = sorted(f"stimuli/{p.name}" for p in (root / "stimuli").glob("*")
+    everything = sorted(f"{STIMULI_DIR}/{p.name}" for p in (root / STIMULI_DIR).glob("*")
                         if p.is_file() and not p.name.startswith("."))
     try:
-        files = pd.read_csv(root / EXPERIMENT_DIR / "design.csv", dtype=str)["stim_file"]
+        files = pd.read_csv(root / DESIGN_CSV, dtype=str)["stim_file"]
     except (OSError, ValueError, KeyError):
         return everything
     names = {PurePosixPath(str(f).replace("\\", "/")).name for f in files}

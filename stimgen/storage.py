@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from stimgen.errors import BuildError
 
@@ -67,11 +67,11 @@ def disk_error(err: OSError, path: str | Path | None = None) -> BuildError | Non
                            "same command again (finished work is kept)")
 
 
-def remove_leftovers(root: Path) -> list[Path]:
+def remove_leftovers(root: Path, folders: Sequence[str] = ()) -> list[Path]:
     """Delete temporary files and staging folders that an interrupted build left in
-    ``root``, its ``stimuli/`` and ``.stimgen/`` folders; returns what was deleted."""
+    ``root`` and its sub-folders ``folders``; returns what was deleted."""
     removed = []
-    for folder in (root, root / "stimuli", root / ".stimgen", root / ".stimgen" / "identities"):
+    for folder in (root, *(root / f for f in folders)):
         if not folder.is_dir() or folder.is_symlink():
             continue
         for entry in folder.iterdir():

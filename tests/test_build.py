@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import stimgen
 from buildfolders import protocol_from_text, snapshot
-from stimgen.pipeline import STIMULI_COLUMNS, build_lock
+from stimgen.build_folder import STIMULI_COLUMNS, build_lock
 from stimgen.cli import main
 from stimgen.errors import BuildError, WeightsMissingError
 from stimgen.storage import sha256_file
@@ -52,7 +52,7 @@ def test_build_folder_is_complete(small_build):
                  "protocol.yaml", "manifest.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "stimuli.tsv", sep="\t")
-    assert list(table.columns) == STIMULI_COLUMNS
+    assert tuple(table.columns) == STIMULI_COLUMNS
     # 2 identities x (4 emotions x 2 + 1 angle x 2 + 1 point + neutral)
     assert len(table) == 2 * 12
     assert set(table.stimulus_id) >= {"id01_happy_i050", "id02_a045_i100", "id01_mildjoy",
@@ -156,18 +156,27 @@ def test_second_concurrent_build_is_refused(small_protocol, tmp_path):
             stimgen.build(small_protocol, out=out, progress=False)
 
 
-def test_stale_lock_of_dead_process_is_taken_over(small_protocol, tmp_path):
+def test_lock_left_by_a_dead_process_does_not_block(small_protocol, tmp_path):
+    """A build killed while holding the lock leaves its files behind; the OS lock went with
+    the process, so the next build goes ahead."""
     import socket
+
+    from filelock import FileLock
+
+    from stimgen.build_folder import LOCK_FILE, LOCK_OWNER_JSON
 
     out = tmp_path / "stale"
     (out / ".stimgen").mkdir(parents=True)
     pid = os.fork()
-    if pid == 0:
+    if pid == 0:                                # holds the lock, then dies without releasing
+        FileLock(str(out / LOCK_FILE)).acquire()
+        (out / LOCK_OWNER_JSON).write_text(json.dumps({"pid": os.getpid(),
+                                                       "host": socket.gethostname()}))
         os._exit(0)
     os.waitpid(pid, 0)
-    (out / ".stimgen" / "lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+    assert (out / LOCK_FILE).exists() and (out / LOCK_OWNER_JSON).exists()
     stimgen.build(small_protocol, out=out, progress=False, jobs=1)
-    assert (out / "manifest.json").is_file()
+    assert (out / "manifest.json").is_file() and not (out / LOCK_OWNER_JSON).exists()
 
 
 def test_emostyle_protocol_fails_fast_without_weights(tmp_path, monkeypatch):
@@ -216,3 +225,18 @@ def test_neutral_stimulus_is_measured_not_zero_by_construction(small_build):
     # Rated against population constants, not against itself: a real (small) measurement.
     assert (neutral[["achieved_valence", "achieved_arousal"]].abs().sum(axis=1) > 0).all()
     assert (neutral.distance_error < 0.35).all()
+
+
+def test_dry_run_of_a_backend_without_weights_is_refused(small_protocol, tmp_path, monkeypatch):
+    """--dry-run stands in tiny models for downloaded weights; schematic has none to replace."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("STIMGEN_HOME", str(home))
+    with pytest.raises(BuildError, match="uses no weights") as caught:
+        stimgen.build(small_protocol, out=tmp_path / "dry", progress=False, dry_run=True)
+    assert "without --dry-run" in caught.value.hint
+    assert not (tmp_path / "dry").exists() and not home.exists()   # no models, no folder
+    path = tmp_path / "p.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    result = CliRunner().invoke(main, ["build", str(path), "--dry-run"])
+    assert result.exit_code == 2 and "uses no weights" in result.output
+    assert "noise" not in result.output and "Traceback" not in result.output

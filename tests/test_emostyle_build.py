@@ -153,3 +153,21 @@ def test_dry_run_shows_each_photo_step_with_an_estimate_unless_quiet(study, tiny
     quiet = CliRunner().invoke(main, [*build_args, str(study / "quiet"), "-q"])
     assert quiet.exit_code == 0, quiet.output
     assert "photo ·" not in quiet.output
+
+
+@pytest.mark.slow
+def test_replacing_a_latent_or_photo_in_place_redraws_its_identity(study):
+    """The identity cache counts a photo or latent by its content, not by its path."""
+    first = build(study)
+    before = pd.read_csv(first.paths["stimuli_table"], sep="\t", dtype={"identity": str})
+    np.save(study / "w.npy", np.random.default_rng(1).standard_normal(64).astype(np.float32))
+    second = build(study)
+    assert "lat" not in second.reused_identities
+    assert set(second.reused_identities) == {"photo", "s1"}
+    after = pd.read_csv(second.paths["stimuli_table"], sep="\t", dtype={"identity": str})
+    changed = before.set_index("stimulus_id")["sha256"] != after.set_index("stimulus_id")["sha256"]
+    assert set(changed[changed].index) == {s for s in after["stimulus_id"] if s.startswith("lat")}
+    face = Image.open(study / "face.png").convert("RGB")
+    face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(study / "face.png")
+    third = build(study)
+    assert "photo" not in third.reused_identities

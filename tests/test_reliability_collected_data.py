@@ -18,7 +18,7 @@ import stimgen
 from buildfolders import protocol_from_text
 from stimgen.cli import main
 from stimgen.errors import BuildError
-from stimgen.ledger import LEDGER_FILE, PREVIOUS_DIR
+from stimgen.build_folder import LEDGER_JSON, PREVIOUS_DIR
 from stimgen.storage import CRASH_ENV, sha256_file
 
 pytest.importorskip("psychopy")
@@ -199,10 +199,10 @@ def test_cli_refusal_is_a_clean_error(protocols, collected):
 
 def test_folder_built_before_ledgers_is_adopted(protocols, collected):
     """A folder from a stimgen without .stimgen/files.json: its manifest says what is ours."""
-    (collected / LEDGER_FILE).unlink()
+    (collected / LEDGER_JSON).unlink()
     stimgen.build(protocols["base"], out=collected, progress=False, jobs=1)
     _assert_theirs_intact(collected)
-    assert (collected / LEDGER_FILE).is_file()
+    assert (collected / LEDGER_JSON).is_file()
     with pytest.raises(BuildError, match="data file"):
         stimgen.build(protocols["experiment"], out=collected, progress=False, jobs=1)
 

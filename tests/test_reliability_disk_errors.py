@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import stimgen
+from stimgen.build_folder import LOCK_OWNER_JSON, lock_is_free
 from stimgen.cli import main
 from stimgen.errors import BuildError
 
@@ -84,7 +85,7 @@ def test_failed_write_is_a_clear_error_and_resumes_later(protocol, tmp_path, mon
             stimgen.build(protocol, out=out, progress=False, jobs=1)
     assert ERRORS[code] in str(caught.value) and "-o" in caught.value.hint
     assert_nothing_half_written(out)
-    assert not (out / ".stimgen" / "lock").exists()
+    assert lock_is_free(out) and not (out / LOCK_OWNER_JSON).exists()
     stimgen.build(protocol, out=out, progress=False, jobs=1)     # space freed: it completes
     assert (out / "manifest.json").is_file()
 

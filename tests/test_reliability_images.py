@@ -16,7 +16,7 @@ from PIL import Image
 
 import stimgen
 from stimgen.errors import StimgenError
-from stimgen.pipeline import encode_image
+from stimgen.render import encode_image
 
 PROTOCOL = """\
 study: {name: images}

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import stimgen
+from stimgen.build_folder import LOCK_OWNER_JSON, lock_is_free
 from buildfolders import protocol_from_text, snapshot
 from stimgen.storage import CRASH_ENV
 
@@ -106,7 +107,7 @@ def test_killed_build_resumes_to_identical_folder(protocol, reference, tmp_path,
     result = stimgen.build(protocol, out=out, progress=False, jobs=1)
     assert result.repairs == []                           # a kill damages nothing
     assert snapshot(out) == reference
-    assert not (out / ".stimgen" / "lock").exists()
+    assert lock_is_free(out) and not (out / LOCK_OWNER_JSON).exists()
 
 
 def test_resume_reuses_identities_finished_before_the_kill(protocol, reference, tmp_path):

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import stimgen
+from stimgen.build_folder import LOCK_FILE, LOCK_OWNER_JSON, lock_is_free
 from stimgen.cli import main
 from stimgen.errors import BuildError
 from stimgen.storage import CRASH_ENV
@@ -63,21 +64,34 @@ def test_concurrent_build_is_refused_and_crashed_lock_taken_over(protocol_file, 
     finally:
         first.send_signal(signal.SIGKILL)           # a crash: the lock file stays behind
         first.wait()
-    assert json.loads((out / ".stimgen" / "lock").read_text())["pid"] == first.pid
-    assert not (out / "manifest.json").exists()
+    assert json.loads((out / LOCK_OWNER_JSON).read_text())["pid"] == first.pid
+    assert not (out / "manifest.json").exists() and lock_is_free(out)
     result = stimgen.build(stimgen.load_protocol(protocol_file), out=out, progress=False,
                            jobs=1)
     assert result.reused_identities == ["id01"]     # the killed build's work is kept
-    assert (out / "manifest.json").is_file() and not (out / ".stimgen" / "lock").exists()
+    assert (out / "manifest.json").is_file() and not (out / LOCK_OWNER_JSON).exists()
 
 
-def test_lock_of_another_machine_is_respected(protocol_file, tmp_path):
+def test_lock_held_by_another_process_names_its_holder(protocol_file, tmp_path):
+    """Another machine's build on shared storage: its note names it, its OS lock holds."""
     out = tmp_path / "build"
     (out / ".stimgen").mkdir(parents=True)
-    (out / ".stimgen" / "lock").write_text(json.dumps({"pid": 1, "host": "gpu-node-7"}))
-    with pytest.raises(BuildError, match="gpu-node-7") as caught:
-        stimgen.build(stimgen.load_protocol(protocol_file), out=out, progress=False)
-    assert "delete" in caught.value.hint
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from filelock import FileLock\n"
+        f"lock = FileLock({str(out / LOCK_FILE)!r}); lock.acquire()\n"
+        "print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (out / LOCK_OWNER_JSON).write_text(json.dumps({"pid": 4242, "host": "gpu-node-7"}))
+        with pytest.raises(BuildError, match="pid 4242 on gpu-node-7") as caught:
+            stimgen.build(stimgen.load_protocol(protocol_file), out=out, progress=False)
+        assert "wait" in caught.value.hint
+        assert json.loads((out / LOCK_OWNER_JSON).read_text())["host"] == "gpu-node-7"
+    finally:
+        holder.kill()
+        holder.wait()
+    stimgen.build(stimgen.load_protocol(protocol_file), out=out, progress=False, jobs=1)
+    assert (out / "manifest.json").is_file()
 
 
 def test_cli_refuses_foreign_folder_unless_forced(protocol_file, tmp_path):

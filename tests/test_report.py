@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from buildfolders import (EMOTIONS, METRICS, SMALL_PROTOCOL, parse_page,
                           write_synthetic_build)
 from stimgen.report import templates_dir, write_report
-from stimgen.report.build_folder import BuildFolderError
+from stimgen.build_folder import BuildFolderError
 from stimgen.cli.report import report_command
 from stimgen.report.figures import spread_label_angles
 from stimgen.report.tables import design_summary, format_number

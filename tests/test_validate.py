@@ -15,7 +15,7 @@ import stimgen
 from stimgen.cli import main
 from stimgen.design import STIMULUS_COLUMNS, check_experiment, plan_experiment, planned_stimuli
 from stimgen.errors import DesignError, ProtocolError
-from stimgen.pipeline import stimulus_table
+from stimgen.validate import stimulus_table
 from stimgen.plan import plan_units
 from stimgen.protocol.loader import load_protocol
 from stimgen.protocol.models import Protocol

@@ -94,9 +94,9 @@ def list_command(verbose):
 def fetch_command(ctx, names, fetch_all, stages, force):
     """Download NAMES (or --all, or --stage) into the model cache.
 
-    Downloads resume after a cut connection (run the command again), are checked
-    against the published sha256 when there is one, and are installed only when
-    complete. On a machine without internet, download elsewhere and use
+    A download cut mid-file is tried again from the start (run the command again if
+    it still fails); files are checked against the published sha256 when there is one
+    and are installed only when complete. On a machine without internet, download elsewhere and use
     `stimgen models add NAME PATH`.
     """
     if fetch_all:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from stimgen.build_folder import as_bool
 from stimgen.circumplex import normalise_emotion_name, suggest
 from stimgen.design.counterbalance import (CATCH_STREAM, PRACTICE_STREAM, constrained_shuffle,
                                            group_name, group_rng, longest_run,
@@ -230,17 +231,13 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
     if not chosen.include_neutral:
         keep &= ~neutral
     if chosen.exclude_out_of_tolerance:
-        keep &= ~stimuli["out_of_tolerance"].map(_truthy)
+        keep &= ~stimuli["out_of_tolerance"].map(as_bool)
     selected = stimuli[keep].reset_index(drop=True)
     if selected.empty:
         raise DesignError(("experiment", "stimuli"), "selects no stimulus",
                           hint="check emotions, identities and intensities against the "
                                "protocol's targets and identities")
     return selected
-
-
-def _truthy(value) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 # -- categorization answers -------------------------------------------------------------------
@@ -422,7 +419,7 @@ def _practice_pool(experiment: ExperimentSpec, stimuli: pd.DataFrame, main: pd.D
         return main.iloc[0:0], None
     unused = stimuli[~stimuli["stimulus_id"].isin(main["stimulus_id"])]
     if experiment.stimuli.exclude_out_of_tolerance:
-        unused = unused[~unused["out_of_tolerance"].map(_truthy)]
+        unused = unused[~unused["out_of_tolerance"].map(as_bool)]
     if answers:  # categorization: practice needs a correct answer too
         unused = unused[unused["emotion"].map(normalise_emotion_name).isin(answers)]
     source = experiment.practice.source

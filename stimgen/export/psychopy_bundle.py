@@ -22,11 +22,12 @@ from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.safety import spreadsheet_safe_table
+from stimgen.build_folder import EXPERIMENT_DIR, as_bool
 from stimgen.ledger import Ledger
 from stimgen.protocol.experiment import evaluated_by_psychopy
 from stimgen.storage import link_or_copy
 
-BUNDLE_DIR = "experiment"
+BUNDLE_DIR = EXPERIMENT_DIR
 LAUNCHER = "run_simulated.py"
 #: Prepended to an image's build-relative path (``stimuli/x.png``) in conditions files, whose
 #: paths are relative to the experiment folder: the build's own stimuli/ next to it, or the
@@ -261,8 +262,7 @@ def flags_as_01(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     for column in _BOOLEAN_COLUMNS:
         if column in table:
-            table[column] = table[column].map(lambda v: int(str(v).strip().lower()
-                                                            in ("true", "1", "1.0")))
+            table[column] = table[column].map(lambda v: int(as_bool(v)))
     return table
 
 

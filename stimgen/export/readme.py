@@ -9,6 +9,7 @@ import re
 
 import jinja2
 
+from stimgen.build_folder import as_bool
 from stimgen.templates_path import templates_dir
 
 TEMPLATE = "experiment_readme.md.j2"
@@ -93,7 +94,7 @@ def render_readme(*, protocol, name: str, layout, design, stimuli, files,
     env.filters["block"] = markdown_block
     counts = design.table.groupby("group").agg(
         trials=("position", "size"),
-        practice=("is_practice", lambda s: int(s.astype(str).str.lower().isin(["true", "1"]).sum())))
+        practice=("is_practice", lambda s: int(s.map(as_bool).sum())))
     return env.get_template(TEMPLATE).render(
         study=protocol.study, name=name, layout=layout, design=design,
         summary=design.summary, counts=counts.reset_index().to_dict("records"),

@@ -1,7 +1,7 @@
 """The protocol's JSON Schema, generated from the pydantic models (editor completion)."""
 from __future__ import annotations
 
-from stimgen import __version__
+from stimgen.version import __version__
 from stimgen.protocol.models import Protocol
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import jinja2
 
-from stimgen import __version__
+from stimgen.version import __version__
 from stimgen.ledger import Ledger
-from stimgen.report.build_folder import BuildFolder, BuildFolderError, read_build_folder
+from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
+                                  read_build_folder)
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -27,8 +28,7 @@ from stimgen.wording import plural, quantity
 
 __all__ = ["write_report", "render_report", "templates_dir", "BuildFolderError"]
 
-REPORT_HTML = "report.html"
-ASSETS_DIR = "report_assets"
+ASSETS_DIR = REPORT_ASSETS_DIR
 TEMPLATE = "report.html.j2"
 EMOSTYLE_CITATION = ("Azari, B. & Lim, A. (2024). EmoStyle: One-Shot Facial Expression Editing "
                      "Using Continuous Emotion Parameters. WACV 2024.")

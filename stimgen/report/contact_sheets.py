@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from stimgen.circumplex import in_angle_interval
-from stimgen.report.build_folder import BuildFolderError
+from stimgen.build_folder import BuildFolderError
 from stimgen.report.tables import angle_label
 
 THUMBNAIL_SIZE = 96        # px, longer side

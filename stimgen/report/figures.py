@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Wedge
 
 from stimgen.circumplex import angle_to_va, in_angle_interval, named_emotions
-from stimgen.report.build_folder import IDENTITY_SIMILARITY_COLUMN, QUALITY_PREFIX
+from stimgen.build_folder import IDENTITY_SIMILARITY_COLUMN, QUALITY_PREFIX
 from stimgen.report.tables import angle_label
 from stimgen.wording import quantity
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from stimgen.circumplex import WEAK_REGION_DEFAULT, read_anchor_table
 from stimgen.metrics import overall
-from stimgen.report.build_folder import METRIC_COLUMNS
+from stimgen.build_folder import METRIC_COLUMNS
 
 #: (metric stem, heading, decimals) of the mean ± SD pairs, in the published table's order.
 ERROR_METRICS = (

@@ -1,0 +1,385 @@
+"""The build folder's contract: every file name and column of a build folder, the typed
+readers and writers of its tables and manifest, the identity records and the build lock.
+
+Every stage reads and writes a build folder through this module (the ledger of who wrote
+what is stimgen/ledger.py); the report re-runs no stage and reads only what is here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+from filelock import FileLock, Timeout
+
+from stimgen.circumplex import WEAK_REGION_DEFAULT
+from stimgen.errors import BuildError
+from stimgen.safety import is_inside, spreadsheet_safe_table
+from stimgen.storage import atomic_write_json, crash_point, sha256_file
+
+# -- file names (relative to the build folder) ------------------------------------------------
+STIMULI_DIR = "stimuli"                          # one image per stimulus: <stimulus_id>.<format>
+STIMULI_TSV = "stimuli.tsv"
+METRICS_BY_EMOTION_CSV = "metrics_by_emotion.csv"
+METRICS_BY_INTENSITY_CSV = "metrics_by_intensity.csv"
+PROTOCOL_YAML = "protocol.yaml"                  # a byte copy of the protocol that was built
+REPORT_HTML = "report.html"
+REPORT_ASSETS_DIR = "report_assets"
+EXPERIMENT_DIR = "experiment"                    # the PsychoPy bundle
+DESIGN_CSV = "experiment/design.csv"
+DATA_DIR = "experiment/data"                     # PsychoPy's data files: never stimgen's
+PREVIOUS_DIR = "experiment/previous"             # experiments that data was collected with
+MANIFEST_JSON = "manifest.json"                  # written last: marks a complete build
+STATE_DIR = ".stimgen"                           # bookkeeping, never a user's output
+IDENTITY_RECORDS_DIR = ".stimgen/identities"     # <identity>.json: key + records per stimulus
+LEDGER_JSON = ".stimgen/files.json"              # what stimgen wrote (stimgen/ledger.py)
+LOCK_FILE = ".stimgen/lock"                      # an OS lock, released when its process ends
+LOCK_OWNER_JSON = ".stimgen/lock.owner"          # pid and host of the lock's holder, for messages
+JOBS_DIR = ".stimgen/jobs"                       # cluster job scripts and logs (executors)
+#: Folders where a killed build may have left temporary files (storage.remove_leftovers).
+TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR)
+#: Folders a build writes into; none of them may be a link out of the build folder.
+WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR)
+
+STIMULI_COLUMNS = (
+    "stimulus_id", "file", "identity", "target_kind", "emotion", "angle", "intensity",
+    "target_valence", "target_arousal", "achieved_valence", "achieved_arousal",
+    "achieved_angle", "achieved_intensity", "direction_error", "magnitude_error",
+    "valence_error", "arousal_error", "distance_error", "weak_region", "out_of_tolerance",
+    "flags", "rater", "sha256", "width", "height",
+)
+STIMULI_NUMERIC = (
+    "angle", "intensity", "target_valence", "target_arousal", "achieved_valence",
+    "achieved_arousal", "achieved_angle", "achieved_intensity", "direction_error",
+    "magnitude_error", "valence_error", "arousal_error", "distance_error", "width", "height",
+)
+#: Aggregate metric columns shared by both metrics tables, in file order.
+METRIC_COLUMNS = (
+    "dir_mae_deg", "dir_sd_deg", "mag_mae", "mag_sd", "val_mae", "val_sd", "aro_mae",
+    "aro_sd", "dist_mae", "dist_sd", "ccc_valence", "ccc_arousal", "sagr_valence",
+    "sagr_arousal", "rmse_valence", "rmse_arousal",
+)
+EMOTION_COLUMNS = ("emotion", "angle", "n", *METRIC_COLUMNS, "weak_region")
+INTENSITY_COLUMNS = ("intensity", "n", *METRIC_COLUMNS)
+
+#: Optional per-stimulus measures a backend may report besides the image
+#: (``Rendered.extras``); they become extra columns of stimuli.tsv and figures in the report.
+EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score")
+IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
+QUALITY_PREFIX = "quality_"
+#: Text columns of stimuli.tsv (an id like ``01`` stays text; so does the emotion "NA").
+STIMULI_TEXT = ("emotion", "stimulus_id", "file", "identity", "target_kind", "flags", "rater",
+                "sha256")
+BOOLEAN_COLUMNS = ("weak_region", "out_of_tolerance")
+CACHE_SCHEMA = 1                                 # bump when identity records change meaning
+
+DEFAULT_TOLERANCE = {"distance": None, "direction": None}
+
+
+class BuildFolderError(BuildError):
+    """A folder the report cannot be made from: not a build, or an incomplete one."""
+
+
+@dataclass(frozen=True)
+class BuildFolder:
+    """Everything the report reads from one build folder, parsed and typed."""
+
+    root: Path                                  # the build folder itself
+    manifest: dict                              # manifest.json as written by the build
+    stimuli: pd.DataFrame                       # stimuli.tsv, numbers as floats, flags as bools
+    metrics_by_emotion: pd.DataFrame            # metrics_by_emotion.csv
+    metrics_by_intensity: pd.DataFrame          # metrics_by_intensity.csv
+    design: pd.DataFrame | None                 # experiment/design.csv, None without a bundle
+
+    @property
+    def protocol(self) -> dict:
+        """The validated protocol as the build normalised it (may be empty)."""
+        return (self.manifest.get("protocol") or {}).get("normalized") or {}
+
+    @property
+    def weak_region(self) -> tuple[float, float]:
+        """The protocol's weak region (start, end) in degrees, or the EmoStyle default."""
+        region = (self.protocol.get("validation") or {}).get("weak_region")
+        if isinstance(region, dict):
+            region = (region.get("start"), region.get("end"))
+        if not region or len(region) != 2 or None in region:
+            return WEAK_REGION_DEFAULT
+        return float(region[0]), float(region[1])
+
+    @property
+    def tolerance(self) -> dict:
+        """The protocol's tolerances: ``{"distance": float|None, "direction": float|None}``."""
+        given = (self.protocol.get("validation") or {}).get("tolerance") or {}
+        return {key: given.get(key, default) for key, default in DEFAULT_TOLERANCE.items()}
+
+
+def read_build_folder(build_dir, *, manifest: dict | None = None) -> BuildFolder:
+    """Read and check a build folder.
+
+    Parameters
+    ----------
+    build_dir : str or Path
+        A folder written by ``stimgen build``.
+    manifest : dict, optional
+        The manifest to use instead of ``manifest.json``. The build passes it while the
+        manifest is not yet on disk (it is written last); the CLI never does, so the
+        command refuses a folder whose build did not complete.
+
+    Raises
+    ------
+    BuildFolderError
+        When the folder or one of its files is missing, unreadable or lacks columns.
+    """
+    root = Path(build_dir)
+    if not root.is_dir():
+        raise BuildFolderError(f"{root}: no such build folder",
+                               hint="pass the folder `stimgen build` wrote, e.g. build/<study>")
+    if manifest is None:
+        manifest = read_manifest(root)
+    stimuli = read_stimuli(root / STIMULI_TSV)
+    return BuildFolder(
+        root=root,
+        manifest=manifest,
+        stimuli=stimuli,
+        metrics_by_emotion=read_table(root / METRICS_BY_EMOTION_CSV, EMOTION_COLUMNS, sep=","),
+        metrics_by_intensity=read_table(root / METRICS_BY_INTENSITY_CSV, INTENSITY_COLUMNS,
+                                        sep=","),
+        design=read_design(root / DESIGN_CSV),
+    )
+
+
+def read_manifest(root: Path) -> dict:
+    """``manifest.json`` of a complete build; raises BuildFolderError otherwise."""
+    path = root / MANIFEST_JSON
+    rerun = "run `stimgen build` on the protocol again; it resumes where it stopped"
+    if not path.is_file():
+        raise BuildFolderError(f"{path}: missing, so {root} is not a complete build", hint=rerun)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BuildFolderError(f"{path}: not readable JSON ({error})", hint=rerun) from None
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
+        raise BuildFolderError(f"{path}: the build did not complete (\"complete\" is not true)",
+                               hint=rerun)
+    return manifest
+
+
+def read_table(path: Path, columns: tuple[str, ...], *, sep: str) -> pd.DataFrame:
+    """A table of the build folder with every contract column present; numbers as floats.
+
+    Text stays text ("NA" is an emotion label, not a missing value); empty cells of
+    numeric columns become NaN and ``true``/``false`` columns become bools.
+    """
+    if not path.is_file():
+        raise BuildFolderError(f"{path}: missing from the build folder",
+                               hint="run `stimgen build` on the protocol again")
+    try:
+        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise BuildFolderError(f"{path}: cannot be parsed ({error})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise BuildFolderError(f"{path}: missing column(s) {', '.join(missing)}",
+                               hint="the folder was written by another stimgen version; rebuild it")
+    for column in table.columns:
+        if column in BOOLEAN_COLUMNS:
+            table[column] = table[column].map(as_bool)
+        elif column not in STIMULI_TEXT and (column in columns or _looks_numeric(table[column])):
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+def read_stimuli(path: Path) -> pd.DataFrame:
+    """``stimuli.tsv`` with ``flags`` split into a tuple per stimulus (column ``flag_list``)."""
+    stimuli = read_table(path, STIMULI_COLUMNS, sep="\t")
+    stimuli["flag_list"] = stimuli["flags"].map(
+        lambda text: tuple(f.strip() for f in text.split(";") if f.strip()))
+    return stimuli
+
+
+def read_design(path: Path) -> pd.DataFrame | None:
+    """``experiment/design.csv`` as text columns, or None when there is no experiment bundle."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise BuildFolderError(f"{path}: cannot be parsed ({error})") from None
+
+
+def _looks_numeric(column: pd.Series) -> bool:
+    filled = column[column != ""]
+    return len(filled) > 0 and pd.to_numeric(filled, errors="coerce").notna().all()
+
+
+# -- cells and tables ------------------------------------------------------------------------
+def as_bool(cell: Any) -> bool:
+    """A table cell read back as a boolean: how stimgen writes them (``True``/``False`` in
+    stimuli.tsv, ``1``/``0`` in experiment tables) and how spreadsheets save them.
+
+    >>> [as_bool(v) for v in (True, "true", "TRUE", 1, "1", "1.0", "yes", 0, "0", "False", "")]
+    [True, True, True, True, True, True, True, False, False, False, False]
+    """
+    if isinstance(cell, str):
+        return cell.strip().lower() in ("true", "1", "1.0", "yes")
+    try:
+        return bool(cell) and not pd.isna(cell)
+    except (TypeError, ValueError):
+        return False
+
+
+def table_bytes(table: pd.DataFrame, sep: str) -> bytes:
+    """A table's file content as stimgen writes CSV/TSV: ``\\n`` line ends, 6 significant
+    digits, text a spreadsheet would run as a formula escaped."""
+    text = spreadsheet_safe_table(table).to_csv(sep=sep, index=False, float_format="%.6g",
+                                                lineterminator="\n")
+    return text.encode("utf-8")
+
+
+def json_bytes(data: Any) -> bytes:
+    """manifest.json and the other JSON files of a build folder, as bytes."""
+    return (json.dumps(data, indent=2, sort_keys=False, allow_nan=False, default=str)
+            + "\n").encode("utf-8")
+
+
+# -- identity records: the cache of finished identities ---------------------------------------
+def identity_record_path(out: Path, identity_id: str) -> Path:
+    return Path(out) / IDENTITY_RECORDS_DIR / f"{identity_id}.json"
+
+
+def cached_records(out: Path, identity_id: str, key: str,
+                   ) -> tuple[list[dict] | None, dict[str, str] | None]:
+    """The identity's records from an earlier run, if its key matches and every file checks out.
+
+    Returns
+    -------
+    records : list of dict or None
+        None when the identity must be (re)computed.
+    damage : dict or None
+        What was found damaged (``identity``, ``file``, ``problem``): a record or stimulus
+        that is unreadable, missing or does not match its sha256. None when there is simply
+        nothing to reuse (first build, or the inputs changed).
+    """
+    record_file = identity_record_path(out, identity_id)
+    if not record_file.is_file():
+        return None, None
+    damaged = {"identity": identity_id, "file": record_file.relative_to(out).as_posix()}
+    try:
+        cached = json.loads(record_file.read_text(encoding="utf-8"))
+        if not isinstance(cached.get("key"), str):
+            raise ValueError("no key")
+        if cached.get("key") != key:
+            return None, None
+        records = [dict(r, file=str(r["file"]), sha256=str(r["sha256"]))
+                   for r in cached["records"]]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None, {**damaged, "problem": "cache record unreadable or truncated"}
+    for record in records:
+        path = out / record["file"]
+        if not path.is_file():
+            return None, {**damaged, "file": record["file"], "problem": "missing"}
+        if sha256_file(path) != record["sha256"]:
+            return None, {**damaged, "file": record["file"],
+                          "problem": "content does not match its recorded sha256 "
+                                     "(damaged or truncated)"}
+    return records, None
+
+
+def store_records(out: Path, identity_id: str, key: str, records: list[dict]) -> None:
+    """Record an identity as finished: its cache key and one record per stimulus."""
+    atomic_write_json(identity_record_path(out, identity_id), {"key": key, "records": records})
+    crash_point("identity")
+
+
+def recorded_stimuli(out: Path) -> set[Path]:
+    """Every stimulus file that earlier builds into ``out`` recorded as their own."""
+    files: set[Path] = set()
+    for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
+        try:
+            cached = json.loads(record_file.read_text(encoding="utf-8"))
+            files.update(out / r["file"] for r in cached["records"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue                       # a damaged record: its files are left alone
+    return files
+
+
+def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: set[Path],
+                         identities: set[str]) -> None:
+    """Drop stimuli that an earlier build of a different protocol made in this folder.
+
+    Only files an earlier build recorded are removed: anything else in ``stimuli/`` (say,
+    a user's own file in a folder built with --force) is never touched.
+    """
+    keep = {out / r["file"] for r in records.values()}
+    for path in earlier - keep:
+        if path.is_file() and is_inside(out / STIMULI_DIR, path):
+            path.unlink()
+    for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
+        if record_file.stem not in identities:
+            record_file.unlink()
+
+
+# -- the folder and its lock -------------------------------------------------------------------
+def prepare_output(out: Path, force: bool) -> None:
+    """Create or adopt the output folder; refuse folders stimgen did not make (unless forced)."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"output path {out} exists and is not a folder",
+                         hint="choose another folder with -o")
+    if out.is_dir() and any(out.iterdir()) and not (out / STATE_DIR).is_dir() and not force:
+        raise BuildError(f"output folder {out} is not empty and was not made by stimgen",
+                         hint="choose an empty or new folder with -o, or pass --force to "
+                              "build into it anyway")
+    try:
+        (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BuildError(f"cannot create output folder {out}: {err.strerror or err}",
+                         hint="check the path and your permissions") from err
+
+
+@contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """One build per folder at a time.
+
+    The lock is the operating system's (``filelock``): the kernel releases it when the
+    process ends, however it ends, so a crashed build never leaves the folder locked. Who
+    holds it (pid, host) is noted beside it only to name them in the message.
+    """
+    lock = FileLock(str(Path(out) / LOCK_FILE), is_singleton=False)
+    owner = Path(out) / LOCK_OWNER_JSON
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = json.loads(owner.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            holder = {}
+        raise BuildError(
+            f"another stimgen build (pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}) is writing into {out}",
+            hint="wait for it to finish (a build that crashed releases the folder by "
+                 "itself)") from None
+    except OSError as err:
+        raise BuildError(f"cannot write into {out}: {err.strerror or err}",
+                         hint="check the folder's permissions and free space") from err
+    try:
+        atomic_write_json(owner, {"pid": os.getpid(), "host": socket.gethostname()})
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def lock_is_free(out: Path) -> bool:
+    """Whether no build holds the folder's lock now (for tests and status messages)."""
+    lock = FileLock(str(Path(out) / LOCK_FILE), is_singleton=False)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True

@@ -1,0 +1,92 @@
+"""The work on one identity that worker processes run: render every target, rate it, encode
+and save the images, and return one record per stimulus.
+
+The orchestrator (stimgen/pipeline.py) and the executors (stimgen/executors.py) both call
+:func:`render_and_rate`; it reads nothing but its arguments and writes only ``stimuli/``.
+"""
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from stimgen.backends import create_backend
+from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR
+from stimgen.plan import IdentityUnit
+from stimgen.protocol.models import Protocol
+from stimgen.raters import create_rater
+from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of one identity's targets; the unit a worker process runs."""
+
+    unit: IdentityUnit
+    start: int
+    stop: int
+
+
+def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
+                    on_stimuli: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus.
+
+    Targets go to the backend in batches of ``backend.batch_size``; encoding and writing
+    the images runs in background threads so that the generator is never kept waiting.
+    """
+    backend = create_backend(protocol)
+    rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
+    identity = chunk.unit.identity
+    handle = backend.prepare(identity)
+    neutral = backend.render(handle, [(0.0, 0.0)])[0]
+    targets = chunk.unit.targets[chunk.start:chunk.stop]
+    batch = max(1, int(getattr(backend, "batch_size", 1)))
+    records: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=2) as writers:
+        pending = []
+        for first in range(0, len(targets), batch):
+            part = targets[first:first + batch]
+            faces = backend.render(handle, [(t.valence, t.arousal) for t in part])
+            achieved = rater.rate(faces, neutral)
+            for index, target in enumerate(part):
+                if target.kind == "neutral":
+                    # Against its own neutral face it would score (0, 0) by construction.
+                    achieved[index] = rater.rate([faces[index]], None)[0]
+            for target, face, va in zip(part, faces, achieved):
+                sid = target.stimulus_id(identity.id)
+                pending.append(writers.submit(_save_stimulus, out, sid, protocol.output.format,
+                                              face, va))
+            if on_stimuli:
+                on_stimuli(len(part))
+        records = [job.result() for job in pending]
+    return records
+
+
+def _save_stimulus(out: Path, sid: str, fmt: str, face, achieved) -> dict[str, Any]:
+    data = encode_image(face.image, fmt)
+    relative = f"{STIMULI_DIR}/{sid}.{fmt}"
+    atomic_write_bytes(out / relative, data)
+    crash_point("stimulus")
+    record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
+              "achieved_valence": float(achieved[0]), "achieved_arousal": float(achieved[1]),
+              "width": face.image.width, "height": face.image.height}
+    record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
+    return record
+
+
+def encode_image(image, fmt: str) -> bytes:
+    """PNG (lossless, no timestamps, so rebuilds are byte-identical) or JPEG quality 95.
+
+    Only pixels are written: metadata an image may carry from a source photo (EXIF with
+    GPS, ICC profile, comments, text chunks) is dropped, since Pillow would copy some of it.
+    """
+    image = image.copy()
+    image.info = {}
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, format="PNG", compress_level=6)
+    else:
+        image.convert("RGB").save(buffer, format="JPEG", quality=95, subsampling=0)
+    return buffer.getvalue()

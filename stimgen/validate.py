@@ -1,0 +1,57 @@
+"""Validation of a build's stimuli: the five errors of each stimulus against its target,
+its tolerance check, the weak region, and the flags that stimuli.tsv and the report show.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_COLUMNS
+from stimgen.circumplex import in_angle_interval, va_to_angle
+from stimgen.metrics import stimulus_errors
+from stimgen.plan import IdentityUnit, Target
+from stimgen.protocol.models import Protocol
+
+
+def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
+                   records: dict[str, dict]) -> pd.DataFrame:
+    """The stimuli.tsv table: targets, achieved VA, the five errors and the flags."""
+    rows = []
+    for unit in units:
+        for target in unit.targets:
+            sid = target.stimulus_id(unit.identity.id)
+            rows.append({"identity": unit.identity.id, **_target_columns(target),
+                         **records[sid]})
+    table = pd.DataFrame(rows)
+    errors = stimulus_errors(table["target_valence"], table["target_arousal"],
+                             table["achieved_valence"], table["achieved_arousal"])
+    for column, values in errors.items():
+        table[column] = values
+    achieved_angle, achieved_norm = va_to_angle(table["achieved_valence"].to_numpy(),
+                                                table["achieved_arousal"].to_numpy())
+    table["achieved_angle"] = achieved_angle
+    table["achieved_intensity"] = achieved_norm
+    start, end = protocol.validation.weak_region
+    angles = table["angle"].to_numpy(dtype=float)
+    table["weak_region"] = ~np.isnan(angles) & in_angle_interval(np.nan_to_num(angles), start, end)
+    tolerance = protocol.validation.tolerance
+    too_far = table["distance_error"] > tolerance.distance
+    off_direction = table["direction_error"].fillna(0.0) > tolerance.direction
+    table["out_of_tolerance"] = too_far | off_direction
+    table["flags"] = [
+        ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
+                                       ("direction_tolerance", r)) if on)
+        for w, d, r in zip(table["weak_region"], too_far, off_direction)
+    ]
+    table["rater"] = protocol.resolved_rater()
+    extras = [c for c in EXTRA_COLUMNS if c in table.columns]
+    return table[list(STIMULI_COLUMNS) + extras]
+
+
+def _target_columns(target: Target) -> dict[str, Any]:
+    return {"target_kind": target.kind, "emotion": target.emotion,
+            "angle": np.nan if target.angle is None else target.angle,
+            "intensity": target.intensity, "target_valence": target.valence,
+            "target_arousal": target.arousal}
