@@ -19,6 +19,7 @@ from filelock import FileLock, Timeout
 
 from stimgen.circumplex import WEAK_REGION_DEFAULT
 from stimgen.errors import BuildError
+from stimgen.metrics import AGGREGATE_COLUMNS, ERROR_COLUMNS
 from stimgen.safety import is_inside, spreadsheet_safe_table
 from stimgen.storage import atomic_write_json, crash_point, sha256_file
 
@@ -46,24 +47,20 @@ TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR)
 #: Folders a build writes into; none of them may be a link out of the build folder.
 WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR)
 
+#: stimuli.tsv, in file order; the five errors are named where they are computed (metrics.py).
 STIMULI_COLUMNS = (
     "stimulus_id", "file", "identity", "target_kind", "emotion", "angle", "intensity",
     "target_valence", "target_arousal", "achieved_valence", "achieved_arousal",
-    "achieved_angle", "achieved_intensity", "direction_error", "magnitude_error",
-    "valence_error", "arousal_error", "distance_error", "weak_region", "out_of_tolerance",
+    "achieved_angle", "achieved_intensity", *ERROR_COLUMNS, "weak_region", "out_of_tolerance",
     "flags", "rater", "sha256", "width", "height",
 )
 STIMULI_NUMERIC = (
     "angle", "intensity", "target_valence", "target_arousal", "achieved_valence",
-    "achieved_arousal", "achieved_angle", "achieved_intensity", "direction_error",
-    "magnitude_error", "valence_error", "arousal_error", "distance_error", "width", "height",
+    "achieved_arousal", "achieved_angle", "achieved_intensity", *ERROR_COLUMNS, "width",
+    "height",
 )
-#: Aggregate metric columns shared by both metrics tables, in file order.
-METRIC_COLUMNS = (
-    "dir_mae_deg", "dir_sd_deg", "mag_mae", "mag_sd", "val_mae", "val_sd", "aro_mae",
-    "aro_sd", "dist_mae", "dist_sd", "ccc_valence", "ccc_arousal", "sagr_valence",
-    "sagr_arousal", "rmse_valence", "rmse_arousal",
-)
+#: Aggregate metric columns shared by both metrics tables, in file order (metrics.py).
+METRIC_COLUMNS = AGGREGATE_COLUMNS
 EMOTION_COLUMNS = ("emotion", "angle", "n", *METRIC_COLUMNS, "weak_region")
 INTENSITY_COLUMNS = ("intensity", "n", *METRIC_COLUMNS)
 

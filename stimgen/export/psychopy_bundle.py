@@ -18,13 +18,13 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from stimgen.build_folder import DESIGN_CSV, EXPERIMENT_DIR, as_bool
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
-from stimgen.safety import spreadsheet_safe_table
-from stimgen.build_folder import EXPERIMENT_DIR, as_bool
 from stimgen.ledger import Ledger
 from stimgen.protocol.experiment import evaluated_by_psychopy
+from stimgen.safety import spreadsheet_safe_table
 from stimgen.storage import link_or_copy
 
 BUNDLE_DIR = EXPERIMENT_DIR
@@ -120,9 +120,10 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli, des
     design_table = flags_as_01(design.table)
     design_table["stim_file"] = design_table["stim_file"].map(
         lambda f: prefix + str(f).replace("\\", "/"))
-    spreadsheet_safe_table(design_table).to_csv(folder / "design.csv", index=False,
+    design_name = PurePosixPath(DESIGN_CSV).relative_to(EXPERIMENT_DIR).as_posix()
+    spreadsheet_safe_table(design_table).to_csv(folder / design_name, index=False,
                                                 lineterminator="\n")
-    files["design"] = Path("design.csv")
+    files["design"] = Path(design_name)
 
     from stimgen.export.readme import render_readme
     readme = render_readme(protocol=protocol, name=name, layout=layout, design=design,
