@@ -7,6 +7,7 @@ what is stimgen/ledger.py); the report re-runs no stage and reads only what is h
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from stimgen.errors import BuildError
 from stimgen.metrics import AGGREGATE_COLUMNS, ERROR_COLUMNS
 from stimgen.safety import is_inside, spreadsheet_safe_table
 from stimgen.storage import atomic_write_json, crash_point, sha256_file
+
+log = logging.getLogger("stimgen")
 
 # -- file names (relative to the build folder) ------------------------------------------------
 STIMULI_DIR = "stimuli"                          # one image per stimulus: <stimulus_id>.<format>
@@ -293,29 +296,53 @@ def store_records(out: Path, identity_id: str, key: str, records: list[dict]) ->
     crash_point("identity")
 
 
-def recorded_stimuli(out: Path) -> set[Path]:
-    """Every stimulus file that earlier builds into ``out`` recorded as their own."""
-    files: set[Path] = set()
+def supersede_record(out: Path, identity_id: str) -> None:
+    """Mark an identity's record as no longer matching any protocol, before its stimuli are
+    redrawn for a new one: a build killed half-way then leaves a record that nothing reuses
+    (so it is not mistaken for damage), and that still lists the files for clean-up."""
+    path = identity_record_path(out, identity_id)
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(cached, dict) and cached.get("key") != SUPERSEDED:
+        atomic_write_json(path, {**cached, "key": SUPERSEDED})
+
+
+SUPERSEDED = "superseded"   # the key of a record whose identity is being redrawn
+
+
+def recorded_stimuli(out: Path) -> dict[Path, str]:
+    """Every stimulus file that earlier builds into ``out`` recorded as their own, with the
+    sha256 they recorded."""
+    files: dict[Path, str] = {}
     for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
         try:
             cached = json.loads(record_file.read_text(encoding="utf-8"))
-            files.update(out / r["file"] for r in cached["records"])
+            files.update({out / r["file"]: str(r["sha256"]) for r in cached["records"]})
         except (OSError, ValueError, KeyError, TypeError):
             continue                       # a damaged record: its files are left alone
     return files
 
 
-def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: set[Path],
+def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: dict[Path, str],
                          identities: set[str]) -> None:
     """Drop stimuli that an earlier build of a different protocol made in this folder.
 
-    Only files an earlier build recorded are removed: anything else in ``stimuli/`` (say,
-    a user's own file in a folder built with --force) is never touched.
+    Only files an earlier build recorded, and that still hold what it recorded, are removed:
+    anything else in ``stimuli/`` (a user's own file in a folder built with --force, an image
+    retouched by hand) is never touched.
     """
     keep = {out / r["file"] for r in records.values()}
-    for path in earlier - keep:
-        if path.is_file() and is_inside(out / STIMULI_DIR, path):
+    for path, digest in earlier.items():
+        if path in keep or path.is_symlink() or not path.is_file() \
+                or not is_inside(out / STIMULI_DIR, path):
+            continue
+        if sha256_file(path) == digest:
             path.unlink()
+        else:
+            log.warning("%s was changed after stimgen wrote it; it is no longer part of this "
+                        "build and is left as it is", path.relative_to(out).as_posix())
     for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
         if record_file.stem not in identities:
             record_file.unlink()

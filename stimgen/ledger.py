@@ -10,6 +10,7 @@ killed half-way still recognises both the old and the new content as its own.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,7 +38,10 @@ class Ledger:
     root: Path
     files: dict[str, str] = field(default_factory=dict)     # relative path -> sha256
     pending: dict[str, str] = field(default_factory=dict)   # being replaced right now
-    experiment_inputs: str | None = None    # fingerprint of what the experiment was made from
+    experiment_inputs: str | None = None    # what the folder's experiment was made from
+    #: a build that was allowed to replace the experiment and has not finished yet:
+    #: ``{"inputs": ..., "data": [data files then]}`` (see protect_collected_data)
+    experiment_pending: dict | None = None
 
     @classmethod
     def load(cls, root: str | Path) -> "Ledger":
@@ -48,7 +52,7 @@ class Ledger:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(root, dict(data["files"]), dict(data.get("pending", {})),
-                       data.get("experiment_inputs"))
+                       data.get("experiment_inputs"), data.get("experiment_pending"))
         except FileNotFoundError:
             return cls(root, *_legacy_manifest(root))
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -60,27 +64,55 @@ class Ledger:
     def save(self) -> None:
         atomic_write_json(self.root / LEDGER_JSON,
                           {"schema": LEDGER_SCHEMA, "experiment_inputs": self.experiment_inputs,
+                           "experiment_pending": self.experiment_pending,
                            "files": dict(sorted(self.files.items())),
                            "pending": dict(sorted(self.pending.items()))})
 
     # -- ownership ------------------------------------------------------------------------
-    def owns(self, relative: str) -> bool:
-        """Whether the file at ``relative`` holds exactly what stimgen wrote there (a missing
-        file counts as stimgen's: there is nothing of anyone else's to keep)."""
-        if _never_ours(relative):
-            return False
-        path = self.root / relative
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            return False
-        if not path.exists():
-            return True
-        recorded = {self.files.get(relative), self.pending.get(relative)} - {None}
-        return bool(recorded) and sha256_file(path) in recorded
+    def look(self, relative: str) -> tuple[str, str | None]:
+        """What is at ``relative`` now, as ``(state, sha256)``; the state is
 
-    def edited(self, prefix: str) -> list[str]:
-        """Files under ``prefix`` that stimgen wrote and someone changed since."""
-        return sorted(r for r in self.files if _under(r, prefix)
-                      and (self.root / r).exists() and not self.owns(r))
+        ``missing`` (nothing there), ``ours`` (exactly what stimgen wrote), ``edited``
+        (stimgen wrote it, someone changed it), ``foreign`` (stimgen never wrote it) or
+        ``blocked`` (a link, a folder, or inside a linked folder or a file: never written).
+        """
+        if _never_ours(relative):
+            return "blocked", None
+        path = self.root / relative
+        parent = self.root
+        for part in PurePosixPath(relative).parts[:-1]:
+            parent = parent / part
+            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+                return "blocked", None
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return "blocked", None
+        if not path.exists():
+            return "missing", None
+        digest = sha256_file(path)
+        if digest in {self.files.get(relative), self.pending.get(relative)}:
+            return "ours", digest
+        return ("edited" if relative in self.files else "foreign"), digest
+
+    def owns(self, relative: str) -> bool:
+        """Whether stimgen may replace or remove ``relative``: it holds exactly what stimgen
+        wrote there, or nothing."""
+        return self.look(relative)[0] in ("missing", "ours")
+
+    def _decide(self, relative: str, digest: str) -> str:
+        """``write``, ``keep`` (already holds ``digest``, or an edit of a file whose stimgen
+        version is unchanged) or ``conflict``, for writing ``digest`` to ``relative``."""
+        state, current = self.look(relative)
+        if state == "blocked":
+            return "conflict"
+        if current == digest:
+            return "keep"
+        if state in ("missing", "ours"):
+            return "write"
+        if state == "edited" and self.files[relative] == digest:
+            log.warning("%s was changed after stimgen wrote it; stimgen's version is "
+                        "unchanged, so your edit is kept", relative)
+            return "keep"
+        return "conflict"
 
     # -- writing --------------------------------------------------------------------------
     def write_bytes(self, relative: str, data: bytes) -> None:
@@ -88,7 +120,12 @@ class Ledger:
         from stimgen.storage import atomic_write_bytes, sha256_bytes
 
         digest = sha256_bytes(data)
-        if self._keep_theirs(relative, digest):
+        decision = self._decide(relative, digest)
+        if decision == "conflict":
+            raise _not_ours(self.root, [relative])
+        if decision == "keep":
+            if self._adopt(relative, digest):
+                self.save()
             return
         self.pending[relative] = digest
         self.save()
@@ -106,98 +143,95 @@ class Ledger:
         new = {f"{prefix}/{p.relative_to(staging).as_posix()}": p
                for p in sorted(staging.rglob("*")) if p.is_file()}
         digests = {relative: sha256_file(path) for relative, path in new.items()}
-        conflicts = [r for r in new if self._conflicts(r, digests[r])]
+        decisions = {relative: self._decide(relative, digests[relative]) for relative in new}
+        conflicts = [r for r, d in decisions.items() if d == "conflict"]
         if conflicts:
             raise _not_ours(self.root, conflicts)
-        install = [r for r in new if not self._keep_theirs(r, digests[r])]
-        self.pending.update({r: digests[r] for r in install})
+        moves = [r for r, d in decisions.items() if d == "write"]
+        for relative, decision in decisions.items():
+            if decision == "keep":
+                self._adopt(relative, digests[relative])
+        self.pending.update({r: digests[r] for r in moves})
         self.save()
-        for relative in install:
+        for relative in moves:
             target = self.root / relative
-            if target.is_file() and sha256_file(target) == digests[relative]:
-                os.remove(new[relative])            # already there: keep the file as it is
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(new[relative], target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(new[relative], target)
             crash_point("install", f"install:{prefix}")
-        self.files.update({r: self.pending.pop(r) for r in install})
+        self.files.update({r: self.pending.pop(r) for r in moves})
         self.save()
         self.remove_stale(prefix, keep=set(new))
         return sorted(new)
 
     def remove(self, relative: str) -> None:
         """Delete one of stimgen's files; a BuildError if it is someone else's."""
-        path = self.root / relative
-        if path.exists() or path.is_symlink():
-            if not self.owns(relative):
-                raise _not_ours(self.root, [relative])
-            path.unlink()
-        if self.files.pop(relative, None) is not None or self.pending.pop(relative, None):
+        state, _ = self.look(relative)
+        if state not in ("missing", "ours"):
+            raise _not_ours(self.root, [relative], action="delete")
+        (self.root / relative).unlink(missing_ok=True)
+        forgotten = [self.files.pop(relative, None), self.pending.pop(relative, None)]
+        if any(digest is not None for digest in forgotten):
             self.save()
 
     def remove_stale(self, prefix: str, keep: set[str] = frozenset()) -> None:
         """Delete stimgen's files under ``prefix`` that are not in ``keep``; an edited one is
         left where it is (and forgotten, since it is no longer stimgen's)."""
-        for relative in sorted(r for r in self.files if _under(r, prefix) and r not in keep):
+        stale = sorted(r for r in set(self.files) | set(self.pending)
+                       if _under(r, prefix) and r not in keep)
+        for relative in stale:
+            state, _ = self.look(relative)
             path = self.root / relative
-            if self.owns(relative):
-                path.unlink(missing_ok=True)
+            if state == "ours":
+                path.unlink()
                 _remove_empty_parents(path.parent, self.root / prefix)
-            else:
+            elif state == "edited":
                 log.warning("%s was changed after stimgen wrote it; it is no longer part of "
                             "this build and is left as it is", relative)
-            del self.files[relative]
-        self.save()
+            self.files.pop(relative, None)
+            self.pending.pop(relative, None)
+        if stale:
+            self.save()
 
-    def _conflicts(self, relative: str, digest: str) -> bool:
-        """Whether writing ``digest`` to ``relative`` would replace someone else's content."""
-        if self.owns(relative):
-            return False
-        path = self.root / relative
-        if path.is_file() and not path.is_symlink() and sha256_file(path) == digest:
-            return False
-        return self.files.get(relative) != digest
-
-    def _keep_theirs(self, relative: str, digest: str) -> bool:
-        """Whether to leave ``relative`` as it is instead of writing ``digest`` there: it holds
-        exactly those bytes already (they become stimgen's), or someone edited it and stimgen
-        would write the very bytes it wrote before (the edit stays). Raises when the file is
-        not stimgen's and stimgen would write something new there."""
-        if self.owns(relative):
-            return False
-        if self._conflicts(relative, digest):
-            raise _not_ours(self.root, [relative])
-        if sha256_file(self.root / relative) == digest:
+    def _adopt(self, relative: str, digest: str) -> bool:
+        """After a "keep": a file that already holds ``digest`` is stimgen's (a build killed
+        after moving it, or the same bytes from elsewhere); an edit that stays is left as
+        recorded. Returns whether the ledger changed."""
+        if self.pending.get(relative) == digest or (relative not in self.files
+                                                    and self.look(relative)[1] == digest):
             self.files[relative] = digest
-        else:
-            log.warning("%s was changed after stimgen wrote it; stimgen's version is "
-                        "unchanged, so your edit is kept", relative)
-        return True
+            self.pending.pop(relative, None)
+            return True
+        return False
 
     def manifest_files(self) -> dict[str, str]:
         """The files this ledger records, for manifest.json (not the manifest itself)."""
         return {r: d for r, d in sorted(self.files.items()) if r != MANIFEST_JSON}
 
 
-def _not_ours(root: Path, relatives: list[str]) -> BuildError:
+def _not_ours(root: Path, relatives: list[str], action: str = "overwrite") -> BuildError:
     shown = ", ".join(relatives[:8]) + (f" and {len(relatives) - 8} more" if len(relatives) > 8
                                          else "")
     example = relatives[0]
     stem = PurePosixPath(example)
     renamed = stem.with_name(f"{stem.stem}-mine{stem.suffix}")
     return BuildError(
-        f"the build would overwrite {shown} in {root}, but "
-        f"{'that file holds' if len(relatives) == 1 else 'those files hold'} something stimgen "
-        "did not write (edited after the last build, or not made by stimgen), and stimgen "
-        "never overwrites what it did not write",
+        f"stimgen would {action} {shown} in {root}, but "
+        f"{'that path holds' if len(relatives) == 1 else 'those paths hold'} something stimgen "
+        "did not write (a file edited after stimgen wrote it, a file or folder stimgen did not "
+        "make, or a link), and stimgen never changes what it did not write",
         hint=f"to keep your version, rename it (e.g. `mv {root / example} {root / renamed}`) "
-             "and run the same command again (finished stimuli are reused); to drop it, delete "
+             "and run the same command again (finished work is reused); to drop it, delete "
              "it first")
 
 
-def experiment_inputs(stimgen_version: str, protocol_sha256: str) -> str:
-    """What a build folder's experiment was made from: stimgen's version and the protocol."""
-    return f"stimgen {stimgen_version}, protocol {protocol_sha256}"
+def experiment_inputs(stimgen_version: str, protocol_sha256: str,
+                      identity_keys: dict[str, str] | None = None) -> str:
+    """What a build folder's experiment is made from: stimgen's version, the protocol and
+    the cache key of every identity (which covers photos' and latents' bytes, the backend's
+    options and its model files), so a photo replaced in place counts as a change too."""
+    keys = json.dumps(sorted((identity_keys or {}).items()))
+    return (f"stimgen {stimgen_version}, protocol {protocol_sha256}, identities "
+            f"{hashlib.sha256(keys.encode('utf-8')).hexdigest()}")
 
 
 def _legacy_manifest(root: Path) -> tuple[dict[str, str], dict[str, str], str | None]:
@@ -210,7 +244,8 @@ def _legacy_manifest(root: Path) -> tuple[dict[str, str], dict[str, str], str | 
             return {}, {}, None
         files = {str(r): str(d) for r, d in data["files"].items()
                  if not _never_ours(str(r)) and not _under(str(r), STIMULI_DIR)}
-        inputs = experiment_inputs(data["stimgen_version"], data["protocol"]["sha256"])
+        # without the identities' keys, which those versions did not record
+        inputs = f"stimgen {data['stimgen_version']}, protocol {data['protocol']['sha256']}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}, {}, None
     files[MANIFEST_JSON] = sha256_file(manifest)
@@ -237,9 +272,13 @@ def _remove_empty_parents(folder: Path, stop: Path) -> None:
 
 # -- collected data --------------------------------------------------------------------------
 def data_files(root: str | Path) -> list[Path]:
-    """Every file under ``experiment/data/``: what participants produced."""
+    """Every file under ``experiment/data/``: what participants produced (hidden files such
+    as .DS_Store or .gitkeep are not data)."""
     folder = Path(root) / DATA_DIR
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def protect_collected_data(ledger: Ledger, inputs: str, force: bool) -> Path | None:
@@ -247,22 +286,47 @@ def protect_collected_data(ledger: Ledger, inputs: str, force: bool) -> Path | N
     this build would make a different one (``inputs`` differs), refuse, or with ``force`` keep
     the current experiment beside the data in ``experiment/previous/<time>/``.
 
+    The build's inputs are recorded as pending until :func:`commit_experiment`: a build that
+    was interrupted after this check resumes without asking again, unless data came in since.
     Returns the snapshot's folder, or None when nothing needed keeping.
     """
-    data = data_files(ledger.root)
+    data = [p.relative_to(ledger.root).as_posix() for p in data_files(ledger.root)]
     made = [r for r in ledger.files if _under(r, EXPERIMENT_DIR)]
-    if not data or not made or ledger.experiment_inputs == inputs:
-        return None
+    allowed = {"inputs": inputs, "data": data}
+    snapshot = None
+    if data and made and not _same_inputs(ledger.experiment_inputs, inputs) \
+            and ledger.experiment_pending != allowed:
+        snapshot = _refuse_or_keep(ledger, made, len(data), force)
+    ledger.experiment_pending = allowed
+    ledger.save()
+    return snapshot
+
+
+def _same_inputs(recorded: str | None, inputs: str) -> bool:
+    """Whether the experiment recorded as made from ``recorded`` is the one ``inputs`` makes;
+    a folder from before ledgers recorded only stimgen's version and the protocol."""
+    return recorded is not None and (recorded == inputs or inputs.startswith(recorded + ", "))
+
+
+def commit_experiment(root: str | Path, inputs: str) -> None:
+    """Record that the folder's experiment is now the one made from ``inputs``."""
+    ledger = Ledger.load(root)
+    ledger.experiment_inputs, ledger.experiment_pending = inputs, None
+    ledger.save()
+
+
+def _refuse_or_keep(ledger: Ledger, made: list[str], n_data: int, force: bool) -> Path:
     if not force:
         raise BuildError(
-            f"{ledger.root / DATA_DIR} holds {len(data)} data file(s) collected with the "
-            "experiment in this folder, and this build would change that experiment (its "
-            "stimuli, design or settings)",
+            f"{ledger.root / DATA_DIR} holds {n_data} data file(s) collected with the "
+            "experiment in this folder, and this build would replace that experiment (it is "
+            "made from a different protocol, different photos or models, or another stimgen "
+            "version)",
             hint="build into a new folder with -o (recommended), or pass --force to keep the "
                  f"current experiment, its stimuli and manifest in {PREVIOUS_DIR}/<time>/ beside "
                  "the data and then write the new one")
     snapshot = keep_previous_experiment(ledger, made)
-    log.warning("data was collected with this folder's experiment, which this build changes: "
+    log.warning("data was collected with this folder's experiment, which this build replaces: "
                 "the experiment it was collected with is kept in %s", snapshot)
     return snapshot
 
@@ -282,11 +346,15 @@ def keep_previous_experiment(ledger: Ledger, experiment_files: list[str]) -> Pat
     shutil.rmtree(staging, ignore_errors=True)
     wanted = [r for r in experiment_files if (root / r).is_file()]
     wanted += [r for r in (STIMULI_TSV, PROTOCOL_YAML, MANIFEST_JSON) if (root / r).is_file()]
-    wanted += _shown_stimuli(root)
+    stimuli = set(_shown_stimuli(root))
+    wanted += sorted(stimuli)
     for relative in wanted:
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(root / relative, target)
+        if relative in stimuli:     # stimgen replaces images, never rewrites them: a link holds
+            link_or_copy(root / relative, target)
+        else:                       # Builder saves a .psyexp in place: a link would follow it
+            shutil.copyfile(root / relative, target)
     (staging / "README.txt").write_text(
         "The experiment of this build folder as it was before a rebuild changed it, kept by\n"
         "stimgen because experiment/data/ already held data collected with it. The layout is\n"

@@ -29,12 +29,13 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
                                   build_lock, cached_records, json_bytes, prepare_output,
                                   recorded_stimuli, remove_stale_stimuli, store_records,
+                                  supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
 from stimgen.errors import BuildError
 from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
-from stimgen.ledger import (Ledger, experiment_inputs, protect_collected_data,
-                            remove_partial_snapshots)
+from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
+                            protect_collected_data, remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
 from stimgen.plan import IdentityUnit, plan_units
 from stimgen.protocol.execution import ExecutionSpec
@@ -172,15 +173,14 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
         ledger = Ledger.load(out)           # before the manifest goes: old folders list files there
         remove_leftovers(out, TEMPORARY_FILE_FOLDERS)
         remove_partial_snapshots(out)
-        inputs = experiment_inputs(__version__, protocol_sha256(protocol))
-        protect_collected_data(ledger, inputs, force)
-        ledger.experiment_inputs = inputs
-        ledger.save()
+        fingerprint = backend.fingerprint()
+        keys = {unit.identity.id: unit_key(protocol, unit, fingerprint) for unit in units}
+        inputs = experiment_inputs(__version__, protocol_sha256(protocol), keys)
+        protect_collected_data(ledger, inputs, force)      # before anything is redrawn
         ledger.remove(MANIFEST_JSON)        # not complete until written again
         clock = time.perf_counter()
         earlier = recorded_stimuli(out)
-        records, reused, repairs = _run_units(protocol, units, backend.fingerprint(), out,
-                                              execution, progress)
+        records, reused, repairs = _run_units(protocol, units, keys, out, execution, progress)
         remove_stale_stimuli(out, records, earlier, {u.identity.id for u in units})
         timings["render_and_rate"] = time.perf_counter() - clock
 
@@ -206,10 +206,11 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
             crash_point("experiment")
         else:
             Ledger.load(out).remove_stale(EXPERIMENT_DIR)     # stimgen's own files only
+        commit_experiment(out, inputs)
 
         _stage(progress, "writing the report")
         clock = time.perf_counter()
-        manifest = _manifest(protocol, table, backend.fingerprint(), rater_info, command,
+        manifest = _manifest(protocol, table, fingerprint, rater_info, command,
                              repairs, getattr(backend, "model_files", []))
         manifest.update(files=_written_files(out, records), timings=_rounded(timings))
         from stimgen.report import write_report   # matplotlib: only where a report is made
@@ -276,7 +277,7 @@ def _write_experiment(protocol: Protocol, out: Path, table: pd.DataFrame) -> dic
             **{f"experiment_{name}": path for name, path in written.items()}}
 
 
-def _run_units(protocol, units, fingerprint, out, execution, progress):
+def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
     from tqdm import tqdm
 
     records: dict[str, dict] = {}
@@ -284,7 +285,7 @@ def _run_units(protocol, units, fingerprint, out, execution, progress):
     repairs: list[dict[str, str]] = []
     pending: list[tuple[IdentityUnit, str]] = []
     for unit in units:
-        key = unit_key(protocol, unit, fingerprint)
+        key = keys[unit.identity.id]
         cached, damage = cached_records(out, unit.identity.id, key)
         if damage is not None:
             repairs.append(damage)
@@ -293,6 +294,7 @@ def _run_units(protocol, units, fingerprint, out, execution, progress):
                         damage["file"], damage["identity"], damage["problem"])
         if cached is None:
             pending.append((unit, key))
+            supersede_record(out, unit.identity.id)
         else:
             reused.append(unit.identity.id)
             records.update({r["stimulus_id"]: r for r in cached})
