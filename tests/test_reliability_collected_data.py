@@ -207,39 +207,8 @@ def test_folder_built_before_ledgers_is_adopted(protocols, collected):
         stimgen.build(protocols["experiment"], out=collected, progress=False, jobs=1)
 
 
-KILL_POINTS = ["stimulus@2", "identity@1", "write:stimuli.tsv", "tables", "write:files.json@3",
-               "install:experiment@2", "experiment",
-               "install:report_assets@2", "report", "write:manifest.json"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("change", ["same", "stimuli"])
-@pytest.mark.parametrize("point", KILL_POINTS)
-def test_killed_rebuild_keeps_data(protocols, collected, point, change):
-    protocol = protocols["base" if change == "same" else change]
-    pid = os.fork()
-    if pid == 0:                                    # child: never return into pytest
-        code = 1
-        try:
-            os.environ[CRASH_ENV] = point
-            stimgen.build(protocol, out=collected, progress=False, jobs=1, force=True)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    # an unchanged rebuild draws nothing and rewrites no unchanged file: most points are
-    # never reached there
-    assert code == 137 or change == "same", point
-    _assert_theirs_intact(collected)
-    stimgen.build(protocol, out=collected, progress=False, jobs=1, force=True)
-    _assert_theirs_intact(collected)
-    assert (collected / "manifest.json").is_file()
-    assert len(list((collected / PREVIOUS_DIR).glob("*"))) == (change != "same")
-
-
-# -- found in review: each of these once lost data, locked a folder for good or lied ----------
 def _killed(protocol, out, point, force=False) -> int:
+    """Run a build in a forked process that dies at crash point ``point``; its exit code."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -252,6 +221,28 @@ def _killed(protocol, out, point, force=False) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
+KILL_POINTS = ["stimulus@2", "identity@1", "write:stimuli.tsv", "tables", "write:files.json@3",
+               "install:experiment@2", "experiment",
+               "install:report_assets@2", "report", "write:manifest.json"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["same", "stimuli"])
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_rebuild_keeps_data(protocols, collected, point, change):
+    protocol = protocols["base" if change == "same" else change]
+    code = _killed(protocol, collected, point, force=True)
+    # an unchanged rebuild draws nothing and rewrites no unchanged file: most points are
+    # never reached there
+    assert code == 137 or change == "same", point
+    _assert_theirs_intact(collected)
+    stimgen.build(protocol, out=collected, progress=False, jobs=1, force=True)
+    _assert_theirs_intact(collected)
+    assert (collected / "manifest.json").is_file()
+    assert len(list((collected / PREVIOUS_DIR).glob("*"))) == (change != "same")
+
+
+# -- found in review: each of these once lost data, locked a folder for good or lied ----------
 def test_interrupted_rebuild_then_new_data_is_still_protected(protocols, tmp_path):
     """A rebuild killed before it replaced the experiment must not count as done: data
     collected afterwards with the old experiment is protected on the next run."""
