@@ -93,11 +93,6 @@ class Ledger:
             return "ours", digest
         return ("edited" if relative in self.files else "foreign"), digest
 
-    def owns(self, relative: str) -> bool:
-        """Whether stimgen may replace or remove ``relative``: it holds exactly what stimgen
-        wrote there, or nothing."""
-        return self.look(relative)[0] in ("missing", "ours")
-
     def _decide(self, relative: str, digest: str) -> str:
         """``write``, ``keep`` (already holds ``digest``, or an edit of a file whose stimgen
         version is unchanged) or ``conflict``, for writing ``digest`` to ``relative``."""

@@ -26,8 +26,9 @@ _crash_pid = [os.getpid()]          # counts start afresh in a forked child
 #: errno values that mean "the disk or the folder refuses", not "stimgen has a bug".
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM,
                errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
-#: Names of what an interrupted build can leave behind: temporaries of atomic_write_bytes
-#: and the staging/old folders of replace_folder callers (experiment/, report_assets/).
+#: Names of what an interrupted build can leave behind: temporaries of atomic_write_bytes,
+#: the staging folders of experiment/ and report_assets/, and the "-old-<pid>" folders that
+#: builds of earlier versions (which swapped whole folders) left when killed mid-swap.
 _LEFTOVER_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 _LEFTOVER_FOLDER = re.compile(r"^\.(experiment|report_assets)-([A-Za-z0-9_]{8}|old-\d+)$")
 
@@ -150,19 +151,3 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Move the finished folder ``new`` to ``target``, replacing what was there.
-
-    Readers see the old folder or the new one, never a mix of both.
-    """
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}-old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        crash_point("swap", f"swap:{target.name}")
-    os.replace(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
