@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from stimgen.circumplex import WEAK_REGION_DEFAULT
+from stimgen.circumplex import WEAK_REGION_DEFAULT, weak_region_flagged
 from stimgen.errors import BuildError
 from stimgen.metrics import AGGREGATE_COLUMNS, ERROR_COLUMNS
 from stimgen.safety import is_inside, spreadsheet_safe_table
@@ -110,6 +110,13 @@ class BuildFolder:
         if not region or len(region) != 2 or None in region:
             return WEAK_REGION_DEFAULT
         return float(region[0]), float(region[1])
+
+    @property
+    def weak_region_flagged(self) -> bool:
+        """Whether this build flagged weak-region targets (protocol ``flag_weak_region``)."""
+        setting = (self.protocol.get("validation") or {}).get("flag_weak_region", "auto")
+        backend = str((self.manifest.get("backend") or {}).get("name") or "")
+        return weak_region_flagged(str(setting), backend)
 
     @property
     def tolerance(self) -> dict:

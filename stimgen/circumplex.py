@@ -18,8 +18,35 @@ import numpy as np
 
 #: Default weak region of published EmoStyle (bored ... serene), degrees.
 WEAK_REGION_DEFAULT: tuple[float, float] = (242.0, 329.0)
+#: The backend whose weakness the default region describes.
+WEAK_REGION_BACKEND = "emostyle"
+
+
+def weak_region_flagged(setting: str, backend: str) -> bool:
+    """Whether targets in the weak region are flagged as a reason to look at a stimulus.
+
+    ``setting`` is the protocol's ``validation.flag_weak_region``: ``always``, ``never`` or
+    ``auto``, which flags only on the backend the region was measured on (emostyle). Other
+    backends still record the ``weak_region`` column.
+
+    >>> weak_region_flagged("auto", "emostyle"), weak_region_flagged("auto", "schematic")
+    (True, False)
+    >>> weak_region_flagged("always", "schematic")
+    True
+    """
+    if setting not in ("auto", "always", "never"):
+        raise ValueError(f"flag_weak_region must be auto, always or never, not {setting!r}")
+    return setting == "always" or (setting == "auto" and backend == WEAK_REGION_BACKEND)
 
 ANCHORS_FILE = "emostyle_28x4_per_emotion_mae.csv"
+#: Where the shipped 28 x 4 table and the weak region come from. Not Azari & Lim (WACV 2024),
+#: the EmoStyle paper, which reports FID, LPIPS, ArcFace identity and a VA RMSE only.
+PUBLISHED_TABLE_CITATION = (
+    "Darne, C. G. D., Quan, C. & Luo, Z. (2025). Generating Synthetic Facial Expression "
+    "Images Using EmoStyle. Applied Sciences, 15(19), 10636. "
+    "https://doi.org/10.3390/app151910636")
+#: The rater behind the published figures: EmoNet, the critic EmoStyle was trained against.
+PUBLISHED_TABLE_RATER = "EmoNet"
 
 
 @dataclass(frozen=True)
@@ -43,7 +70,7 @@ def normalise_emotion_name(name: str) -> str:
 def read_anchor_table() -> list[dict[str, str]]:
     """Rows of the published EmoStyle 28x4 per-emotion MAE table shipped with stimgen."""
     text = resources.files("stimgen.data").joinpath(ANCHORS_FILE).read_text(encoding="utf-8")
-    return list(csv.DictReader(text.splitlines()))
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
 
 
 @lru_cache(maxsize=1)

@@ -40,10 +40,12 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
     too_far = table["distance_error"] > tolerance.distance
     off_direction = table["direction_error"].fillna(0.0) > tolerance.direction
     table["out_of_tolerance"] = too_far | off_direction
+    # The weak region is EmoStyle's: on other backends it is recorded, not a reason to look.
+    weak_flag = table["weak_region"] & protocol.flags_weak_region()
     table["flags"] = [
         ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
                                        ("direction_tolerance", r)) if on)
-        for w, d, r in zip(table["weak_region"], too_far, off_direction)
+        for w, d, r in zip(weak_flag, too_far, off_direction)
     ]
     table["rater"] = protocol.resolved_rater()
     extras = [c for c in EXTRA_COLUMNS if c in table.columns]

@@ -269,6 +269,7 @@ targets:
 validation:
   rater: geometric
   tolerance: {distance: 0.35, direction: 45}
+  flag_weak_region: always      # the report's weak-region marks, on a schematic build
 output: {image_size: 96}
 """
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,21 @@ def test_axis_angles_give_exact_zeros():
     assert angle_to_va(270.0, 1.0) == (0.0, -1.0)
     v, a = angle_to_va(np.array([90.0, 180.0]), 1.0)
     assert v[0] == 0.0 and a[1] == 0.0
+
+
+def test_the_shipped_published_table_is_the_shared_anchor_and_cites_its_source():
+    """The 28 x 4 figures are Darne, Quan & Luo (2025), rated by EmoNet, not the EmoStyle paper."""
+    import csv
+    from importlib import resources
+
+    from stimgen.circumplex import ANCHORS_FILE, PUBLISHED_TABLE_CITATION, read_anchor_table
+
+    shipped = resources.files("stimgen.data").joinpath(ANCHORS_FILE).read_text(encoding="utf-8")
+    header = [line for line in shipped.splitlines() if line.startswith("#")]
+    assert any("Darne" in line for line in header) and any("EmoNet" in line for line in header)
+    assert "10636" in PUBLISHED_TABLE_CITATION and "Darne" in PUBLISHED_TABLE_CITATION
+    anchor = Path(__file__).resolve().parents[2] / "shared" / "anchors" / ANCHORS_FILE
+    if not anchor.is_file():
+        pytest.skip("../shared/anchors is not beside this checkout")
+    with anchor.open(encoding="utf-8") as handle:
+        assert read_anchor_table() == list(csv.DictReader(handle))

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from buildfolders import (EMOTIONS, METRICS, SMALL_PROTOCOL, parse_page,
                           write_synthetic_build)
 from stimgen.report import templates_dir, write_report
-from stimgen.build_folder import BuildFolderError
+from stimgen.build_folder import BuildFolderError, read_build_folder
 from stimgen.cli.report import report_command
 from stimgen.report.figures import spread_label_angles
 from stimgen.report.tables import design_summary, format_number
@@ -90,6 +90,7 @@ def assert_emotion_table_matches(report: Path) -> None:
     rows = [r for r in parse_page(report).tables["table-by-emotion"] if r[0][0] == "th"
             and "data-label" in r[0][1]]
     assert [r[0][1]["data-label"] for r in rows] == list(expected["emotion"])
+    flagged = read_build_folder(report.parent).weak_region_flagged   # emostyle, or `always`
     for row, record in zip(rows, expected.to_dict("records")):
         cells = metric_cells(row)
         for stem, decimals in DECIMALS.items():
@@ -97,7 +98,8 @@ def assert_emotion_table_matches(report: Path) -> None:
         for column in METRICS[10:]:
             assert cells[column] == format_number(record[column], 2), (record["emotion"], column)
         assert int(row[2][2]) == record["n"]
-        assert ("weak" in row[0][2]) == (str(record["weak_region"]).lower() == "true")
+        weak = str(record["weak_region"]).lower() == "true"
+        assert ("weak" in row[0][2]) == (weak and flagged), record["emotion"]
 
 
 def test_intensity_table_agrees_with_metrics_by_intensity(report):
@@ -138,7 +140,8 @@ def test_published_emostyle_figures_sit_beside_matching_angles(tmp_path):
     assert rows["Tired"]["dist-published"] == "0.68 ± 0.09"  # anchor row: Tired, 268°
     assert rows["a130"]["dist-published"] == "–"             # EmoStyle did not evaluate 130°
     text = report.read_text(encoding="utf-8")
-    assert "Azari, B. &amp; Lim, A. (2024). EmoStyle" in text
+    assert "Darne, C. G. D., Quan, C. &amp; Luo, Z. (2025)" in text     # the 28 x 4 table
+    assert "Azari, B. &amp; Lim, A. (2024). EmoStyle" in text           # EmoStyle itself
     assert "not comparable with them" not in text
 
 
@@ -441,3 +444,40 @@ def test_demo_report_agrees_and_stays_under_ten_megabytes(tmp_path):
                        docs)
     assert stated and int(stated.group(1)) == len(result.stimuli)
     assert abs(float(stated.group(2)) - size / 1e6) <= 0.3 * size / 1e6, f"{size / 1e6:.1f} MB"
+
+
+PUBLISHED_GRID = """\
+study: {name: published grid}
+seed: 3
+backend: {name: schematic}
+identities: [{id: id01, seed: 1}]
+targets:
+  emotions: [happy, tired, serene]
+  intensities: [0.25, 0.5, 0.75, 1.0]
+validation: {rater: geometric}
+output: {image_size: 64}
+"""
+
+
+def test_a_schematic_build_records_but_does_not_flag_emostyles_weak_region(tmp_path):
+    from stimgen.cli import main
+
+    (tmp_path / "protocol.yaml").write_text(PUBLISHED_GRID, encoding="utf-8")
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "protocol.yaml"), "-o",
+                                       str(tmp_path / "build"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    build = tmp_path / "build"
+    stimuli = pd.read_csv(build / "stimuli.tsv", sep="\t", keep_default_na=False)
+    weak = stimuli["weak_region"].astype(str).str.lower() == "true"
+    assert weak.sum() == 8                                    # tired and serene x 4 intensities
+    assert not stimuli["flags"].str.contains("weak_region").any()
+    text = (build / "report.html").read_text(encoding="utf-8")
+    assert "in the weak region</div>" not in text and '<span class="tag">weak</span>' not in text
+    assert "not flagged: the published weak region is a property of EmoStyle" in text
+    svg = (build / "report_assets" / "figures" / "circumplex.svg").read_text(encoding="utf-8")
+    assert "weak region" not in svg
+    # The published figures stand beside it, but labelled as another generator and rater.
+    assert 'id="published-other-generator"' in text
+    assert "EmoStyle, another generator (EmoNet)" in text
+    assert "Darne, C. G. D., Quan, C. &amp; Luo, Z. (2025)" in text
+    assert "rated by EmoNet, the critic EmoStyle was trained" in " ".join(text.split())

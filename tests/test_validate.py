@@ -304,3 +304,31 @@ def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records] == \
         [w.render(str(protocol.source_path)) for w in plan.warnings]
     assert len(plan.design.groups) == 10
+
+
+# --- the weak region is EmoStyle's: flagged on emostyle, recorded elsewhere ---------------------
+
+WEAK_TARGETS = """\
+study: {name: weak}
+identities: [{id: id01, seed: 1}]
+targets: {emotions: [tired, happy], intensities: [1.0]}
+output: {image_size: 64}
+"""
+
+
+@pytest.mark.parametrize("backend, setting, flagged", [
+    ("schematic", "auto", False), ("schematic", "always", True), ("schematic", "never", False),
+    ("emostyle", "auto", True), ("emostyle", "never", False)])
+def test_weak_region_is_flagged_only_where_the_protocol_says(tmp_path, backend, setting, flagged):
+    text = (WEAK_TARGETS + f"backend: {{name: {backend}}}\n"
+            + f"validation: {{flag_weak_region: {setting}}}\n")
+    protocol = load_protocol(write(tmp_path, text))
+    units = plan_units(protocol)
+    records = {sid: {"stimulus_id": sid, "file": f"stimuli/{sid}.png", "sha256": "0" * 64,
+                     "width": 64, "height": 64, "achieved_valence": 0.0, "achieved_arousal": -1.0}
+               for sid in (t.stimulus_id(u.identity.id) for u in units for t in u.targets)}
+    table = stimulus_table(protocol, units, records).set_index("stimulus_id")
+    tired, happy = table.loc["id01_tired_i100"], table.loc["id01_happy_i100"]
+    assert bool(tired["weak_region"]) and not bool(happy["weak_region"])   # always recorded
+    assert ("weak_region" in tired["flags"].split(";")) == flagged
+    assert "weak_region" not in happy["flags"]

@@ -14,7 +14,7 @@ from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from stimgen.circumplex import (WEAK_REGION_DEFAULT, emotion_by_name,
+from stimgen.circumplex import (WEAK_REGION_DEFAULT, weak_region_flagged, emotion_by_name,
                                 named_emotions, normalise_emotion_name)
 from stimgen.protocol.base import ProtocolModel
 from stimgen.protocol.execution import ExecutionSpec
@@ -258,7 +258,12 @@ class Validation(ProtocolModel):
     """Per-stimulus tolerances; stimuli outside them are flagged `out_of_tolerance`."""
     weak_region: tuple[float, float] = WEAK_REGION_DEFAULT
     """Angle interval [start, end] in degrees (may wrap past 360) where the generator is known
-    to be weak; targets inside are flagged `weak_region`. Default: 242-329 (bored ... serene)."""
+    to be weak; the `weak_region` column of stimuli.tsv marks targets inside. Default: 242-329
+    (bored ... serene), where published EmoStyle misses by 0.4-0.7 (Darne, Quan & Luo, 2025)."""
+    flag_weak_region: Literal["auto", "always", "never"] = "auto"
+    """Whether a target in the weak region is a reason to look at its stimulus (a flag in
+    stimuli.tsv and the report): `auto` = only on the emostyle backend, whose weakness the
+    published region describes; `always`; `never`. The `weak_region` column is written either way."""
 
     @field_validator("weak_region")
     @classmethod
@@ -356,6 +361,10 @@ class Protocol(ProtocolModel):
 
     def resolved_rater(self) -> str:
         return self.validation.resolved_rater(self.backend.name)
+
+    def flags_weak_region(self) -> bool:
+        """Whether weak-region targets are flagged on this protocol's backend."""
+        return weak_region_flagged(self.validation.flag_weak_region, self.backend.name)
 
 
 def study_slug(name: str) -> str:

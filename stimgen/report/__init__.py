@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jinja2
 
+from stimgen.circumplex import PUBLISHED_TABLE_CITATION, PUBLISHED_TABLE_RATER, WEAK_REGION_BACKEND
 from stimgen.version import __version__
 from stimgen.ledger import Ledger
 from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
@@ -80,12 +81,22 @@ def write_report(build_dir, *, command: str | None = None, manifest: dict | None
 
 def report_figures(folder: BuildFolder) -> dict[str, ReportFigure]:
     """The report's figures by name; figures without data (e.g. no backend measures) are absent."""
+    marked = marked_weak_region(folder)
     figures = (
-        circumplex_figure(folder.stimuli, folder.weak_region),
-        distance_heatmap_figure(folder.stimuli, folder.weak_region),
+        circumplex_figure(folder.stimuli, marked),
+        distance_heatmap_figure(folder.stimuli, marked),
         backend_measures_figure(folder.stimuli),
     )
     return {figure.name: figure for figure in figures if figure is not None}
+
+
+def marked_weak_region(folder: BuildFolder) -> tuple[float, float] | None:
+    """The weak region the report marks on figures and tables, or None where it is not flagged.
+
+    The published region is a property of EmoStyle: on other backends (``flag_weak_region:
+    auto``) it is recorded in stimuli.tsv but not shown as a reason to look.
+    """
+    return folder.weak_region if folder.weak_region_flagged else None
 
 
 def render_report(folder: BuildFolder, *, figures: dict[str, ReportFigure],
@@ -113,6 +124,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
     rows = emotion_rows(folder.metrics_by_emotion, anchors if comparable else anchors.iloc[0:0])
     flagged = flagged_stimuli(folder.stimuli, tolerance=folder.tolerance,
                               weak_region=folder.weak_region)
+    backend_name = str((manifest.get("backend") or {}).get("name") or "")
     for stimulus in flagged:
         stimulus["thumbnail"] = thumbnails[stimulus["stimulus_id"]]
     return {
@@ -133,6 +145,10 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "raters": sorted(set(folder.stimuli["rater"]) - {""}),
         "counts": stimulus_counts(folder.stimuli, manifest),
         "weak_region": folder.weak_region,
+        "weak_region_flagged": folder.weak_region_flagged,
+        # Published EmoStyle figures beside another generator's: say they are not like for like.
+        "published_other_generator": backend_name != WEAK_REGION_BACKEND,
+        "published_rater": PUBLISHED_TABLE_RATER,
         "tolerance": folder.tolerance,
         "figures": figures,
         "assets": ASSETS_DIR,
@@ -145,11 +161,12 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "intensity_rows": intensity_rows(folder.metrics_by_intensity),
         "overall": overall_row(folder.stimuli),
         "flagged": flagged,
-        "sheets": contact_sheets(folder.stimuli, thumbnails, folder.weak_region),
+        "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "design_headings": DESIGN_HEADINGS,
         "reproducibility": reproducibility(manifest),
-        "citation": EMOSTYLE_CITATION,
+        "citation": PUBLISHED_TABLE_CITATION,
+        "emostyle_citation": EMOSTYLE_CITATION,
         "report_version": __version__,
     }
 

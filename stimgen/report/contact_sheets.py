@@ -138,7 +138,7 @@ def sheet_cell(stimulus: dict, thumbnail: str) -> dict:
 
 
 def contact_sheets(stimuli: pd.DataFrame, thumbnails: dict[str, str],
-                   weak_region: tuple[float, float]) -> list[ContactSheet]:
+                   weak_region: tuple[float, float] | None) -> list[ContactSheet]:
     """One sheet per identity (in first-appearance order), rows by angle, columns by intensity.
 
     All sheets share the study's intensities as columns so they line up when compared.
@@ -153,7 +153,8 @@ def contact_sheets(stimuli: pd.DataFrame, thumbnails: dict[str, str],
             by_intensity = {r["intensity"]: r for r in group.to_dict("records")}
             rows.append(SheetRow(
                 label=angle_label(str(emotion), float(angle)),
-                weak_region=bool(in_angle_interval(angle, *weak_region)),
+                weak_region=weak_region is not None
+                and bool(in_angle_interval(angle, *weak_region)),
                 cells=[sheet_cell(by_intensity[r], thumbnails[by_intensity[r]["stimulus_id"]])
                        if r in by_intensity else None for r in intensities],
             ))

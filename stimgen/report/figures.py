@@ -95,10 +95,13 @@ def spread_label_angles(angles, min_separation: float = LABEL_MIN_SEPARATION_DEG
     return result
 
 
-def circumplex_figure(stimuli: pd.DataFrame, weak_region: tuple[float, float]) -> ReportFigure:
-    """Every target and its achieved rating, joined by an error vector coloured by intensity."""
+def circumplex_figure(stimuli: pd.DataFrame,
+                      weak_region: tuple[float, float] | None) -> ReportFigure:
+    """Every target and its achieved rating, joined by an error vector coloured by intensity.
+
+    ``weak_region`` is shaded when given (None: the build does not flag it).
+    """
     rated = stimuli.dropna(subset=["achieved_valence", "achieved_arousal"])
-    start, end = weak_region
     with figure_style():
         figure = Figure(figsize=(7.6, 6.6))
         axes = figure.add_subplot()
@@ -125,17 +128,18 @@ def circumplex_figure(stimuli: pd.DataFrame, weak_region: tuple[float, float]) -
     distance = rated["distance_error"].dropna()
     alt = (f"Valence-arousal circumplex with {quantity(len(rated), 'target')} (rings) and the "
            f"rater's achieved valence and arousal (dots), each pair joined by an error vector "
-           f"coloured by target intensity. The weak region {start:g}° to {end:g}° is shaded. "
-           f"Median distance error {_median_text(distance)}.")
+           f"coloured by target intensity. "
+           + (f"The weak region {weak_region[0]:g}° to {weak_region[1]:g}° is shaded. "
+              if weak_region else "")
+           + f"Median distance error {_median_text(distance)}.")
     caption = ("Rings are targets, dots are what the rater saw; the longer the line, the larger "
                "the miss. Lines that bend towards the centre mean the expression came out weaker "
                "than asked; lines along the rim mean a different emotion.")
     return ReportFigure("circumplex", svg, alt, caption)
 
 
-def _draw_circumplex_frame(axes, weak_region: tuple[float, float]) -> None:
-    """Unit circle, intensity rings, axes, shaded weak region and the 28 named emotions."""
-    start, end = weak_region
+def _draw_circumplex_frame(axes, weak_region: tuple[float, float] | None) -> None:
+    """Unit circle, intensity rings, axes, shaded weak region (if any) and the 28 named emotions."""
     axes.set_aspect("equal")
     axes.set_xlim(-1.5, 1.5)
     axes.set_ylim(-1.5, 1.5)
@@ -148,19 +152,22 @@ def _draw_circumplex_frame(axes, weak_region: tuple[float, float]) -> None:
     axes.plot([0, 0], [-1, 1], color="#bbbbbb", linewidth=0.5)
     axes.text(0.92, -0.03, "valence", ha="right", va="top", color="#666666", fontsize=8)
     axes.text(0.03, 0.92, "arousal", ha="left", va="top", color="#666666", fontsize=8)
-    sweep = (end - start) % 360.0 or 360.0
-    axes.add_patch(Wedge((0, 0), 1.0, start, start + sweep, facecolor=WEAK_REGION_COLOUR,
-                         alpha=0.12, edgecolor=WEAK_REGION_COLOUR, hatch="///", linewidth=0.6,
-                         zorder=1))
-    label_x, label_y = angle_to_va(start + sweep / 2.0, 0.55)
-    axes.text(label_x, label_y, f"weak region\n{start:g}°–{end:g}°", ha="center", va="center",
-              color=WEAK_REGION_COLOUR, fontsize=8, fontweight="bold", zorder=6,
-              bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5})
+    if weak_region is not None:
+        start, end = weak_region
+        sweep = (end - start) % 360.0 or 360.0
+        axes.add_patch(Wedge((0, 0), 1.0, start, start + sweep, facecolor=WEAK_REGION_COLOUR,
+                             alpha=0.12, edgecolor=WEAK_REGION_COLOUR, hatch="///",
+                             linewidth=0.6, zorder=1))
+        label_x, label_y = angle_to_va(start + sweep / 2.0, 0.55)
+        axes.text(label_x, label_y, f"weak region\n{start:g}°–{end:g}°", ha="center",
+                  va="center", color=WEAK_REGION_COLOUR, fontsize=8, fontweight="bold",
+                  zorder=6,
+                  bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5})
     emotions = named_emotions()
     rim = np.array([emotion.angle for emotion in emotions])
     spread = spread_label_angles(rim)
     for emotion, label_angle in zip(emotions, spread):
-        weak = bool(in_angle_interval(emotion.angle, start, end))
+        weak = weak_region is not None and bool(in_angle_interval(emotion.angle, *weak_region))
         colour = WEAK_REGION_COLOUR if weak else "#333333"
         x0, y0 = angle_to_va(emotion.angle, 0.97)
         x1, y1 = angle_to_va(emotion.angle, 1.03)
@@ -175,7 +182,7 @@ def _draw_circumplex_frame(axes, weak_region: tuple[float, float]) -> None:
 
 
 def distance_heatmap_figure(stimuli: pd.DataFrame,
-                            weak_region: tuple[float, float]) -> ReportFigure | None:
+                            weak_region: tuple[float, float] | None) -> ReportFigure | None:
     """Mean VA distance error per target angle (rows) and intensity (columns).
 
     Returns None when no stimulus has an angle target (a study of explicit points only).
@@ -183,10 +190,10 @@ def distance_heatmap_figure(stimuli: pd.DataFrame,
     grid = angle_intensity_grid(stimuli, "distance_error")
     if grid.empty:
         return None
-    start, end = weak_region
     labels = grid.index.get_level_values("emotion")
     angles = grid.index.get_level_values("angle").to_numpy()
-    weak = in_angle_interval(angles, start, end)
+    weak = (in_angle_interval(angles, *weak_region) if weak_region is not None
+            else np.zeros(len(angles), dtype=bool))
     values = grid.to_numpy(dtype=float)
     with figure_style():
         figure = Figure(figsize=(1.6 + 0.9 * values.shape[1], 1.2 + 0.24 * values.shape[0]))
