@@ -72,6 +72,30 @@ INTENSITY_COLUMNS = ("intensity", "n", *METRIC_COLUMNS)
 EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score")
 IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
 QUALITY_PREFIX = "quality_"
+#: Flag of a stimulus whose raters disagree by more than the distance tolerance.
+RATERS_DISAGREE_FLAG = "raters_disagree"
+
+
+@dataclass(frozen=True)
+class RaterColumns:
+    """The stimuli.tsv columns of one rater in a build with several (see :func:`rater_columns`)."""
+
+    valence: str
+    arousal: str
+    category: str           # raters with a categorical head only (hsemotion)
+    category_p: str         # probability of that category
+
+
+def rater_columns(rater: str) -> RaterColumns:
+    """Per-rater columns of stimuli.tsv, beside the primary rater's ``achieved_*``.
+
+    >>> rater_columns("hsemotion").valence, rater_columns("hsemotion").category
+    ('valence_hsemotion', 'category_hsemotion')
+    """
+    return RaterColumns(f"valence_{rater}", f"arousal_{rater}", f"category_{rater}",
+                        f"category_p_{rater}")
+
+
 #: Text columns of stimuli.tsv (an id like ``01`` stays text; so does the emotion "NA").
 STIMULI_TEXT = ("emotion", "stimulus_id", "file", "identity", "target_kind", "flags", "rater",
                 "sha256")

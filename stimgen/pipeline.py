@@ -42,6 +42,7 @@ from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
+from stimgen.raters.selection import circularity, rater_models, resolve_raters
 from stimgen.render import Chunk
 from stimgen.safety import refuse_links
 from stimgen.storage import crash_point, disk_error, remove_leftovers, sha256_bytes, sha256_file
@@ -78,7 +79,9 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
     payload = {
         "schema": CACHE_SCHEMA,
         "backend": backend_fingerprint,
-        "rater": protocol.resolved_rater(),
+        # one rater keeps the key of builds made before several raters existed
+        "rater": (protocol.resolved_rater() if not protocol.validation.also
+                  else list(protocol.rater_names())),
         "identity": identity.model_dump(mode="json", exclude={"source", "consent"}),
         "identity_files": files,
         "targets": [asdict(t) for t in unit.targets],
@@ -139,8 +142,14 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     units = plan_units(protocol)
     from stimgen.design import check_experiment
     check_experiment(protocol)                  # fails fast: an experiment that cannot be planned
+    protocol, raters = resolve_raters(protocol)  # `auto` made concrete, once, for every worker
     backend = create_backend(protocol)          # fails fast: missing weights, no GPU
-    rater_info = describe_rater(protocol.resolved_rater(), protocol.backend.name)
+    from stimgen.weights import require_weights
+
+    require_weights(rater_models(raters.names))  # fails fast: a rater's weights missing
+    rater_info = [describe_rater(name, protocol.backend.name) for name in raters.names]
+    for note in raters.notes:
+        _stage(progress, note)
     if execution is None:
         execution = resolve_execution(protocol.execution, {"jobs": jobs})
     elif jobs is not None:
@@ -413,8 +422,9 @@ def _manifest(protocol, table, fingerprint, rater_info, command, repairs=(),
                     "model_files": list(model_files)},
         # random tiny models (`--dry-run`, or make-tiny --install): every output is noise
         "dry_run": any(f.get("tiny") for f in model_files),
-        "rater": {"name": rater_info.name, "description": rater_info.description,
-                  "trained_against_generator": rater_info.trained_against_generator},
+        "rater": _rater_entry(rater_info[0], protocol.backend.name),
+        "raters": [dict(_rater_entry(info, protocol.backend.name), primary=index == 0)
+                   for index, info in enumerate(rater_info)],
         "versions": _versions(),
         "files": {},
         "timings": {},
@@ -425,6 +435,19 @@ def _manifest(protocol, table, fingerprint, rater_info, command, repairs=(),
         "repairs": list(repairs),
         "complete": True,
     }
+
+
+def _rater_entry(info, backend: str) -> dict:
+    """A rater as the manifest records it: what it is, its weights, and its circularity."""
+    from stimgen.weights import model_status
+
+    models = rater_models([info.name])
+    record = model_status(models[0]).record if models else None
+    reason = circularity(info.name, backend)
+    return {"name": info.name, "description": info.description,
+            "trained_against_generator": info.trained_against_generator,
+            "independent": not reason, "circularity": reason,
+            "weights_sha256": record.sha256 if record else None}
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stimgen.backends import create_backend
-from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR
+from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR, rater_columns
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
-from stimgen.raters import create_rater
+from stimgen.raters import create_rater, rating_details
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
 
 
@@ -37,7 +37,8 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
     the images runs in background threads so that the generator is never kept waiting.
     """
     backend = create_backend(protocol)
-    rater = create_rater(protocol.resolved_rater(), protocol.backend.name)
+    names = protocol.rater_names()
+    raters = {name: create_rater(name, protocol.backend.name) for name in names}
     identity = chunk.unit.identity
     handle = backend.prepare(identity)
     neutral = backend.render(handle, [(0.0, 0.0)])[0]
@@ -49,29 +50,57 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
         for first in range(0, len(targets), batch):
             part = targets[first:first + batch]
             faces = backend.render(handle, [(t.valence, t.arousal) for t in part])
-            achieved = rater.rate(faces, neutral)
-            for index, target in enumerate(part):
-                if target.kind == "neutral":
-                    # Against its own neutral face it would score (0, 0) by construction.
-                    achieved[index] = rater.rate([faces[index]], None)[0]
-            for target, face, va in zip(part, faces, achieved):
+            alone = [target.kind == "neutral" for target in part]
+            ratings = rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1)
+            for index, (target, face) in enumerate(zip(part, faces)):
                 sid = target.stimulus_id(identity.id)
+                columns = {key: values[index] for key, values in ratings.items()}
                 pending.append(writers.submit(_save_stimulus, out, sid, protocol.output.format,
-                                              face, va))
+                                              face, columns))
             if on_stimuli:
                 on_stimuli(len(part))
         records = [job.result() for job in pending]
     return records
 
 
-def _save_stimulus(out: Path, sid: str, fmt: str, face, achieved) -> dict[str, Any]:
+def rate_faces(raters: dict, faces, neutral, alone: list[bool], *,
+               multiple: bool) -> dict[str, list]:
+    """Every rater's reading of ``faces``, as stimuli.tsv columns (one list per column).
+
+    The first rater is the primary one (``achieved_valence``/``achieved_arousal``); with
+    ``multiple`` raters each also gets ``valence_<rater>``/``arousal_<rater>``, and a rater with
+    a categorical head ``category_<rater>``/``category_p_<rater>``. A face marked ``alone``
+    (the neutral target) is rated without the neutral reference: against its own neutral
+    face it would score (0, 0) by construction.
+    """
+    columns: dict[str, list] = {}
+    for position, (name, rater) in enumerate(raters.items()):
+        details = rating_details(rater, faces, neutral)
+        va = (details.va if details is not None else rater.rate(faces, neutral)).copy()
+        for index, single in enumerate(alone):
+            if single:
+                va[index] = rater.rate([faces[index]], None)[0]
+        names = rater_columns(name)
+        if position == 0:
+            columns["achieved_valence"] = [float(v) for v in va[:, 0]]
+            columns["achieved_arousal"] = [float(a) for a in va[:, 1]]
+        if multiple:
+            columns[names.valence] = [float(v) for v in va[:, 0]]
+            columns[names.arousal] = [float(a) for a in va[:, 1]]
+        if details is not None:
+            columns[names.category] = details.predicted
+            columns[names.category_p] = [float(p) for p in details.probabilities.max(axis=1)]
+    return columns
+
+
+def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any]
+                   ) -> dict[str, Any]:
     data = encode_image(face.image, fmt)
     relative = f"{STIMULI_DIR}/{sid}.{fmt}"
     atomic_write_bytes(out / relative, data)
     crash_point("stimulus")
     record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
-              "achieved_valence": float(achieved[0]), "achieved_arousal": float(achieved[1]),
-              "width": face.image.width, "height": face.image.height}
+              **ratings, "width": face.image.width, "height": face.image.height}
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
     return record
 

@@ -3,12 +3,14 @@ its tolerance check, the weak region, and the flags that stimuli.tsv and the rep
 """
 from __future__ import annotations
 
+from dataclasses import astuple
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_COLUMNS
+from stimgen.build_folder import (EXTRA_COLUMNS, RATERS_DISAGREE_FLAG, STIMULI_COLUMNS,
+                                  rater_columns)
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.metrics import stimulus_errors
 from stimgen.plan import IdentityUnit, Target
@@ -42,14 +44,37 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
     table["out_of_tolerance"] = too_far | off_direction
     # The weak region is EmoStyle's: on other backends it is recorded, not a reason to look.
     weak_flag = table["weak_region"] & protocol.flags_weak_region()
+    disagree = raters_disagree(table, protocol.rater_names(), tolerance.distance)
     table["flags"] = [
         ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
-                                       ("direction_tolerance", r)) if on)
-        for w, d, r in zip(weak_flag, too_far, off_direction)
+                                       ("direction_tolerance", r), (RATERS_DISAGREE_FLAG, g))
+                 if on)
+        for w, d, r, g in zip(weak_flag, too_far, off_direction, disagree)
     ]
     table["rater"] = protocol.resolved_rater()
+    per_rater = [column for name in protocol.rater_names()
+                 for column in astuple(rater_columns(name)) if column in table.columns]
     extras = [c for c in EXTRA_COLUMNS if c in table.columns]
-    return table[list(STIMULI_COLUMNS) + extras]
+    return table[list(STIMULI_COLUMNS) + per_rater + extras]
+
+
+def raters_disagree(table: pd.DataFrame, raters: tuple[str, ...],
+                    tolerance: float | None) -> pd.Series:
+    """Stimuli where another rater's reading lies farther than ``tolerance`` from the primary's.
+
+    Without a distance tolerance, or with one rater, no stimulus is flagged.
+    """
+    flagged = pd.Series(False, index=table.index)
+    if tolerance is None:
+        return flagged
+    primary = table[["achieved_valence", "achieved_arousal"]].to_numpy(dtype=float)
+    for name in raters[1:]:
+        columns = rater_columns(name)
+        if columns.valence not in table.columns:
+            continue
+        other = table[[columns.valence, columns.arousal]].to_numpy(dtype=float)
+        flagged |= np.linalg.norm(other - primary, axis=1) > tolerance
+    return flagged
 
 
 def _target_columns(target: Target) -> dict[str, Any]:

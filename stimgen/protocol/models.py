@@ -252,8 +252,14 @@ class Tolerance(ProtocolModel):
 class Validation(ProtocolModel):
     """How achieved expressions are rated and checked."""
 
-    rater: Literal["auto", "geometric", "emonet"] = "auto"
-    """Who rates achieved valence/arousal: `auto` = geometric for schematic, emonet for emostyle."""
+    rater: Literal["auto", "geometric", "emonet", "hsemotion"] = "auto"
+    """The primary rater, whose achieved valence/arousal drive tolerance and flags. `auto`:
+    for emostyle, `hsemotion` (independent of the generator) when its weights are installed,
+    with `emonet` reported beside it, else `emonet`; for schematic, `geometric`, with
+    `hsemotion` beside it when installed."""
+    also: list[Literal["geometric", "emonet", "hsemotion"]] = Field(default_factory=list)
+    """More raters reported beside the primary one (stimuli.tsv columns `valence_<rater>`,
+    `arousal_<rater>`, and the report's "Do the raters agree?" section); e.g. `[hsemotion]`."""
     tolerance: Tolerance = Field(default_factory=Tolerance)
     """Per-stimulus tolerances; stimuli outside them are flagged `out_of_tolerance`."""
     weak_region: tuple[float, float] = WEAK_REGION_DEFAULT
@@ -273,6 +279,21 @@ class Validation(ProtocolModel):
             raise ValueError("weak_region angles must lie in [0, 360); a region that wraps past "
                              "360 is written e.g. [300, 30]")
         return value
+
+    @field_validator("also")
+    @classmethod
+    def _distinct_raters(cls, value):
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rater {repeated[0]} is listed twice; list each rater once")
+        return value
+
+    @model_validator(mode="after")
+    def _primary_not_also(self):
+        if self.rater in self.also:
+            raise ValueError(f"{self.rater} is the primary rater (validation.rater); remove it "
+                             f"from validation.also")
+        return self
 
     def resolved_rater(self, backend: str) -> str:
         if self.rater != "auto":
@@ -361,6 +382,11 @@ class Protocol(ProtocolModel):
 
     def resolved_rater(self) -> str:
         return self.validation.resolved_rater(self.backend.name)
+
+    def rater_names(self) -> tuple[str, ...]:
+        """Primary rater first, then ``validation.also`` (``auto`` as :meth:`resolved_rater`)."""
+        primary = self.resolved_rater()
+        return (primary, *(name for name in self.validation.also if name != primary))
 
     def flags_weak_region(self) -> bool:
         """Whether weak-region targets are flagged on this protocol's backend."""

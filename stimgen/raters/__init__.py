@@ -9,10 +9,11 @@ one ready to rate (:func:`create_rater`): ``geometric`` (:mod:`stimgen.raters.ge
 from __future__ import annotations
 
 from stimgen.errors import BackendUnavailableError
-from stimgen.raters.base import Rater, RaterInfo
+from stimgen.raters.base import Rater, RaterInfo, RatingDetails, rating_details
 from stimgen.raters.geometric import GeometricRater
 
-__all__ = ["RATER_DESCRIPTIONS", "Rater", "RaterInfo", "create_rater", "describe_rater"]
+__all__ = ["RATER_DESCRIPTIONS", "Rater", "RaterInfo", "RatingDetails", "create_rater",
+           "describe_rater", "rating_details"]
 
 RATER_DESCRIPTIONS = {
     "geometric": "landmark geometry: facial-action proxies measured on 68 landmarks, "

@@ -17,6 +17,7 @@ from stimgen.version import __version__
 from stimgen.ledger import Ledger
 from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
                                   read_build_folder)
+from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -123,7 +124,8 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
     anchors = published_anchors()
     rows = emotion_rows(folder.metrics_by_emotion, anchors if comparable else anchors.iloc[0:0])
     flagged = flagged_stimuli(folder.stimuli, tolerance=folder.tolerance,
-                              weak_region=folder.weak_region)
+                              weak_region=folder.weak_region,
+                              others=tuple(r.name for r in build_raters(manifest)[1:]))
     backend_name = str((manifest.get("backend") or {}).get("name") or "")
     for stimulus in flagged:
         stimulus["thumbnail"] = thumbnails[stimulus["stimulus_id"]]
@@ -161,6 +163,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "intensity_rows": intensity_rows(folder.metrics_by_intensity),
         "overall": overall_row(folder.stimuli),
         "flagged": flagged,
+        "agreement": agreement_section(folder.stimuli, manifest),
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "design_headings": DESIGN_HEADINGS,

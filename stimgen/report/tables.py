@@ -12,7 +12,7 @@ import pandas as pd
 
 from stimgen.circumplex import WEAK_REGION_DEFAULT, read_anchor_table
 from stimgen.metrics import overall
-from stimgen.build_folder import METRIC_COLUMNS
+from stimgen.build_folder import METRIC_COLUMNS, RATERS_DISAGREE_FLAG, rater_columns
 
 #: (metric stem, heading, decimals) of the mean ± SD pairs, in the published table's order.
 ERROR_METRICS = (
@@ -153,8 +153,10 @@ def format_mean_sd(mean, sd, decimals: int) -> str:
     return text if text == "–" else f"{text}\u202f±\u202f{format_number(sd, decimals)}"
 
 
-def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, float]) -> list[str]:
-    """Plain-language reasons a stimulus was flagged, one per entry of its ``flags``."""
+def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, float],
+                 others: tuple[str, ...] = ()) -> list[str]:
+    """Plain-language reasons a stimulus was flagged, one per entry of its ``flags``;
+    ``others`` are the build's raters besides the primary one."""
     start, end = weak_region
     reasons = []
     for flag in stimulus["flag_list"]:
@@ -173,6 +175,8 @@ def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, f
             reasons.append(f"direction error {format_number(stimulus['direction_error'], 1)}°"
                            + (f" exceeds the tolerance {limit:g}°" if limit is not None
                               else " exceeds the direction tolerance"))
+        elif flag == RATERS_DISAGREE_FLAG:
+            reasons.append("raters disagree: " + disagreement_text(stimulus, tolerance, others))
         else:
             reasons.append(flag.replace("_", " "))
     if stimulus["out_of_tolerance"] and not {"distance_tolerance", "direction_tolerance"} & set(
@@ -181,13 +185,32 @@ def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, f
     return reasons
 
 
+def disagreement_text(stimulus: dict, tolerance: dict, others: tuple[str, ...]) -> str:
+    """Which of the ``others`` raters read a stimulus farther from the primary rater's reading
+    than the distance tolerance."""
+    primary = (stimulus["achieved_valence"], stimulus["achieved_arousal"])
+    parts = []
+    for name in others:
+        columns = rater_columns(name)
+        other = (stimulus.get(columns.valence, math.nan), stimulus.get(columns.arousal, math.nan))
+        distance = math.dist(primary, other) if all(map(math.isfinite, (*primary, *other))) \
+            else math.nan
+        if distance > (tolerance.get("distance") or 0.0):
+            parts.append(f"{name} reads V {format_number(other[0], 2)}, A "
+                         f"{format_number(other[1], 2)}, {format_number(distance, 2)} away")
+    limit = tolerance.get("distance")
+    return ("; ".join(parts) or "another rater reads it differently") + (
+        f" (tolerance {limit:g})" if limit is not None else "")
+
+
 def flagged_stimuli(stimuli: pd.DataFrame, *, tolerance: dict,
-                    weak_region: tuple[float, float]) -> list[dict]:
+                    weak_region: tuple[float, float], others: tuple[str, ...] = ()) -> list[dict]:
     """Stimuli with a flag or out of tolerance, worst distance first, each with its reasons."""
     flagged = stimuli[(stimuli["flag_list"].map(len) > 0) | stimuli["out_of_tolerance"]]
     flagged = flagged.sort_values(["out_of_tolerance", "distance_error", "stimulus_id"],
                                   ascending=[False, False, True], na_position="last")
-    return [dict(record, reasons=flag_reasons(record, tolerance=tolerance, weak_region=weak_region))
+    return [dict(record, reasons=flag_reasons(record, tolerance=tolerance, weak_region=weak_region,
+                                              others=others))
             for record in flagged.to_dict("records")]
 
 
