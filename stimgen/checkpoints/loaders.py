@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
@@ -34,6 +34,12 @@ def _load_fan(path: Path) -> nn.Module:
     return load_weights(model, state, path)
 
 
+def _load_hsemotion(path: Path):
+    from stimgen.raters.hsemotion import load_hsemotion  # onnxruntime only when used
+
+    return load_hsemotion(path, device="cpu")
+
+
 def _load_s3fd(path: Path) -> nn.Module:
     try:
         from face_alignment.detection.sfd.net_s3fd import s3fd
@@ -50,7 +56,8 @@ class CheckpointKind:
     """One kind of checkpoint file: what it is, and how to build its network from a file."""
 
     description: str                    # what `stimgen models inspect` says the file is
-    load: Callable[[Path], nn.Module]   # safe full load; the module carries .init_kwargs
+    load: Callable[[Path], Any]         # safe full load: an nn.Module, or for ONNX files an
+                                        # onnxruntime network; either carries .init_kwargs
 
 
 #: Every kind of the registry (``kind`` in stimgen/data/weights_registry.yaml).
@@ -67,16 +74,19 @@ KINDS: dict[str, CheckpointKind] = {
         "face-alignment FAN 68-landmark network, torch state dict", _load_fan),
     "face_alignment_s3fd": CheckpointKind(
         "face-alignment S3FD face detector, torch state dict", _load_s3fd),
+    "hsemotion_onnx": CheckpointKind(
+        "HSEmotion EfficientNet expression + valence/arousal network, ONNX "
+        "(input float32 [N, 3, 224, 224], output [N, 10])", _load_hsemotion),
 }
 
 
-def load_kind(kind: str, path: str | Path) -> nn.Module:
+def load_kind(kind: str, path: str | Path) -> Any:
     """Build the network of kind ``kind`` stored in ``path``, never running code from the file.
 
-    >>> load_kind("onnx", "model.onnx")
+    >>> load_kind("tflite", "model.tflite")
     Traceback (most recent call last):
     ...
-    KeyError: "no loader for checkpoint kind 'onnx'; known kinds: stylegan2_pickle, ..."
+    KeyError: "no loader for checkpoint kind 'tflite'; known kinds: stylegan2_pickle, ..."
     """
     if kind not in KINDS:
         raise KeyError(f"no loader for checkpoint kind {kind!r}; known kinds: {', '.join(KINDS)}")

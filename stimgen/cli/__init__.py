@@ -2,8 +2,8 @@
 
 Errors a user can fix (StimgenError) are printed without a traceback and exit with 2.
 :mod:`~stimgen.cli.build` holds build, validate, init, emotions and schema;
-:mod:`~stimgen.cli.report`, :mod:`~stimgen.cli.models` and :mod:`~stimgen.cli.parity` are
-loaded only when their command runs.
+:mod:`~stimgen.cli.report`, :mod:`~stimgen.cli.models`, :mod:`~stimgen.cli.parity` and
+:mod:`~stimgen.cli.rate` are loaded only when their command runs.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ LAZY_COMMANDS = {
                "Check this installation's networks against parity fixtures."),
     "models": ("stimgen.cli.models", "models_group",
                "List, fetch, add, verify and inspect model weights."),
+    "rate": ("stimgen.cli.rate", "rate_command",
+             "Rate the faces of any images with a rater, into a TSV."),
 }
 
 

@@ -4,16 +4,18 @@ A rater sees only the rendered face (its image and landmarks) and, for reference
 identity's neutral face; never the target. Reports call these model ratings, not human norms.
 The registry below describes a rater without loading it (:func:`describe_rater`) and builds
 one ready to rate (:func:`create_rater`): ``geometric`` (:mod:`stimgen.raters.geometric`),
-``emonet`` (:mod:`stimgen.raters.emonet`).
+``emonet`` (:mod:`stimgen.raters.emonet`), ``hsemotion`` (:mod:`stimgen.raters.hsemotion`).
 """
 from __future__ import annotations
 
-from stimgen.errors import BackendUnavailableError
+from pathlib import Path
+
+from stimgen.errors import BackendUnavailableError, StimgenError
 from stimgen.raters.base import Rater, RaterInfo, RatingDetails, rating_details
 from stimgen.raters.geometric import GeometricRater
 
-__all__ = ["RATER_DESCRIPTIONS", "Rater", "RaterInfo", "RatingDetails", "create_rater",
-           "describe_rater", "rating_details"]
+__all__ = ["RATER_DESCRIPTIONS", "RATER_WEIGHTS", "Rater", "RaterInfo", "RatingDetails",
+           "create_rater", "describe_rater", "rating_details"]
 
 RATER_DESCRIPTIONS = {
     "geometric": "landmark geometry: facial-action proxies measured on 68 landmarks, "
@@ -21,7 +23,12 @@ RATER_DESCRIPTIONS = {
                  "(its coefficients were fitted on schematic faces, so its accuracy on them is "
                  "optimistic)",
     "emonet": "EmoNet-8 (Toisoul et al., 2021) valence/arousal regression on the face crop",
+    "hsemotion": "HSEmotion enet_b0_8_va_mtl (Savchenko, 2022): valence/arousal and 8 "
+                 "expression categories from a tight face crop; trained on AffectNet, "
+                 "independent of both generators",
 }
+#: The registry model (stimgen/data/weights_registry.yaml) each rater loads by default.
+RATER_WEIGHTS = {"emonet": "emonet_8", "hsemotion": "hsemotion_enet_b0_8_va_mtl"}
 #: The backend whose generator was trained against a rater: EmoNet was EmoStyle's
 #: training-time critic, so its ratings of emostyle faces are circular.
 TRAINED_AGAINST = {"emonet": "emostyle"}
@@ -41,19 +48,54 @@ def describe_rater(name: str, backend_name: str) -> RaterInfo:
                      trained_against_generator=TRAINED_AGAINST.get(name) == backend_name)
 
 
-def create_rater(name: str, backend_name: str) -> Rater:
+def create_rater(name: str, backend_name: str, *, weights: str | Path | None = None) -> Rater:
     """The rater named in the protocol (``auto`` already resolved), ready to rate.
 
-    The emonet rater loads EmoNet-8 (on CUDA when present): call this where the faces are
-    rated, and :func:`describe_rater` where only its description is needed.
+    The emonet rater loads EmoNet-8 (on CUDA when present), the hsemotion rater its ONNX
+    file (CUDA when onnxruntime has it): call this where the faces are rated, and
+    :func:`describe_rater` where only its description is needed. ``weights`` is a file to
+    use instead of the registry's installed copy (a researcher's own checkpoint); it must
+    be a file of the rater's network.
+
+    Raises
+    ------
+    WeightsMissingError
+        The registry's file is not installed (and no ``weights`` was given).
+    StimgenError
+        ``weights`` is missing or holds another network.
     """
     info = describe_rater(name, backend_name)
     if name == "geometric":
+        if weights is not None:
+            raise StimgenError("the geometric rater has no weights; --weights is for emonet "
+                               "and hsemotion")
         return GeometricRater(info)
+    path = Path(weights) if weights is not None else None
+    if path is None:
+        from stimgen.weights import require_weights
+
+        path = require_weights([RATER_WEIGHTS[name]])[RATER_WEIGHTS[name]]
+    if name == "hsemotion":
+        from stimgen.raters.hsemotion import HSEmotionRater, load_hsemotion
+
+        return HSEmotionRater(load_hsemotion(path), info)
     # EmoNet-8 on CUDA when present; torch only for the emonet rater
     from stimgen.backends.emostyle.models import load_network, select_device
     from stimgen.raters.emonet import EmoNetRater
-    from stimgen.weights import require_weights
 
-    path = require_weights(["emonet_8"])["emonet_8"]
+    if weights is not None:
+        _check_kind(path, "emonet", name)
     return EmoNetRater(load_network("emonet_8", path, select_device("auto")), info)
+
+
+def _check_kind(path: Path, kind: str, rater: str) -> None:
+    """Refuse a user's weights file that is not a ``kind`` checkpoint, naming what it is."""
+    from stimgen.weights.inspect import detect_kind
+
+    if not path.is_file():
+        raise StimgenError(f"{path}: no such file", hint=f"give the path of a {kind} checkpoint")
+    found = detect_kind(path)
+    if found != kind:
+        raise StimgenError(f"{path}: this is a {found} checkpoint, but the {rater} rater needs "
+                           f"a {kind} checkpoint",
+                           hint="check which file you meant (`stimgen models inspect FILE`)")

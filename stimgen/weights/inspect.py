@@ -17,6 +17,8 @@ from stimgen.checkpoints.safe_pickle import CheckpointFormatError, UnsafePickleE
 from stimgen.checkpoints.torch_files import EMO_MAPPING_KEY, read_torch_file
 
 ZIP_MAGIC = b"PK\x03\x04"
+#: An ONNX ModelProto starts with field 1, ``ir_version`` (a varint: tag byte 0x08).
+ONNX_FIRST_BYTE = b"\x08"
 #: ``torch.save``'s legacy (non-zip) format opens with this magic number, pickled.
 LEGACY_TORCH_MAGIC = b"\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 SNIFF_BYTES = 1 << 16
@@ -98,8 +100,10 @@ def detect_kind(path: str | Path) -> str:
         if kind is None:
             raise _unknown(path, "a torch file whose keys match no supported network")
         return kind
+    if head[:1] == ONNX_FIRST_BYTE or path.suffix.lower() == ".onnx":
+        return _onnx_kind(path)
     if head[:1] != b"\x80":
-        raise _unknown(path, "neither a pickle nor a torch zip file")
+        raise _unknown(path, "neither a pickle, a torch zip file nor ONNX")
     if b"torch_utils.persistence" in head:
         return "stylegan2_pickle"
     if b"numpy" in head:
@@ -114,6 +118,15 @@ def detect_kind(path: str | Path) -> str:
     raise _unknown(path, "a pickle of plain data, not a network")
 
 
+def _onnx_kind(path: Path) -> str:
+    """The kind of an ONNX file: the only ONNX network stimgen reads is HSEmotion's, whose
+    check (input name and shape, output width) tells it from any other ONNX model."""
+    from stimgen.raters.hsemotion import load_hsemotion
+
+    load_hsemotion(path, device="cpu")       # raises HSEmotionModelError naming the mismatch
+    return "hsemotion_onnx"
+
+
 # ----------------------------------------------------------------------------- full load
 
 @dataclass(frozen=True)
@@ -123,7 +136,7 @@ class CheckpointInfo:
     path: Path
     kind: str                          # one of KINDS
     config: dict = field(default_factory=dict)  # constructor arguments of the network
-    parameter_count: int = 0           # trainable parameters of the network built from it
+    parameter_count: int = 0           # weights of the network built from it (0: unknown)
     network: str = ""                  # class that was built
 
     @property
@@ -131,8 +144,10 @@ class CheckpointInfo:
         return KINDS[self.kind].description
 
 
-def _parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def _parameter_count(model) -> int:
+    if isinstance(model, torch.nn.Module):
+        return sum(p.numel() for p in model.parameters())
+    return model.parameter_count() or 0      # an ONNX network: its stored weights
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None) -> torch.nn.Module:

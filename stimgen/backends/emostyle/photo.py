@@ -29,13 +29,16 @@ class PhotoError(StimgenError):
     """A photo that cannot be used as an identity: missing, unreadable, too small or too big."""
 
 
-def load_photo(path: str | Path) -> np.ndarray:
+def load_photo(path: str | Path, *, min_side: int = MIN_PHOTO_SIDE) -> np.ndarray:
     """Read a photo as a uint8 RGB array [H, W, 3], upright and without metadata.
 
     Parameters
     ----------
     path : str or Path
         A JPEG, PNG, WebP, TIFF, BMP, GIF (first frame) or PPM file.
+    min_side : int
+        Shortest side accepted, pixels (`stimgen rate` accepts smaller face crops than
+        an identity photo needs).
 
     Returns
     -------
@@ -49,7 +52,7 @@ def load_photo(path: str | Path) -> np.ndarray:
     ------
     PhotoError
         If the file is missing, is not an image in :data:`PHOTO_FORMATS`, cannot be
-        decoded, is smaller than :data:`MIN_PHOTO_SIDE` or larger than
+        decoded, is smaller than ``min_side`` or larger than
         :data:`MAX_PHOTO_PIXELS`. The message names the file and what to do.
 
     Examples
@@ -71,7 +74,7 @@ def load_photo(path: str | Path) -> np.ndarray:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(path, formats=PHOTO_FORMATS) as image:
-                check_photo_size(image.size, path)
+                check_photo_size(image.size, path, min_side=min_side)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
         except UnidentifiedImageError as err:
@@ -87,14 +90,15 @@ def load_photo(path: str | Path) -> np.ndarray:
     return to_rgb_array(upright)
 
 
-def check_photo_size(size: tuple[int, int], path: str | Path = "photo") -> None:
+def check_photo_size(size: tuple[int, int], path: str | Path = "photo", *,
+                     min_side: int = MIN_PHOTO_SIDE) -> None:
     """Raise :class:`PhotoError` unless ``size`` (width, height) is within the limits."""
     width, height = size
     if width * height > MAX_PHOTO_PIXELS:
         raise _too_many_pixels(path, (width, height))
-    if min(width, height) < MIN_PHOTO_SIDE:
+    if min(width, height) < min_side:
         raise PhotoError(
-            f"{path} is {width}x{height} pixels; photos need at least {MIN_PHOTO_SIDE} "
+            f"{path} is {width}x{height} pixels; photos need at least {min_side} "
             f"pixels on the shorter side",
             hint="use the original, larger photo (the face should be at least about "
                  "256 pixels across for a good result)")
