@@ -16,6 +16,7 @@ from stimgen.version import __version__
 from stimgen.ledger import Ledger
 from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
                                   read_build_folder)
+from stimgen.report.norms import norms_context, norms_figure
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -84,6 +85,7 @@ def report_figures(folder: BuildFolder) -> dict[str, ReportFigure]:
         circumplex_figure(folder.stimuli, folder.weak_region),
         distance_heatmap_figure(folder.stimuli, folder.weak_region),
         backend_measures_figure(folder.stimuli),
+        norms_figure(folder.root, folder.weak_region),
     )
     return {figure.name: figure for figure in figures if figure is not None}
 
@@ -147,6 +149,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "flagged": flagged,
         "sheets": contact_sheets(folder.stimuli, thumbnails, folder.weak_region),
         "design": design_summary(folder.design),
+        "norms": norms_context(folder.root),
         "design_headings": DESIGN_HEADINGS,
         "reproducibility": reproducibility(manifest),
         "citation": EMOSTYLE_CITATION,
