@@ -211,14 +211,18 @@ def _model_agreement(norms: pd.DataFrame) -> list[dict]:
                      "ccc_valence": _finite(ccc(part["valence_mean"], part["model_valence"])),
                      "ccc_arousal": _finite(ccc(part["arousal_mean"], part["model_arousal"])),
                      "mean_distance": _finite(part["distance_to_model"].mean())})
-    rows.sort(key=lambda row: -np.nanmean([row["ccc_valence"] or np.nan,
-                                           row["ccc_arousal"] or np.nan])
-              if row["ccc_valence"] is not None or row["ccc_arousal"] is not None else 0)
+    rows.sort(key=_agreement_order)
     targets = {"rater": "targets",
                "ccc_valence": _finite(ccc(norms["target_valence"], norms["valence_mean"])),
                "ccc_arousal": _finite(ccc(norms["target_arousal"], norms["arousal_mean"])),
                "mean_distance": _finite(norms["distance_to_target"].mean())}
     return rows + [targets]
+
+
+def _agreement_order(row: dict) -> float:
+    """Best-agreeing rater first: the mean of its defined CCCs, descending."""
+    defined = [row[k] for k in ("ccc_valence", "ccc_arousal") if row[k] is not None]
+    return -sum(defined) / len(defined) if defined else math.inf
 
 
 def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> list[dict]:

@@ -105,6 +105,11 @@ def icc2(ratings) -> tuple[float, float]:
     ratings : array_like, shape (n_targets, k_raters)
         Complete: no missing value.
 
+    Returns
+    -------
+    (icc2_1, icc2_k) : tuple of float
+        NaN when every rating is the same.
+
     Examples
     --------
     >>> [round(v, 4) for v in icc2([[1, 2], [3, 4], [5, 7]])]
@@ -123,9 +128,11 @@ def icc2(ratings) -> tuple[float, float]:
     ss_error = ((x - grand) ** 2).sum() - ss_rows - ss_cols
     msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
     mse = ss_error / ((n - 1) * (k - 1))
-    single = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
-    average = (msr - mse) / (msr + (msc - mse) / n)
-    return float(single), float(average)
+    single_denominator = msr + (k - 1) * mse + k * (msc - mse) / n
+    average_denominator = msr + (msc - mse) / n
+    if single_denominator == 0 or average_denominator == 0:
+        return math.nan, math.nan          # every rating the same: agreement is undefined
+    return (float((msr - mse) / single_denominator), float((msr - mse) / average_denominator))
 
 
 def krippendorff_alpha_interval(ratings) -> float:
