@@ -39,6 +39,8 @@ DESIGN_CSV = "experiment/design.csv"
 DATA_DIR = "experiment/data"                     # PsychoPy's data files: never stimgen's
 PREVIOUS_DIR = "experiment/previous"             # experiments that data was collected with
 MANIFEST_JSON = "manifest.json"                  # written last: marks a complete build
+NORMS_TSV = "norms.tsv"                          # human norms per stimulus (stimgen norms)
+NORMS_SUMMARY_JSON = "norms_summary.json"        # their reliability, participants, exclusions
 STATE_DIR = ".stimgen"                           # bookkeeping, never a user's output
 IDENTITY_RECORDS_DIR = ".stimgen/identities"     # <identity>.json: key + records per stimulus
 LEDGER_JSON = ".stimgen/files.json"              # what stimgen wrote (stimgen/ledger.py)
@@ -98,11 +100,23 @@ def rater_columns(rater: str) -> RaterColumns:
 
 #: Text columns of stimuli.tsv (an id like ``01`` stays text; so does the emotion "NA").
 STIMULI_TEXT = ("emotion", "stimulus_id", "file", "identity", "target_kind", "flags", "rater",
-                "sha256")
+                "sha256", "model_rater", "most_chosen_label")
 BOOLEAN_COLUMNS = ("weak_region", "out_of_tolerance")
 CACHE_SCHEMA = 1                                 # bump when identity records change meaning
 
 DEFAULT_TOLERANCE = {"distance": None, "direction": None}
+
+#: norms.tsv, in file order (``stimgen norms``): means rescaled to [-1, 1], SD with ddof=1,
+#: t-based 95 % CI; label columns only when labels were collected, intensity columns only when
+#: intensity was rated (raw scale values), model columns for the build's rater.
+NORMS_COLUMNS = (
+    "stimulus_id", "identity", "emotion", "intensity", "target_valence", "target_arousal",
+    "n_raters", "valence_mean", "valence_sd", "valence_ci_low", "valence_ci_high",
+    "arousal_mean", "arousal_sd", "arousal_ci_low", "arousal_ci_high", "distance_to_target",
+    "model_rater", "model_valence", "model_arousal", "distance_to_model",
+)
+NORMS_LABEL_COLUMNS = ("hit_rate", "unbiased_hit_rate", "most_chosen_label")
+NORMS_INTENSITY_COLUMNS = ("rated_intensity_mean", "rated_intensity_sd")
 
 
 class BuildFolderError(BuildError):
@@ -241,6 +255,20 @@ def read_design(path: Path) -> pd.DataFrame | None:
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise BuildFolderError(f"{path}: cannot be parsed ({error})") from None
+
+
+def read_norms(root: Path) -> tuple[pd.DataFrame, dict] | None:
+    """``norms.tsv`` and ``norms_summary.json`` of a build folder, or None before
+    ``stimgen norms`` ran (or when either is unreadable: the report then omits them)."""
+    tsv, summary = Path(root) / NORMS_TSV, Path(root) / NORMS_SUMMARY_JSON
+    if not tsv.is_file() or not summary.is_file():
+        return None
+    try:
+        table = read_table(tsv, NORMS_COLUMNS, sep="\t")
+        return table, json.loads(summary.read_text(encoding="utf-8"))
+    except (BuildFolderError, OSError, ValueError) as error:
+        log.warning("%s: not used in the report (%s)", NORMS_TSV, error)
+        return None
 
 
 def _looks_numeric(column: pd.Series) -> bool:

@@ -33,7 +33,7 @@ except ImportError:
 
 from stimgen.export import write_bundle  # noqa: E402  (needs PsychoPy at call time)
 
-TASKS = ("rating", "categorization", "passive")
+TASKS = ("rating", "categorization", "passive", "norming")
 DESIGNS = ("random", "blocked", "latin-square")
 EMOTIONS = (("Happy", 8.0), ("Excited", 49.0), ("Sad", 208.0), ("Tired", 268.0))
 HOSTILE = "Q\"'\n__import__('os').system('echo pwned') $x ${y} \\$z {expInfo} ');//"
@@ -63,8 +63,10 @@ def make_spec(task_type: str, design_type: str, **overrides) -> ExperimentSpec:
         design_section["max_run"] = {"emotion": None, "identity": None}
     section = {"task": {"type": task_type}, "design": design_section,
                "practice": {"trials": 2}, "breaks": {"every": 5}}
-    if task_type == "passive":
+    if task_type in ("passive", "norming"):
         section["task"]["catch"] = {"trials": 2}
+    if task_type == "norming":
+        section["task"]["labels"] = [e for e, _ in EMOTIONS]
     for key, value in overrides.items():
         section[key] = {**section.get(key, {}), **value}
     return ExperimentSpec.model_validate(section)
@@ -433,10 +435,18 @@ def test_online_psyexp_lists_its_resources_and_exports_without_warnings(online_p
     assert "design.csv" not in shipped and len(shipped) == len(set(shipped))
 
 
-def test_online_python_experiment_is_the_offline_one(online_pair):
+def test_online_python_experiment_is_the_offline_one_plus_counterbalancing(online_pair):
     (online, _), (offline, _) = online_pair
-    for key in ("script", "launcher"):
-        assert online[key].read_bytes() == offline[key].read_bytes(), key
+    assert online["launcher"].read_bytes() == offline["launcher"].read_bytes()
+    # online, PsychoPy's Counterbalance routine (Pavlovia's shelf) draws the group
+    online_script = online["script"].read_text(encoding="utf-8")
+    offline_script = offline["script"].read_text(encoding="utf-8")
+    assert "data.Counterbalancer(" in online_script and "Counterbalancer" not in offline_script
+    assert "expInfo['group'] = ['g01'," in online_script
+    assert "psychoJS.shelf.counterbalanceSelect" in online["js"].read_text(encoding="utf-8")
+    for script in (online_script, offline_script):     # useVersion recorded, never run
+        assert "psychopy.useVersion(" not in script and "written for this version" in script
+    assert 'name="Use version"' in online["psyexp"].read_text(encoding="utf-8")
     offline_folder = offline["psyexp"].parent
     assert not (offline_folder / "stimuli").exists() and "js" not in offline
     assert not list(offline_folder.glob("*.js")) and not (offline_folder / "index.html").exists()

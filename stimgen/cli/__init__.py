@@ -20,6 +20,8 @@ from stimgen.errors import StimgenError
 LAZY_COMMANDS = {
     "report": ("stimgen.cli.report", "report_command",
                "Regenerate report.html of a build folder from its data."),
+    "norms": ("stimgen.cli.norms", "norms_command",
+              "Human norms of a build's stimuli from participants' data files."),
     "parity": ("stimgen.cli.parity", "parity_command",
                "Check this installation's networks against parity fixtures."),
     "models": ("stimgen.cli.models", "models_group",

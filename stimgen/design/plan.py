@@ -49,7 +49,7 @@ from stimgen.design.counterbalance import (CATCH_STREAM, PRACTICE_STREAM, constr
 from stimgen.errors import DesignError, ProtocolProblem, StimgenError
 from stimgen.plan import IdentityUnit, plan_units
 from stimgen.protocol.experiment import (DEFAULT_CHOICE_KEYS, CategorizationTask,
-                                         ExperimentSpec, evaluated_by_psychopy)
+                                         ExperimentSpec, NormingTask, evaluated_by_psychopy)
 
 if TYPE_CHECKING:
     from stimgen.protocol.models import Protocol
@@ -79,13 +79,15 @@ _DESIGN = ("experiment", "design")
 _CHOICES = ("experiment", "task", "choices")
 
 
-def trial_columns(task_type: str) -> tuple[str, ...]:
-    """The columns of a trial table for a task type (``rating``, ``categorization``, ``passive``).
+def trial_columns(task_type: str, labels: bool = False) -> tuple[str, ...]:
+    """The columns of a trial table for a task type (``rating``, ``categorization``,
+    ``passive``, ``norming``; ``labels``: a norming task with a forced choice).
 
-    >>> trial_columns("passive")[-1]
-    'is_catch'
+    >>> trial_columns("passive")[-1], trial_columns("norming", labels=True)[-3:]
+    ('is_catch', ('correct_key', 'correct_label', 'is_catch'))
     """
-    extra = {"categorization": CATEGORIZATION_COLUMNS, "passive": PASSIVE_COLUMNS}
+    extra = {"categorization": CATEGORIZATION_COLUMNS, "passive": PASSIVE_COLUMNS,
+             "norming": (CATEGORIZATION_COLUMNS if labels else ()) + PASSIVE_COLUMNS}
     return TRIAL_COLUMNS + extra.get(task_type, ())
 
 
@@ -154,7 +156,8 @@ def plan_design(experiment: ExperimentSpec, stimuli: pd.DataFrame, seed: int) ->
     groups = [group_name(g, len(orders)) for g in range(len(orders))]
 
     practice_pool, practice_source = _practice_pool(experiment, stimuli, main, answers)
-    columns = trial_columns(experiment.task.type)
+    columns = trial_columns(experiment.task.type,
+                            labels=getattr(experiment.task, "labels", None) is not None)
     trials = {}
     for g, (name, blocks) in enumerate(zip(groups, orders)):
         practice = _practice_rows(practice_pool, experiment.practice.trials, seed, g)
@@ -244,9 +247,12 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
 def _answer_table(experiment: ExperimentSpec, main: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """For categorization: stimulus emotion key -> (correct key, correct label); else {}."""
     task = experiment.task
-    if not isinstance(task, CategorizationTask):
+    if isinstance(task, NormingTask) and task.labels is not None:
+        choices = task.labels               # the "none of these" option is never correct
+    elif isinstance(task, CategorizationTask):
+        choices = task.choices
+    else:
         return {}
-    choices = task.choices
     if choices is None:
         emotions = _ordered_levels(main, "emotion")
         if len(emotions) > len(DEFAULT_CHOICE_KEYS):
@@ -765,7 +771,7 @@ def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0) ->
         catch_typical = min(TYPICAL_CATCH_S, task.catch.response_ms / 1000)
         catch_longest = task.catch.response_ms / 1000
     else:
-        if task.type == "rating":
+        if task.type in ("rating", "norming"):
             typical = TYPICAL_SLIDER_S * len(task.scales)
             sliders = "both sliders are" if len(task.scales) == 2 else "the slider is"
             response = (f"the face until {sliders} rated (assumed "
@@ -779,6 +785,12 @@ def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0) ->
             response += f", at most {_seconds_text(timeout)}"
         response += ")"
         catch_typical = catch_longest = 0.0
+        if task.type == "norming":
+            if task.labels is not None:
+                typical += TYPICAL_CHOICE_S
+                response += f" + the label (assumed {_seconds_text(TYPICAL_CHOICE_S)})"
+            catch_typical = min(TYPICAL_CATCH_S, task.catch.response_ms / 1000)
+            catch_longest = task.catch.response_ms / 1000
     parts = ([f"{_seconds_text(fixation)} fixation"] if fixation else []) + [response] \
         + ([f"{_seconds_text(blank)} blank"] if blank else [])
     assumption = " + ".join(parts)

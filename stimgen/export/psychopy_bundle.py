@@ -267,18 +267,34 @@ def flags_as_01(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+_USE_VERSION = re.compile(r"^psychopy\.useVersion\((?P<version>'[0-9.]+')\)$", re.MULTILINE)
+
+
+def _version_check(match: re.Match) -> str:
+    # psychopy.useVersion() clones PsychoPy's versions repository from the internet on first
+    # use, even when the requested version is the installed one; the compiled script warns
+    # about another version instead (the .psyexp keeps `Use version` for Builder and PsychoJS).
+    version = match.group("version")
+    return (f"if psychopy.__version__ != {version}:  # written for this version (see the .psyexp)\n"
+            "    import warnings\n"
+            f"    warnings.warn('this experiment was written for PsychoPy ' + {version} + "
+            "', not ' + psychopy.__version__ + ': check it in Builder before collecting data')")
+
+
 _COMPILE_TIME = re.compile(r"^    on \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$", re.MULTILINE)
 
 
 def portable_script(script: str, staged: Path) -> str:
     """The compiled script without what ties it to one run of the build.
 
-    PsychoPy writes the compile time into the script's docstring (so rebuilds would differ)
+    ``psychopy.useVersion(v)`` becomes a warning when the installed PsychoPy is not ``v``
+    (useVersion itself needs git and the internet even for the installed version). PsychoPy writes the compile time into the script's docstring (so rebuilds would differ)
     and the script's own path as ``originPath``: that is the staging folder, renamed to
     ``experiment/`` right after, so the path is replaced by one computed when the script runs.
     """
     script = _COMPILE_TIME.sub("    by stimgen (no compile time, so that rebuilds are identical)",
                                script, count=1)
+    script = _USE_VERSION.sub(_version_check, script, count=1)
     staged_path = f"originPath={str(staged)!r}"
     if staged_path not in script:
         raise RuntimeError(f"PsychoPy's script no longer sets {staged_path}; update "

@@ -64,7 +64,7 @@ class ExperimentLayout:
     """The protocol's experiment section reduced to what the .psyexp needs; built by
     :func:`layout_from_spec` so that only that function knows the protocol's field names."""
 
-    task: str                              # "rating" | "categorization" | "passive"
+    task: str                              # "rating" | "categorization" | "passive" | "norming"
     groups: tuple[str, ...]                # group names; the start dialog's dropdown
     text: ScreenText                       # screens' text
     has_practice: bool                     # a practice loop is written
@@ -77,11 +77,12 @@ class ExperimentLayout:
     fullscreen: bool                       # full-screen window
     sliders: tuple[Slider, ...] = ()       # rating: the sliders, top to bottom
     advance_key: str | None = None         # rating: key confirming the ratings; None = click
-    choice_prompt: str = ""                # categorization: question (protocol text)
-    choices: tuple[tuple[str, str], ...] = ()  # categorization: (key, label) per option
-    catch_prompt: str = ""                 # passive: catch prompt (protocol text)
-    catch_key: str | None = None           # passive: catch key; None = no catch trials
+    choice_prompt: str = ""                # categorization, norming: question (protocol text)
+    choices: tuple[tuple[str, str], ...] = ()  # categorization, norming: (key, label) per option
+    catch_prompt: str = ""                 # passive, norming: catch prompt (protocol text)
+    catch_key: str | None = None           # passive, norming: catch key; None = no catch trials
     catch_s: float = 2.0                   # passive: how long the catch prompt waits
+    online: bool = False                   # groups assigned by PsychoPy's Counterbalance routine
 
 
 def _seconds(ms) -> float:
@@ -121,14 +122,18 @@ def layout_from_spec(spec, groups: list[str],
         timeout_s=None if timing.response_timeout_ms is None
         else _seconds(timing.response_timeout_ms),
         iti_s=_seconds(timing.iti_ms), image_height=float(display.image_height),
-        text_height=float(display.text_height), fullscreen=bool(display.fullscreen))
+        text_height=float(display.text_height), fullscreen=bool(display.fullscreen),
+        online=bool(spec.online))
+    if task.type == "norming":
+        catch = task.catch
+        return ExperimentLayout(
+            **common, sliders=_sliders(task),
+            choice_prompt=task.label_prompt,
+            choices=tuple((c.key, c.label) for c in task.choices or ()),
+            catch_prompt=catch.prompt, catch_key=catch.key if catch.trials > 0 else None,
+            catch_s=_seconds(catch.response_ms))
     if task.type == "rating":
-        sliders = tuple(
-            Slider(scale=name, question=getattr(task, name).question,
-                   labels=tuple(getattr(task, name).labels),
-                   low=int(getattr(task, name).low), high=int(getattr(task, name).high))
-            for name in task.scales)
-        return ExperimentLayout(**common, sliders=sliders,
+        return ExperimentLayout(**common, sliders=_sliders(task),
                                 advance_key=task.advance_key if task.advance == "key" else None)
     if task.type == "categorization":
         choices = tuple((c.key, c.label) for c in task.choices) if task.choices else tuple(answers)
@@ -141,6 +146,13 @@ def layout_from_spec(spec, groups: list[str],
     return ExperimentLayout(**common, catch_prompt=catch.prompt,
                             catch_key=catch.key if catch.trials > 0 else None,
                             catch_s=_seconds(catch.response_ms))
+
+
+def _sliders(task) -> tuple[Slider, ...]:
+    return tuple(Slider(scale=name, question=getattr(task, name).question,
+                        labels=tuple(getattr(task, name).labels),
+                        low=int(getattr(task, name).low), high=int(getattr(task, name).high))
+                 for name in task.scales)
 
 
 # -- literal text ------------------------------------------------------------------------------
@@ -246,6 +258,9 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     settings["Full-screen window"].val = layout.fullscreen
     settings["color"].val = "$[0,0,0]"
     settings["Resources"].val = list(resources)
+    # The PsychoPy version the experiment was written for: Builder and Pavlovia warn (or load
+    # that version) instead of silently running it with another one.
+    settings["Use version"].val = psychopy_version()
     groups = repr(list(layout.groups))
     settings["Experiment info"].val = (
         "{'participant': '', 'session': '001', "
@@ -322,8 +337,11 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
         trial.settings.params["stopVal"].val = "$response_timeout_s"
     _add_task_components(exp, trial, layout, text, text_box, keys, code, SliderComponent)
 
+    label = _label_routine(exp, layout, routine, text, text_box, keys, code) \
+        if layout.task == "norming" and layout.choices else None
+
     catch = None
-    if layout.task == "passive" and layout.catch_key:
+    if layout.catch_key:
         catch = routine("catch")
         text(catch, "catch_text", layout.catch_prompt)
         keys(catch, "catch_keys", [layout.catch_key], forceEndRoutine=True, store="first key")
@@ -348,7 +366,8 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
 
     # flow
     flow = exp.flow
-    trial_routines = [fixation, trial] + ([catch] if catch else []) + [iti]
+    trial_routines = [fixation, trial] + ([label] if label else []) + ([catch] if catch else []) \
+        + [iti]
 
     def add_loop(name, conditions_file, inner):
         loop = TrialHandler(exp, name=name, loopType="sequential", nReps=1,
@@ -358,6 +377,11 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
             flow.append(rt)
         flow.append(LoopTerminator(loop=loop))
 
+    if layout.online:
+        _add_counterbalance(exp, flow, layout)
+        block = _assign_group(layout)
+        setup.params["Begin Routine"].val = block["py"]
+        setup.params["Begin JS Routine"].val = block["js"]
     flow.append(welcome)
     if layout.has_practice:
         flow.append(screen("practice_intro", layout.text.practice_intro))
@@ -366,6 +390,14 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     add_loop(MAIN_LOOP, _conditions_param(MAIN_LOOP), trial_routines + [pause])
     flow.append(goodbye)
     return exp
+
+
+def psychopy_version() -> str:
+    """The installed PsychoPy's version as Builder's *Use PsychoPy version* names it
+    (``major.minor.patch``, e.g. ``2026.2.5``)."""
+    import psychopy
+
+    return ".".join(psychopy.__version__.split(".")[:3])
 
 
 def conditions_filename(group: str, loop: str) -> str:
@@ -379,7 +411,7 @@ def _conditions_param(loop: str) -> str:
 
 
 def _image_y(layout: ExperimentLayout) -> float:
-    if layout.task == "rating":
+    if layout.task in ("rating", "norming"):
         return round(0.5 - 0.04 - layout.image_height / 2, 4)
     if layout.task == "categorization":
         return round(0.08, 4)
@@ -437,7 +469,7 @@ def _add_task_components(exp, trial, layout, text, text_box, keys, code,
     the key legend, which may take several lines.
     """
     line = LINE * layout.text_height
-    if layout.task == "rating":
+    if layout.task in ("rating", "norming"):
         top = _below_image(layout)
         names = []
         for slider in layout.sliders:
@@ -483,21 +515,78 @@ def _add_task_components(exp, trial, layout, text, text_box, keys, code,
             + f"if {done_py}:\n    continueRoutine = False",
             f"if ({done_js}) {{\n    continueRoutine = false;\n}}"))
     elif layout.task == "categorization":
-        prompt_y = _below_image(layout) - GAP - line / 2
-        legend_top = prompt_y - line / 2 - GAP
-        text(trial, "choice_prompt", layout.choice_prompt, pos=(0, round(prompt_y, 4)))
-        text_box(trial, "choice_legend", choices_text(layout.choices),
-                 pos=(0, round(legend_top, 4)),
-                 size=(TEXT_WRAP, round(max(legend_top + 0.5 - GAP, line), 4)),
-                 letter_height=layout.text_height)
-        keys(trial, "choice_keys", [k for k, _ in layout.choices], forceEndRoutine=True,
-             store="first key", storeCorrect=True, correctAns="$correct_key")
-        code(trial, "trial_code", frame=_code(
-            "if simulated and t > sim_rt:\n"
-            "    choice_keys.keys = str(randchoice(choice_keys_allowed))\n"
-            "    choice_keys.rt = t\n"
-            "    choice_keys.duration = None\n"
-            "    choice_keys.corr = int(choice_keys.keys == str(correct_key))\n"
-            "    continueRoutine = False",
-            "// simulated participants run in Python only"))
+        _add_choice_components(trial, layout, _below_image(layout), text, text_box, keys, code,
+                               "choice_keys")
     # passive viewing: the routine ends with the face (its duration is `stimulus_s`)
+
+
+#: Code names of the norming task's label routine (face, question, legend, keys).
+LABEL_ROUTINE, LABEL_KEYS = "label", "label_keys"
+
+
+def _label_routine(exp, layout, routine, text, text_box, keys, code):
+    """The norming task's forced choice: the face again, the question and one key per label."""
+    from psychopy.experiment.components.image import ImageComponent
+
+    rt = routine(LABEL_ROUTINE)
+    image = ImageComponent(exp, rt.name, name="label_image", image="$stim_file",
+                           size=(layout.image_height, layout.image_height), pos=(0, 0.08),
+                           stopVal="", stopType="duration (s)")
+    image.params["image"].updates = "set every repeat"
+    rt.addComponent(image)
+    _add_choice_components(rt, layout, 0.08 - layout.image_height / 2, text, text_box, keys,
+                           code, LABEL_KEYS)
+    return rt
+
+
+def _add_choice_components(rt, layout, top, text, text_box, keys, code, name) -> None:
+    """Question, key legend and keyboard of a forced choice below ``top`` (height units)."""
+    line = LINE * layout.text_height
+    prompt_y = top - GAP - line / 2
+    legend_top = prompt_y - line / 2 - GAP
+    text(rt, f"{rt.name}_prompt" if rt.name != "trial" else "choice_prompt",
+         layout.choice_prompt, pos=(0, round(prompt_y, 4)))
+    text_box(rt, f"{rt.name}_legend" if rt.name != "trial" else "choice_legend",
+             choices_text(layout.choices),
+             pos=(0, round(legend_top, 4)),
+             size=(TEXT_WRAP, round(max(legend_top + 0.5 - GAP, line), 4)),
+             letter_height=layout.text_height)
+    keys(rt, name, [k for k, _ in layout.choices], forceEndRoutine=True,
+         store="first key", storeCorrect=True, correctAns="$correct_key")
+    code(rt, f"{rt.name}_code", frame=_code(
+        "if simulated and t > sim_rt:\n"
+        f"    {name}.keys = str(randchoice(choice_keys_allowed))\n"
+        f"    {name}.rt = t\n"
+        f"    {name}.duration = None\n"
+        f"    {name}.corr = int({name}.keys == str(correct_key))\n"
+        "    continueRoutine = False",
+        "// simulated participants run in Python only"))
+
+
+#: Name of the online bundle's Counterbalance routine; its 0-based group is saved in the data
+#: file as ``counterbalance.group`` (PsychoPy writes it), the group's name as ``group``.
+COUNTERBALANCE = "counterbalance"
+
+
+def _add_counterbalance(exp, flow, layout) -> None:
+    """Online: PsychoPy's Counterbalance routine (the Pavlovia shelf, PsychoPy 2024.1+) draws
+    the group, uniformly with one slot per group and repeat, so every group fills equally."""
+    from psychopy.experiment.routines.counterbalance import CounterbalanceRoutine
+
+    balance = CounterbalanceRoutine(exp, name=COUNTERBALANCE, specMode="uniform",
+                                    nGroups=len(layout.groups), nSlots=1, nReps=1000,
+                                    endExperimentOnDepletion=True)
+    exp.addStandaloneRoutine(COUNTERBALANCE, balance)
+    flow.append(balance)
+
+
+def _assign_group(layout: ExperimentLayout) -> dict:
+    """Begin-Routine code of the welcome screen (right after the Counterbalance routine): the
+    drawn group's name becomes ``expInfo['group']``, which names the conditions files."""
+    names = repr(list(layout.groups))
+    return _code(
+        "if not simulated:  # a simulated participant keeps the launcher's group\n"
+        f"    expInfo['group'] = {names}[int({COUNTERBALANCE}.group)]\n"
+        "thisExp.addData('group', expInfo['group'])",
+        f"expInfo['group'] = {names}[Number.parseInt({COUNTERBALANCE}.group)];\n"
+        "psychoJS.experiment.addData('group', expInfo['group']);")

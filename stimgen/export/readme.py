@@ -127,7 +127,7 @@ def data_columns(layout, design) -> list[tuple[str, str]]:
         "is_catch": "1 on catch trials",
     }
     rows = [(c, meaning.get(c, "")) for c in design.columns]
-    if layout.task == "rating":
+    if layout.task in ("rating", "norming"):
         for slider in layout.sliders:
             rows += [(f"{slider.scale}_slider.response",
                       f"{slider.scale} rating ({slider.low}-{slider.high})"),
@@ -136,9 +136,15 @@ def data_columns(layout, design) -> list[tuple[str, str]]:
         rows += [("choice_keys.keys", "key pressed"),
                  ("choice_keys.corr", "1 if the key was the correct one"),
                  ("choice_keys.rt", "seconds from trial onset to the key press")]
-    elif layout.catch_key:
+    if layout.task == "norming" and layout.choices:
+        rows += [("label_keys.keys", "key of the label chosen (see *What participants read*)"),
+                 ("label_keys.corr", "1 if the label was the correct one"),
+                 ("label_keys.rt", "seconds from label screen onset to the key press")]
+    if layout.catch_key:
         rows += [("catch_keys.keys", "key pressed on a catch trial (empty if none)"),
                  ("catch_keys.rt", "seconds from catch prompt to the key press")]
+    if layout.online:
+        rows += [("counterbalance.group", "0-based group drawn by the Counterbalance routine")]
     rows += [("participant / session / group / simulate", "from the start dialog"),
              ("practice_trials.thisN / trials.thisN", "0-based trial counter of each loop")]
     return rows

@@ -202,7 +202,86 @@ class PassiveTask(ProtocolModel):
     """Catch trials (none by default)."""
 
 
-TaskSpec = Annotated[Union[RatingTask, CategorizationTask, PassiveTask],
+def _intensity_scale() -> RatingScale:
+    return RatingScale(question="How intense is this expression?",
+                       labels=["not at all intense", "extremely intense"])
+
+
+class NormingTask(ProtocolModel):
+    """A norming study: each face rated on valence and arousal (9-point scales in the
+    Self-Assessment Manikin convention), optionally on intensity, optionally named by a forced
+    choice with a "none of these" option, with attention checks; read back by `stimgen norms`."""
+
+    type: Literal["norming"] = "norming"
+    """Task type."""
+    valence: RatingScale = Field(default_factory=_valence_scale)
+    """Wording and range of the valence slider."""
+    arousal: RatingScale = Field(default_factory=_arousal_scale)
+    """Wording and range of the arousal slider."""
+    intensity: RatingScale | None = None
+    """Also rate intensity on this slider (e.g. `intensity: {question: ..., labels: [...]}`);
+    none = no intensity slider. Three sliders need a smaller face: `display.image_height: 0.3`."""
+    labels: list[Choice] | None = Field(default=None, min_length=2, max_length=9)
+    """After the ratings, name the emotion by a forced choice among these labels (2-9; keys
+    "1", "2", ... unless given); none = no forced choice. Each stimulus emotion must be correct
+    for one label (see `Choice.emotions`)."""
+    none_label: str | None = Field(default="none of these", max_length=80)
+    """An extra option that is never correct, shown after the labels; none = no such option."""
+    label_prompt: str = "Which emotion does this face show?"
+    """Question shown with the labels."""
+    catch: CatchTrials = Field(default_factory=lambda: CatchTrials(
+        prompt="Attention check: press SPACE now"))
+    """Attention checks: after the ratings of this many random main trials a prompt asks for
+    a key; `stimgen norms` excludes participants who miss them."""
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _plain_labels(cls, value):
+        if isinstance(value, list):
+            return [{"label": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("none_label")
+    @classmethod
+    def _none_not_code(cls, value):
+        if value is not None and evaluated_by_psychopy(value):
+            raise ValueError("none_label may not start with '$' or be wrapped in [...]: "
+                             "PsychoPy would evaluate it as code")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_and_keyed(self):
+        if self.labels is None:
+            return self
+        names = [c.label.strip().lower() for c in self.labels]
+        if self.none_label is not None:
+            names.append(self.none_label.strip().lower())
+        _unique(names, "label")
+        free = iter(k for k in DEFAULT_CHOICE_KEYS if k not in {c.key for c in self.labels})
+        for choice in self.labels:
+            if choice.key is None:
+                choice.key = next(free)
+        _unique([c.key for c in self.labels], "label key")
+        return self
+
+    @property
+    def scales(self) -> list[str]:
+        """The sliders shown, top to bottom."""
+        return ["valence", "arousal"] + (["intensity"] if self.intensity else [])
+
+    @property
+    def choices(self) -> list[Choice] | None:
+        """The forced-choice options: the labels, then the "none of these" option."""
+        if self.labels is None:
+            return None
+        if self.none_label is None:
+            return list(self.labels)
+        taken = {c.key for c in self.labels}
+        key = next(k for k in DEFAULT_CHOICE_KEYS if k not in taken)
+        return [*self.labels, Choice(label=self.none_label, key=key, emotions=[])]
+
+
+TaskSpec = Annotated[Union[RatingTask, CategorizationTask, PassiveTask, NormingTask],
                      Field(discriminator="type")]
 """One of the task models, chosen by its `type`."""
 
@@ -255,6 +334,9 @@ DEFAULT_INSTRUCTIONS = {
                        "quickly and accurately as you can.\n\nPress SPACE to start."),
     "passive": ("You will see faces. Just look at each one. When asked, press the key shown "
                 "on screen.\n\nPress SPACE to start."),
+    "norming": ("You will see faces. Rate how unpleasant or pleasant and how calm or excited "
+                "each expression looks by clicking on the scales. Sometimes you will be asked "
+                "to press a key: please do.\n\nPress SPACE to start."),
 }
 
 
@@ -375,7 +457,8 @@ class ExperimentSpec(ProtocolModel):
     """The PsychoPy experiment built from the stimuli: task, timing, text and design."""
 
     task: TaskSpec = Field(default_factory=RatingTask)
-    """What participants do: `rating`, `categorization` or `passive`."""
+    """What participants do: `rating`, `categorization`, `passive` or `norming` (valence and
+    arousal ratings, optional labels and attention checks, read back by `stimgen norms`)."""
     timing: Timing = Field(default_factory=Timing)
     """Trial durations."""
     text: Text = Field(default_factory=Text)

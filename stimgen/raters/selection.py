@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from stimgen.protocol.models import Protocol
+from stimgen.raters import RATER_WEIGHTS
 
 #: The independent rater `auto` prefers: trained on AffectNet, fitted to neither generator.
 INDEPENDENT_RATER = "hsemotion"
 #: Registry model each rater with weights loads (stimgen/data/weights_registry.yaml).
-RATER_MODELS = {"emonet": "emonet_8", "hsemotion": "hsemotion_enet_b0_8_va_mtl"}
+RATER_MODELS = RATER_WEIGHTS
 #: Raters fitted on, or trained against, a backend's faces: their accuracy there is circular.
 CIRCULAR_FOR = {
     ("geometric", "schematic"): "its coefficients were fitted on these schematic faces",

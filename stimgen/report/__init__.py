@@ -18,6 +18,7 @@ from stimgen.ledger import Ledger
 from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
                                   read_build_folder)
 from stimgen.report.agreement import agreement_section, build_raters
+from stimgen.report.norms import norms_context, norms_figure
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -87,6 +88,7 @@ def report_figures(folder: BuildFolder) -> dict[str, ReportFigure]:
         circumplex_figure(folder.stimuli, marked),
         distance_heatmap_figure(folder.stimuli, marked),
         backend_measures_figure(folder.stimuli),
+        norms_figure(folder.root, marked),
     )
     return {figure.name: figure for figure in figures if figure is not None}
 
@@ -166,6 +168,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "agreement": agreement_section(folder.stimuli, manifest),
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
+        "norms": norms_context(folder.root),
         "design_headings": DESIGN_HEADINGS,
         "reproducibility": reproducibility(manifest),
         "citation": PUBLISHED_TABLE_CITATION,

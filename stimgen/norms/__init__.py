@@ -1,0 +1,299 @@
+"""Human norms of a build's stimuli (`stimgen norms`): per-stimulus valence and arousal with SD
+and 95 % CI, hit rates and Hu, reliability, and agreement with the targets and the model rater.
+
+:func:`compute_norms` is the pure part (responses in, tables out); :func:`write_norms` reads a
+build folder and the data files and writes ``norms.tsv`` and ``norms_summary.json`` into it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stimgen.build_folder import (NORMS_COLUMNS, NORMS_INTENSITY_COLUMNS,
+                                  NORMS_LABEL_COLUMNS, NORMS_SUMMARY_JSON, NORMS_TSV,
+                                  BuildFolder, as_bool, json_bytes, read_build_folder,
+                                  table_bytes)
+from stimgen.circumplex import normalise_emotion_name
+from stimgen.metrics import ccc
+from stimgen.norms.read import (Experiment, NormsError, Responses, read_responses,
+                                stimulus_file_names)
+from stimgen.norms.stats import (icc2, krippendorff_alpha_interval, mean_ci, rescale,
+                                 unbiased_hit_rates)
+
+__all__ = ["compute_norms", "write_norms", "experiment_of", "NormsError"]
+
+DEFAULT_SCALE = (1.0, 9.0)
+
+
+# -- what the build says about its experiment ----------------------------------------------------
+def experiment_of(folder: BuildFolder, scale: tuple[float, float] | None = None) -> Experiment:
+    """The build's experiment as reading data needs it; ``scale`` (low, high) overrides the
+    valence and arousal scales of the protocol (default 1-9 when the protocol has none)."""
+    from stimgen.export.psychopy_bundle import experiment_name
+    from stimgen.protocol.experiment import ExperimentSpec
+
+    section = folder.protocol.get("experiment")
+    spec = ExperimentSpec.model_validate(section) if section else None
+    task = spec.task if spec else None
+    scales = {}
+    for name in ("valence", "arousal", "intensity"):
+        given = getattr(task, name, None)
+        if given is not None:
+            scales[name] = (float(given.low), float(given.high))
+    for name in ("valence", "arousal"):
+        scales[name] = tuple(map(float, scale)) if scale else scales.get(name, DEFAULT_SCALE)
+        if not scales[name][1] > scales[name][0]:
+            raise NormsError(f"--scale {scales[name][0]:g} {scales[name][1]:g}: the maximum must "
+                             "be greater than the minimum", hint="e.g. --scale 1 9")
+    choices = getattr(task, "choices", None) or []
+    trials = {}
+    if folder.design is not None and "group" in folder.design:
+        main = folder.design[~folder.design["is_practice"].map(as_bool)]
+        trials = main.groupby("group").size().astype(int).to_dict()
+    catch = getattr(task, "catch", None)
+    study = (folder.protocol.get("study") or {}).get("name")
+    return Experiment(
+        name=experiment_name(study) if study and spec else None,
+        stimulus_ids=frozenset(folder.stimuli["stimulus_id"].astype(str)),
+        file_names=stimulus_file_names(folder.stimuli),
+        scales=scales,
+        label_keys={c.key: c.label for c in choices if c.key},
+        catch_key=catch.key if catch is not None and catch.trials > 0 else None,
+        trials_per_group=trials)
+
+
+def correct_labels(folder: BuildFolder) -> dict[str, str]:
+    """stimulus_id -> the label that is correct for it: from the experiment's design when it
+    has one, else the stimulus's emotion name (what a tidy CSV's labels are compared with)."""
+    labels = {str(s): str(e) for s, e in zip(folder.stimuli["stimulus_id"],
+                                             folder.stimuli["emotion"])}
+    design = folder.design
+    if design is not None and "correct_label" in design:
+        labels.update({str(s): str(c) for s, c in zip(design["stim_id"], design["correct_label"])
+                       if c != ""})
+    return labels
+
+
+# -- the computation ---------------------------------------------------------------------------------
+def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
+                  scales: dict[str, tuple[float, float]],
+                  correct: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Per-stimulus norms and their reliability from rating responses.
+
+    Each participant's ratings of a stimulus are averaged first (repetitions), then rescaled
+    from the scale to [-1, 1] (``(x - mid) / half_range``) so that they compare with the
+    targets and the model's ratings. Hit rates count a label as a hit when it is the
+    stimulus's correct label; the per-stimulus unbiased hit rate is the stimulus's hit rate
+    times the share of that label's uses that were correct over the whole set (Wagner 1993,
+    applied to one stimulus).
+
+    Parameters
+    ----------
+    responses : pandas.DataFrame
+        One row per trial: ``participant``, ``stimulus_id``, ``valence``, ``arousal`` (raw
+        scale values, NaN when missing), optional ``intensity`` and ``label``.
+    stimuli : pandas.DataFrame
+        The build's stimuli.tsv.
+    scales : dict
+        ``{"valence": (low, high), "arousal": (low, high)}``.
+    correct : dict, optional
+        stimulus_id -> correct label; needed for hit rates.
+
+    Returns
+    -------
+    (norms, summary) : (pandas.DataFrame, dict)
+        ``norms`` has the columns of build_folder.NORMS_COLUMNS (plus label and intensity
+        columns when those were collected); ``summary`` the reliability and agreement figures.
+    """
+    r = responses.copy()
+    for scale in ("valence", "arousal"):
+        r[scale] = rescale(pd.to_numeric(r[scale], errors="coerce"), *scales[scale])
+    has_intensity = "intensity" in r and pd.to_numeric(r["intensity"], errors="coerce").notna().any()
+    per = r.groupby(["participant", "stimulus_id"], sort=True)[
+        ["valence", "arousal"] + (["intensity"] if has_intensity else [])].mean()
+    has_labels = "label" in r and r["label"].notna().any() and correct is not None
+    hits = _label_hits(r, correct) if has_labels else None
+
+    rows = []
+    info = stimuli.set_index(stimuli["stimulus_id"].astype(str))
+    rated = [s for s in info.index if s in set(per.index.get_level_values("stimulus_id"))]
+    for sid in rated:
+        mine = per.xs(sid, level="stimulus_id")
+        stim = info.loc[sid]
+        v = mean_ci(mine["valence"])
+        a = mean_ci(mine["arousal"])
+        row = {"stimulus_id": sid, "identity": stim["identity"], "emotion": stim["emotion"],
+               "intensity": stim["intensity"], "target_valence": stim["target_valence"],
+               "target_arousal": stim["target_arousal"],
+               "n_raters": int(mine[["valence", "arousal"]].notna().any(axis=1).sum()),
+               "valence_mean": v[0], "valence_sd": v[1], "valence_ci_low": v[2],
+               "valence_ci_high": v[3], "arousal_mean": a[0], "arousal_sd": a[1],
+               "arousal_ci_low": a[2], "arousal_ci_high": a[3],
+               "distance_to_target": math.hypot(v[0] - stim["target_valence"],
+                                                a[0] - stim["target_arousal"]),
+               "model_rater": stim.get("rater", ""),
+               "model_valence": stim["achieved_valence"], "model_arousal": stim["achieved_arousal"],
+               "distance_to_model": math.hypot(v[0] - stim["achieved_valence"],
+                                               a[0] - stim["achieved_arousal"])}
+        if hits is not None:
+            row.update(hits.get(sid, {"hit_rate": math.nan, "unbiased_hit_rate": math.nan,
+                                      "most_chosen_label": ""}))
+        if has_intensity:
+            _, sd_i = mean_ci(mine["intensity"])[:2]
+            row.update(rated_intensity_mean=float(mine["intensity"].mean()),
+                       rated_intensity_sd=sd_i)
+        rows.append(row)
+    columns = list(NORMS_COLUMNS) + (list(NORMS_LABEL_COLUMNS) if hits is not None else []) \
+        + (list(NORMS_INTENSITY_COLUMNS) if has_intensity else [])
+    norms = pd.DataFrame(rows, columns=columns)
+    summary = {
+        "scales": {k: list(v) for k, v in scales.items()},
+        "stimuli_rated": len(norms), "stimuli_in_build": int(len(stimuli)),
+        "raters_per_stimulus": _range(norms["n_raters"]),
+        "reliability": {scale: _reliability(per[scale].unstack("stimulus_id"))
+                        for scale in ("valence", "arousal")},
+        "model_agreement": _model_agreement(norms),
+        "by_emotion": _by_emotion(norms, r, correct if has_labels else None),
+    }
+    return norms, summary
+
+
+def _label_hits(r: pd.DataFrame, correct: dict[str, str]) -> dict[str, dict]:
+    labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
+    truth = labelled["stimulus_id"].map(correct)
+    key = normalise_emotion_name
+    chosen, presented = labelled["label"].astype(str).map(key), truth.astype(str).map(key)
+    hit = chosen == presented
+    precision = {c: float(hit[chosen == c].sum()) / int((chosen == c).sum())
+                 for c in set(chosen)}
+    out = {}
+    for sid, idx in labelled.groupby("stimulus_id").groups.items():
+        rate = float(hit.loc[idx].mean())
+        label = presented.loc[idx].iloc[0]
+        counts = labelled.loc[idx, "label"].astype(str).value_counts()
+        out[sid] = {"hit_rate": rate, "unbiased_hit_rate": rate * precision.get(label, 0.0),
+                    "most_chosen_label": str(counts.index[0])}
+    return out
+
+
+def _range(values: pd.Series) -> list[int]:
+    return [int(values.min()), int(values.max())] if len(values) else [0, 0]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 6)
+
+
+def _reliability(matrix: pd.DataFrame) -> dict:
+    """matrix: participants x stimuli (NaN where not rated)."""
+    values = matrix.to_numpy(dtype=float)
+    result = {"krippendorff_alpha_interval": _finite(krippendorff_alpha_interval(values)),
+              "icc2_1": None, "icc2_k": None, "raters": int(values.shape[0]),
+              "stimuli": int(values.shape[1])}
+    complete = values.shape[0] >= 2 and values.shape[1] >= 2 and not np.isnan(values).any()
+    if complete:
+        single, average = icc2(values.T)
+        result.update(icc2_1=_finite(single), icc2_k=_finite(average))
+    else:
+        result["icc_note"] = ("not computed: ICC(2,1) and ICC(2,k) need every participant to "
+                              "rate every stimulus (lists give each participant a subset)")
+    return result
+
+
+def _model_agreement(norms: pd.DataFrame) -> list[dict]:
+    """CCC of human means with each model rater's ratings and with the targets."""
+    rows = []
+    for rater, part in norms.groupby("model_rater", sort=True):
+        rows.append({"rater": str(rater) or "model",
+                     "ccc_valence": _finite(ccc(part["valence_mean"], part["model_valence"])),
+                     "ccc_arousal": _finite(ccc(part["arousal_mean"], part["model_arousal"])),
+                     "mean_distance": _finite(part["distance_to_model"].mean())})
+    rows.sort(key=_agreement_order)
+    targets = {"rater": "targets",
+               "ccc_valence": _finite(ccc(norms["target_valence"], norms["valence_mean"])),
+               "ccc_arousal": _finite(ccc(norms["target_arousal"], norms["arousal_mean"])),
+               "mean_distance": _finite(norms["distance_to_target"].mean())}
+    return rows + [targets]
+
+
+def _agreement_order(row: dict) -> float:
+    """Best-agreeing rater first: the mean of its defined CCCs, descending."""
+    defined = [row[k] for k in ("ccc_valence", "ccc_arousal") if row[k] is not None]
+    return -sum(defined) / len(defined) if defined else math.inf
+
+
+def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> list[dict]:
+    hu = {}
+    if correct is not None:
+        labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
+        truth = labelled["stimulus_id"].map(correct).astype(str)
+        hu = unbiased_hit_rates(truth.map(normalise_emotion_name),
+                                labelled["label"].astype(str).map(normalise_emotion_name))
+    rows = []
+    for emotion, part in norms.groupby("emotion", sort=False):
+        row = {"emotion": str(emotion), "stimuli": int(len(part)),
+               "valence_mean": _finite(part["valence_mean"].mean()),
+               "arousal_mean": _finite(part["arousal_mean"].mean()),
+               "target_valence": _finite(part["target_valence"].mean()),
+               "target_arousal": _finite(part["target_arousal"].mean()),
+               "distance_to_target": _finite(part["distance_to_target"].mean()),
+               "distance_to_model": _finite(part["distance_to_model"].mean())}
+        if correct is not None:
+            label = normalise_emotion_name(correct.get(str(part["stimulus_id"].iloc[0]), ""))
+            row["hit_rate"] = _finite(part["hit_rate"].mean())
+            row["unbiased_hit_rate"] = _finite(hu.get(label, math.nan))
+        rows.append(row)
+    return rows
+
+
+# -- the command ----------------------------------------------------------------------------------
+def write_norms(build_dir, data, *, scale: tuple[float, float] | None = None,
+                max_missed_checks: int = 0, report: bool = True) -> tuple[Path, Responses]:
+    """Compute the norms of a build from data files and write them into the build folder.
+
+    Parameters
+    ----------
+    build_dir : str or Path
+        A complete build folder.
+    data : sequence of str or Path
+        PsychoPy data CSVs (or folders of them) and/or tidy ratings CSVs; never modified.
+    scale : (float, float), optional
+        Raw valence and arousal scale (low, high); default: the protocol's sliders, else 1-9.
+    max_missed_checks : int
+        Participants who miss more attention checks than this are excluded.
+    report : bool
+        Rewrite report.html with its "Human norms" section.
+
+    Returns
+    -------
+    (Path, Responses)
+        The path of norms.tsv and what was read (warnings, exclusions).
+
+    Examples
+    --------
+    >>> write_norms("build/demo", ["build/demo/experiment/data"])  # doctest: +SKIP
+    """
+    from stimgen.ledger import Ledger
+
+    folder = read_build_folder(build_dir)
+    experiment = experiment_of(folder, scale)
+    responses = read_responses(data, experiment, max_missed_checks=max_missed_checks)
+    norms, summary = compute_norms(responses.table, folder.stimuli, experiment.scales,
+                                   correct_labels(folder))
+    summary = {
+        "participants": {"kept": len(responses.sessions), "excluded": len(responses.excluded),
+                         "exclusions": responses.excluded, "sessions": responses.sessions},
+        "data_files": responses.files,
+        **summary,
+        "warnings": responses.warnings,
+    }
+    ledger = Ledger.load(folder.root)
+    ledger.write_bytes(NORMS_TSV, table_bytes(norms, "\t"))
+    ledger.write_bytes(NORMS_SUMMARY_JSON, json_bytes(summary))
+    if report:
+        from stimgen.report import write_report
+        write_report(folder.root)
+    return folder.root / NORMS_TSV, responses
