@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from stimgen.backends.schematic.expression import AU_NAMES
 from stimgen.circumplex import WEAK_REGION_DEFAULT, weak_region_flagged
 from stimgen.errors import BuildError
 from stimgen.metrics import AGGREGATE_COLUMNS, ERROR_COLUMNS
@@ -71,7 +72,8 @@ INTENSITY_COLUMNS = ("intensity", "n", *METRIC_COLUMNS)
 
 #: Optional per-stimulus measures a backend may report besides the image
 #: (``Rendered.extras``); they become extra columns of stimuli.tsv and figures in the report.
-EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score")
+#: ``AU01`` ... ``AU43``: the FACS action-unit intensities that drew a schematic face.
+EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score") + AU_NAMES
 IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
 QUALITY_PREFIX = "quality_"
 #: Flag of a stimulus whose raters disagree by more than the distance tolerance.

@@ -1,5 +1,9 @@
 """The valence-arousal circumplex: named emotions, angle/intensity <-> VA, weak regions.
 
+Two vocabularies of named emotions: the 28 circumplex terms of the EmoStyle evaluation
+protocol (angles) and the basic emotions (published valence-arousal points, drawn by the
+schematic backend as their FACS prototypes); see ``stimgen emotions``.
+
 Conventions (see docs/metrics.md): VA in [-1, 1]^2; angle in degrees counter-clockwise
 from +valence (0 pleasant, 90 high arousal, 180 unpleasant, 270 low arousal);
 intensity r in (0, 1]; the target of (angle, r) is r * (cos angle, sin angle).
@@ -47,19 +51,54 @@ PUBLISHED_TABLE_CITATION = (
     "https://doi.org/10.3390/app151910636")
 #: The rater behind the published figures: EmoNet, the critic EmoStyle was trained against.
 PUBLISHED_TABLE_RATER = "EmoNet"
+BASIC_EMOTIONS_FILE = "basic_emotions_va.csv"
+
+CIRCUMPLEX_SOURCE = ("angle of the term in the EmoStyle evaluation protocol (Darne, Quan & "
+                     "Luo 2025, Applied Sciences 15:10636)")
+BASIC_SOURCE = ("Russell & Mehrabian (1977), J. Research in Personality 11:273-294, "
+                "mean pleasure and arousal of the term")
+
+#: Emotion words stimgen knows but does not accept as targets, with the reason and the fix.
+NOT_TARGETS: dict[str, str] = {
+    "contempt": "contempt has no published valence-arousal coordinates stimgen can cite yet; "
+                "use a point (targets.points) with coordinates from a source you cite",
+    "contemptuous": "contempt has no published valence-arousal coordinates stimgen can cite "
+                    "yet; use a point (targets.points) with coordinates from a source you cite",
+    "neutral": "the neutral face is not a direction of the circumplex: set `neutral: true` "
+               "under targets",
+}
 
 
 @dataclass(frozen=True)
 class NamedEmotion:
-    """One of the 28 circumplex terms of the EmoStyle evaluation protocol."""
+    """A named emotion: one of the 28 circumplex terms, or a basic emotion."""
 
     name: str          # display name as published, e.g. "At ease"
     key: str           # normalised key, e.g. "at_ease"
     angle: float       # degrees, counter-clockwise from +valence
+    point: tuple[float, float] | None = None   # basic emotions: published (v, a) at intensity 1
+    prototype: str | None = None    # basic emotions: the FACS prototype the schematic face shows
+    aliases: tuple[str, ...] = ()   # further keys that name it ("fearful" for Fear)
+    source: str = CIRCUMPLEX_SOURCE  # where the angle or point comes from
+
+    @property
+    def vocabulary(self) -> str:
+        return "circumplex" if self.point is None else "basic"
 
     @property
     def unit_va(self) -> tuple[float, float]:
+        """The target at intensity 1: the unit vector at the angle (for a basic emotion, the
+        direction of its published point)."""
         return angle_to_va(self.angle, 1.0)
+
+    def target_va(self, intensity: float) -> tuple[float, float]:
+        """(valence, arousal) of this emotion at ``intensity``: ``intensity * unit_va``.
+
+        >>> v, a = emotion_by_name("anger").target_va(0.5)
+        >>> round(v, 3), round(a, 3)
+        (-0.327, 0.378)
+        """
+        return angle_to_va(self.angle, intensity)
 
 
 def normalise_emotion_name(name: str) -> str:
@@ -83,13 +122,84 @@ def named_emotions() -> tuple[NamedEmotion, ...]:
     )
 
 
+def _data_rows(filename: str) -> list[dict[str, str]]:
+    text = resources.files("stimgen.data").joinpath(filename).read_text(encoding="utf-8")
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+@lru_cache(maxsize=1)
+def basic_emotions() -> tuple[NamedEmotion, ...]:
+    """The basic emotions with their published valence-arousal points (see the data file
+    ``stimgen/data/basic_emotions_va.csv`` for the source of every number). Their angle is
+    the direction of that point; a target is ``intensity`` times the unit vector there, as
+    for the circumplex terms, so that intensity 1 shows the full prototype."""
+    out = []
+    for row in _data_rows(BASIC_EMOTIONS_FILE):
+        v, a = float(row["valence"]), float(row["arousal"])
+        angle, _ = va_to_angle(v, a)
+        out.append(NamedEmotion(
+            name=row["emotion"], key=normalise_emotion_name(row["emotion"]), angle=angle,
+            point=(v, a), prototype=row["prototype"],
+            aliases=tuple(normalise_emotion_name(x) for x in row["aliases"].split("|")),
+            source=f'{BASIC_SOURCE} "{row["source_term"]}"'))
+    return tuple(out)
+
+
+def all_emotions() -> tuple[NamedEmotion, ...]:
+    """Both vocabularies: the 28 circumplex terms, then the basic emotions."""
+    return named_emotions() + basic_emotions()
+
+
+class UnknownEmotionError(KeyError):
+    """A name in neither vocabulary; ``args[0]`` is the did-you-mean suggestion or None."""
+
+    def __init__(self, suggestion: str | None, hint: str):
+        super().__init__(suggestion)
+        self.suggestion, self.hint = suggestion, hint
+
+
 def emotion_by_name(name: str) -> NamedEmotion:
-    """Look up a named emotion; raises KeyError with a did-you-mean suggestion."""
+    """Look up a named emotion in both vocabularies (case and separators ignored).
+
+    Raises
+    ------
+    UnknownEmotionError
+        A KeyError whose ``hint`` proposes the closest known name, never one of the
+        opposite valence, or says why a known word (contempt, neutral) is not a target.
+    """
     key = normalise_emotion_name(name)
-    for emotion in named_emotions():
-        if emotion.key == key:
+    for emotion in all_emotions():
+        if key == emotion.key or key in emotion.aliases:
             return emotion
-    raise KeyError(suggest(key, [e.key for e in named_emotions()]))
+    if key in NOT_TARGETS:
+        raise UnknownEmotionError(None, NOT_TARGETS[key])
+    close = suggest_emotion(key)
+    hint = f'did you mean "{close}"?' if close else "run `stimgen emotions` for the list"
+    raise UnknownEmotionError(close, hint)
+
+
+def suggest_emotion(word: str) -> str | None:
+    """The closest emotion name to ``word``, or None when close names disagree in valence.
+
+    A misspelling close to both a pleasant and an unpleasant term ("contnt": content or
+    contempt?) gets no suggestion rather than a guess that could reverse the valence.
+
+    >>> suggest_emotion("disgustd"), suggest_emotion("hapy")
+    ('disgusted', 'happy')
+    """
+    names: dict[str, float] = {}
+    for emotion in all_emotions():
+        for key in (emotion.key, *emotion.aliases):
+            names[key] = emotion.unit_va[0]
+    # unpleasant words that are not targets still veto a pleasant guess ("contempt" -> content)
+    names["contempt"] = names["contemptuous"] = -1.0
+    close = difflib.get_close_matches(word, list(names), n=4, cutoff=0.6)
+    if not close:
+        return None
+    signs = {np.sign(round(names[c], 6)) for c in close}
+    if len(signs - {0.0}) > 1 or close[0] in NOT_TARGETS:
+        return None
+    return close[0]
 
 
 def suggest(word: str, choices: list[str]) -> str | None:

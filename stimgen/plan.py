@@ -23,6 +23,7 @@ class Target:
     intensity: float         # target norm r; 0 for neutral
     valence: float
     arousal: float
+    expression: str | None = None  # FACS prototype a schematic face shows; None: blend by angle
 
     def stimulus_id(self, identity_id: str) -> str:
         if self.kind in ("neutral", "point"):
@@ -58,8 +59,9 @@ def plan_targets(targets: Targets) -> list[Target]:
     for name in targets.emotion_list():
         emotion = emotion_by_name(name)
         for r in targets.intensities:
-            v, a = angle_to_va(emotion.angle, r)
-            planned.append(Target("named", emotion.name, emotion.key, emotion.angle, r, v, a))
+            v, a = emotion.target_va(r)
+            planned.append(Target("named", emotion.name, emotion.key, emotion.angle, r, v, a,
+                                  emotion.prototype))
     for angle in targets.angles:
         for r in targets.intensities:
             v, a = angle_to_va(angle, r)

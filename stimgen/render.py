@@ -49,7 +49,7 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
         pending = []
         for first in range(0, len(targets), batch):
             part = targets[first:first + batch]
-            faces = backend.render(handle, [(t.valence, t.arousal) for t in part])
+            faces = _render(backend, handle, part)
             alone = [target.kind == "neutral" for target in part]
             ratings = rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1)
             for index, (target, face) in enumerate(zip(part, faces)):
@@ -61,6 +61,15 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
                 on_stimuli(len(part))
         records = [job.result() for job in pending]
     return records
+
+
+def _render(backend, handle, targets) -> list:
+    """Faces of ``targets``; backends that draw FACS prototypes (schematic) are told which
+    prototype each named basic emotion shows, the others get its VA point alone."""
+    points = [(t.valence, t.arousal) for t in targets]
+    if getattr(backend, "renders_prototypes", False):
+        return backend.render(handle, points, [t.expression for t in targets])
+    return backend.render(handle, points)
 
 
 def rate_faces(raters: dict, faces, neutral, alone: list[bool], *,

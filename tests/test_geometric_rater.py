@@ -80,14 +80,15 @@ def test_rating_ignores_position_scale_and_roll():
 
 
 def test_accuracy_on_held_out_identities(held_out):
-    # Measured when calibrating (seeds 2000-2039): distance MAE 0.123 with the neutral face,
-    # 0.151 without. These bounds leave a margin; they fail if the face or rater drift.
+    # Measured when calibrating on the FACS faces (seeds 2000-2039): distance MAE 0.141 with
+    # the neutral face, 0.235 without (the prototype faces vary more between identities than
+    # the old per-action lobes). The bounds leave a margin; they fail if face or rater drift.
     landmarks, neutral, targets = held_out
     rater = GeometricModel()
     with_neutral = np.linalg.norm(rater.rate_many(landmarks, neutral) - targets, axis=1)
     without = np.linalg.norm(rater.rate_many(landmarks) - targets, axis=1)
     assert with_neutral.mean() < 0.15
-    assert without.mean() < 0.19
+    assert without.mean() < 0.27
     assert with_neutral.mean() < without.mean()
     # the signs of valence and arousal agree (SAGR) for clearly off-axis targets
     clear = np.abs(targets) > 0.3

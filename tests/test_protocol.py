@@ -239,11 +239,13 @@ def test_cli_init_writes_valid_protocol_and_refuses_overwrite(tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
 
 
-def test_cli_emotions_lists_28():
+def test_cli_emotions_lists_28_and_the_basic_emotions_with_sources():
     result = CliRunner().invoke(main, ["emotions", "--format", "csv"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert len(lines) == 29 and lines[1].startswith("Happy,happy,8,")
+    assert len(lines) == 1 + 28 + 6 and lines[1].startswith("Happy,happy,circumplex,8,")
+    anger = next(line for line in lines if line.startswith("Anger,"))
+    assert "Russell & Mehrabian (1977)" in anger
 
 
 def test_cli_schema_is_json_schema_of_protocol():

@@ -1,4 +1,4 @@
-"""Tests of the schematic backend: identities, the VA -> action map, landmarks and pixels."""
+"""Tests of the schematic backend: identities, the VA -> action-unit map, landmarks and pixels."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stimgen.backends.schematic import (
-    ACTION_NAMES, ACTION_TUNINGS, HAIR_STYLES, ExpressionRangeError, SchematicBackend,
-    expression_actions, face_landmarks, render_face, sample_identity)
+    AU_NAMES, BLEND_ANGLES, HAIR_STYLES, PROTOTYPES, ExpressionRangeError, SchematicBackend,
+    expression_units, face_landmarks, render_face, sample_identity)
 from stimgen.backends.schematic import RenderSettingsError
 from stimgen.errors import StimgenError
 from stimgen.raters.geometric import action_measurements
@@ -56,22 +56,36 @@ def test_identities_span_skin_tones_and_hair_styles():
 # ----------------------------------------------------------------------------- VA -> actions
 
 def test_neutral_shows_no_action_and_poles_show_the_expected_ones():
-    assert all(v == 0.0 for v in expression_actions(0.0, 0.0).values())
-    happy, sad = expression_actions(1.0, 0.0), expression_actions(-0.88, -0.47)
-    assert happy["lip_corner_raise"] == 1.0 and happy["lip_corner_depress"] == 0.0
-    assert sad["lip_corner_depress"] > 0.9 and sad["inner_brow_raise"] > 0.9
-    aroused, tired = expression_actions(0.0, 1.0), expression_actions(0.0, -1.0)
-    assert aroused["mouth_open"] > 0.9 and aroused["upper_lid_raise"] > 0.9
-    assert tired["lid_droop"] > 0.8 and tired["mouth_open"] == 0.0
-    angry = expression_actions(-0.7, 0.7)
-    assert angry["brow_lower"] > 0.8 > angry["brow_raise"]
+    assert all(v == 0.0 for v in expression_units(0.0, 0.0).values())
+    happy, sad = expression_units(1.0, 0.0), expression_units(-0.88, -0.47)
+    assert happy["AU12"] > 0.85 and happy["AU15"] == 0.0
+    assert sad["AU15"] > 0.85 and sad["AU01"] > 0.85
+    aroused, tired = expression_units(0.0, 1.0), expression_units(0.0, -1.0)
+    assert aroused["AU26"] > 0.25 and aroused["AU05"] > 0.6
+    assert tired["AU43"] > 0.8 and tired["AU26"] == 0.0
+    angry = expression_units(-0.16, 0.99)
+    assert angry["AU04"] > 0.8 > angry["AU02"]
+
+
+def _lipschitz_bound() -> float:
+    """Steepest change of the blend per unit of VA distance: radial (at most 1 per unit) and
+    around the circle (the largest AU change between neighbouring prototypes over their
+    angular distance in radians)."""
+    order = sorted(BLEND_ANGLES.items(), key=lambda item: item[1])
+    steepest = 0.0
+    for (first, a0), (second, a1) in zip(order, order[1:] + order[:1]):
+        span = math.radians((a1 - a0) % 360.0)
+        change = max(abs(PROTOTYPES[first].units.get(au, 0.0) - PROTOTYPES[second].units.get(au, 0.0))
+                     for au in AU_NAMES)
+        steepest = max(steepest, change / span)
+    return math.sqrt(1.0 + steepest**2)
 
 
 @settings(max_examples=300, deadline=None)
 @given(v=va, a=va)
 def test_actions_are_named_and_bounded(v, a):
-    actions = expression_actions(v, a)
-    assert tuple(actions) == ACTION_NAMES
+    actions = expression_units(v, a)
+    assert tuple(actions) == AU_NAMES
     assert all(0.0 <= s <= 1.0 for s in actions.values())
 
 
@@ -80,9 +94,9 @@ def test_actions_are_named_and_bounded(v, a):
 def test_actions_are_lipschitz_continuous(v1, a1, dv, da):
     v2, a2 = float(np.clip(v1 + dv, -1, 1)), float(np.clip(a1 + da, -1, 1))
     step = math.hypot(v2 - v1, a2 - a1)
-    first, second = expression_actions(v1, a1), expression_actions(v2, a2)
-    for name, tuning in ACTION_TUNINGS.items():
-        bound = tuning.gain * math.sqrt(1 + tuning.sharpness**2) * step
+    first, second = expression_units(v1, a1), expression_units(v2, a2)
+    bound = _lipschitz_bound() * step
+    for name in AU_NAMES:
         assert abs(first[name] - second[name]) <= bound + 1e-12, name
 
 
@@ -90,15 +104,15 @@ def test_actions_are_lipschitz_continuous(v1, a1, dv, da):
 @given(angle=st.floats(0, 360), intensity=st.floats(0.01, 1.0), scale=st.floats(0.0, 1.0))
 def test_intensity_scales_every_action(angle, intensity, scale):
     v, a = intensity * math.cos(math.radians(angle)), intensity * math.sin(math.radians(angle))
-    full, scaled = expression_actions(v, a), expression_actions(v * scale, a * scale)
-    for name in ACTION_NAMES:
+    full, scaled = expression_units(v, a), expression_units(v * scale, a * scale)
+    for name in AU_NAMES:
         assert scaled[name] == pytest.approx(scale * full[name], abs=1e-9)
 
 
 @pytest.mark.parametrize("v, a", [(1.2, 0.0), (0.0, -1.01), (float("nan"), 0.0)])
 def test_out_of_range_va_is_a_user_error(v, a):
     with pytest.raises(ExpressionRangeError, match=r"\[-1, 1\]") as info:
-        expression_actions(v, a)
+        expression_units(v, a)
     assert isinstance(info.value, StimgenError)
 
 
@@ -158,11 +172,17 @@ def test_expressions_move_landmarks_monotonically():
     valences = [measure(v, 0.0)["lip_corner_height"] for v in np.linspace(-1, 1, 9)]
     assert np.all(np.diff(valences) > 0)
     arousal = [measure(0.0, a) for a in np.linspace(-1, 1, 9)]
-    assert np.all(np.diff([m["eye_aperture"] for m in arousal]) > 0)
-    assert np.all(np.diff([m["mouth_opening"] for m in arousal]) >= 0)
-    assert arousal[-1]["mouth_opening"] > 0.1 > arousal[0]["mouth_opening"]
+    # lids close steadily toward low arousal (AU43); at 90 degrees the face blends surprise
+    # with anger, whose lid tightening (AU7) offsets the widening (AU5), so the eyes are
+    # widest toward surprise (70 degrees), not straight up
+    apertures = [m["eye_aperture"] for m in arousal]
+    assert np.all(np.diff(apertures[:5]) > 0)
+    assert measure(0.34, 0.94)["eye_aperture"] > apertures[4] + 0.02
+    # the mouth opens with arousal (sleepiness only slackens the lips, AU25 0.2)
+    assert np.all(np.diff([m["mouth_opening"] for m in arousal[4:]]) >= 0)
+    assert measure(0.34, 0.94)["mouth_opening"] > 0.1 > arousal[0]["mouth_opening"]
     assert measure(0.3, 0.9)["brow_height"] > measure(0.0, 0.0)["brow_height"]
-    assert measure(-0.7, 0.7)["brow_height"] < measure(0.0, 0.0)["brow_height"]
+    assert measure(-0.16, 0.99)["brow_height"] < measure(0.0, 0.0)["brow_height"]   # Angry, 99 deg
     assert measure(-0.85, -0.5)["brow_obliqueness"] > measure(0.0, 0.0)["brow_obliqueness"]
 
 

@@ -23,7 +23,8 @@ class SchematicFaces:
     """The embedded parametric-face backend (see docs/backends-schematic.md)."""
 
     name = "schematic"
-    version = "1"
+    version = "2"                  # 2: faces from FACS action units (issue 15)
+    renders_prototypes = True      # render() takes the basic-emotion prototype of each target
 
     def __init__(self, image_size: int, supersample: int, background: Sequence[int]):
         self._impl = SchematicBackend(image_size=image_size, supersample=supersample,
@@ -37,9 +38,13 @@ class SchematicFaces:
     def prepare(self, identity: Identity):
         return self._impl.identity_from_seed(int(identity.seed))
 
-    def render(self, handle, targets):
-        faces = [self._impl.render(handle, float(v), float(a)) for v, a in targets]
-        return [Rendered(face.image, face.landmarks, {"actions": face.actions}) for face in faces]
+    def render(self, handle, targets, prototypes=None):
+        """Faces at each (valence, arousal); ``prototypes[i]``, when not None, names the
+        basic-emotion prototype target i shows (see ``expression_units``)."""
+        prototypes = prototypes or [None] * len(targets)
+        faces = [self._impl.render(handle, float(v), float(a), prototype)
+                 for (v, a), prototype in zip(targets, prototypes)]
+        return [Rendered(face.image, face.landmarks, dict(face.actions)) for face in faces]
 
 
 def create_backend(protocol: Protocol) -> Backend:

@@ -154,21 +154,45 @@ def init(ctx, path, force):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True, help="Output format.")
 def emotions(fmt):
-    """List the 28 named circumplex emotions with their angle and unit VA."""
-    from stimgen.circumplex import named_emotions
+    """List the named emotions: the 28 circumplex terms and the basic emotions, with their
+    valence-arousal at intensity 1 and the source of each number."""
+    from stimgen.circumplex import all_emotions
 
-    rows = [(e.name, e.key, e.angle, *e.unit_va) for e in named_emotions()]
+    rows = [{"name": e.name, "key": e.key, "vocabulary": e.vocabulary,
+             "aliases": [a for a in e.aliases if a != e.key], "angle": round(e.angle, 1),
+             "valence": round(e.unit_va[0], 4), "arousal": round(e.unit_va[1], 4),
+             "published_va": list(e.point) if e.point else None,
+             "prototype": e.prototype, "source": e.source} for e in all_emotions()]
     if fmt == "json":
-        click.echo(json.dumps([{"name": n, "key": k, "angle": a, "valence": round(v, 4),
-                                "arousal": round(r, 4)} for n, k, a, v, r in rows], indent=2))
+        click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
-        click.echo("name,key,angle,valence,arousal")
-        for n, k, a, v, r in rows:
-            click.echo(f"{n},{k},{a:g},{v:.4f},{r:.4f}")
+        click.echo("name,key,vocabulary,angle,valence,arousal,source")
+        for r in rows:
+            click.echo(f'{r["name"]},{r["key"]},{r["vocabulary"]},{r["angle"]:g},'
+                       f'{r["valence"]:.4f},{r["arousal"]:.4f},"{r["source"]}"')
     else:
-        click.echo(f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}")
-        for n, k, a, v, r in rows:
-            click.echo(f"{n:<12} {k:<12} {a:>6g} {v:>8.3f} {r:>8.3f}")
+        header = f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}"
+        for vocabulary, title in (("circumplex", "28 circumplex terms: target = intensity x "
+                                   "(cos angle, sin angle); angles from the EmoStyle "
+                                   "evaluation protocol (Darne, Quan & Luo 2025)"),
+                                  ("basic", "basic emotions: target = intensity x the unit "
+                                   "vector toward the (valence, arousal) published by Russell "
+                                   "& Mehrabian (1977); schematic faces show the FACS "
+                                   "prototype (Ekman, Friesen & Hager 2002)")):
+            click.echo(title)
+            click.echo(header + ("  published (v, a)  also accepted / source term"
+                                 if vocabulary == "basic" else ""))
+            for r in (r for r in rows if r["vocabulary"] == vocabulary):
+                line = (f'{r["name"]:<12} {r["key"]:<12} {r["angle"]:>6g} {r["valence"]:>8.3f} '
+                        f'{r["arousal"]:>8.3f}')
+                if vocabulary == "basic":
+                    term = r["source"].rsplit(" ", 2)[-2:]
+                    line += (f'  ({r["published_va"][0]:+.2f}, {r["published_va"][1]:+.2f})  '
+                             f'{", ".join(r["aliases"]) or "-"} / {" ".join(term)}')
+                click.echo(line)
+            click.echo("")
+        click.echo("Not targets: contempt (no citable valence-arousal yet; use targets.points), "
+                   "neutral (use targets.neutral: true).")
 
 
 @click.command()

@@ -639,8 +639,12 @@ def plan_experiment(protocol: Protocol) -> ExperimentPlan | None:
     summary = design.summary
     trials = experiment.practice.trials + max(summary["main_trials_per_group"])
     session = estimate_session(experiment, trials, summary.get("catch_trials", 0))
-    return ExperimentPlan(design=design, warnings=tuple(_warnings(experiment, design)),
-                          session=session)
+    warnings = _warnings(experiment, design)
+    if protocol.backend.name == "schematic" and "correct_label" in design.table:
+        from stimgen.design.confusability import confusable_choices
+
+        warnings += confusable_choices(design.table[~design.table["is_practice"]])
+    return ExperimentPlan(design=design, warnings=tuple(warnings), session=session)
 
 
 def check_experiment(protocol: Protocol) -> ExperimentPlan | None:

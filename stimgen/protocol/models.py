@@ -14,7 +14,8 @@ from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from stimgen.circumplex import (WEAK_REGION_DEFAULT, weak_region_flagged, emotion_by_name,
+from stimgen.circumplex import (WEAK_REGION_DEFAULT, UnknownEmotionError, emotion_by_name,
+                                weak_region_flagged,
                                 named_emotions, normalise_emotion_name)
 from stimgen.protocol.base import ProtocolModel
 from stimgen.protocol.execution import ExecutionSpec
@@ -28,13 +29,12 @@ RATERS = ("auto", "geometric", "emonet")
 def _check_emotion_name(name: str) -> str:
     try:
         return emotion_by_name(name).name
-    except KeyError as missing:
-        close = missing.args[0]
-        hint = f'did you mean "{close}"?' if close else "run `stimgen emotions` for the list"
+    except UnknownEmotionError as missing:
         raise PydanticCustomError(
             "unknown_emotion",
-            'unknown emotion "{name}": expected one of the 28 named circumplex emotions',
-            {"name": name, "hint": hint},
+            'unknown emotion "{name}": expected one of the 28 named circumplex emotions or '
+            "a basic emotion",
+            {"name": name, "hint": missing.hint},
         ) from None
 
 
@@ -200,7 +200,9 @@ class Targets(ProtocolModel):
         "anyOf": [{"type": "string", "description": '"all", or one emotion name'},
                   {"type": "array", "items": {"type": "string"}}],
         "examples": ["all", ["happy", "sad", "at ease"]]})] = Field(default_factory=list)
-    """Named circumplex emotions (case and separators ignored), or "all" for the 28."""
+    """Named emotions (case and separators ignored): the 28 circumplex terms ("all" for all
+    28) and the basic emotions (anger, disgust, fear/fearful, happiness, sadness,
+    surprise/surprised), listed with their sources by `stimgen emotions`."""
     angles: list[Annotated[float, Field(ge=0.0, lt=360.0)]] = Field(default_factory=list)
     """Extra target angles in degrees, counter-clockwise from +valence."""
     intensities: list[Intensity] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])

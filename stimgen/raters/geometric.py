@@ -49,7 +49,8 @@ COEFFICIENT_SIGNS = np.array([
 ])
 
 # How the coefficients were obtained: sign-constrained least-squares fits
-# (``fit_coefficients``, no intercept) of the drawn targets on measurement changes, over schematic faces of 160 seeds
+# (``fit_coefficients``, no intercept) of the drawn targets on measurement changes, over the
+# FACS-driven schematic faces (issue 15: prototypes blended by angle) of 160 seeds
 # (1000-1159) x 140 VA points each (the 28 named emotions x intensities 0.25/0.5/0.75/1 and
 # 28 random points in the unit disc). RELATIVE: changes from the same identity's neutral
 # face; ABSOLUTE: changes from POPULATION_NEUTRAL, the mean neutral measurements of those
@@ -58,21 +59,21 @@ COEFFICIENT_SIGNS = np.array([
 # Rows follow MEASUREMENT_NAMES; columns are (valence, arousal).
 RELATIVE_COEFFICIENTS = np.array([
     #  valence  arousal
-    [ 6.9039, -0.4025],   # lip_corner_height
-    [ 0.7196,  4.0299],   # mouth_opening
-    [ 2.6740,  0.0000],   # brow_height
-    [-2.0307, -2.4435],   # brow_obliqueness
-    [ 0.0000,  0.0000],   # inner_brow_gap
-    [-3.0174, 14.2561],   # eye_aperture
+    [ 9.3253,  2.2476],   # lip_corner_height
+    [ 1.7625,  2.1404],   # mouth_opening
+    [ 3.0998,  0.0000],   # brow_height
+    [-0.0000, -5.8649],   # brow_obliqueness
+    [ 0.0000, -10.9908],  # inner_brow_gap
+    [-3.2149, 20.4229],   # eye_aperture
 ])
 ABSOLUTE_COEFFICIENTS = np.array([
     #  valence  arousal
-    [ 7.7074, -2.1148],   # lip_corner_height
-    [ 0.7607,  4.7734],   # mouth_opening
-    [ 1.8249,  0.0788],   # brow_height
-    [-0.7998, -5.2687],   # brow_obliqueness
-    [ 0.0000,  0.0000],   # inner_brow_gap
-    [-1.3627,  8.9427],   # eye_aperture
+    [ 9.4524, -1.9364],   # lip_corner_height
+    [ 2.4266,  5.9961],   # mouth_opening
+    [ 1.8809,  0.0000],   # brow_height
+    [-0.0000, -8.0197],   # brow_obliqueness
+    [ 0.0000, -3.6607],   # inner_brow_gap
+    [-2.3462, 11.0148],   # eye_aperture
 ])
 POPULATION_NEUTRAL = np.array([0.0000, 0.0000, 0.1642, 0.0273, 0.3474, 0.1011])
 

@@ -169,12 +169,42 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "norms": norms_context(folder.root),
+        "confusable": confusable_warnings(folder.design, manifest),
+        "au_profile": au_profile(folder.stimuli),
         "design_headings": DESIGN_HEADINGS,
         "reproducibility": reproducibility(manifest),
         "citation": PUBLISHED_TABLE_CITATION,
         "emostyle_citation": EMOSTYLE_CITATION,
         "report_version": __version__,
     }
+
+
+def au_profile(stimuli) -> dict | None:
+    """Mean FACS action-unit intensity per emotion at its strongest intensity (schematic
+    builds, whose stimuli.tsv has ``AU01`` ... columns); None when there are none."""
+    from stimgen.backends.schematic.expression import AU_NAMES
+
+    columns = [au for au in AU_NAMES if au in stimuli and stimuli[au].fillna(0).gt(0).any()]
+    if not columns:
+        return None
+    named = stimuli[stimuli["target_kind"] != "neutral"]
+    strongest = named[named["intensity"] == named.groupby("emotion")["intensity"].transform("max")]
+    means = strongest.groupby("emotion", sort=False)[columns].mean()
+    return {"columns": columns, "intensity_note": "each emotion at its strongest intensity",
+            "rows": [(emotion, [f"{v:.2f}" if v >= 0.005 else "" for v in values])
+                     for emotion, values in zip(means.index, means.to_numpy())]}
+
+
+def confusable_warnings(design, manifest: dict) -> list[str]:
+    """The build's confusable-choices warnings (:mod:`stimgen.design.confusability`), repeated
+    in the experiment section: answer choices whose schematic faces look alike."""
+    backend = (manifest.get("backend") or {}).get("name")
+    if design is None or backend != "schematic" or "correct_label" not in design:
+        return []
+    from stimgen.design.confusability import confusable_choices
+
+    main = design[design["is_practice"].astype(str).isin(["0", "False", "false"])]
+    return [problem.message for problem in confusable_choices(main)]
 
 
 def reproducibility(manifest: dict) -> dict:

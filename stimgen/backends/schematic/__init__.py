@@ -1,6 +1,6 @@
 """The embedded ``schematic`` backend: parametric front-view faces drawn on the CPU.
 
-Identity from a seed (identity.py), facial actions from valence-arousal (expression.py),
+Identity from a seed (identity.py), FACS action units from valence-arousal (expression.py),
 curves and 68 iBUG landmarks (geometry.py), anti-aliased pixels (drawing.py).
 """
 from __future__ import annotations
@@ -12,16 +12,18 @@ from PIL import Image
 
 from stimgen.backends.schematic.drawing import draw_face
 from stimgen.backends.schematic.expression import (
-    ACTION_NAMES, ACTION_TUNINGS, ExpressionRangeError, expression_actions)
+    ACTION_UNITS, AU_NAMES, BLEND_ANGLES, PROTOTYPES, ExpressionRangeError,
+    UnknownExpressionError, expression_units, prototype_units)
 from stimgen.backends.schematic.geometry import face_layout
 from stimgen.backends.schematic.identity import (
     HAIR_STYLES, MONK_SKIN_TONES, SchematicIdentity, sample_identity)
 from stimgen.errors import StimgenError
 
 __all__ = [
-    "ACTION_NAMES", "ACTION_TUNINGS", "HAIR_STYLES", "MONK_SKIN_TONES", "ExpressionRangeError",
-    "RenderedFace", "SchematicBackend", "SchematicIdentity", "expression_actions",
-    "face_landmarks", "render_face", "sample_identity",
+    "ACTION_UNITS", "AU_NAMES", "BLEND_ANGLES", "HAIR_STYLES", "MONK_SKIN_TONES", "PROTOTYPES",
+    "ExpressionRangeError", "RenderedFace", "SchematicBackend", "SchematicIdentity",
+    "UnknownExpressionError", "expression_units", "face_landmarks", "prototype_units",
+    "render_face", "sample_identity",
 ]
 
 DEFAULT_BACKGROUND = (128, 128, 128)   # uniform neutral grey, standard for face stimuli
@@ -37,7 +39,7 @@ class RenderedFace:
 
     image: Image.Image          # RGB, size x size
     landmarks: np.ndarray       # [68, 2] float64, (x, y) pixels in ``image``, iBUG 300-W order
-    actions: dict[str, float]   # facial-action strengths drawn, see ``ACTION_TUNINGS``
+    actions: dict[str, float]   # AU intensities drawn, by column ("AU01", ...), see ``ACTION_UNITS``
 
 
 def _check_settings(size: int, supersample: int, background) -> tuple[int, int, tuple]:
@@ -55,14 +57,15 @@ def _check_settings(size: int, supersample: int, background) -> tuple[int, int, 
 
 
 def face_landmarks(identity: SchematicIdentity, valence: float, arousal: float,
-                   size: int = 512) -> np.ndarray:
+                   size: int = 512, *, prototype: str | None = None) -> np.ndarray:
     """The 68 landmarks ``render_face`` would return, without drawing ([68, 2] pixels)."""
-    layout = face_layout(identity, expression_actions(valence, arousal))
+    layout = face_layout(identity, expression_units(valence, arousal, prototype))
     return layout.landmarks * size
 
 
 def render_face(identity: SchematicIdentity, valence: float, arousal: float, size: int = 512,
-                *, supersample: int = 2, background=DEFAULT_BACKGROUND) -> RenderedFace:
+                *, supersample: int = 2, background=DEFAULT_BACKGROUND,
+                prototype: str | None = None) -> RenderedFace:
     """Draw ``identity`` showing the expression of the VA point (valence, arousal).
 
     Parameters
@@ -70,18 +73,21 @@ def render_face(identity: SchematicIdentity, valence: float, arousal: float, siz
     identity : SchematicIdentity
         Who to draw, e.g. ``sample_identity(seed)``.
     valence, arousal : float
-        Target in [-1, 1]; its norm is the intensity (see ``expression_actions``).
+        Target in [-1, 1]; its norm is the intensity (see ``expression_units``).
     size : int
         Output width and height in pixels.
     supersample : int
         Draw this many times larger, then downsample with Lanczos (anti-aliasing).
     background : tuple of int
         RGB of the uniform background.
+    prototype : str, optional
+        Draw this basic-emotion prototype (a key of ``PROTOTYPES``) at the target's
+        intensity instead of blending prototypes by the target's angle.
 
     Returns
     -------
     RenderedFace
-        The image, its 68 landmarks in output pixels and the action strengths.
+        The image, its 68 landmarks in output pixels and the AU intensities.
 
     Examples
     --------
@@ -90,7 +96,7 @@ def render_face(identity: SchematicIdentity, valence: float, arousal: float, siz
     ((128, 128), (68, 2))
     """
     size, supersample, background = _check_settings(size, supersample, background)
-    actions = expression_actions(valence, arousal)
+    actions = expression_units(valence, arousal, prototype)
     layout = face_layout(identity, actions)
     image = draw_face(identity, layout, size, supersample, background)
     return RenderedFace(image=image, landmarks=layout.landmarks * size, actions=actions)
@@ -109,6 +115,8 @@ class SchematicBackend:
     def identity_from_seed(self, seed: int) -> SchematicIdentity:
         return sample_identity(seed)
 
-    def render(self, identity: SchematicIdentity, valence: float, arousal: float) -> RenderedFace:
+    def render(self, identity: SchematicIdentity, valence: float, arousal: float,
+               prototype: str | None = None) -> RenderedFace:
         return render_face(identity, valence, arousal, self.image_size,
-                           supersample=self.supersample, background=self.background)
+                           supersample=self.supersample, background=self.background,
+                           prototype=prototype)

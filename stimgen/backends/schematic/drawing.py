@@ -174,27 +174,35 @@ def _draw_ears(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
 
 
 def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
-    """Skin folds that make the actions legible: forehead, glabella, smile and tired lines."""
+    """Skin folds that make the action units legible: forehead (AU1/2), glabella (AU4),
+    nose root (AU9), nasolabial (AU12, AU10), chin boss (AU17) and tired lids (AU43)."""
     w, a, skin = identity.face_half_width, face.actions, identity.skin
     fold = crease(skin, 0.72)
     brow_top = min(face.brows[0][:, 1].min(), face.brows[1][:, 1].min())
-    raise_ = max(a["brow_raise"], 0.8 * a["inner_brow_raise"])
+    raise_ = max(a["AU02"], 0.8 * a["AU01"])
     if raise_ > 0.2:
         strength = min(1.0, (raise_ - 0.2) / 0.6)
-        half = 0.42 * w if a["brow_raise"] >= a["inner_brow_raise"] else 0.2 * w
+        half = 0.42 * w if a["AU02"] >= a["AU01"] else 0.2 * w
         for k in range(2):
             y = brow_top - 0.1 * w - k * 0.085 * w
             canvas.line(_arc(CENTRE_X, y + 0.25 * w, half, 0.25 * w, np.pi / 2 - 0.9 * half / w,
                              np.pi / 2 + 0.9 * half / w, 24), mix(skin, fold, 0.75 * strength), 0.003)
-    if a["brow_lower"] > 0.2:
-        strength = min(1.0, (a["brow_lower"] - 0.2) / 0.5)
+    if a["AU04"] > 0.2:
+        strength = min(1.0, (a["AU04"] - 0.2) / 0.5)
         inner_y = face.brows[0][-1, 1]
         for side in (-1, 1):
             x = CENTRE_X + side * 0.05 * w
             canvas.line(np.array([(x, inner_y - 0.1 * w), (x + side * 0.01 * w, inner_y + 0.06 * w)]),
                         mix(skin, fold, 0.8 * strength), 0.003)
-    smile = a["lip_corner_raise"]
-    if smile > 0.05:
+    if a["AU09"] > 0.2:
+        strength = min(1.0, (a["AU09"] - 0.2) / 0.5)
+        top = face.nose_bridge[0, 1] + 0.04 * w
+        for k in range(3):
+            y = top + k * 0.045 * w
+            canvas.line(_arc(CENTRE_X, y + 0.08 * w, 0.1 * w, 0.06 * w, np.pi / 2 - 0.9,
+                             np.pi / 2 + 0.9, 12), mix(skin, fold, 0.85 * strength), 0.003)
+    fold_depth = max(a["AU12"], 0.8 * a["AU10"], 0.6 * a["AU09"])
+    if fold_depth > 0.05:
         corners = face.mouth.upper_outer[[0, -1]]
         for side, corner in zip((-1, 1), corners):
             start = (CENTRE_X + side * identity.nose_half_width * 1.15, face.nose_base[0, 1] - 0.1 * w)
@@ -202,17 +210,23 @@ def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout
             mid = ((start[0] + end[0]) / 2 + side * 0.07 * w, (start[1] + end[1]) / 2)
             t = np.linspace(0, 1, 16)[:, None]
             curve = (1 - t) ** 2 * np.array(start) + 2 * (1 - t) * t * np.array(mid) + t**2 * end
-            canvas.line(curve, mix(skin, fold, min(1.0, 1.3 * smile)), 0.0035)
-    if a["lid_droop"] > 0.15:
+            canvas.line(curve, mix(skin, fold, min(1.0, 1.3 * fold_depth)), 0.0035)
+    if a["AU17"] > 0.2:
+        lip = face.mouth.lower_outer
+        below = lip[len(lip) // 2] + (0, 0.07 * w)
+        canvas.line(_arc(below[0], below[1] - 0.05 * w, 0.12 * w, 0.05 * w, np.pi + 0.5,
+                         2 * np.pi - 0.5, 12), mix(skin, fold, 0.7 * min(1.0, a["AU17"] / 0.6)),
+                    0.003)
+    if a["AU43"] > 0.15:
         for eye in face.eyes:
             bag = eye.lower[3:-3] + (0, 0.35 * identity.eye_half_width)
-            canvas.line(bag, mix(skin, fold, 0.6 * min(1.0, a["lid_droop"])), 0.0025)
+            canvas.line(bag, mix(skin, fold, 0.6 * min(1.0, a["AU43"])), 0.0025)
 
 
 def _draw_cheeks(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
     w = identity.face_half_width
-    blush = mix(identity.skin, (214, 96, 100), 0.06 + 0.12 * face.actions["cheek_raise"])
-    y = face.nose_base[0, 1] - 0.08 * w - 0.06 * w * face.actions["cheek_raise"]
+    blush = mix(identity.skin, (214, 96, 100), 0.06 + 0.12 * face.actions["AU06"])
+    y = face.nose_base[0, 1] - 0.08 * w - 0.06 * w * face.actions["AU06"]
     for side in (-1, 1):
         canvas.ellipse((CENTRE_X + side * identity.eye_spacing * 1.1, y), (0.2 * w, 0.12 * w), blush)
 

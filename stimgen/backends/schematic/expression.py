@@ -1,7 +1,7 @@
-"""From a point of the valence-arousal circumplex to facial-action strengths (FACS-like).
+"""From a point of the valence-arousal circumplex to FACS action-unit intensities.
 
-Each action has a preferred circumplex angle and a tuning width; its strength is the
-target's intensity times a cosine lobe around that angle, so intensity scales every action.
+The basic emotions are drawn as their published action-unit prototypes; any other VA target
+blends the two prototypes on either side of its angle and scales the blend by its intensity.
 """
 from __future__ import annotations
 
@@ -15,31 +15,83 @@ class ExpressionRangeError(StimgenError, ValueError):
     """A valence or arousal outside the circumplex square [-1, 1]."""
 
 
+class UnknownExpressionError(StimgenError, ValueError):
+    """A prototype name the schematic face does not know."""
+
+
 @dataclass(frozen=True)
-class ActionTuning:
-    """How one facial action responds to the direction of a VA target."""
+class ActionUnit:
+    """One FACS action unit the schematic face can show, and what it moves there."""
 
-    au: str              # FACS action unit(s) this proxy stands for
-    angle: float         # preferred circumplex angle, degrees (0 pleasant, 90 aroused)
-    sharpness: float     # exponent p of the cosine lobe; larger = narrower tuning
-    gain: float          # strength at the preferred angle and intensity 1 (before clipping)
+    name: str            # FACS name (Ekman, Friesen & Hager 2002)
+    effect: str          # what the schematic face draws for it, at intensity 1
 
 
-#: The action proxies the schematic face can show, each strength in [0, 1].
-ACTION_TUNINGS: dict[str, ActionTuning] = {
-    "lip_corner_raise":   ActionTuning("AU12",        0.0, 1.0, 1.0),   # smile
-    "cheek_raise":        ActionTuning("AU6",        15.0, 2.0, 0.9),   # Duchenne narrowing
-    "mouth_open":         ActionTuning("AU25/26/27", 80.0, 1.5, 1.0),   # lips part, jaw drops
-    "upper_lid_raise":    ActionTuning("AU5",        95.0, 1.5, 1.0),   # eyes widen
-    "brow_raise":         ActionTuning("AU1+2",      60.0, 2.5, 1.0),   # surprise brows
-    "lip_stretch":        ActionTuning("AU20",      120.0, 2.0, 0.8),   # fear mouth
-    "brow_lower":         ActionTuning("AU4",       140.0, 1.5, 1.0),   # anger / distress
-    "lip_corner_depress": ActionTuning("AU15",      200.0, 1.0, 1.0),   # sad mouth
-    "inner_brow_raise":   ActionTuning("AU1",       215.0, 1.5, 1.0),   # sad brows
-    "lid_droop":          ActionTuning("AU43",      270.0, 1.5, 0.9),   # tired, sleepy lids
+#: The action units drawn, by column name (two-digit FACS number), each intensity in [0, 1]
+#: (FACS intensity A..E is about 0.2 .. 1.0). Effects are in docs/backends-schematic.md.
+ACTION_UNITS: dict[str, ActionUnit] = {
+    "AU01": ActionUnit("inner brow raiser", "inner brow ends rise; forehead lines in the middle"),
+    "AU02": ActionUnit("outer brow raiser", "outer brow ends rise, the brow arches; forehead lines"),
+    "AU04": ActionUnit("brow lowerer", "brows lower and are drawn together; vertical glabella lines; "
+                                       "upper lids lower a little"),
+    "AU05": ActionUnit("upper lid raiser", "upper lid rises, the eye widens"),
+    "AU06": ActionUnit("cheek raiser", "cheeks rise and the lower lid is pushed up"),
+    "AU07": ActionUnit("lid tightener", "lower lid rises and straightens, the eye narrows"),
+    "AU09": ActionUnit("nose wrinkler", "alae rise and widen; wrinkles across the nose root"),
+    "AU10": ActionUnit("upper lip raiser", "upper lip rises at its centre, showing the teeth"),
+    "AU12": ActionUnit("lip corner puller", "mouth corners pulled up and out; nasolabial folds"),
+    "AU15": ActionUnit("lip corner depressor", "mouth corners pulled down"),
+    "AU17": ActionUnit("chin raiser", "lower lip pushed up, chin boss wrinkles"),
+    "AU20": ActionUnit("lip stretcher", "mouth stretched sideways, lips thinned"),
+    "AU23": ActionUnit("lip tightener", "lips narrowed, thinned and pressed shut"),
+    "AU25": ActionUnit("lips part", "lips part"),
+    "AU26": ActionUnit("jaw drop", "jaw lowers, the lower face lengthens and the mouth opens"),
+    "AU43": ActionUnit("eyes closed", "upper lids droop toward closed (sleepiness, low arousal)"),
 }
+AU_NAMES: tuple[str, ...] = tuple(ACTION_UNITS)
 
-ACTION_NAMES: tuple[str, ...] = tuple(ACTION_TUNINGS)
+
+@dataclass(frozen=True)
+class Prototype:
+    """A named expression: the action units it shows at full intensity."""
+
+    name: str                   # emotion key, e.g. "anger"
+    units: dict[str, float]     # AU column -> intensity at expression intensity 1
+    source: str                 # where the combination comes from
+
+
+_EFH = "EMFACS prototype, Ekman, Friesen & Hager (2002), Investigator's Guide, Table 10-1"
+
+#: The basic-emotion prototypes (AU combinations after Ekman, Friesen & Hager 2002, the
+#: EMFACS predictions), plus two low-arousal states FACS has no prototype for, which
+#: stimgen draws from the lid and mouth actions of sleepiness and relaxation.
+PROTOTYPES: dict[str, Prototype] = {p.name: p for p in (
+    Prototype("happiness", {"AU06": 0.8, "AU12": 1.0, "AU25": 0.3}, _EFH + ": 6+12"),
+    Prototype("surprise", {"AU01": 1.0, "AU02": 1.0, "AU05": 0.8, "AU25": 1.0, "AU26": 1.0},
+              _EFH + ": 1+2+5B+26"),
+    Prototype("anger", {"AU04": 1.0, "AU05": 0.6, "AU07": 0.8, "AU23": 1.0, "AU17": 0.3},
+              _EFH + ": 4+5+7+23 (+17)"),
+    Prototype("fear", {"AU01": 1.0, "AU02": 0.7, "AU04": 0.7, "AU05": 1.0, "AU20": 1.0,
+                       "AU25": 1.0, "AU26": 0.4}, _EFH + ": 1+2+4+5+20+25/26"),
+    Prototype("disgust", {"AU09": 1.0, "AU10": 0.8, "AU15": 0.4, "AU17": 0.5, "AU04": 0.3},
+              _EFH + ": 9+10 (+15/17); AU4 0.3 is stimgen's addition"),
+    Prototype("sadness", {"AU01": 1.0, "AU04": 0.6, "AU15": 1.0, "AU17": 0.3},
+              _EFH + ": 1+4+15 (+17)"),
+    Prototype("sleepiness", {"AU43": 0.9, "AU25": 0.2},
+              "stimgen's low-arousal state (no FACS prototype): lids drooping, lips slack"),
+    Prototype("relaxation", {"AU12": 0.35, "AU43": 0.45},
+              "stimgen's low-arousal pleasant state (no FACS prototype): slight smile, "
+              "lowered lids"),
+)}
+
+#: Where each prototype sits on the circumplex for blending, in degrees. The six basic
+#: emotions sit at the angle of the circumplex term that names them (Happy 8, Astonished 70,
+#: Angry 99, Afraid 116, Sad 208; disgust, which has no term, at the angle of Russell &
+#: Mehrabian's "disgusted", 150), so that the named circumplex emotions show the prototypes.
+BLEND_ANGLES: dict[str, float] = {
+    "happiness": 8.0, "surprise": 70.0, "anger": 99.0, "fear": 116.0, "disgust": 150.0,
+    "sadness": 208.0, "sleepiness": 270.0, "relaxation": 318.0,
+}
 
 
 def check_va(valence: float, arousal: float) -> tuple[float, float]:
@@ -55,29 +107,59 @@ def check_va(valence: float, arousal: float) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def expression_actions(valence: float, arousal: float) -> dict[str, float]:
-    """Strength of every facial action (see ``ACTION_TUNINGS``) for a VA target.
+def prototype_units(name: str, intensity: float = 1.0) -> dict[str, float]:
+    """Every AU intensity of prototype ``name`` at expression ``intensity`` in [0, 1].
 
-    With intensity r = |(v, a)| and direction theta, action k has strength
+    >>> prototype_units("happiness", 0.5)["AU12"]
+    0.5
+    """
+    if name not in PROTOTYPES:
+        raise UnknownExpressionError(f'unknown expression prototype "{name}"',
+                                     hint=f"one of: {', '.join(PROTOTYPES)}")
+    if not 0.0 <= intensity <= 1.0:
+        raise ExpressionRangeError(f"intensity {intensity!r} is outside [0, 1]",
+                                   hint="intensity is the norm of the VA target")
+    units = PROTOTYPES[name].units
+    return {au: intensity * units.get(au, 0.0) for au in AU_NAMES}
 
-        clip(gain_k * r * max(0, cos(theta - angle_k)) ** p_k, 0, 1)
 
-    so the neutral face (0, 0) shows no action, strengths grow linearly with intensity,
-    and the map is continuous everywhere (Lipschitz with constant gain * sqrt(1 + p**2)).
-    For p = 1 the lobe is the positive part of a projection: AU12 = max(0, valence).
+def _neighbours(angle: float) -> tuple[str, str, float]:
+    """The prototypes before and after ``angle`` on the circle, and the weight of the second."""
+    order = sorted(BLEND_ANGLES.items(), key=lambda item: item[1])
+    for (first, a0), (second, a1) in zip(order, order[1:] + order[:1]):
+        span = (a1 - a0) % 360.0
+        offset = (angle - a0) % 360.0
+        if offset <= span:
+            return first, second, offset / span
+    raise AssertionError("the blend angles cover the circle")   # pragma: no cover
 
-    >>> actions = expression_actions(1.0, 0.0)
-    >>> actions["lip_corner_raise"], actions["lip_corner_depress"]
+
+def expression_units(valence: float, arousal: float, prototype: str | None = None
+                     ) -> dict[str, float]:
+    """AU intensities (see ``ACTION_UNITS``) for a VA target, or for a named prototype.
+
+    Without ``prototype``: with intensity r = |(v, a)| and direction theta, the face shows
+
+        r * ((1 - w) * P_before + w * P_after)
+
+    where P_before, P_after are the prototypes on either side of theta (``BLEND_ANGLES``) and
+    w the fraction of the way from one to the other; so the neutral face shows no action, a
+    target at a prototype's angle shows exactly that prototype, intensity scales every unit,
+    and the map is continuous. With ``prototype``: that prototype scaled by r (how a named
+    basic emotion is drawn, whatever the direction of its published VA point).
+
+    >>> units = expression_units(-0.1564, 0.9877)        # "Angry", 99 degrees
+    >>> round(units["AU04"], 3), round(units["AU20"], 3)
     (1.0, 0.0)
     """
     valence, arousal = check_va(valence, arousal)
-    radius = math.hypot(valence, arousal)
+    radius = min(1.0, math.hypot(valence, arousal))
+    if prototype is not None:
+        return prototype_units(prototype, radius)
     if radius == 0.0:
-        return {name: 0.0 for name in ACTION_TUNINGS}
-    actions = {}
-    for name, tuning in ACTION_TUNINGS.items():
-        rad = math.radians(tuning.angle)
-        cosine = (valence * math.cos(rad) + arousal * math.sin(rad)) / radius
-        strength = tuning.gain * radius * max(0.0, cosine) ** tuning.sharpness
-        actions[name] = min(1.0, strength)
-    return actions
+        return {au: 0.0 for au in AU_NAMES}
+    angle = math.degrees(math.atan2(arousal, valence)) % 360.0
+    first, second, weight = _neighbours(angle)
+    a, b = PROTOTYPES[first].units, PROTOTYPES[second].units
+    return {au: radius * ((1.0 - weight) * a.get(au, 0.0) + weight * b.get(au, 0.0))
+            for au in AU_NAMES}

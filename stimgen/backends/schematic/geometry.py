@@ -110,22 +110,25 @@ def head_contours(identity: SchematicIdentity, jaw_drop: float = 0.0):
 
 
 def _eye(identity: SchematicIdentity, side: int, eye_y: float, a: dict[str, float]) -> EyeLayout:
-    """Eye on ``side`` (-1 image left = subject's right, +1 image right) under actions ``a``."""
+    """Eye on ``side`` (-1 image left = subject's right, +1 image right) under action units ``a``."""
     half = identity.eye_half_width
     centre_x = CENTRE_X + side * identity.eye_spacing
     outer = np.array([centre_x + side * half, eye_y - identity.eye_tilt * 2 * half])
     inner = np.array([centre_x - side * half, eye_y])
-    opening = 1 + 0.8 * a["upper_lid_raise"] - 0.75 * a["lid_droop"] \
-        - 0.4 * a["brow_lower"] - 0.25 * a["cheek_raise"]
-    lowering = 1 + 0.25 * a["upper_lid_raise"] - 0.6 * a["cheek_raise"] - 0.1 * a["lid_droop"]
+    # upper lid: AU5 raises it; AU43 closes, AU4 lowers and AU6/AU7 narrow the eye
+    opening = 1 + 0.8 * a["AU05"] - 0.75 * a["AU43"] - 0.3 * a["AU04"] \
+        - 0.2 * a["AU06"] - 0.25 * a["AU07"]
+    # lower lid: AU6 pushes it up from below, AU7 raises and straightens it
+    lowering = 1 + 0.25 * a["AU05"] - 0.5 * a["AU06"] - 0.55 * a["AU07"] - 0.1 * a["AU43"]
     upper_h = half * identity.eye_openness * max(0.12, opening) / 0.75
     lower_h = half * identity.eye_openness * 0.62 * max(0.2, lowering) / 0.75
     span = inner - outer
     t = np.linspace(0.0, 1.0, 25)
     upper = cubic_bezier(outer, outer + span * 0.3 + (0, -upper_h * 0.95),
                          outer + span * 0.72 + (0, -upper_h * 1.05), inner, t)
-    lower = cubic_bezier(outer, outer + span * 0.3 + (0, lower_h * 1.05),
-                         outer + span * 0.7 + (0, lower_h * 0.95), inner, t)
+    flat = 1 - 0.35 * a["AU07"]          # a tightened lower lid is straighter
+    lower = cubic_bezier(outer, outer + span * 0.3 + (0, lower_h * 1.05 * flat),
+                         outer + span * 0.7 + (0, lower_h * 0.95 * flat), inner, t)
     iris_centre = np.array([centre_x, eye_y - identity.eye_tilt * half - 0.06 * half])
     return EyeLayout(upper, lower, iris_centre, 0.46 * half)
 
@@ -135,14 +138,14 @@ def _brow(identity: SchematicIdentity, side: int, eye_y: float, eye: EyeLayout,
     """Brow centre line (image left -> right) and thickness along it."""
     w, half = identity.face_half_width, identity.eye_half_width
     centre_x = CENTRE_X + side * identity.eye_spacing
-    raise_, inner_raise, lower = a["brow_raise"], a["inner_brow_raise"], a["brow_lower"]
+    inner_up, outer_up, lower = a["AU01"], a["AU02"], a["AU04"]
     base = eye_y - identity.brow_gap
-    shift = w * (-0.17 * raise_ + 0.09 * lower)
-    inner_y = base + shift + w * (-0.15 * inner_raise + 0.07 * lower)
-    outer_y = base + 0.04 * w + shift + w * (0.04 * inner_raise + 0.02 * lower)
-    inner_x = centre_x - side * (half * 1.05 - 0.05 * w * lower)
+    # AU1 lifts the inner end, AU2 the outer end; AU4 pulls the whole brow down and in
+    inner_y = base + w * (-0.2 * inner_up - 0.04 * outer_up + 0.15 * lower)
+    outer_y = base + 0.04 * w + w * (-0.19 * outer_up + 0.03 * inner_up + 0.08 * lower)
+    inner_x = centre_x - side * (half * 1.05 + 0.07 * w * lower)   # AU4 draws them together
     outer_x = centre_x + side * half * 1.3
-    arch = identity.brow_arch * (1 + 0.8 * raise_ - 0.8 * inner_raise - 0.5 * lower)
+    arch = identity.brow_arch * (1 + 0.8 * outer_up - 0.8 * inner_up * (1 - outer_up) - 0.5 * lower)
     lid_top = float(eye.upper[:, 1].min())
     clearance = lid_top - identity.brow_thickness * 0.55   # brows never sink into the eye
     inner_y, outer_y = min(inner_y, clearance), min(outer_y, clearance + 0.02 * w)
@@ -160,22 +163,26 @@ def _mouth(identity: SchematicIdentity, stomion_y: float, a: dict[str, float],
            jaw_drop: float, u: np.ndarray) -> MouthLayout:
     """Lip curves at mouth positions ``u`` (-1 image-left corner ... +1 right corner)."""
     w = identity.face_half_width
-    smile, frown, stretch = a["lip_corner_raise"], a["lip_corner_depress"], a["lip_stretch"]
-    half = identity.mouth_half_width * (1 + 0.14 * smile + 0.16 * stretch - 0.05 * frown
-                                        - 0.14 * a["mouth_open"] * (1 - smile))
-    corner_dy = w * (-0.2 * smile + 0.13 * frown + 0.03 * stretch)
-    centre_y = stomion_y - 0.02 * w * smile
+    smile, frown, stretch = a["AU12"], a["AU15"], a["AU20"]
+    tight, chin, raise_upper = a["AU23"], a["AU17"], a["AU10"]
+    half = identity.mouth_half_width * (1 + 0.14 * smile + 0.22 * stretch - 0.05 * frown
+                                        - 0.16 * tight - 0.1 * a["AU26"] * (1 - smile))
+    corner_dy = w * (-0.2 * smile + 0.14 * frown + 0.04 * stretch)
+    centre_y = stomion_y - 0.02 * w * smile - 0.03 * w * chin
     x = CENTRE_X + half * u
-    line = centre_y + (corner_dy + 0.02 * w * smile) * np.abs(u) ** 1.7
+    line = centre_y + (corner_dy + 0.02 * w * smile + 0.03 * w * chin) * np.abs(u) ** 1.7
     profile = (1 - u**2).clip(0) ** (0.6 - 0.3 * stretch)
-    gap_up = 0.18 * jaw_drop + 0.025 * w * smile
-    gap_low = 0.82 * jaw_drop + 0.02 * w * smile
+    # AU25 parts the lips, AU26 drops the jaw; AU23 presses them shut
+    parted = (1 - tight) * (0.05 * w * a["AU25"] + 0.025 * w * smile)
+    gap_up = 0.18 * jaw_drop + 0.4 * parted + 0.05 * w * raise_upper
+    gap_low = 0.82 * jaw_drop + 0.6 * parted
     upper_inner = line - gap_up * profile
     lower_inner = line + gap_low * profile
     bow = 1 + 0.15 * np.exp(-((np.abs(u) - 0.3) / 0.16) ** 2) - 0.15 * np.exp(-(u / 0.1) ** 2)
-    thin = 1 - 0.3 * smile - 0.3 * stretch
+    thin = 1 - 0.3 * smile - 0.35 * stretch - 0.45 * tight
     upper_outer = upper_inner - identity.upper_lip * thin * (1 - u**2).clip(0) ** 0.45 * bow
-    lower_outer = lower_inner + identity.lower_lip * (thin + 0.05) * (1 - u**2).clip(0) ** 0.55
+    lower_outer = lower_inner + identity.lower_lip * (thin + 0.05 + 0.2 * chin) \
+        * (1 - u**2).clip(0) ** 0.55
     pack = lambda y: np.stack([x, y], axis=1)  # noqa: E731 - tiny local helper
     return MouthLayout(pack(upper_outer), pack(upper_inner), pack(lower_inner), pack(lower_outer))
 
@@ -204,9 +211,10 @@ def _eye_landmarks(eye: EyeLayout, side: int) -> np.ndarray:
 
 
 def face_layout(identity: SchematicIdentity, actions: dict[str, float]) -> FaceLayout:
-    """Every curve of ``identity``'s face showing ``actions``, and its 68 landmarks."""
+    """Every curve of ``identity``'s face showing action units ``actions`` (see
+    ``ACTION_UNITS``), and its 68 landmarks."""
     w = identity.face_half_width
-    jaw_drop = 0.17 * w * actions["mouth_open"]
+    jaw_drop = 0.17 * w * actions["AU26"]
     jaw, skull, cheek_y = head_contours(identity, jaw_drop)
     outline = np.concatenate([jaw, skull[1:-1]])
     eye_y = cheek_y + identity.eye_line
@@ -214,8 +222,10 @@ def face_layout(identity: SchematicIdentity, actions: dict[str, float]) -> FaceL
     right_brow, right_width = _brow(identity, -1, eye_y, eyes[0], actions)
     left_brow, left_width = _brow(identity, +1, eye_y, eyes[1], actions)
 
-    subnasale_y = eye_y + identity.nose_length
-    nose_half = identity.nose_half_width
+    wrinkle = actions["AU09"]        # AU9 lifts and flares the alae
+    rest_subnasale_y = eye_y + identity.nose_length
+    subnasale_y = rest_subnasale_y - 0.04 * w * wrinkle
+    nose_half = identity.nose_half_width * (1 + 0.12 * wrinkle)
     nose_top = eye_y - 0.25 * identity.eye_half_width
     nose_tip = subnasale_y - 0.1 * w
     bridge = np.stack([np.full(4, CENTRE_X), np.linspace(nose_top, nose_tip, 4)], axis=1)
@@ -234,7 +244,7 @@ def face_layout(identity: SchematicIdentity, actions: dict[str, float]) -> FaceL
         for side in (-1, 1))
 
     chin_rest_y = cheek_y + identity.jaw_height
-    stomion_y = subnasale_y + identity.mouth_height * (chin_rest_y - subnasale_y)
+    stomion_y = rest_subnasale_y + identity.mouth_height * (chin_rest_y - rest_subnasale_y)
     u = np.linspace(-1.0, 1.0, 41)
     mouth = _mouth(identity, stomion_y, actions, jaw_drop, u)
     lip_points = lambda curve, us: np.stack(  # noqa: E731 - sample a lip curve at positions us
