@@ -25,7 +25,7 @@ from stimgen.version import __version__
 from stimgen.backends import create_backend, showing_progress
 from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
                                   METRICS_BY_EMOTION_CSV, METRICS_BY_INTENSITY_CSV,
-                                  PROTOCOL_YAML, STIMULI_DIR, STIMULI_TSV,
+                                  PROTOCOL_YAML, REFERENCES_DIR, STIMULI_DIR, STIMULI_TSV,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
                                   build_lock, cached_records, json_bytes, prepare_output,
                                   recorded_stimuli, remove_stale_stimuli, store_records,
@@ -42,6 +42,7 @@ from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
+from stimgen.raters.references import reference_copy, reference_targets
 from stimgen.raters.selection import circularity, rater_models, resolve_raters
 from stimgen.render import Chunk
 from stimgen.safety import refuse_links
@@ -142,6 +143,7 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     units = plan_units(protocol)
     from stimgen.design import check_experiment
     check_experiment(protocol)                  # fails fast: an experiment that cannot be planned
+    protocol_sha = protocol_sha256(protocol)   # of the protocol as written, before `auto` resolves
     protocol, raters = resolve_raters(protocol)  # `auto` made concrete, once, for every worker
     backend = create_backend(protocol)          # fails fast: missing weights, no GPU
     from stimgen.weights import require_weights
@@ -150,6 +152,13 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     rater_info = [describe_rater(name, protocol.backend.name) for name in raters.names]
     for note in raters.notes:
         _stage(progress, note)
+    if protocol.targets.from_images:
+        _stage(progress, "rating the reference faces of targets.from_images")
+        protocol, references = reference_targets(protocol)   # their VA become point targets
+        units = plan_units(protocol)
+        check_experiment(protocol)
+    else:
+        references = []
     if execution is None:
         execution = resolve_execution(protocol.execution, {"jobs": jobs})
     elif jobs is not None:
@@ -163,8 +172,8 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
 
     try:
         with showing_progress(progress):        # a backend's long steps, in workers too
-            return _build_locked(protocol, out, force, execution, progress, command, units,
-                                 backend, rater_info, timings)
+            return _build_locked(protocol, protocol_sha, out, force, execution, progress,
+                                 command, units, backend, rater_info, timings, references)
     except OSError as err:
         translated = disk_error(err)
         if translated is None:
@@ -172,8 +181,8 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
         raise translated from err
 
 
-def _build_locked(protocol, out, force, execution, progress, command, units, backend,
-                  rater_info, timings) -> BuildResult:
+def _build_locked(protocol, protocol_sha, out, force, execution, progress, command, units,
+                  backend, rater_info, timings, references=()) -> BuildResult:
     """The build proper, inside the folder's lock; :func:`build` turns disk errors into
     BuildErrors. manifest.json, which marks a complete build, is removed first and written last."""
     prepare_output(out, force)
@@ -184,7 +193,7 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
         remove_partial_snapshots(out)
         fingerprint = backend.fingerprint()
         keys = {unit.identity.id: unit_key(protocol, unit, fingerprint) for unit in units}
-        inputs = experiment_inputs(__version__, protocol_sha256(protocol), keys)
+        inputs = experiment_inputs(__version__, protocol_sha, keys)
         protect_collected_data(ledger, inputs, force)      # before anything is redrawn
         ledger.remove(MANIFEST_JSON)        # not complete until written again
         clock = time.perf_counter()
@@ -204,6 +213,10 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
         ledger.write_bytes(METRICS_BY_INTENSITY_CSV,
                            table_bytes(metrics_by_intensity(table), ","))
         ledger.write_bytes(PROTOCOL_YAML, _protocol_bytes(protocol))
+        copies = {f"{REFERENCES_DIR}/{r['label']}.png": r["source"] for r in references}
+        for relative, source in copies.items():    # pixels-only copies, for the report
+            ledger.write_bytes(relative, reference_copy(protocol.resolve(source)))
+        ledger.remove_stale(REFERENCES_DIR, keep=set(copies))
         timings["validate"] = time.perf_counter() - clock
         crash_point("tables")
 
@@ -219,8 +232,10 @@ def _build_locked(protocol, out, force, execution, progress, command, units, bac
 
         _stage(progress, "writing the report")
         clock = time.perf_counter()
-        manifest = _manifest(protocol, table, fingerprint, rater_info, command,
+        manifest = _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command,
                              repairs, getattr(backend, "model_files", []))
+        manifest["references"] = [dict(r, copy=f"{REFERENCES_DIR}/{r['label']}.png")
+                                  for r in references]
         manifest.update(files=_written_files(out, records), timings=_rounded(timings))
         from stimgen.report import write_report   # matplotlib: only where a report is made
 
@@ -405,7 +420,7 @@ def _written_files(out: Path, records: dict[str, dict]) -> dict[str, str]:
     return dict(sorted(files.items()))
 
 
-def _manifest(protocol, table, fingerprint, rater_info, command, repairs=(),
+def _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command, repairs=(),
               model_files=()) -> dict:
     """manifest.json without ``files`` and ``timings``, which the caller fills in last."""
     flagged = table["flags"] != ""
@@ -414,7 +429,7 @@ def _manifest(protocol, table, fingerprint, rater_info, command, repairs=(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command or "",
         "protocol": {"path": str(protocol.source_path or ""),
-                     "sha256": protocol_sha256(protocol),
+                     "sha256": protocol_sha,
                      "normalized": json.loads(normalised_json(protocol))},
         "seed": protocol.seed,
         "identity_seeds": {i.id: i.seed for i in protocol.identities if i.seed is not None},

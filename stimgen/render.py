@@ -17,6 +17,7 @@ from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR, rater_columns
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
+from stimgen.raters.quality import build_quality
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
 
 
@@ -111,6 +112,7 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any]
     record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
               **ratings, "width": face.image.width, "height": face.image.height}
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
+    record.update(build_quality(face))        # FFHQ-aligned (emostyle) faces only
     return record
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import stimgen
 from buildfolders import protocol_from_text, snapshot
+from stimgen.backends.schematic.expression import AU_NAMES
 from stimgen.build_folder import STIMULI_COLUMNS, build_lock
 from stimgen.cli import main
 from stimgen.errors import BuildError, WeightsMissingError
@@ -52,7 +53,7 @@ def test_build_folder_is_complete(small_build):
                  "protocol.yaml", "manifest.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "stimuli.tsv", sep="\t")
-    assert tuple(table.columns) == STIMULI_COLUMNS
+    assert tuple(table.columns) == STIMULI_COLUMNS + AU_NAMES      # schematic: the AUs drawn
     # 2 identities x (4 emotions x 2 + 1 angle x 2 + 1 point + neutral)
     assert len(table) == 2 * 12
     assert set(table.stimulus_id) >= {"id01_happy_i050", "id02_a045_i100", "id01_mildjoy",
@@ -80,7 +81,8 @@ def test_targets_and_errors_are_consistent(small_build):
 def test_flags_follow_tolerances_and_weak_region(small_build, small_protocol):
     table = small_build.stimuli
     tired = table[table.emotion == "Tired"]
-    assert tired.weak_region.all() and tired["flags"].str.contains("weak_region").all()
+    # recorded, but not a flag: the weak region is EmoStyle's (flag_weak_region: auto)
+    assert tired.weak_region.all() and not tired["flags"].str.contains("weak_region").any()
     assert not table[table.emotion == "Happy"].weak_region.any()
     too_far = table.distance_error > small_protocol.validation.tolerance.distance
     assert (table["flags"].str.contains("distance_tolerance") == too_far).all()

@@ -118,6 +118,13 @@ def _missing_files(protocol: Protocol, doc: PositionedDocument) -> list[Protocol
                     f"identities.{index}.{field}", f'file "{value}" not found (looked at {resolved})',
                     line=line, column=column,
                     hint="paths are relative to the protocol file's folder"))
+    for index, value in enumerate(protocol.targets.from_images):
+        resolved = protocol.resolve(value)
+        if not resolved.is_file():
+            line, column = doc.position(("targets", "from_images", index)) or (None, None)
+            problems.append(ProtocolProblem(
+                f"targets.from_images.{index}", f'file "{value}" not found (looked at {resolved})',
+                line=line, column=column, hint="paths are relative to the protocol file's folder"))
     return problems
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Literal, Union
 
 from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_validator,
@@ -193,6 +193,16 @@ class Point(ProtocolModel):
         return self
 
 
+def reference_label(path: str) -> str:
+    """The target name of a reference image: its file name without extension, made an identifier.
+
+    >>> reference_label("refs/Big smile.jpg")
+    'Big_smile'
+    """
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", PurePath(path).stem).strip("_-")
+    return stem[:48] or "reference"
+
+
 class Targets(ProtocolModel):
     """The expressions to make for every identity."""
 
@@ -209,6 +219,11 @@ class Targets(ProtocolModel):
     """Intensities r in (0, 1]; each emotion/angle is made at every intensity."""
     points: list[Point] = Field(default_factory=list)
     """Explicit (valence, arousal) targets, made once each."""
+    from_images: list[str] = Field(default_factory=list)
+    """Reference face images (paths relative to the protocol): each is rated by the primary
+    rater when the build starts and its (valence, arousal) becomes a target named after the
+    file ("make every identity show this face's emotion"). Needs a network rater
+    (`hsemotion` or `emonet`)."""
     neutral: bool = False
     """Also make a neutral face (valence = arousal = 0) of every identity."""
 
@@ -231,7 +246,13 @@ class Targets(ProtocolModel):
         labels = [p.label for p in self.points]
         if len(set(labels)) != len(labels):
             raise ValueError("two points share a label; labels must be unique")
-        if not (self.emotion_list() or self.angles or self.points or self.neutral):
+        stems = [reference_label(path) for path in self.from_images]
+        clash = sorted({s for s in stems if stems.count(s) > 1 or s in labels})
+        if clash:
+            raise ValueError(f"from_images: two targets would be named {clash[0]!r}; reference "
+                             f"images need distinct file names, unlike the points' labels")
+        if not (self.emotion_list() or self.angles or self.points or self.neutral
+                or self.from_images):
             raise PydanticCustomError(
                 "no_targets", "targets are empty: nothing to make",
                 {"hint": "add `emotions: all`, a list of emotions, angles, points or `neutral: true`"})

@@ -66,3 +66,25 @@ def sharpness(crop: np.ndarray) -> float:
     laplacian = (grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
                  - 4.0 * grey[1:-1, 1:-1])
     return float(laplacian.var())
+
+
+def build_quality(face) -> dict[str, float]:
+    """The quality columns of one generated FFHQ-aligned face (emostyle): ``quality_sharpness``
+    on its face box at :data:`SHARPNESS_SIZE` pixels, and ``quality_face_score``, the
+    embedded detector's confidence that the image holds a face (0 when it finds none).
+
+    Faces of other framings (schematic drawings) get no quality columns: their sharpness
+    says nothing about generator artefacts and the detector was trained on photos.
+    """
+    from stimgen.raters.hsemotion import crop_box, face_box, resize_bilinear
+
+    if face.extras.get("framing") != "ffhq":
+        return {}
+    pixels = np.asarray(face.image.convert("RGB"), dtype=np.uint8)
+    crop = resize_bilinear(np.ascontiguousarray(crop_box(pixels, face_box(face))),
+                           SHARPNESS_SIZE)
+    from stimgen.detection import detect_faces
+
+    found = detect_faces(pixels)
+    return {"quality_sharpness": sharpness(crop),
+            "quality_face_score": max((float(f.score) for f in found), default=0.0)}
