@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from stimgen.raters import describe_rater
-from stimgen.raters.hsemotion import HSEmotionRater, load_hsemotion
-from stimgen.raters.images import find_images, rate_images
+from stimgen.raters.hsemotion import HSEmotionRater, load_hsemotion, preprocess
+from stimgen.raters.images import find_images, rate_images, read_image
 
 # EfficientNet-B0 stages: (expansion, output channels, blocks, stride, kernel)
 B0_STAGES = ((1, 16, 1, 1, 3), (6, 24, 2, 2, 3), (6, 40, 2, 2, 5), (6, 80, 3, 2, 3),
@@ -86,6 +86,14 @@ def timed(rater, files, batch_size: int) -> float:
     return seconds
 
 
+def timed_network(network, batch, batch_size: int) -> float:
+    """Seconds for the network alone on a preprocessed batch, ``batch_size`` per call."""
+    network.batch_size = batch_size
+    start = time.perf_counter()
+    network.scores(batch)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stimuli", nargs="?", default="build/demo/stimuli", type=Path)
@@ -105,10 +113,19 @@ def main() -> None:
         timed(batched, files[:8], args.batch_size)          # warm-up: session, caches
         t_batched = timed(batched, files, args.batch_size)
         t_single = timed(single, files, 1)
+        # the network alone, on 128 preprocessed stimuli: what batching itself buys
+        sample = preprocess([read_image(f) for f in files[:128]])
+        n_net = len(sample)
+        net_batched = timed_network(batched.network, sample, args.batch_size)
+        net_single = timed_network(single.network, sample, 1)
     n = len(files)
-    print(f"batched ({args.batch_size}/call): {n / t_batched:7.1f} images/s ({t_batched:.1f} s)")
-    print(f"one image per call:   {n / t_single:7.1f} images/s ({t_single:.1f} s)")
-    print(f"speed-up: {t_single / t_batched:.2f}x")
+    print(f"stimgen rate, end to end (read, frame, rate, sharpness):")
+    print(f"  batched ({args.batch_size}/call): {n / t_batched:7.1f} images/s ({t_batched:.1f} s)")
+    print(f"  one image per call:   {n / t_single:7.1f} images/s ({t_single:.1f} s)")
+    print(f"  speed-up: {t_single / t_batched:.2f}x")
+    print(f"network only ({n_net} preprocessed images):")
+    print(f"  batched: {n_net / net_batched:7.1f} images/s, one per call: "
+          f"{n_net / net_single:7.1f} images/s, speed-up {net_single / net_batched:.2f}x")
 
 
 if __name__ == "__main__":

@@ -545,3 +545,27 @@ def test_detect_without_the_detector_says_what_to_use(tmp_path, channel_onnx, mo
     with pytest.raises(ImageRatingError, match="embedded face detector") as err:
         rate_images([path], rater, framing="detect")
     assert "--framing full" in err.value.hint
+
+
+def test_rate_with_emonet_and_the_ffhq_framing_passes_the_frame(tmp_path, monkeypatch):
+    """emonet has no categories: the table has VA and sharpness only; with ``ffhq`` the
+    rater receives the whole frame marked as FFHQ-aligned, to frame it its own way."""
+    from stimgen.raters.emonet import EmoNetRater
+    from stimgen.weights.tiny import write_emonet
+
+    weights = tmp_path / "my_emonet.pth"
+    write_emonet(weights, 8, {"warning": "test"})
+    seen = []
+    original = EmoNetRater.rate
+    monkeypatch.setattr(EmoNetRater, "rate", lambda self, faces, neutral=None: (
+        seen.extend(faces), original(self, faces, neutral))[1])
+    (path,) = write_images(tmp_path / "frames", {"frame.png": "red"})
+    out = tmp_path / "emonet.tsv"
+    result = CliRunner().invoke(main, ["rate", str(path), "--rater", "emonet", "--weights",
+                                       str(weights), "--framing", "ffhq", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, sep="\t")
+    assert list(table.columns) == ["file", "rater", "framing", "valence", "arousal", "sharpness"]
+    assert table["valence"].between(-1, 1).all() and table["rater"].iloc[0] == "emonet"
+    assert [face.extras.get("framing") for face in seen] == ["ffhq"]
+    assert seen[0].image.size == (64, 48)                   # the whole frame, not a crop

@@ -121,16 +121,27 @@ def locate_face(image: np.ndarray, source: str, framing: str) -> LocatedFace:
         raise ImageRatingError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
     if framing != "detect":
         return LocatedFace(None, None)
+    choose_face, detect_faces = detector()
+    face = choose_face(detect_faces(image), source=source, policy="largest")
+    return LocatedFace(tuple(float(v) for v in face.box), float(face.score))
+
+
+def detector():
+    """``(choose_face, detect_faces)`` of the embedded MTCNN detector, imported on first use.
+
+    Raises
+    ------
+    ImageRatingError
+        This installation has no :mod:`stimgen.detection`.
+    """
     try:
-        from stimgen.detection import choose_face, detect_faces   # MTCNN: loaded only to detect
+        from stimgen.detection import choose_face, detect_faces
     except ImportError as err:
         raise ImageRatingError(f"--framing detect needs the embedded face detector, which "
                                f"this installation lacks ({err})",
                                hint="use --framing full for face crops, or --framing ffhq "
                                     "for FFHQ-aligned images") from err
-
-    face = choose_face(detect_faces(image), source=source, policy="largest")
-    return LocatedFace(tuple(float(v) for v in face.box), float(face.score))
+    return choose_face, detect_faces
 
 
 def face_region(image: np.ndarray, face: LocatedFace,
@@ -214,6 +225,8 @@ def rate_images(paths: Iterable[str | Path], rater: Rater, *, framing: str = "de
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     files = find_images(paths)
+    if framing == "detect":
+        detector()                  # a missing detector is one error, not one per image
     faces: list[LocatedFace] = []
     problems: list[str] = []
     for path in files:              # every problem found before any rating
