@@ -50,6 +50,7 @@ class ModelEntry:
     title: str                  # one line saying what the network is
     urls: tuple[str, ...]       # download sources, tried in order
     size_bytes: int | None      # exact size when known
+    size_min_bytes: int | None  # smallest size a complete file can have (exact size unknown)
     size_note: str              # rough size (estimate), for humans
     sha256: str | None          # full hex digest when published/known
     sha256_prefix: str | None   # leading digest digits from the file name (torch.hub style)
