@@ -1,7 +1,8 @@
 """EmoNet: the face-alignment network (FAN) and the emotion head EmoStyle rates faces with.
 
 Owns ``FAN`` (stacked hourglasses -> 68 landmark heatmaps) and ``EmoNet`` (FAN features ->
-valence, arousal, expression logits), with the published state-dict key names.
+valence, arousal, expression logits), with the published state-dict key names, and
+:func:`ffhq_framing`, how EmoStyle shows FFHQ-aligned faces to EmoNet.
 
 Reads top-down from small blocks to the full networks. Both follow face-analysis/emonet
 and 1adrianb/face-alignment: every normalisation layer is a ``BatchNorm2d`` (EmoNet aliases
