@@ -65,8 +65,13 @@ class ModelEntry:
         return self.sha256 or UNKNOWN_SHA256
 
 
+#: Registry fields an entry may leave out (read as null).
+OPTIONAL_FIELDS = ("size_min_bytes",)
+
+
 def _entry_from_dict(raw: Mapping) -> ModelEntry:
     fields = {f.name for f in dataclasses.fields(ModelEntry)}
+    raw = {name: None for name in OPTIONAL_FIELDS} | dict(raw)
     unknown = set(raw) - fields
     missing = fields - set(raw)
     if unknown or missing:  # a packaging bug, not a user error
