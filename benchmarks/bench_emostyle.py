@@ -20,11 +20,12 @@ import time
 import numpy as np
 import torch
 
-from stimgen.backends.emostyle.edit import CROP_SIZE, edit_faces, resize, to_uint8
+from stimgen.backends.emostyle.edit import edit_faces, resize, to_uint8
+from stimgen.backends.emostyle.losses import face_embedding
 from stimgen.nets.emo_mapping import EmoMappingWplus, edit_latents
-from stimgen.nets.emonet import EmoNet
+from stimgen.nets.emonet import EmoNet, ffhq_framing
 from stimgen.nets.stylegan2 import Generator
-from stimgen.nets.vggface2 import ResNet50Face, identity_embedding
+from stimgen.nets.vggface2 import ResNet50Face
 from stimgen.raters.emonet import EmoNetRater
 from stimgen.raters import RaterInfo
 from stimgen.backends import Rendered
@@ -82,9 +83,9 @@ def baseline_edits(G, mapping, emonet, vgg, ws, va):
         edited = edit_latents(mapping, ws, va[i:i + 1].to(ws.device))
         image = G.synthesis(edited, noise_mode="const", force_fp32=True)
         _ = to_uint8(resize(image, 1024)).cpu()
-        crop = (resize(image, CROP_SIZE).clamp(-1, 1) + 1) / 2
-        identity_embedding(vgg, crop)
-        emonet(crop)
+        face = (image.clamp(-1, 1) + 1) / 2
+        face_embedding(vgg, face)
+        emonet(ffhq_framing(face))
 
 
 def bench_edits(G, mapping, emonet, vgg, device, batch_sizes, count):

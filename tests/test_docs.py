@@ -203,9 +203,9 @@ def test_emostyle_defaults_and_limits_as_documented():
         assert float(stated(path, pattern)[0]) == default(EmoStyleOptions, "truncation_psi")
 
     inversion = text[text.index("### 3. Inversion"):text.index("### 4.")]
-    rows = dict(re.findall(r"\| ([a-z ]+) \| ([\d.]+) \|", inversion))
+    rows = dict(re.findall(r"\| ([A-Za-z ]+) \| ([\d.]+) \|", inversion))
     names = {"reconstruction": "reconstruction", "identity": "identity",
-             "distance to the average": "w_avg", "layer spread": "layers"}
+             "distance to the average": "w_avg", "pull toward the W code": "w_pull"}
     assert {names[row]: float(value) for row, value in rows.items()} == \
         invert.InversionWeights().as_dict()
     (lr,) = stated("docs/backends-emostyle.md", r"\(learning rate ([\d.]+), warmed up")

@@ -1,4 +1,4 @@
-"""W+ inversion on a tiny random generator: it finds a face the generator drew from known ws."""
+"""Inversion on a tiny random generator: it finds a face the generator drew from a known w."""
 from __future__ import annotations
 
 import doctest
@@ -47,8 +47,8 @@ def test_inversion_reconstructs_a_generated_face(G, known_face):
 
     after = reconstruction_of(G, ws, image)
     assert ws.shape == (G.num_ws, G.w_dim) and not ws.requires_grad
-    assert after < 0.3 * before, f"reconstruction loss {before:.3f} -> {after:.3f}"
-    # W+ has many latents per image, so only the image is compared, not the latent.
+    assert after < 0.6 * before, f"reconstruction loss {before:.3f} -> {after:.3f}"
+    # A random tiny generator is hard to invert; the image is compared, not the latent.
 
 
 def test_inversion_is_deterministic_and_leaves_the_generator_alone(G, known_face):
@@ -70,14 +70,14 @@ def test_identity_term_and_progress(G, known_face):
     reports = []
     invert(G, image, vgg=vgg, steps=3, progress=lambda *args: reports.append(args))
     assert [(step, total) for step, total, _ in reports] == [(1, 3), (2, 3), (3, 3)]
-    assert set(reports[-1][2]) == {"reconstruction", "identity", "w_avg", "layers", "total"}
+    assert set(reports[-1][2]) == {"reconstruction", "identity", "w_avg", "total"}
     assert 0.0 <= reports[0][2]["identity"] <= 2.0
 
 
 def test_weights_switch_terms_off(G, known_face):
     _, image = known_face
     reports = []
-    invert(G, image, steps=2, weights=InversionWeights(w_avg=0.0, layers=0.0),
+    invert(G, image, steps=2, weights=InversionWeights(w_avg=0.0),
            progress=lambda step, total, losses: reports.append(losses))
     assert reports[-1]["total"] == pytest.approx(reports[-1]["reconstruction"])
 

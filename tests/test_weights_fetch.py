@@ -150,9 +150,9 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture
 def serve_as(monkeypatch):
     """Point registry entry ``emonet_8`` at the test server (optionally with a known hash)."""
-    def point(*urls, sha256=None, size_bytes=None):
+    def point(*urls, sha256=None, size_bytes=None, size_min_bytes=None):
         entry = dataclasses.replace(get_model("emonet_8"), urls=tuple(urls), sha256=sha256,
-                                    size_bytes=size_bytes)
+                                    size_bytes=size_bytes, size_min_bytes=size_min_bytes)
         monkeypatch.setattr(fetch, "get_model", lambda name: entry)
         return entry
     return point
@@ -237,6 +237,25 @@ def test_size_mismatch_installs_nothing(server, home, serve_as):
     with pytest.raises(ChecksumMismatchError, match=f"gave {len(PAYLOAD)} bytes, expected"):
         fetch_model("emonet_8", progress=False)
     assert list(models_dir(home).iterdir()) == []
+
+
+def test_defect8_a_file_smaller_than_a_complete_one_is_not_installed(server, home, serve_as):
+    serve_as(f"{server.url}/file.bin", size_min_bytes=len(PAYLOAD) + 1)
+    with pytest.raises(ChecksumMismatchError) as err:
+        fetch_model("emonet_8", progress=False)
+    assert f"gave {len(PAYLOAD)} bytes, but a complete emonet_8.pth holds at least " \
+           f"{len(PAYLOAD) + 1}" in err.value.message
+    assert "cut short" in err.value.hint and "stimgen models add emonet_8" in err.value.hint
+    assert list(models_dir(home).iterdir()) == []
+    serve_as(f"{server.url}/file.bin", size_min_bytes=len(PAYLOAD))   # the bound itself is fine
+    assert fetch_model("emonet_8", progress=False).read_bytes() == PAYLOAD
+
+
+def test_defect8_add_refuses_a_short_file_too(home, tmp_path, serve_as):
+    serve_as("http://unused.invalid/x", size_min_bytes=10 ** 9)
+    short = emonet_like(tmp_path / "emonet_8.pth")
+    with pytest.raises(ChecksumMismatchError, match="holds at least 1000000000"):
+        add_model("emonet_8", short)
 
 
 def test_404_names_the_url_and_the_way_out(server, home, serve_as):

@@ -160,3 +160,14 @@ def test_one_loader_table_serves_inspect_and_the_emostyle_backend(monkeypatch, t
     models.load_network("emonet_8", path, torch.device("cpu"))
     inspect.load_checkpoint(path, kind="emonet")
     assert loaded == [path, path]
+
+
+def test_defect8_the_emostyle_mapping_records_weights_plus_adam_moments():
+    from stimgen.nets.emo_mapping import EmoMappingWplus
+
+    entry = get_model("emostyle_mapping")
+    weights = sum(p.numel() for p in EmoMappingWplus(size=1024, emotion_dim=64,
+                                                     latent_dim=512).parameters())
+    assert entry.size_min_bytes == 3 * 4 * weights == 878_569_344   # weights + 2 moments
+    assert "Adam" in entry.size_note and "0.88 GB" in entry.size_note
+    assert entry.size_bytes is None and entry.sha256 is None        # not published: unknown

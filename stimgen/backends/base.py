@@ -17,13 +17,31 @@ from PIL import Image
 from stimgen.protocol.models import Identity
 
 
+#: ``Rendered.extras`` key saying how a face is framed, so raters crop it as their models expect.
+FRAMING_KEY = "framing"
+#: ``extras[FRAMING_KEY]`` of a face aligned as FFHQ is (the emostyle backend's faces): a rater
+#: applies its own FFHQ framing (EmoNet: :func:`stimgen.nets.emonet.ffhq_framing`).
+FFHQ_FRAMING = "ffhq"
+#: Framing of a face without the key (schematic faces, photos): the whole image is the face.
+FULL_FRAMING = "full"
+
+
 @dataclass
 class Rendered:
-    """One generated face: the image at output size and, when known, its 68 landmarks."""
+    """One generated face: the image at output size and, when known, its 68 landmarks.
+
+    ``extras`` carries what a backend knows besides the pixels: ``framing`` (see
+    :data:`FRAMING_KEY`), scores such as ``identity_similarity``, or a rater input.
+    """
 
     image: Image.Image
     landmarks: np.ndarray | None = None          # [68, 2] pixel coordinates, iBUG order
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def framing(self) -> str:
+        """``"ffhq"`` for FFHQ-aligned faces, else ``"full"`` (the whole image is the face)."""
+        return self.extras.get(FRAMING_KEY, FULL_FRAMING)
 
 
 class Backend(TypingProtocol):

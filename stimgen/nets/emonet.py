@@ -1,7 +1,8 @@
 """EmoNet: the face-alignment network (FAN) and the emotion head EmoStyle rates faces with.
 
 Owns ``FAN`` (stacked hourglasses -> 68 landmark heatmaps) and ``EmoNet`` (FAN features ->
-valence, arousal, expression logits), with the published state-dict key names.
+valence, arousal, expression logits), with the published state-dict key names, and
+:func:`ffhq_framing`, how EmoStyle shows FFHQ-aligned faces to EmoNet.
 
 Reads top-down from small blocks to the full networks. Both follow face-analysis/emonet
 and 1adrianb/face-alignment: every normalisation layer is a ``BatchNorm2d`` (EmoNet aliases
@@ -25,6 +26,54 @@ EXPRESSIONS = {
     8: ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
     5: ("neutral", "happy", "sad", "surprise", "fear"),
 }
+
+
+def framing_box(side: int) -> tuple[int, int]:
+    """First and last-plus-one row (and column) EmoStyle's framing keeps of a ``side``-pixel image.
+
+    >>> framing_box(1024), framing_box(32)
+    ((102, 921), (3, 28))
+    """
+    if side < 2:
+        raise ValueError(f"side must be at least 2 pixels, got {side}")
+    return int(0.1 * side), int(0.9 * side)
+
+
+def ffhq_framing(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
+    """What EmoNet sees of FFHQ-aligned faces in EmoStyle: the central 80 %, nearest-resized.
+
+    Keeps rows and columns ``int(0.1 n):int(0.9 n)`` of images [N, C, H, W] (any value
+    range, any size) and resizes them to ``size`` x ``size`` with ``F.interpolate``'s default
+    (nearest neighbour, no antialiasing), as EmoStyle's EmoNet wrapper (``preprocess`` in
+    its models/emonet.py) does before every call: in training, personalisation and
+    evaluation. Differentiable (the gradient reaches the sampled pixels).
+
+    >>> ffhq_framing(torch.rand(2, 3, 1024, 1024)).shape
+    torch.Size([2, 3, 256, 256])
+    >>> x = torch.arange(10.0).view(1, 1, 1, 10).expand(1, 1, 10, 10)
+    >>> ffhq_framing(x, size=8)[0, 0, 0].tolist()   # columns 1..8 kept
+    [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    """
+    if images.ndim != 4:
+        raise ValueError(f"expected images shaped [N, C, H, W], got {tuple(images.shape)}")
+    top, bottom = framing_box(images.shape[-2])
+    left, right = framing_box(images.shape[-1])
+    kept = images[:, :, top:bottom, left:right]
+    return F.interpolate(kept, size=(size, size), mode="nearest")
+
+
+def unframe_points(points: torch.Tensor, side: int, size: int = INPUT_SIZE) -> torch.Tensor:
+    """Points [..., 2] (x, y) in pixels of an :func:`ffhq_framing` image -> pixels of the frame.
+
+    ``side`` is the side of the image that was framed, ``size`` that of the framed image.
+    Nearest-neighbour resizing reads output pixel ``j`` from input pixel ``floor(j * s)``
+    (``s`` = kept pixels / ``size``), so a point moves to ``first kept + x * s``.
+
+    >>> unframe_points(torch.tensor([[0.0, 128.0]]), 1024).tolist()
+    [[102.0, 511.5]]
+    """
+    top, bottom = framing_box(side)
+    return top + points * ((bottom - top) / size)
 
 
 def check_images(images: torch.Tensor, size: int = INPUT_SIZE) -> None:

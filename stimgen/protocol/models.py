@@ -106,7 +106,9 @@ class EmoStyleOptions(ProtocolModel):
     batch_size: int = Field(default=16, ge=1, le=256)
     """Edits per GPU batch (halved automatically when the GPU runs out of memory)."""
     inversion_steps: int = Field(default=500, ge=1)
-    """Optimisation steps of the W+ inversion of a photo."""
+    """Optimisation steps of the inversion of a photo into W (one code shared by every layer)."""
+    inversion_wplus_steps: int = Field(default=0, ge=0)
+    """Optional W+ refinement steps after the W inversion, held near the W code (0: stay in W)."""
     personalization_steps: int = Field(default=500, ge=0)
     """Generator fine-tuning steps for a photo identity (EmoStyle phase 2; 0 disables it)."""
     personalization_lr: float = Field(default=3e-4, gt=0.0, le=1.0)

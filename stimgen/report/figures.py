@@ -275,7 +275,10 @@ def backend_measures_figure(stimuli: pd.DataFrame) -> ReportFigure | None:
     alt = (f"Strip plots of {', '.join(c.replace('_', ' ') for c in columns)} for every stimulus, "
            f"one column of dots per identity ({quantity(len(identities), 'identity')}). {summary}.")
     caption = ("Each dot is one stimulus. Low identity similarity means the edit changed who the "
-               "face looks like; compare identities before choosing a stimulus set.")
+               "face looks like; compare identities before choosing a stimulus set. Identity "
+               "similarity is the cosine of VGGFace2 embeddings, the network personalisation "
+               "optimises, so for photo identities it is partly circular; it is not the ArcFace "
+               "identity score of the EmoStyle paper.")
     return ReportFigure("backend_measures", svg, alt, caption)
 
 

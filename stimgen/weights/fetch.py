@@ -52,9 +52,18 @@ def check_file(entry: ModelEntry, path: Path, source: str) -> str:
     Raises
     ------
     ChecksumMismatchError
-        The size or sha256 differs from the published one.
+        The size or sha256 differs from the published one, or the file is smaller than
+        a complete one can be (``size_min_bytes``).
     """
     size = path.stat().st_size
+    if entry.size_min_bytes is not None and size < entry.size_min_bytes:
+        raise ChecksumMismatchError(
+            f"{entry.name}: {source} gave {size} bytes, but a complete {entry.file} holds at "
+            f"least {entry.size_min_bytes} ({entry.size_note.strip()}); the file was not "
+            "installed",
+            hint="the download was cut short or the source serves another file; run the "
+                 "command again, or download the file by hand, check its size, and "
+                 f"`stimgen models add {entry.name} PATH`")
     if entry.size_bytes is not None and size != entry.size_bytes:
         raise ChecksumMismatchError(
             f"{entry.name}: {source} gave {size} bytes, expected {entry.size_bytes}; "

@@ -50,6 +50,7 @@ class ModelEntry:
     title: str                  # one line saying what the network is
     urls: tuple[str, ...]       # download sources, tried in order
     size_bytes: int | None      # exact size when known
+    size_min_bytes: int | None  # smallest size a complete file can have (exact size unknown)
     size_note: str              # rough size (estimate), for humans
     sha256: str | None          # full hex digest when published/known
     sha256_prefix: str | None   # leading digest digits from the file name (torch.hub style)
@@ -64,8 +65,13 @@ class ModelEntry:
         return self.sha256 or UNKNOWN_SHA256
 
 
+#: Registry fields an entry may leave out (read as null).
+OPTIONAL_FIELDS = ("size_min_bytes",)
+
+
 def _entry_from_dict(raw: Mapping) -> ModelEntry:
     fields = {f.name for f in dataclasses.fields(ModelEntry)}
+    raw = {name: None for name in OPTIONAL_FIELDS} | dict(raw)
     unknown = set(raw) - fields
     missing = fields - set(raw)
     if unknown or missing:  # a packaging bug, not a user error

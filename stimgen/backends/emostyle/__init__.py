@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stimgen.backends.base import Rendered
+from stimgen.backends.base import FFHQ_FRAMING, FRAMING_KEY, Rendered
 from stimgen.errors import StimgenError
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)
@@ -35,7 +35,7 @@ class IdentityHandle:
     identity_id: str
     ws: torch.Tensor                 # [1, num_ws, w_dim] on the device
     synthesis: nn.Module             # the generator's, or a copy personalised to a photo
-    reference: np.ndarray            # [D] identity embedding of the unedited face
+    reference: np.ndarray            # [D] identity embedding of the identity's reference face
 
 
 class EmoStyleBackend:
@@ -92,14 +92,18 @@ class EmoStyleBackend:
         models = self.models
         where = f'identity "{identity.id}"'
         synthesis = models.generator.synthesis
+        reference_va = None        # the reference face is the unedited latent...
         if identity.seed is not None:
             ws = seed_latent(models.generator, identity.seed, self.options.truncation_psi)
         elif identity.latent is not None:
             ws = read_latent(self._protocol.resolve(identity.latent), models.num_ws,
                              models.w_dim, where=where).to(self.device)
         else:
-            ws, state = self._personalised(identity)
+            ws, state, photo_va = self._personalised(identity)
             if state is not None:
+                # ...except for a personalised photo: its generator was tuned to draw the
+                # photo from ws + M(ws, photo VA), so that face is the photo's reference.
+                reference_va = photo_va
                 synthesis = copy.deepcopy(models.generator.synthesis)
                 # Parameters only (buffers stay the base generator's); anything else is a
                 # damaged cache entry, never silently half-loaded.
@@ -110,10 +114,11 @@ class EmoStyleBackend:
                         f"the cached personalisation of {where} does not fit the generator",
                         hint="delete $STIMGEN_HOME/cache/identities and build again")
                 synthesis.requires_grad_(False).eval()
-        unedited = edit_faces(synthesis, models.mapping, ws, torch.zeros(1, 2),
-                              image_size=self.image_size, vggface2=models.vggface2,
-                              precision=self.options.precision, edit=False)
-        return IdentityHandle(identity.id, ws, synthesis, unedited.embeddings[0])
+        reference = edit_faces(synthesis, models.mapping, ws,
+                               torch.zeros(1, 2) if reference_va is None else reference_va,
+                               image_size=self.image_size, vggface2=models.vggface2,
+                               precision=self.options.precision, edit=reference_va is not None)
+        return IdentityHandle(identity.id, ws, synthesis, reference.embeddings[0])
 
     def render(self, handle: IdentityHandle, targets: Sequence[tuple[float, float]]
                ) -> list[Rendered]:
@@ -125,15 +130,18 @@ class EmoStyleBackend:
             faces = edit_faces(handle.synthesis, models.mapping, handle.ws, va,
                                image_size=self.image_size, vggface2=models.vggface2,
                                precision=self.options.precision)
-            landmarks = (crop_landmarks(models.emonet, faces.crops, self.image_size)
+            landmarks = (crop_landmarks(models.emonet, faces.crops, self.image_size,
+                                        models.resolution)
                          if self.with_landmarks else [None] * len(part))
             return _rendered(faces, handle.reference, landmarks)
 
         return self.batch.map(run, list(targets))
 
     # -- photo identities ---------------------------------------------------------------
-    def _personalised(self, identity: Identity) -> tuple[torch.Tensor, dict | None]:
-        """A photo's inverted ws and personalised synthesis state, from the cache if there."""
+    def _personalised(self, identity: Identity
+                      ) -> tuple[torch.Tensor, dict | None, torch.Tensor | None]:
+        """A photo's inverted ws, personalised synthesis state and EmoNet VA of the photo
+        (the VA the personalisation reconstructed it with), from the cache if there."""
         from stimgen.backends.emostyle.cache import identity_cache_key, load_cached, store_cached
         from stimgen.backends.emostyle.photo import load_photo
         from stimgen.backends.emostyle.steps import say_reused
@@ -150,16 +158,27 @@ class EmoStyleBackend:
             say_reused(identity.id)
         ws = cached["ws"].to(self.device, torch.float32).reshape(
             1, self.models.num_ws, self.models.w_dim)
-        return ws, cached.get("synthesis")
+        photo_va = cached.get("photo_va")
+        return (ws, cached.get("synthesis"),
+                None if photo_va is None else photo_va.to(torch.float32).reshape(1, 2))
 
     def _photo_settings(self) -> dict[str, Any]:
-        """Everything besides the photo and the models that changes a personalisation."""
+        """Everything besides the photo and the models that changes a personalisation.
+
+        Also how the critics see faces and how the optimisation runs, so that a cache entry
+        made under other choices (the whole frame for EmoNet, a cosine identity loss, fp16
+        layers, free W+ inversion) is never reused.
+        """
         from stimgen.backends.emostyle.invert import InversionWeights
 
         return {"face_detector": self._detector_sha256(),
                 "inversion_steps": self.options.inversion_steps,
+                "inversion_wplus_steps": self.options.inversion_wplus_steps,
+                "inversion_start": "w_avg, in W",
                 "inversion_weights": asdict(InversionWeights()),
                 "personalization": asdict(self._personalize_settings()),
+                "emonet_framing": FFHQ_FRAMING, "identity_loss": "emostyle mean L1, face_pool 256",
+                "optimisation_precision": "fp32",
                 "resolution": self.models.resolution}
 
     def _personalize_settings(self):
@@ -177,7 +196,7 @@ class EmoStyleBackend:
         """Align, invert and personalise one photo, showing each step's progress."""
         from stimgen.backends.emostyle.align import align_face, select_face
         from stimgen.backends.emostyle.invert import invert
-        from stimgen.backends.emostyle.personalize import personalize
+        from stimgen.backends.emostyle.personalize import personalize, photo_valence_arousal
         from stimgen.backends.emostyle.steps import photo_step
 
         models = self.models
@@ -187,9 +206,10 @@ class EmoStyleBackend:
             aligned = align_face(image, face.points, models.resolution)
         target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float()
         target = (target / 127.5 - 1).to(self.device)
-        with photo_step(identity_id, "inversion", self.options.inversion_steps) as progress:
-            ws = invert(models.generator, target, vgg=models.vggface2,
-                        steps=self.options.inversion_steps, progress=progress)
+        steps, wplus_steps = self.options.inversion_steps, self.options.inversion_wplus_steps
+        with photo_step(identity_id, "inversion", steps + wplus_steps) as progress:
+            ws = invert(models.generator, target, vgg=models.vggface2, steps=steps,
+                        wplus_steps=wplus_steps, progress=progress)
         payload: dict[str, Any] = {"ws": ws.detach().cpu()}
         settings = self._personalize_settings()
         if settings.steps > 0:
@@ -198,6 +218,7 @@ class EmoStyleBackend:
                                     models.vggface2, ws, target, aligned.landmarks, settings,
                                     progress=progress)
             payload["synthesis"] = {k: v.detach().cpu() for k, v in state.items()}
+            payload["photo_va"] = photo_valence_arousal(models.emonet, target).cpu()
         return payload
 
     def _detector_sha256(self) -> str | None:
@@ -228,25 +249,34 @@ class EmoStyleBackend:
 
 
 @torch.no_grad()
-def crop_landmarks(emonet: nn.Module, crops: np.ndarray, image_size: int) -> np.ndarray:
+def crop_landmarks(emonet: nn.Module, crops: np.ndarray, image_size: int,
+                   resolution: int) -> np.ndarray:
     """68 landmarks [N, 68, 2] in output pixels, read off EmoNet's heatmaps of the crops.
 
     Generated faces are already aligned, so EmoNet's face-alignment trunk sees them as it
-    was trained to; this gives the geometric rater its landmarks without a detector.
+    was trained to; this gives the geometric rater its landmarks without a detector. The
+    crops are :func:`~stimgen.nets.emonet.ffhq_framing` of the ``resolution``-pixel faces;
+    their points are mapped back to the whole face, then to ``image_size`` pixels.
     """
+    from stimgen.nets.emonet import unframe_points
     from stimgen.nets.face_landmarks import heatmaps_to_landmarks
 
     device = next(emonet.parameters()).device
     batch = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float().div(255).to(device)
     points, _ = heatmaps_to_landmarks(emonet(batch)["heatmap"], crops.shape[1])
-    scale = image_size / crops.shape[1]
-    return ((points.float().cpu().numpy() + 0.5) * scale - 0.5)
+    points = unframe_points(points.float().cpu(), resolution, crops.shape[1]).numpy()
+    return (points + 0.5) * (image_size / resolution) - 0.5
 
 
 def _rendered(faces: EditedFaces, reference: np.ndarray, landmarks) -> list[Rendered]:
-    """One :class:`Rendered` per face: image, landmarks, rater crop, identity similarity."""
+    """One :class:`Rendered` per face: image, landmarks, framing, EmoNet crop, identity similarity.
+
+    ``framing: "ffhq"`` tells raters the face is FFHQ-aligned; ``face_crop`` is EmoNet's
+    input framed from the full-resolution face (finer than framing the output image).
+    """
     similarity = faces.embeddings @ reference
     return [Rendered(Image.fromarray(image), points,
-                     {"face_crop": crop, "identity_similarity": float(score)})
+                     {FRAMING_KEY: FFHQ_FRAMING, "face_crop": crop,
+                      "identity_similarity": float(score)})
             for image, crop, score, points in zip(faces.images, faces.crops, similarity,
                                                   landmarks)]

@@ -24,7 +24,7 @@ from stimgen.storage import atomic_write_bytes, atomic_write_json, sha256_bytes
 from stimgen.weights.registry import stimgen_home
 
 #: Bump when what is cached, or how it is computed, changes: old entries stop matching.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 PAYLOAD_FILE = "payload.pt"
 ENTRY_FILE = "entry.json"
 _KEY = re.compile(r"^[0-9a-f]{64}$")

@@ -17,10 +17,9 @@ from torch import nn
 
 from stimgen.errors import BackendUnavailableError, StimgenError
 from stimgen.nets.emo_mapping import edit_latents
+from stimgen.nets.emonet import ffhq_framing
 from stimgen.nets.stylegan2 import assert_shape
 
-#: Side of the face crop handed to raters (EmoNet's input size).
-CROP_SIZE = 256
 PRECISIONS = ("fp32", "bf16")
 T = TypeVar("T")
 
@@ -101,7 +100,8 @@ class EditedFaces:
     """One batch of edited faces, on the CPU."""
 
     images: np.ndarray              # uint8 [N, S, S, 3] at the output size
-    crops: np.ndarray               # uint8 [N, 256, 256, 3] whole aligned face, for raters
+    crops: np.ndarray               # uint8 [N, 256, 256, 3] EmoNet's input: ffhq_framing of
+    #                                 the full-resolution face, as EmoStyle frames it
     embeddings: np.ndarray | None   # [N, D] L2-normalised VGGFace2 identity embeddings
 
 
@@ -162,9 +162,11 @@ def edit_faces(synthesis: nn.Module, mapping: nn.Module, ws: torch.Tensor,
     Returns
     -------
     EditedFaces
-        uint8 images and rater crops (converted on the device), embeddings.
+        uint8 images and EmoNet crops (converted on the device), and the identity
+        embeddings of :func:`~stimgen.backends.emostyle.losses.face_embedding` (pooled to
+        256 first, the same path as personalisation's identity loss).
     """
-    from stimgen.nets.vggface2 import identity_embedding
+    from stimgen.backends.emostyle.losses import face_embedding
 
     assert_shape(ws, [1, mapping.num_styles, mapping.latent_dim], "ws")
     va = valence_arousal.to(device=ws.device, dtype=torch.float32)
@@ -176,9 +178,9 @@ def edit_faces(synthesis: nn.Module, mapping: nn.Module, ws: torch.Tensor,
     embeddings = None
     if vggface2 is not None:
         faces01 = (images.clamp(-1, 1) + 1) / 2
-        embeddings = identity_embedding(vggface2, faces01).float().cpu().numpy()
+        embeddings = face_embedding(vggface2, faces01).float().cpu().numpy()
     return EditedFaces(images=to_uint8(resize(images, image_size)).cpu().numpy(),
-                       crops=to_uint8(resize(images, CROP_SIZE)).cpu().numpy(),
+                       crops=to_uint8(ffhq_framing(images)).cpu().numpy(),
                        embeddings=embeddings)
 
 

@@ -1,11 +1,12 @@
 """The loss terms of photo inversion and EmoStyle personalisation, one small function each.
 
-Owns reconstruction (MS-SSIM + L1), identity (VGGFace2 cosine), emotion (EmoNet valence and
-arousal), pose (EmoNet landmarks), background (outside the face outline) and latent terms,
-plus :func:`frozen`, which keeps the critic networks fixed while they score.
+Owns reconstruction (MS-SSIM + L1), identity (VGGFace2 embeddings, EmoStyle's mean L1),
+emotion (EmoNet valence and arousal), pose (EmoNet landmarks), background (outside the face
+outline) and latent terms, plus :func:`frozen`, which keeps the critic networks fixed.
 
-Images enter in [0, 1], [N, 3, H, W] at any size; each critic resizes them differentiably
-to the size it was trained at (EmoNet 256, VGGFace2 via 256 then its 224 crop).
+Images enter in [0, 1], [N, 3, H, W] at the generator's resolution; each critic sees them
+as in EmoStyle: EmoNet through :func:`~stimgen.nets.emonet.ffhq_framing` of the full image,
+VGGFace2 (and the background term) after :func:`face_pool` to 256 pixels.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pytorch_msssim import ms_ssim, ssim
 from torch import nn
 
 from stimgen.landmarks import check_landmarks
-from stimgen.nets.emonet import INPUT_SIZE as EMONET_SIZE
+from stimgen.nets.emonet import INPUT_SIZE as EMONET_SIZE, ffhq_framing, unframe_points
 from stimgen.nets.face_landmarks import heatmaps_to_landmarks
 from stimgen.nets.stylegan2 import assert_shape
 from stimgen.nets.vggface2 import identity_embedding
@@ -49,12 +50,18 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return (images + 1.0) / 2.0
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Differentiable resize of [N, C, H, W] to ``size`` x ``size`` (bilinear, antialiased)."""
+def face_pool(images: torch.Tensor, size: int = EMONET_SIZE) -> torch.Tensor:
+    """Area-average [N, C, H, W] to ``size`` x ``size``: EmoStyle's ``face_pool``.
+
+    EmoStyle's ``AdaptiveAvgPool2d((256, 256))``: a 1024-pixel face becomes the mean of each
+    4 x 4 block. It feeds VGGFace2, the landmark network and the background term.
+
+    >>> face_pool(torch.ones(1, 3, 1024, 1024)).shape
+    torch.Size([1, 3, 256, 256])
+    """
     if tuple(images.shape[-2:]) == (size, size):
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True)
+    return F.adaptive_avg_pool2d(images, (size, size))
 
 
 @contextlib.contextmanager
@@ -125,22 +132,33 @@ def background_loss(images: torch.Tensor, targets: torch.Tensor,
 # ----------------------------------------------------------------------------- critics
 
 def face_embedding(vgg: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """L2-normalised VGGFace2 embeddings [N, 2048] of images [N, 3, H, W] in [0, 1].
+    """L2-normalised VGGFace2 embeddings [N, 2048] of FFHQ-aligned faces [N, 3, H, W] in [0, 1].
 
-    Images are first brought to 256 pixels, as EmoStyle feeds its identity network.
+    The one identity path of the emostyle backend (inversion, personalisation and the
+    ``identity_similarity`` of every stimulus): :func:`face_pool` to 256 pixels first, as
+    EmoStyle feeds its identity network, then VGGFace2's own preprocessing.
     """
-    return identity_embedding(vgg, resize(images, EMONET_SIZE))
+    return identity_embedding(vgg, face_pool(images))
 
 
 def identity_loss(embeddings: torch.Tensor, target_embeddings: torch.Tensor) -> torch.Tensor:
-    """1 - cosine similarity of normalised embeddings [N, D] (0 = same person), batch mean."""
+    """EmoStyle's identity loss: mean absolute difference of normalised embeddings [N, D].
+
+    EmoStyle's ``compute_id_loss`` (``F.l1_loss`` of the two embeddings), the loss its
+    weight 1.5 was tuned for. On 2048-d unit vectors it is small: at cosine 0.9 about
+    0.008, where ``1 - cosine`` would be 0.1 (docs/backends-emostyle.md).
+    """
     assert_shape(target_embeddings, [None, embeddings.shape[1]], "target_embeddings")
-    return (1.0 - (embeddings * target_embeddings).sum(dim=1)).mean()
+    return F.l1_loss(embeddings, target_embeddings.expand_as(embeddings))
 
 
 def emonet_scores(emonet: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """EmoNet outputs (valence, arousal, expression, heatmap) for images [N, 3, H, W] in [0, 1]."""
-    return emonet(resize(images, EMONET_SIZE))
+    """EmoNet outputs (valence, arousal, expression, heatmap) for FFHQ-aligned faces [N, 3, H, W].
+
+    ``images`` in [0, 1] at full resolution; EmoNet sees :func:`ffhq_framing` of them, as
+    in EmoStyle (the heatmaps are in that framing's 256-pixel coordinates).
+    """
+    return emonet(ffhq_framing(images))
 
 
 def valence_arousal(scores: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -155,14 +173,16 @@ def emotion_loss(scores: dict[str, torch.Tensor], targets: torch.Tensor) -> torc
     return F.mse_loss(predicted, targets)
 
 
-def emonet_landmarks(scores: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[N, 68, 2] landmarks in 256-pixel coordinates from EmoNet's heatmaps, by soft-argmax.
+def emonet_landmarks(scores: dict[str, torch.Tensor], resolution: int) -> torch.Tensor:
+    """[N, 68, 2] landmarks from EmoNet's heatmaps, by soft-argmax, in pixels of the whole face
+    at 256 (the frame :func:`face_pool` gives), for faces of side ``resolution``.
 
     EmoStyle takes the heatmap argmax, which has no gradient; the soft-argmax lets the pose
-    term actually steer the generator.
+    term actually steer the generator. EmoNet sees the central 80 % (:func:`emonet_scores`);
+    its points are mapped back to the whole frame, where EmoStyle's pose term measures.
     """
     points, _ = heatmaps_to_landmarks(scores["heatmap"], EMONET_SIZE, method="soft-argmax")
-    return points
+    return unframe_points(points, resolution) * (EMONET_SIZE / resolution)
 
 
 def pose_loss(points: torch.Tensor, target_points: torch.Tensor,
@@ -182,7 +202,3 @@ def distance_to_average(ws: torch.Tensor, w_avg: torch.Tensor) -> torch.Tensor:
     assert_shape(w_avg, [ws.shape[-1]], "w_avg")
     return (ws - w_avg).square().mean()
 
-
-def layer_spread(ws: torch.Tensor) -> torch.Tensor:
-    """Mean squared distance of each layer's w to the mean w of its latent (0 for a W latent)."""
-    return (ws - ws.mean(dim=-2, keepdim=True)).square().mean()

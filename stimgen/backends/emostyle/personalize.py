@@ -5,11 +5,12 @@ paper), :func:`personalize`, which returns the tuned synthesis weights, and
 :func:`personalized_generator`, which puts them into a copy of the generator.
 
 Every step edits the inverted latent with the frozen mapping to a valence/arousal target
-and scores the edited face: emotion (EmoNet VA vs the target), identity (VGGFace2 cosine to
-the photo), pose (EmoNet landmarks of the 14 expression-stable points vs the photo's) and
+and scores the edited face: emotion (EmoNet VA vs the target), identity (VGGFace2 embedding,
+EmoStyle's mean L1 to the photo's), pose (EmoNet landmarks of the 14 expression-stable points vs the photo's) and
 background (L1 outside the face outline). Every ``reconstruction_every``-th step instead
 asks for the photo's own VA and scores reconstruction (0.84 (1 - MS-SSIM) + 0.16 L1) with
-all 68 landmarks in the pose term and no background term.
+all 68 landmarks in the pose term and no background term. The generator always runs in
+float32 here (``force_fp32``), as in EmoStyle and PTI.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import torch
 from stimgen.backends.emostyle.invert import Progress, weighted_total
 from stimgen.backends.emostyle.losses import EMONET_SIZE, EXPRESSION_STABLE_LANDMARKS, \
     background_loss, emonet_landmarks, emonet_scores, emotion_loss, face_embedding, face_mask, \
-    frozen, identity_loss, pose_loss, reconstruction_loss, resize, to_unit_range, valence_arousal
+    face_pool, frozen, identity_loss, pose_loss, reconstruction_loss, to_unit_range, \
+    valence_arousal
 from stimgen.nets.emo_mapping import edit_latents
 from stimgen.nets.stylegan2 import assert_shape
 
@@ -36,7 +38,7 @@ class PersonalizeSettings:
     w_emotion: float = 0.3           # EmoNet (valence, arousal) vs the requested VA, squared error
     w_pose: float = 0.001            # EmoNet landmarks vs the photo's, pixels^2 at 256 px
     w_background: float = 0.2        # L1 outside the face outline, edited steps only
-    w_identity: float = 1.5          # 1 - VGGFace2 cosine similarity to the photo
+    w_identity: float = 1.5          # EmoStyle's mean L1 between VGGFace2 embeddings
     w_reconstruction: float = 0.2    # 0.84 (1 - MS-SSIM) + 0.16 L1, reconstruction steps only
     reconstruction_every: int = 5    # every n-th step reconstructs the photo (VA of the photo)
     seed: int = 0                    # seed of the random VA targets of the other steps
@@ -64,10 +66,10 @@ class PhotoTarget:
     """What the edited faces are compared with, computed once from the aligned photo."""
 
     image: torch.Tensor             # [1, 3, R, R] in [0, 1]
-    image_small: torch.Tensor       # [1, 3, 256, 256] in [0, 1], what the critics see
+    image_small: torch.Tensor       # [1, 3, 256, 256] in [0, 1], face_pool'ed (background term)
     embedding: torch.Tensor         # [1, 2048] VGGFace2 identity embedding
-    valence_arousal: torch.Tensor   # [1, 2] EmoNet's rating of the photo
-    landmarks: torch.Tensor         # [1, 68, 2] EmoNet soft-argmax landmarks, 256-px coordinates
+    valence_arousal: torch.Tensor   # [1, 2] EmoNet's rating of the photo (EmoStyle framing)
+    landmarks: torch.Tensor         # [1, 68, 2] EmoNet soft-argmax landmarks, whole frame at 256 px
     inside_face: torch.Tensor       # [1, 1, 256, 256] bool, True inside the face outline
 
 
@@ -80,13 +82,23 @@ def photo_target(emonet, vgg, image: torch.Tensor, landmarks) -> PhotoTarget:
     The pose term compares EmoNet's landmarks with EmoNet's, so a detector's bias cancels.
     """
     unit = to_unit_range(image.float())
-    small = resize(unit, EMONET_SIZE)
-    scores = emonet_scores(emonet, small)
-    return PhotoTarget(image=unit, image_small=small, embedding=face_embedding(vgg, small),
+    scores = emonet_scores(emonet, unit)
+    return PhotoTarget(image=unit, image_small=face_pool(unit),
+                       embedding=face_embedding(vgg, unit),
                        valence_arousal=valence_arousal(scores),
-                       landmarks=emonet_landmarks(scores),
+                       landmarks=emonet_landmarks(scores, unit.shape[-1]),
                        inside_face=face_mask(landmarks, EMONET_SIZE, image.shape[-1])
                        .to(image.device))
+
+
+@torch.no_grad()
+def photo_valence_arousal(emonet, image: torch.Tensor) -> torch.Tensor:
+    """[1, 2] EmoNet's (valence, arousal) of the aligned photo ``image`` ([1, 3, R, R] in [-1, 1]).
+
+    The VA personalisation's reconstruction steps ask for: the generator is tuned to draw
+    the photo from ``ws + M(ws, this)``, so that latent is the photo identity's reference.
+    """
+    return valence_arousal(emonet_scores(emonet, to_unit_range(image.float())))
 
 
 def is_reconstruction_step(step: int, every: int) -> bool:
@@ -120,19 +132,20 @@ def personalization_terms(synthesis, mapping, emonet, vgg, ws: torch.Tensor,
     """
     with torch.no_grad():   # the mapping is frozen and ws fixed: nothing upstream to train
         edited = edit_latents(mapping, ws, va)
-    images = to_unit_range(synthesis(edited, noise_mode="const"))
-    small = resize(images, EMONET_SIZE)
-    scores = emonet_scores(emonet, small)
+    # fp16 layers without loss scaling would flush the small pixel gradients to zero.
+    images = to_unit_range(synthesis(edited, noise_mode="const", force_fp32=True))
+    scores = emonet_scores(emonet, images)
     terms = {
         "emotion": emotion_loss(scores, va),
-        "identity": identity_loss(face_embedding(vgg, small), target.embedding),
-        "pose": pose_loss(emonet_landmarks(scores), target.landmarks,
+        "identity": identity_loss(face_embedding(vgg, images), target.embedding),
+        "pose": pose_loss(emonet_landmarks(scores, images.shape[-1]), target.landmarks,
                           None if reconstruction else EXPRESSION_STABLE_LANDMARKS),
     }
     if reconstruction:
         terms["reconstruction"] = reconstruction_loss(images, target.image)
     else:
-        terms["background"] = background_loss(small, target.image_small, target.inside_face)
+        terms["background"] = background_loss(face_pool(images), target.image_small,
+                                              target.inside_face)
     return terms
 
 
