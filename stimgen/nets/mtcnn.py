@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from stimgen.nets.stylegan2 import assert_shape
@@ -36,11 +36,6 @@ THRESHOLDS = (0.6, 0.7, 0.7)
 SCALE_FACTOR = 0.709
 #: Crops per RNet/ONet call: bounds memory on photos with thousands of PNet proposals.
 CHUNK = 512
-
-
-def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8-range pixels -> the networks' input range, (x - 127.5) / 128."""
-    return (pixels - 127.5) * 0.0078125
 
 
 def _flatten_converted(x: torch.Tensor) -> torch.Tensor:
@@ -247,32 +242,34 @@ def pyramid_scales(height: int, width: int, min_face_size: float = MIN_FACE_SIZE
     return scales
 
 
-def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Area averaging when shrinking (no aliasing on the pyramid), bilinear when enlarging."""
-    if height <= pixels.shape[-2] and width <= pixels.shape[-1]:
-        return F.interpolate(pixels, size=(height, width), mode="area")
-    return F.interpolate(pixels, size=(height, width), mode="bilinear", align_corners=False)
+def _resize(photo: Image.Image, width: int, height: int) -> np.ndarray:
+    """uint8 [height, width, 3]: area averaging when shrinking (no aliasing; the published
+    detector uses OpenCV's INTER_AREA on uint8 images), bilinear when enlarging."""
+    shrinking = width <= photo.width and height <= photo.height
+    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    return np.asarray(photo.resize((width, height), resample))
 
 
-def _crops(pixels: torch.Tensor, boxes: np.ndarray, size: int
+def _as_input(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """uint8 [H, W, 3] images of one size -> normalised float [N, 3, H, W] on ``device``."""
+    batch = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float()
+    return (batch - 127.5) * 0.0078125
+
+
+def _crops(photo: Image.Image, boxes: np.ndarray, size: int, device: torch.device
            ) -> tuple[torch.Tensor, np.ndarray]:
-    """Square crops [N, 3, size, size] of the boxes, black where a box leaves the image.
+    """Square crops [N, 3, size, size] of the boxes, black where a box leaves the photo.
 
     Box edges are first rounded to whole pixels; those rounded boxes are returned, since the
     networks' offsets and landmarks refer to what they saw.
     """
-    _, _, height, width = pixels.shape
     # Pixel i spans [i - 0.5, i + 0.5): the box covers pixels start..stop-1.
     start = np.floor(boxes[:, :2] + 0.5).astype(np.int64)
     stop = np.maximum(np.floor(boxes[:, 2:] + 0.5).astype(np.int64), start + 1)
-    crops = []
-    for (x0, y0), (x1, y1) in zip(start, stop):
-        canvas = pixels.new_zeros(1, 3, y1 - y0, x1 - x0)
-        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-        if cx1 > cx0 and cy1 > cy0:
-            canvas[..., cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = pixels[..., cy0:cy1, cx0:cx1]
-        crops.append(_resize(canvas, size, size))
-    return _normalise(torch.cat(crops)), np.concatenate([start, stop], axis=1) - 0.5
+    # Pillow's crop fills what lies outside the photo with black.
+    crops = [_resize(photo.crop((int(x0), int(y0), int(x1), int(y1))), size, size)
+             for (x0, y0), (x1, y1) in zip(start, stop)]
+    return _as_input(crops, device), np.concatenate([start, stop], axis=1) - 0.5
 
 
 def _in_chunks(net: nn.Module, crops: torch.Tensor) -> list[np.ndarray]:
@@ -281,22 +278,24 @@ def _in_chunks(net: nn.Module, crops: torch.Tensor) -> list[np.ndarray]:
     return [torch.cat(outputs).double().cpu().numpy() for outputs in zip(*parts)]
 
 
-def _propose(mtcnn: MTCNN, pixels: torch.Tensor, scales: list[float], threshold: float
+def _propose(mtcnn: MTCNN, photo: Image.Image, scales: list[float], threshold: float
              ) -> np.ndarray:
     """Stage 1: PNet windows over the pyramid, [N, 5] regressed square boxes + score."""
-    _, _, height, width = pixels.shape
+    width, height = photo.size
+    device = next(mtcnn.parameters()).device
     found = []
     for scale in scales:
         level_h, level_w = math.ceil(height * scale), math.ceil(width * scale)
-        probability, offsets = mtcnn.pnet(_normalise(_resize(pixels, level_h, level_w)))
+        level = _as_input([_resize(photo, level_w, level_h)], device)
+        probability, offsets = mtcnn.pnet(level)
         probability, offsets = probability[0].cpu().numpy(), offsets[0].cpu().numpy()
         rows, cols = np.nonzero(probability >= threshold)
         if rows.size == 0:
             continue
         # The window's edges on the level, then mapped back through the level's exact scale.
-        level = np.stack([cols, rows, cols, rows], axis=1) * PNET_STRIDE \
+        window = np.stack([cols, rows, cols, rows], axis=1) * PNET_STRIDE \
             + np.array([0, 0, PNET_WINDOW, PNET_WINDOW]) - 0.5
-        boxes = (level + 0.5) / np.array([level_w / width, level_h / height] * 2) - 0.5
+        boxes = (window + 0.5) / np.array([level_w / width, level_h / height] * 2) - 0.5
         scores = probability[rows, cols].astype(np.float64)
         keep = nms(boxes, scores, 0.5)
         found.append(np.column_stack([boxes[keep], scores[keep],
@@ -309,10 +308,10 @@ def _propose(mtcnn: MTCNN, pixels: torch.Tensor, scales: list[float], threshold:
                             candidates[:, 4]])
 
 
-def _refine(mtcnn: MTCNN, pixels: torch.Tensor, boxes: np.ndarray, threshold: float
+def _refine(mtcnn: MTCNN, photo: Image.Image, boxes: np.ndarray, threshold: float
             ) -> np.ndarray:
     """Stage 2: RNet re-scores and regresses; [N, 5] square boxes + score."""
-    crops, boxes = _crops(pixels, boxes[:, :4], RNET_SIZE)
+    crops, boxes = _crops(photo, boxes[:, :4], RNET_SIZE, next(mtcnn.parameters()).device)
     probability, offsets = _in_chunks(mtcnn.rnet, crops)
     passed = probability > threshold
     boxes, scores, offsets = boxes[passed], probability[passed], offsets[passed]
@@ -320,10 +319,10 @@ def _refine(mtcnn: MTCNN, pixels: torch.Tensor, boxes: np.ndarray, threshold: fl
     return np.column_stack([square(regress(boxes[keep], offsets[keep])), scores[keep]])
 
 
-def _output(mtcnn: MTCNN, pixels: torch.Tensor, boxes: np.ndarray, threshold: float
+def _output(mtcnn: MTCNN, photo: Image.Image, boxes: np.ndarray, threshold: float
             ) -> Detections:
     """Stage 3: ONet's final scores, boxes and landmarks."""
-    crops, boxes = _crops(pixels, boxes[:, :4], ONET_SIZE)
+    crops, boxes = _crops(photo, boxes[:, :4], ONET_SIZE, next(mtcnn.parameters()).device)
     probability, offsets, fractions = _in_chunks(mtcnn.onet, crops)
     passed = probability > threshold
     boxes, scores = boxes[passed], probability[passed]
@@ -365,14 +364,13 @@ def detect(mtcnn: MTCNN, image: np.ndarray, *, min_face_size: float = MIN_FACE_S
         raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
     if min_face_size <= 0:
         raise ValueError(f"min_face_size must be positive, got {min_face_size}")
-    device = next(mtcnn.parameters()).device
-    pixels = torch.tensor(image, device=device).permute(2, 0, 1)[None].float()
+    photo = Image.fromarray(image)
     scales = pyramid_scales(image.shape[0], image.shape[1], min_face_size, scale_factor)
     nothing = Detections(np.empty((0, 4)), np.empty(0), np.empty((0, 5, 2)))
-    boxes = _propose(mtcnn, pixels, scales, thresholds[0])
+    boxes = _propose(mtcnn, photo, scales, thresholds[0])
     if len(boxes) == 0:
         return nothing
-    boxes = _refine(mtcnn, pixels, boxes, thresholds[1])
+    boxes = _refine(mtcnn, photo, boxes, thresholds[1])
     if len(boxes) == 0:
         return nothing
-    return _output(mtcnn, pixels, boxes, thresholds[2])
+    return _output(mtcnn, photo, boxes, thresholds[2])
