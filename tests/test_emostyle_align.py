@@ -1,4 +1,4 @@
-"""FFHQ alignment: where the eyes land, invariance to in-plane rotation, padding, face choice."""
+"""FFHQ alignment: where the eyes land, invariance to in-plane rotation, padding, 5 or 68 points."""
 from __future__ import annotations
 
 import warnings
@@ -10,11 +10,9 @@ from PIL import Image
 
 from stimgen.backends.emostyle import align
 from stimgen.backends.emostyle.align import (
-    FaceNotFoundError, MultipleFacesError, MultipleFacesWarning, SmallFaceWarning, align_face,
-    aligned_to_image, ffhq_quad, image_to_aligned, select_face)
+    SmallFaceWarning, align_face, aligned_to_image, ffhq_quad, image_to_aligned)
 from stimgen.backends.schematic import render_face, sample_identity
-from stimgen.landmarks import eye_centres
-from stimgen.nets.face_landmarks import FaceLandmarks
+from stimgen.landmarks import MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER, LandmarkError, eye_centres
 
 GREY = (128, 128, 128)
 
@@ -163,32 +161,28 @@ def test_point_mapping_round_trips(degrees, half_side, resolution, point):
     np.testing.assert_allclose(image_to_aligned(quad[0], quad, resolution), [-0.5, -0.5], atol=1e-6)
 
 
-def faces_of_size(*sizes) -> list[FaceLandmarks]:
-    base = render_face(sample_identity(1), 0.0, 0.0, size=100).landmarks / 100
-    return [FaceLandmarks(points=base * s + 10 * i, scores=np.ones(68), box=np.zeros(4))
-            for i, s in enumerate(sizes)]
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """The detector's 5 points of a face whose 68 landmarks are known: eye centres, nose tip,
+    mouth corners (the subject's right first)."""
+    right_eye, left_eye = eye_centres(landmarks)
+    return np.stack([right_eye, left_eye, landmarks[30], landmarks[MOUTH_RIGHT_CORNER],
+                     landmarks[MOUTH_LEFT_CORNER]])
 
 
-def test_no_face_is_an_error():
-    with pytest.raises(FaceNotFoundError, match="no face found in photos/p01.jpg"):
-        select_face([], source="photos/p01.jpg")
+@pytest.mark.parametrize("degrees", [0.0, 30.0])
+def test_five_detector_points_align_as_the_68_landmarks_do(schematic_photo, degrees):
+    photo, landmarks = schematic_photo
+    photo, landmarks = rotate_photo(photo, landmarks, degrees)
+    from_68 = align_face(np.asarray(photo), landmarks, 64)
+    from_5 = align_face(np.asarray(photo), five_points(landmarks), 64)
+    np.testing.assert_allclose(from_5.quad, from_68.quad, atol=1e-9)
+    assert np.array_equal(from_5.image, from_68.image)
+    assert from_5.landmarks.shape == (5, 2)
+    np.testing.assert_allclose(from_5.landmarks, five_points(from_68.landmarks), atol=1e-9)
 
 
-def test_several_faces_keep_the_largest_with_a_warning():
-    faces = faces_of_size(80, 300, 120)
-    with pytest.warns(MultipleFacesWarning, match="3 faces found in group.jpg; using the largest"):
-        chosen = select_face(faces, source="group.jpg")
-    assert chosen is faces[1]
-
-
-def test_several_faces_can_be_refused():
-    with pytest.raises(MultipleFacesError, match="2 faces found in group.jpg") as info:
-        select_face(faces_of_size(80, 300), policy="error", source="group.jpg")
-    assert "multiple_faces: largest" in info.value.hint
-
-
-def test_one_face_is_taken_silently(recwarn):
-    faces = faces_of_size(200)
-    assert select_face(faces, policy="error") is faces[0]
-    assert not recwarn.list
-
+def test_alignment_refuses_points_of_another_shape():
+    with pytest.raises(LandmarkError, match=r"68 landmarks \[68, 2\] or the detector's 5 points"):
+        ffhq_quad(np.zeros((7, 2)))
+    with pytest.raises(LandmarkError, match="not finite"):
+        ffhq_quad(np.full((5, 2), np.nan))

@@ -14,7 +14,6 @@ from stimgen.backends.emostyle import EmoStyleBackend
 from stimgen.backends.schematic import render_face, sample_identity
 from stimgen.cli import main
 from stimgen.errors import WeightsMissingError
-from stimgen.nets.face_landmarks import FaceLandmarks
 
 PROTOCOL = """
 study: {name: tiny-emostyle}
@@ -46,14 +45,16 @@ def tiny_home(tmp_path_factory):
 
 @pytest.fixture
 def study(tmp_path, tiny_home, monkeypatch):
-    """A protocol folder with a schematic face photo (landmarks known) and a latent file."""
+    """A protocol folder with a schematic face photo (landmarks known) and a latent file.
+
+    The embedded detector finds the schematic face for real; the tiny FAN's landmarks are
+    noise, so the drawn face's own 68 landmarks stand in for them."""
     monkeypatch.setenv("STIMGEN_HOME", str(tiny_home))
     face = render_face(sample_identity(4), 0.0, 0.0, size=256)
     face.image.convert("RGB").save(tmp_path / "face.png")
     np.save(tmp_path / "w.npy", np.random.default_rng(0).standard_normal(64).astype(np.float32))
     (tmp_path / "protocol.yaml").write_text(PROTOCOL)
-    found = [FaceLandmarks(face.landmarks, np.ones(68), np.array([0, 0, 256, 256]))]
-    monkeypatch.setattr(EmoStyleBackend, "find_faces", lambda self, image: found)
+    monkeypatch.setattr(EmoStyleBackend, "face_landmarks", lambda self, image, box: face.landmarks)
     return tmp_path
 
 
@@ -104,6 +105,28 @@ def test_seed_and_latent_build_records_models_and_similarity(study):
     assert "identity_similarity" in result.stimuli.columns
     assert result.manifest["backend"]["options"]["models"]["stylegan2_ffhq"]
     assert "fan_2d" not in result.manifest["backend"]["options"]["models"]
+    # the shipped detector's weights are part of every emostyle fingerprint (and photo cache key)
+    from stimgen.detection import DETECTOR_SHA256
+
+    assert result.manifest["backend"]["options"]["face_detector"] == DETECTOR_SHA256
+
+
+def test_a_photo_without_a_face_stops_the_build_naming_the_photo(tmp_path, tiny_home,
+                                                                 monkeypatch):
+    """The embedded detector runs on every photo: no face is an error naming the file (the
+    photo used to be taken whole as the face box, so this error could never fire)."""
+    monkeypatch.setenv("STIMGEN_HOME", str(tiny_home))
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(5)
+    wall = np.uint8(np.clip(150 + 20 * rng.standard_normal((240, 320, 3)), 0, 255))
+    Image.fromarray(wall).save(tmp_path / "wall.png")
+    (tmp_path / "protocol.yaml").write_text(
+        SEEDS_ONLY.replace("  - {id: s1, seed: 1}\n",
+                           '  - {id: photo, image: wall.png, source: "noise, no face"}\n'))
+    result = CliRunner().invoke(main, ["-q", "build", "protocol.yaml", "-o", "out"])
+    assert result.exit_code == 2, result.output
+    assert "error: no face found in" in result.output and "wall.png" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_missing_weights_stop_the_build_before_any_work(tmp_path, monkeypatch):

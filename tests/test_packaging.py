@@ -21,6 +21,24 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert config["package-dir"]["stimgen.templates"] == "templates"
 
 
+def test_every_data_file_is_package_data():
+    """stimgen/data ships in the wheel, the MTCNN weights in its subfolder included (setuptools'
+    "data/*" does not reach into data/mtcnn/)."""
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["stimgen"]
+    data = ROOT / "stimgen" / "data"
+    files = [p.relative_to(ROOT / "stimgen").as_posix() for p in data.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
+    assert {"data/mtcnn/pnet.pt", "data/mtcnn/rnet.pt", "data/mtcnn/onet.pt",
+            "data/mtcnn/ATTRIBUTION.md"} <= set(files)
+    unshipped = [f for f in files
+                 if not any(fnmatch(f, pattern) and f.count("/") == pattern.count("/")
+                            for pattern in patterns)]
+    assert not unshipped, f"add to pyproject.toml package-data: {unshipped}"
+
+
 def test_claimed_python_has_what_the_code_uses():
     """requires-python says 3.11 or later: these tests read TOML with tomllib, new in 3.11, and
     that is the oldest Python the suite runs on. Claiming 3.10 again needs a 3.10 CI job."""

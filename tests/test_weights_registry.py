@@ -64,7 +64,9 @@ def test_unpublished_sha256_reads_as_recorded_on_first_fetch():
 
 def test_every_stage_is_covered_and_stage_lookup_filters():
     assert {s for e in load_registry() for s in e.needed_by} == set(STAGES)
-    assert [e.name for e in models_for_stages(["align"])] == ["fan_2d", "s3fd"]
+    # faces are found by the MTCNN that ships with stimgen: no stage needs S3FD
+    assert [e.name for e in models_for_stages(["align"])] == ["fan_2d"]
+    assert get_model("s3fd").needed_by == ()
     assert "stylegan2_ffhq" in [e.name for e in models_for_stages(["edit"])]
     with pytest.raises(ValueError, match="unknown stages"):
         models_for_stages(["paint"])

@@ -51,7 +51,7 @@ def format_status(status: ModelStatus, verbose: bool = False) -> list[str]:
     state = click.style(f"{status.state:<9}", fg=STATE_COLOURS[status.state])
     lines = [f"  {entry.name:<18} {state} {entry.file}, {size}",
              f"      {entry.title}",
-             f"      needed by: {', '.join(entry.needed_by)}",
+             f"      needed by: {', '.join(entry.needed_by) or 'no build (optional)'}",
              f"      licence: {entry.license}",
              f"      {_sha_line(status)}"]
     if status.state == "tiny":

@@ -21,8 +21,8 @@ from stimgen.backends.base import FFHQ_FRAMING, FRAMING_KEY, Rendered
 from stimgen.errors import StimgenError
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)
-from stimgen.backends.emostyle.models import (DETECTOR_MODEL, ModelSet, load_model_set,
-                                              model_files, select_device)
+from stimgen.backends.emostyle.models import (ModelSet, load_model_set, model_files,
+                                              select_device)
 from stimgen.protocol.models import Identity, Protocol
 
 __all__ = ["EmoStyleBackend", "IdentityHandle"]
@@ -194,16 +194,17 @@ class EmoStyleBackend:
     def _invert_and_personalise(self, image: np.ndarray, source: str,
                                 identity_id: str) -> dict[str, Any]:
         """Align, invert and personalise one photo, showing each step's progress."""
-        from stimgen.backends.emostyle.align import align_face, select_face
+        from stimgen.backends.emostyle.align import align_face
         from stimgen.backends.emostyle.invert import invert
         from stimgen.backends.emostyle.personalize import personalize, photo_valence_arousal
         from stimgen.backends.emostyle.steps import photo_step
+        from stimgen.detection import choose_face
 
         models = self.models
         with photo_step(identity_id, "alignment"):
-            face = select_face(self.find_faces(image), policy=self.options.multiple_faces,
-                               source=source)
-            aligned = align_face(image, face.points, models.resolution)
+            face = choose_face(self.find_faces(image), source=source,
+                               policy=self.options.multiple_faces)
+            aligned = align_face(image, self.face_landmarks(image, face), models.resolution)
         target = torch.from_numpy(aligned.image).permute(2, 0, 1)[None].float()
         target = (target / 127.5 - 1).to(self.device)
         steps, wplus_steps = self.options.inversion_steps, self.options.inversion_wplus_steps
@@ -221,31 +222,28 @@ class EmoStyleBackend:
             payload["photo_va"] = photo_valence_arousal(models.emonet, target).cpu()
         return payload
 
-    def _detector_sha256(self) -> str | None:
-        """sha256 of the installed S3FD face detector, or None when photos use the whole frame."""
-        from stimgen.weights import model_status
+    def _detector_sha256(self) -> str:
+        """Fingerprint of the embedded face detector (the shipped MTCNN weights)."""
+        from stimgen.detection import DETECTOR_SHA256
 
-        detector = model_status(DETECTOR_MODEL)
-        if not detector.installed:
-            return None
-        return detector.record.sha256 if detector.record else "installed, not yet hashed"
+        return DETECTOR_SHA256
 
     def find_faces(self, image: np.ndarray) -> list:
-        """Every face in a photo with its 68 landmarks (face-alignment, local weights).
+        """Every face in a photo, largest first (:func:`stimgen.detection.detect_faces`)."""
+        from stimgen.detection import detect_faces
 
-        Without the S3FD detector installed (``stimgen models fetch s3fd``), the whole
-        photo is taken as the face box: fine for photos already cropped to one face.
+        return detect_faces(image, device=str(self.device))
+
+    def face_landmarks(self, image: np.ndarray, face) -> np.ndarray:
+        """The 68 landmarks [68, 2] of a detected face: face-alignment's FAN inside its box.
+
+        Personalisation needs all 68 (the face outline of the background term); alignment
+        itself would do with the detector's 5 points.
         """
         from stimgen.nets.face_landmarks import FaceLandmarker
-        from stimgen.weights import model_status
 
-        detector = model_status(DETECTOR_MODEL)
-        landmarker = FaceLandmarker(self._weights["fan_2d"],
-                                    detector.path if detector.installed else None,
-                                    device=str(self.device))
-        height, width = image.shape[:2]
-        boxes = None if detector.installed else [[0, 0, width, height]]
-        return landmarker(image, boxes=boxes)
+        landmarker = FaceLandmarker(self._weights["fan_2d"], device=str(self.device))
+        return landmarker(image, boxes=[face.box])[0].points
 
 
 @torch.no_grad()

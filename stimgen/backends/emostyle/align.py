@@ -1,8 +1,9 @@
 """FFHQ-style face alignment: the crop a StyleGAN2 trained on FFHQ expects, from 68 landmarks.
 
 Owns the oriented crop square of the FFHQ dataset script (``ffhq_quad``), the warp of a
-photo to the generator's resolution (``align_face``), the exact point mapping both ways, and
-the choice of one face when a photo holds none or several (``select_face``).
+photo to the generator's resolution (``align_face``) and the exact point mapping both ways.
+Faces are found and chosen in :mod:`stimgen.detection`; the square needs only the eye centres
+and the mouth corners, so it is made from 68 iBUG landmarks or from the detector's 5 points.
 
 The square is computed as NVlabs/ffhq-dataset's ``recreate_aligned_images`` does: its
 x axis runs along the eye-to-eye vector turned toward the perpendicular of the
@@ -19,29 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from stimgen.errors import StimgenError
-from stimgen.landmarks import LEFT_EYE, MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER, RIGHT_EYE, \
-    check_landmarks
-from stimgen.nets.face_landmarks import FaceLandmarks
+from stimgen import detection
+from stimgen.detection import (  # noqa: F401  (raised for photos; defined with the detector)
+    FaceNotFoundError, MultipleFacesError, MultipleFacesWarning)
+from stimgen.landmarks import LEFT_EYE, MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER, N_LANDMARKS, \
+    RIGHT_EYE, LandmarkError, check_landmarks
 
-#: Face-selection policies: keep the largest face (warning), or refuse a photo with several.
-FACE_POLICIES = ("largest", "error")
 #: Warp resolution relative to the output (FFHQ: 4096 for 1024), then Lanczos down-sampling.
 SUPERSAMPLE = 4
 #: Upscaling of the face beyond which the aligned image is soft enough to warn about.
 MAX_UPSCALE = 4.0
-
-
-class FaceNotFoundError(StimgenError):
-    """A photo in which the landmark detector found no face."""
-
-
-class MultipleFacesError(StimgenError):
-    """A photo with several faces, under the ``multiple_faces: error`` policy."""
-
-
-class MultipleFacesWarning(UserWarning):
-    """A photo with several faces; the largest was used."""
 
 
 class SmallFaceWarning(UserWarning):
@@ -53,7 +41,7 @@ class AlignedFace:
     """A face cropped and rotated as FFHQ faces are, at the generator's resolution."""
 
     image: np.ndarray       # uint8 RGB [R, R, 3]
-    landmarks: np.ndarray   # [68, 2] (x, y) in aligned pixels (pixel centres at integers)
+    landmarks: np.ndarray   # [68, 2] or [5, 2] (x, y) in aligned pixels (centres at integers)
     quad: np.ndarray        # [4, 2] crop corners in the photo: TL, BL, BR, TR (FFHQ's order)
 
     @property
@@ -61,80 +49,46 @@ class AlignedFace:
         return int(self.image.shape[0])
 
 
-# ----------------------------------------------------------------------------- faces
+# ----------------------------------------------------------------------------- geometry
 
-def face_size(face: FaceLandmarks) -> float:
-    """Area of the bounding box of a face's landmarks, pixels squared."""
-    extent = np.ptp(check_landmarks(face.points), axis=0)
-    return float(extent[0] * extent[1])
+def alignment_points(landmarks) -> np.ndarray:
+    """Validate a face's points and return [4, 2]: right eye, left eye, right and left mouth
+    corner (the subject's sides), which is all the FFHQ square needs.
 
-
-def select_face(faces: list[FaceLandmarks], *, policy: str = "largest",
-                source: str = "") -> FaceLandmarks:
-    """The one face of a photo to personalise.
-
-    Parameters
-    ----------
-    faces : list of FaceLandmarks
-        Every face the detector found (``FaceLandmarker(image)``).
-    policy : {"largest", "error"}
-        With several faces: keep the largest (by landmark extent) and warn with a
-        :class:`MultipleFacesWarning`, or raise :class:`MultipleFacesError`.
-    source : str
-        The photo's path, named in messages.
+    ``landmarks`` are 68 iBUG points [68, 2] (eye centre = mean of its six points) or the
+    detector's 5 points [5, 2] (:data:`stimgen.detection.POINT_NAMES`).
 
     Raises
     ------
-    FaceNotFoundError
-        If ``faces`` is empty.
-    MultipleFacesError
-        If there are several faces and ``policy == "error"``.
+    LandmarkError
+        Neither shape, or a coordinate that is not finite.
 
     Examples
     --------
-    >>> small = FaceLandmarks(np.random.rand(68, 2) * 50, np.ones(68), np.zeros(4))
-    >>> large = FaceLandmarks(np.random.rand(68, 2) * 300, np.ones(68), np.zeros(4))
-    >>> select_face([small, large], source="group.jpg") is large
-    True
+    >>> five = [[40, 50], [60, 50], [50, 65], [42, 80], [58, 80]]
+    >>> alignment_points(five).tolist()
+    [[40.0, 50.0], [60.0, 50.0], [42.0, 80.0], [58.0, 80.0]]
     """
-    if policy not in FACE_POLICIES:
-        raise ValueError(f"policy must be one of {FACE_POLICIES}, got {policy!r}")
-    where = source or "the photo"
-    if not faces:
-        raise FaceNotFoundError(
-            f"no face found in {where}",
-            hint="use a photo with one clearly visible, roughly frontal face, well lit and at "
-                 "least about 256 pixels across; crop away other content")
-    if len(faces) == 1:
-        return faces[0]
-    sizes = [face_size(face) for face in faces]
-    largest = int(np.argmax(sizes))
-    boxes = "; ".join(_box_text(face) for face in faces)
-    if policy == "error":
-        raise MultipleFacesError(
-            f"{len(faces)} faces found in {where} (landmark boxes x1,y1,x2,y2: {boxes})",
-            hint="crop the photo to the one face you mean, or set the backend option "
-                 "`multiple_faces: largest` to use the largest face")
-    warnings.warn(f"{len(faces)} faces found in {where}; using the largest "
-                  f"({_box_text(faces[largest])}); crop the photo to silence this",
-                  MultipleFacesWarning, stacklevel=2)
-    return faces[largest]
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape == (len(detection.POINT_NAMES), 2):
+        if not np.isfinite(points).all():
+            raise LandmarkError("the face's 5 points hold a coordinate that is not finite")
+        return points[[detection.RIGHT_EYE, detection.LEFT_EYE, detection.MOUTH_RIGHT_CORNER,
+                       detection.MOUTH_LEFT_CORNER]]
+    if points.shape != (N_LANDMARKS, 2):
+        raise LandmarkError(f"alignment takes one face's 68 landmarks [68, 2] or the detector's "
+                            f"5 points [5, 2], got {list(points.shape)}")
+    points = check_landmarks(points)
+    return np.stack([points[RIGHT_EYE].mean(axis=0), points[LEFT_EYE].mean(axis=0),
+                     points[MOUTH_RIGHT_CORNER], points[MOUTH_LEFT_CORNER]])
 
-
-def _box_text(face: FaceLandmarks) -> str:
-    points = check_landmarks(face.points)
-    x1, y1 = points.min(axis=0)
-    x2, y2 = points.max(axis=0)
-    return f"{x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f}"
-
-
-# ----------------------------------------------------------------------------- geometry
 
 def ffhq_quad(landmarks) -> np.ndarray:
     """The FFHQ crop square of a face: corners [4, 2] top-left, bottom-left, bottom-right, top-right.
 
-    Coordinates are those of ``landmarks`` (photo pixels). The square is rotated with the
-    face, so it does not depend on the face's in-plane roll.
+    ``landmarks``: 68 iBUG points [68, 2] or the detector's 5 points [5, 2], photo pixels;
+    the corners are in the same coordinates. The square is rotated with the face, so it does
+    not depend on the face's in-plane roll.
 
     Examples
     --------
@@ -143,15 +97,14 @@ def ffhq_quad(landmarks) -> np.ndarray:
     >>> points[48] = (42, 80); points[54] = (58, 80)                # mouth corners
     >>> ffhq_quad(points).round(1).tolist()
     [[-4.0, -1.0], [-4.0, 107.0], [104.0, 107.0], [104.0, -1.0]]
+    >>> five = [[40, 50], [60, 50], [50, 65], [42, 80], [58, 80]]   # eyes, nose, mouth corners
+    >>> bool(np.allclose(ffhq_quad(five), ffhq_quad(points)))
+    True
     """
-    points = check_landmarks(landmarks)
-    if points.ndim != 2:
-        raise ValueError(f"ffhq_quad takes one face [68, 2], got {list(points.shape)}")
-    eye_right = points[RIGHT_EYE].mean(axis=0)   # the subject's right eye: image left
-    eye_left = points[LEFT_EYE].mean(axis=0)
+    eye_right, eye_left, mouth_right, mouth_left = alignment_points(landmarks)
     eye_avg = (eye_right + eye_left) / 2
-    eye_to_eye = eye_left - eye_right
-    mouth_avg = (points[MOUTH_RIGHT_CORNER] + points[MOUTH_LEFT_CORNER]) / 2
+    eye_to_eye = eye_left - eye_right   # the subject's right eye is on the image's left
+    mouth_avg = (mouth_right + mouth_left) / 2
     eye_to_mouth = mouth_avg - eye_avg
 
     x = eye_to_eye - _perpendicular(eye_to_mouth)
@@ -206,7 +159,8 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, resolution: int, *,
     image : numpy.ndarray
         uint8 RGB photo [H, W, 3] (see :func:`~stimgen.backends.emostyle.photo.load_photo`).
     landmarks : numpy.ndarray
-        The face's 68 iBUG points [68, 2] in photo pixels.
+        The face's 68 iBUG points [68, 2], or the detector's 5 points [5, 2]
+        (:attr:`stimgen.detection.DetectedFace.points`), in photo pixels.
     resolution : int
         Side of the aligned image: the generator's resolution (1024 for FFHQ).
     padding : bool
@@ -216,7 +170,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, resolution: int, *,
     Returns
     -------
     AlignedFace
-        The aligned image, the landmarks mapped into it, and the square in the photo.
+        The aligned image, the landmarks (68 or 5) mapped into it, and the square in the photo.
         :func:`aligned_to_image` maps aligned points back to the photo.
 
     Warns
@@ -229,7 +183,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, resolution: int, *,
         raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
     if resolution < 4:
         raise ValueError(f"resolution must be at least 4 pixels, got {resolution}")
-    points = check_landmarks(landmarks)
+    points = np.asarray(landmarks, dtype=np.float64)
     quad = ffhq_quad(points)
     qsize = float(np.hypot(*(quad[3] - quad[0])))
     if resolution / qsize > MAX_UPSCALE:

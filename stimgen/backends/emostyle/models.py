@@ -25,10 +25,9 @@ from stimgen.weights.registry import get_model
 #: Always needed: the generator, the EmoStyle edit, VGGFace2 (identity similarity) and
 #: EmoNet (the emonet rater; its heatmaps give the geometric rater its landmarks).
 CORE_MODELS = ("stylegan2_ffhq", "emostyle_mapping", "vggface2_resnet50", "emonet_8")
-#: Needed for photo identities: the face-alignment landmarker.
+#: Needed for photo identities: the face-alignment landmarker (faces are found by the
+#: embedded MTCNN detector, which ships with stimgen: stimgen.detection).
 PHOTO_MODELS = ("fan_2d",)
-#: The face detector: used for photos when installed, else the whole photo is the face box.
-DETECTOR_MODEL = "s3fd"
 #: Where `--dry-run` keeps its tiny random models (under the stimgen home), and their size.
 DRY_RUN_FOLDER = "dry-run"
 DRY_RUN_RESOLUTION = 32
