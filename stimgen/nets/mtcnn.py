@@ -188,7 +188,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
             base = areas[best] + areas[rest] - inter
         else:
             base = np.minimum(areas[best], areas[rest])
-        order = rest[inter <= threshold * np.maximum(base, 1e-12)]
+        order = rest[inter / np.maximum(base, 1e-12) <= threshold]
     return np.asarray(keep, dtype=np.int64)
 
 
