@@ -117,3 +117,70 @@ def test_a_rater_listed_twice_or_also_as_primary_is_refused(tmp_path):
         protocol_from_text(tmp_path, TWO_RATERS.replace("[emonet]", "[emonet, emonet]"))
     with pytest.raises(ProtocolError, match="primary rater"):
         protocol_from_text(tmp_path, TWO_RATERS.replace("[emonet]", "[geometric]"))
+
+
+# --- targets taken from reference faces -------------------------------------------------------
+
+def psychopy_photo(name: str) -> Path:
+    """One of PsychoPy's demo photos, used in place (its licence is PsychoPy's)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("psychopy")
+    found = sorted((Path(spec.origin).parent / "demos").rglob(name)) if spec and spec.origin else []
+    if not found:
+        pytest.skip(f"PsychoPy's demo photo {name} is not installed")
+    return found[0]
+
+
+def test_a_reference_face_becomes_a_target_of_every_identity(tmp_path, monkeypatch):
+    """The reference is rated by the primary rater (hsemotion, here a tiny ONNX network whose
+    valence and arousal are known functions of the face crop's mean colour) and its VA is the
+    target; the report shows the reference beside what was made."""
+    from test_hsemotion_rater import CHANNEL_WEIGHTS, channel_mean_model
+
+    from stimgen.raters import create_rater
+    from stimgen.raters.images import rate_images
+    from stimgen.weights import add_model
+
+    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "home"))
+    add_model("hsemotion_enet_b0_8_va_mtl",
+              channel_mean_model(tmp_path / "channels.onnx", CHANNEL_WEIGHTS))
+    photo = psychopy_photo("face01.jpg")
+    expected = rate_images([photo], create_rater("hsemotion", "schematic")).iloc[0]
+    text = (TWO_RATERS.replace("  also: [emonet]\n", "").replace("rater: geometric",
+                                                                 "rater: hsemotion")
+            .replace("targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], "
+                     "neutral: true}", f"targets: {{from_images: ['{photo}'], neutral: true}}"))
+    result = stimgen.build(protocol_from_text(tmp_path, text), out=tmp_path / "out",
+                           progress=False)
+    made = result.stimuli[result.stimuli["emotion"] == "face01"]
+    assert list(made["stimulus_id"]) == ["id01_face01", "id02_face01"]
+    assert made["target_valence"].tolist() == pytest.approx([expected["valence"]] * 2)
+    assert made["target_arousal"].tolist() == pytest.approx([expected["arousal"]] * 2)
+    manifest = json.loads((result.out / "manifest.json").read_text())
+    reference = manifest["references"][0]
+    assert reference["label"] == "face01" and reference["rater"] == "hsemotion"
+    assert (result.out / reference["image"]).is_file()
+    page = (result.out / "report.html").read_text(encoding="utf-8")
+    assert 'id="references"' in page and 'src="references/face01.png"' in page
+
+
+def test_reference_faces_need_a_rater_that_can_rate_a_photo(tmp_path):
+    from stimgen.errors import StimgenError
+
+    photo = psychopy_photo("face01.jpg")
+    text = TWO_RATERS.replace("  also: [emonet]\n", "").replace(
+        "targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], neutral: true}",
+        f"targets: {{from_images: ['{photo}']}}")
+    with pytest.raises(StimgenError, match="geometric, which cannot rate a photo"):
+        stimgen.build(protocol_from_text(tmp_path, text), out=tmp_path / "out", progress=False)
+
+
+def test_a_missing_reference_image_is_named_at_load(tmp_path):
+    from stimgen.errors import ProtocolError
+
+    text = TWO_RATERS.replace(
+        "targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], neutral: true}",
+        "targets: {from_images: [refs/smile.jpg]}")
+    with pytest.raises(ProtocolError, match=r"targets.from_images.0.*smile.jpg"):
+        protocol_from_text(tmp_path, text)

@@ -61,7 +61,7 @@ def confusable_choices(table: pd.DataFrame) -> list[ProtocolProblem]:
     """
     faces: dict[str, dict[str, np.ndarray]] = {}
     for (label, emotion), rows in table.groupby(["correct_label", "emotion"], sort=False):
-        angle = rows["angle"].iloc[0]
+        angle = pd.to_numeric(rows["angle"], errors="coerce").iloc[0]   # "" for points, neutral
         faces.setdefault(label, {})[emotion] = full_intensity_units(
             emotion, None if pd.isna(angle) else float(angle))
     found = []
