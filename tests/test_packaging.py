@@ -22,20 +22,28 @@ def test_every_subpackage_is_listed_in_pyproject():
 
 
 def test_every_data_file_is_package_data():
-    """stimgen/data ships in the wheel, the MTCNN weights in its subfolder included (setuptools'
-    "data/*" does not reach into data/mtcnn/)."""
+    """Every file under stimgen/data ships in the wheel (the MTCNN weights in data/mtcnn/
+    included): a listed package holding it has a package-data pattern for it."""
     from fnmatch import fnmatch
 
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["stimgen"]
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     data = ROOT / "stimgen" / "data"
-    files = [p.relative_to(ROOT / "stimgen").as_posix() for p in data.rglob("*")
+    files = [p.relative_to(ROOT).as_posix() for p in data.rglob("*")
              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
-    assert {"data/mtcnn/pnet.pt", "data/mtcnn/rnet.pt", "data/mtcnn/onet.pt",
-            "data/mtcnn/ATTRIBUTION.md"} <= set(files)
-    unshipped = [f for f in files
-                 if not any(fnmatch(f, pattern) and f.count("/") == pattern.count("/")
-                            for pattern in patterns)]
+    assert {f"stimgen/data/mtcnn/{name}" for name in
+            ("pnet.pt", "rnet.pt", "onet.pt", "ATTRIBUTION.md")} <= set(files)
+
+    def shipped(path: str) -> bool:
+        for package, patterns in config["package-data"].items():
+            folder = package.replace(".", "/") + "/"
+            inside = path.removeprefix(folder)
+            if package in config["packages"] and path.startswith(folder) and any(
+                    fnmatch(inside, pattern) and inside.count("/") == pattern.count("/")
+                    for pattern in patterns):
+                return True
+        return False
+
+    unshipped = [path for path in files if not shipped(path)]
     assert not unshipped, f"add to pyproject.toml package-data: {unshipped}"
 
 
