@@ -51,10 +51,10 @@ JOBS_DIR = ".stimgen/jobs"                       # cluster job scripts and logs 
 #: Folders where a killed build may have left temporary files (storage.remove_leftovers).
 TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR)
 #: Folders a build writes into; none of them may be a link out of the build folder.
-WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR,
-                   "references")
 #: Copies (pixels only, at most 256 px) of the reference faces of `targets.from_images`.
 REFERENCES_DIR = "references"
+WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR,
+                   REFERENCES_DIR)
 
 #: stimuli.tsv, in file order; the five errors are named where they are computed (metrics.py).
 STIMULI_COLUMNS = (

@@ -234,7 +234,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         clock = time.perf_counter()
         manifest = _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command,
                              repairs, getattr(backend, "model_files", []))
-        manifest["references"] = [dict(r, image=f"{REFERENCES_DIR}/{r['label']}.png")
+        manifest["reference_faces"] = [dict(r, image=f"{REFERENCES_DIR}/{r['label']}.png")
                                   for r in references]
         manifest.update(files=_written_files(out, records), timings=_rounded(timings))
         from stimgen.report import write_report   # matplotlib: only where a report is made

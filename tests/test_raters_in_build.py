@@ -158,7 +158,7 @@ def test_a_reference_face_becomes_a_target_of_every_identity(tmp_path, monkeypat
     assert made["target_valence"].tolist() == pytest.approx([expected["valence"]] * 2)
     assert made["target_arousal"].tolist() == pytest.approx([expected["arousal"]] * 2)
     manifest = json.loads((result.out / "manifest.json").read_text())
-    reference = manifest["references"][0]
+    reference = manifest["reference_faces"][0]
     assert reference["label"] == "face01" and reference["rater"] == "hsemotion"
     assert (result.out / reference["image"]).is_file()
     page = (result.out / "report.html").read_text(encoding="utf-8")

@@ -166,7 +166,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "overall": overall_row(folder.stimuli),
         "flagged": flagged,
         "agreement": agreement_section(folder.stimuli, manifest),
-        "references": reference_rows(folder.stimuli, manifest, thumbnails),
+        "reference_faces": reference_rows(folder.stimuli, manifest, thumbnails),
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "norms": norms_context(folder.root),
@@ -211,7 +211,7 @@ def confusable_warnings(design, manifest: dict) -> list[str]:
 def reference_rows(stimuli, manifest: dict, thumbnails: dict[str, str]) -> list[dict]:
     """Each reference face of ``targets.from_images`` with the stimuli made to show its emotion."""
     rows = []
-    for reference in manifest.get("references") or []:
+    for reference in manifest.get("reference_faces") or []:
         made = stimuli[(stimuli["target_kind"] == "point")
                        & (stimuli["emotion"] == reference.get("label"))]
         rows.append(dict(reference, stimuli=[
