@@ -83,9 +83,11 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
     if result.repairs:
         click.secho(f"recomputed {len(result.repairs)} identit(ies) whose earlier files were "
                     "damaged; listed under \"repairs\" in manifest.json", fg="yellow", err=True)
+    weak = (f", {counts['weak_region']} in the weak region" if loaded.flags_weak_region()
+            else "")                    # EmoStyle's weak region: no reason to look elsewhere
     say(ctx, f"built {counts['stimuli']} stimuli in {timing:.1f} s: {counts['passed']} passed, "
-              f"{counts['flagged']} flagged ({counts['out_of_tolerance']} out of tolerance, "
-              f"{counts['weak_region']} in the weak region)", fg="green")
+              f"{counts['flagged']} flagged ({counts['out_of_tolerance']} out of tolerance"
+              f"{weak})", fg="green")
     for name in ("report", "experiment", "stimuli_table", "metrics_by_emotion"):
         if name in result.paths:
             say(ctx, f"  {name:<20} {result.paths[name]}")
