@@ -478,6 +478,6 @@ def test_a_schematic_build_records_but_does_not_flag_emostyles_weak_region(tmp_p
     assert "weak region" not in svg
     # The published figures stand beside it, but labelled as another generator and rater.
     assert 'id="published-other-generator"' in text
-    assert "EmoStyle, another generator (EmoNet)" in text
+    assert "* EmoStyle, another generator (EmoNet)" in text
     assert "Darne, C. G. D., Quan, C. &amp; Luo, Z. (2025)" in text
     assert "rated by EmoNet, the critic EmoStyle was trained" in " ".join(text.split())

@@ -29,7 +29,7 @@ def full_intensity_units(emotion: str, angle: float | None) -> np.ndarray:
     Basic emotions show their prototype; other targets the blend at their angle; neutral
     faces (no angle) show none.
 
-    >>> full_intensity_units("Angry", 99.0)[AU_NAMES.index("AU04")]
+    >>> float(full_intensity_units("Angry", 99.0)[AU_NAMES.index("AU04")])
     1.0
     """
     try:
