@@ -8,3 +8,13 @@ import pytest
 def _no_user_config(monkeypatch, tmp_path_factory):
     # The user config file (docs/cluster.md) sets executors; tests choose their own.
     monkeypatch.setenv("STIMGEN_CONFIG", str(tmp_path_factory.getbasetemp() / "no-config.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory):
+    """A stimgen home with tiny random models installed (as `make-tiny --install` does)."""
+    from stimgen.weights.tiny import install_tiny, make_tiny
+
+    home = tmp_path_factory.mktemp("home")
+    install_tiny(make_tiny(tmp_path_factory.mktemp("tiny"), resolution=32), home=home)
+    return home

@@ -33,15 +33,6 @@ PHOTO_LINE = '  - {id: photo, image: face.png, source: "schematic face drawn by 
 SEEDS_ONLY = PROTOCOL.replace(PHOTO_LINE, "").replace("  - {id: lat, latent: w.npy}\n", "")
 
 
-@pytest.fixture(scope="module")
-def tiny_home(tmp_path_factory):
-    """A stimgen home with tiny random models installed (as `make-tiny --install` does)."""
-    from stimgen.weights.tiny import install_tiny, make_tiny
-
-    home = tmp_path_factory.mktemp("home")
-    install_tiny(make_tiny(tmp_path_factory.mktemp("tiny"), resolution=32), home=home)
-    return home
-
 
 @pytest.fixture
 def study(tmp_path, tiny_home, monkeypatch):
@@ -103,6 +94,9 @@ def test_seed_and_latent_build_records_models_and_similarity(study):
     result = build(study)
     assert len(result.stimuli) == 4
     assert "identity_similarity" in result.stimuli.columns
+    # FFHQ-aligned faces get the quality measures (no threshold applied)
+    assert (result.stimuli["quality_sharpness"] >= 0).all()
+    assert result.stimuli["quality_face_score"].between(0.0, 1.0).all()
     assert result.manifest["backend"]["options"]["models"]["stylegan2_ffhq"]
     assert "fan_2d" not in result.manifest["backend"]["options"]["models"]
     # the shipped detector's weights are part of every emostyle fingerprint (and photo cache key)

@@ -29,15 +29,6 @@ output: {image_size: 64}
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_home(tmp_path_factory):
-    """A stimgen home with tiny random models installed (EmoNet among them)."""
-    from stimgen.weights.tiny import install_tiny, make_tiny
-
-    home = tmp_path_factory.mktemp("home")
-    install_tiny(make_tiny(tmp_path_factory.mktemp("tiny"), resolution=32), home=home)
-    return home
-
 
 @pytest.fixture
 def two_rater_build(tmp_path, tiny_home, monkeypatch):

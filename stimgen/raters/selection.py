@@ -15,8 +15,6 @@ from stimgen.raters import RATER_WEIGHTS
 
 #: The independent rater `auto` prefers: trained on AffectNet, fitted to neither generator.
 INDEPENDENT_RATER = "hsemotion"
-#: Registry model each rater with weights loads (stimgen/data/weights_registry.yaml).
-RATER_MODELS = RATER_WEIGHTS
 #: Raters fitted on, or trained against, a backend's faces: their accuracy there is circular.
 CIRCULAR_FOR = {
     ("geometric", "schematic"): "its coefficients were fitted on these schematic faces",
@@ -60,8 +58,8 @@ def choose_raters(rater: str, also: list[str] | tuple[str, ...], backend: str, *
     >>> choose_raters("emonet", ["hsemotion"], "schematic", installed=lambda name: False).names
     ('emonet', 'hsemotion')
     """
-    independent = rater == "auto" and installed(RATER_MODELS[INDEPENDENT_RATER])
-    fetch = f"`stimgen models fetch {RATER_MODELS[INDEPENDENT_RATER]}`"
+    independent = rater == "auto" and installed(RATER_WEIGHTS[INDEPENDENT_RATER])
+    fetch = f"`stimgen models fetch {RATER_WEIGHTS[INDEPENDENT_RATER]}`"
     notes: list[str] = []
     if rater != "auto":
         primary, others = rater, []
@@ -120,4 +118,4 @@ def rater_models(names: tuple[str, ...] | list[str]) -> list[str]:
     >>> rater_models(["geometric", "hsemotion"])
     ['hsemotion_enet_b0_8_va_mtl']
     """
-    return [RATER_MODELS[name] for name in names if name in RATER_MODELS]
+    return [RATER_WEIGHTS[name] for name in names if name in RATER_WEIGHTS]
