@@ -67,6 +67,17 @@ def _unique(values: list, what: str) -> None:
 
 
 # -- task -----------------------------------------------------------------------------------
+
+def plain_labels(value):
+    """`[Happy, Sad]` is shorthand for `[{label: Happy}, {label: Sad}]` (choices and labels).
+
+    >>> plain_labels(["Happy", {"label": "Sad", "key": "s"}])
+    [{'label': 'Happy'}, {'label': 'Sad', 'key': 's'}]
+    """
+    if isinstance(value, list):
+        return [{"label": v} if isinstance(v, str) else v for v in value]
+    return value
+
 class RatingScale(ProtocolModel):
     """One rating slider: the question above it and the labels along it."""
 
@@ -159,13 +170,7 @@ class CategorizationTask(ProtocolModel):
     prompt: str = "Which emotion does this face show?"
     """Question shown with the options."""
 
-    @field_validator("choices", mode="before")
-    @classmethod
-    def _plain_labels(cls, value):
-        # `choices: [Happy, Sad]` is shorthand for `[{label: Happy}, {label: Sad}]`.
-        if isinstance(value, list):
-            return [{"label": v} if isinstance(v, str) else v for v in value]
-        return value
+    _plain_labels = field_validator("choices", mode="before")(plain_labels)
 
     @model_validator(mode="after")
     def _distinct_and_keyed(self):
@@ -234,12 +239,7 @@ class NormingTask(ProtocolModel):
     """Attention checks: after the ratings of this many random main trials a prompt asks for
     a key; `stimgen norms` excludes participants who miss them."""
 
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _plain_labels(cls, value):
-        if isinstance(value, list):
-            return [{"label": v} if isinstance(v, str) else v for v in value]
-        return value
+    _plain_labels = field_validator("labels", mode="before")(plain_labels)
 
     @field_validator("none_label")
     @classmethod
