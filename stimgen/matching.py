@@ -70,7 +70,7 @@ def luminance_match(images: Sequence[np.ndarray], regions: Sequence[np.ndarray],
     _check(images, regions)
     stats = [(float(im[r].mean()), float(im[r].std())) for im, r in zip(images, regions)]
     if target is None:
-        target = (float(np.mean([m for m, _ in stats])), float(np.mean([s for _, s in stats])))
+        target = luminance_target(images, regions)
     mean, sd = target
     out = []
     for image, region, (m, s) in zip(images, regions, stats):
@@ -79,6 +79,18 @@ def luminance_match(images: Sequence[np.ndarray], regions: Sequence[np.ndarray],
         values[region] = scaled
         out.append(_to_uint8(values))
     return out
+
+
+def luminance_target(images: Sequence[np.ndarray], regions: Sequence[np.ndarray]
+                     ) -> tuple[float, float]:
+    """SHINE's default lumMatch target: the mean of the regions' means and of their SDs.
+
+    >>> luminance_target([np.array([[0, 10]], np.uint8)], [np.ones((1, 2), bool)])
+    (5.0, 5.0)
+    """
+    _check(images, regions)
+    stats = np.array([(im[r].mean(), im[r].std()) for im, r in zip(images, regions)])
+    return float(stats[:, 0].mean()), float(stats[:, 1].mean())
 
 
 # -- histMatch ----------------------------------------------------------------------------------
@@ -129,6 +141,13 @@ def specified_counts(histogram: np.ndarray, n_pixels: int) -> np.ndarray:
     return np.diff(np.concatenate([[0], cumulative]))
 
 
+def histogram_target(images: Sequence[np.ndarray], regions: Sequence[np.ndarray]) -> np.ndarray:
+    """SHINE's histMatch target: the average of the regions' histograms, each normalised to
+    fractions so that every image weighs the same whatever its region's size."""
+    _check(images, regions)
+    return np.mean([region_histogram(im, r) for im, r in zip(images, regions)], axis=0)
+
+
 def histogram_match(images: Sequence[np.ndarray], regions: Sequence[np.ndarray],
                     target: np.ndarray | None = None) -> list[np.ndarray]:
     """SHINE's histMatch: every region gets exactly the target histogram (up to whole pixels).
@@ -150,7 +169,7 @@ def histogram_match(images: Sequence[np.ndarray], regions: Sequence[np.ndarray],
     """
     _check(images, regions)
     if target is None:
-        target = np.mean([region_histogram(im, r) for im, r in zip(images, regions)], axis=0)
+        target = histogram_target(images, regions)
     out = []
     for image, region in zip(images, regions):
         order = exact_order(image, region)
@@ -170,7 +189,8 @@ def spectrum_match(images: Sequence[np.ndarray], target: np.ndarray | None = Non
 
     As in SHINE, the spectrum is the whole image's (a Fourier transform needs the full
     rectangle); the target defaults to the average amplitude spectrum. The inverse transform
-    is rounded and clipped to 0..255. Images must share one size.
+    is rounded and clipped to 0..255. Images must share one size; ``target`` is the full
+    ``[H, W]`` amplitude spectrum (as ``np.abs(np.fft.fft2(image))``) or its rfft2 half.
 
     Examples
     --------
@@ -186,11 +206,21 @@ def spectrum_match(images: Sequence[np.ndarray], target: np.ndarray | None = Non
     shapes = {image.shape for image in images}
     if len(shapes) != 1:
         raise ValueError(f"images: spectrum matching needs one image size, got {sorted(shapes)}")
-    spectra = [np.fft.fft2(image.astype(np.float64)) for image in images]
+    # real images: the half spectrum (rfft2) holds all of it; one image's spectrum at a time,
+    # so that a set of hundreds of large images never sits in memory as complex arrays
+    shape = images[0].shape
     if target is None:
-        target = np.mean([np.abs(s) for s in spectra], axis=0)
-    return [_to_uint8(np.real(np.fft.ifft2(target * np.exp(1j * np.angle(s)))))
-            for s in spectra]
+        target = np.zeros((shape[0], shape[1] // 2 + 1))
+        for image in images:
+            target += np.abs(np.fft.rfft2(image.astype(np.float64)))
+        target /= len(images)
+    elif target.shape == shape:
+        target = target[:, :shape[1] // 2 + 1]
+    out = []
+    for image in images:
+        phase = np.angle(np.fft.rfft2(image.astype(np.float64)))
+        out.append(_to_uint8(np.fft.irfft2(target * np.exp(1j * phase), s=shape)))
+    return out
 
 
 def match_images(images: Sequence[np.ndarray], regions: Sequence[np.ndarray], method: str

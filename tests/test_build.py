@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import stimgen
 from buildfolders import protocol_from_text, snapshot
 from stimgen.backends.schematic.expression import AU_NAMES
-from stimgen.build_folder import STIMULI_COLUMNS, build_lock
+from stimgen.build_folder import LOW_LEVEL_COLUMNS, STIMULI_COLUMNS, build_lock
 from stimgen.cli import main
 from stimgen.errors import BuildError, WeightsMissingError
 from stimgen.storage import sha256_file
@@ -53,7 +53,8 @@ def test_build_folder_is_complete(small_build):
                  "protocol.yaml", "manifest.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "stimuli.tsv", sep="\t")
-    assert tuple(table.columns) == STIMULI_COLUMNS + AU_NAMES      # schematic: the AUs drawn
+    # schematic: the AUs drawn; every build: the low-level measures
+    assert tuple(table.columns) == STIMULI_COLUMNS + AU_NAMES + LOW_LEVEL_COLUMNS
     # 2 identities x (4 emotions x 2 + 1 angle x 2 + 1 point + neutral)
     assert len(table) == 2 * 12
     assert set(table.stimulus_id) >= {"id01_happy_i050", "id02_a045_i100", "id01_mildjoy",
