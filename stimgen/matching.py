@@ -229,7 +229,7 @@ def match_images(images: Sequence[np.ndarray], regions: Sequence[np.ndarray], me
 
     ``histogram+spectrum`` matches the spectrum first, then the histogram, so that the
     histograms (and with them mean luminance and contrast) end exact; SHINE's combined modes
-    iterate the same two steps.
+    iterate the same two steps (the build's stage runs them twice, stimgen/standardise.py).
     """
     if method == "luminance":
         return luminance_match(images, regions)

@@ -215,3 +215,44 @@ def test_background_must_be_a_grey_level_or_rgb(tmp_path):
     protocol = protocol_from_text(tmp_path, PROTOCOL.format(
         output=", mask: oval, background: [255, 0, 0]"))
     assert tuple(protocol.output.background) == (255, 0, 0)
+
+
+# -- the emostyle backend (tiny random models) ----------------------------------------------------
+def test_emostyle_faces_are_framed_and_rated_as_framed(tmp_path, tiny_home, monkeypatch):
+    """FFHQ-aligned faces get landmarks for the oval even with the EmoNet rater, and EmoNet
+    rates the framed image, not the backend's own crop of the unframed face. (Matching is the
+    same set stage for every backend: tested above on schematic faces.)"""
+    import warnings
+
+    import stimgen.render
+
+    monkeypatch.setenv("STIMGEN_HOME", str(tiny_home))
+    seen = []
+    original = stimgen.render.rate_faces
+
+    def spying(raters, faces, neutral, alone, *, multiple):
+        seen.extend((face.landmarks is not None, "face_crop" in face.extras,
+                     face.image.mode) for face in faces)
+        return original(raters, faces, neutral, alone, multiple=multiple)
+
+    monkeypatch.setattr(stimgen.render, "rate_faces", spying)
+    protocol = protocol_from_text(tmp_path, """
+study: {name: tiny-emostyle}
+seed: 3
+backend: {name: emostyle, options: {batch_size: 2}}
+identities: [{id: s1, seed: 1}]
+targets: {emotions: [happy, sad], intensities: [1.0], neutral: false}
+output: {image_size: 64, greyscale: true, mask: oval, background: 0}
+""")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # TinyWeightsWarning: expected here
+        result = stimgen.build(protocol, out=tmp_path / "out", progress=False)
+    table = read_build_folder(result.out).stimuli
+    assert (table["rater"] == "emonet").all()
+    assert seen == [(True, False, "L")] * 2
+    mask = np.asarray(Image.open(result.out / MASKS_DIR / "s1.png"))
+    for _, row in table.iterrows():
+        pixels = np.asarray(Image.open(result.out / row["file"]))
+        assert pixels.ndim == 2 and (pixels[mask == 0] == 0).all()
+        mean, sd = independent_measures(result.out, row, masked=True)
+        assert row["mean_luminance"] == pytest.approx(mean, abs=1e-5)

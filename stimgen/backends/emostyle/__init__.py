@@ -60,7 +60,9 @@ class EmoStyleBackend:
         self.image_size = protocol.output.image_size
         self.device = select_device(self.options.device)
         self.batch = AdaptiveBatch(self.options.batch_size)
-        self.with_landmarks = protocol.resolved_rater() == "geometric"
+        # landmarks for the geometric rater, and to place `output.mask: oval` (issue 17)
+        self.with_landmarks = (protocol.resolved_rater() == "geometric"
+                               or protocol.output.mask == "oval")
         self._protocol = protocol
         self._weights = dict(weights)
 
