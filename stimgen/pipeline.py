@@ -377,7 +377,8 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
     records = match_stage(protocol, units, keys, records, out,
                           rate=partial(rate_faces, raters, multiple=len(names) > 1),
                           save=lambda sid, face, columns, framing: _save_stimulus(
-                              out, sid, output.format, face, columns, framing))
+                              out, sid, output.format, face, columns, framing),
+                          timings=timings)
     timings["match"] = time.perf_counter() - clock
     return records
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -294,15 +295,20 @@ def mask_png(oval_values, width: int, height: int) -> bytes:
 
 # -- the set-level stage --------------------------------------------------------------------------
 def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict], out: Path,
-                rate: Callable, save: Callable) -> dict[str, dict]:
+                rate: Callable, save: Callable, timings: dict[str, float] | None = None
+                ) -> dict[str, dict]:
     """Match every group's images (the whole set, or each identity), then rate and save them.
 
     ``records`` are the units' records, whose files are the unmatched faces (greyscale,
     before the mask); ``rate(faces, neutral, alone) -> columns`` and ``save(sid, face,
     columns, framing) -> record`` are the unit's own rating and saving steps. Each
     identity's matched records are cached under a key of everything its group depends on, so
-    an interrupted stage resumes and a rebuild reproduces the same files.
+    an interrupted stage resumes and a rebuild reproduces the same files. ``timings`` gets the
+    seconds spent matching (``match_images``) and rating and writing (``match_rate_write``).
     """
+    timings = {} if timings is None else timings
+    timings.setdefault("match_images", 0.0)
+    timings.setdefault("match_rate_write", 0.0)
     output = protocol.output
     by_identity = {unit.identity.id: unit for unit in units}
     if output.match_scope == "set":
@@ -323,10 +329,14 @@ def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict],
             fresh = cached[identity]
             if fresh is None:
                 if matched is None:      # every face of the group, once, when one is missing
+                    clock = time.perf_counter()
                     matched = _match_group(output, [_unit_records(by_identity[i], records)
                                                     for i in identities], out)
+                    timings["match_images"] += time.perf_counter() - clock
+                clock = time.perf_counter()
                 unit = by_identity[identity]
                 fresh = _rate_and_save(unit, _unit_records(unit, records), matched, rate, save)
+                timings["match_rate_write"] += time.perf_counter() - clock
                 store_records(out, identity, unit_keys[identity], fresh,
                               folder=MATCHED_RECORDS_DIR)
             final.update({r["stimulus_id"]: r for r in fresh})
