@@ -8,6 +8,7 @@ package: see docs/standardise.md ("Why not shinier").
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -114,7 +115,11 @@ def _local_means(image: np.ndarray, radius: int) -> np.ndarray:
 def exact_order(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     """The region's pixels (flat indices) from darkest to brightest, ties broken as in
     Coltuc, Bolon & Chassery (2006), which SHINE's histMatch uses: by the mean of the 3x3,
-    then the 5x5 neighbourhood, then by position (so the order is fully deterministic).
+    then the 5x5 neighbourhood; pixels still tied (flat areas) by a fixed pseudo-random order.
+
+    The last key is what SHINE's noise option does, but seeded, so the order is deterministic:
+    breaking the remaining ties by position instead would give a flat cheek its darkest levels
+    in its top rows and its brightest in its bottom rows, a visible band.
 
     >>> exact_order(np.array([[5, 1], [5, 0]], np.uint8), np.ones((2, 2), bool)).tolist()
     [3, 1, 2, 0]
@@ -125,8 +130,17 @@ def exact_order(image: np.ndarray, region: np.ndarray) -> np.ndarray:
     box = image[top:bottom, left:right]
     inside = region[top:bottom, left:right]
     flat = np.flatnonzero(region)
-    keys = (flat, _local_means(box, 2)[inside], _local_means(box, 1)[inside], image.ravel()[flat])
+    keys = (_tie_breaker(image.size)[flat], _local_means(box, 2)[inside],
+            _local_means(box, 1)[inside], image.ravel()[flat])
     return flat[np.lexsort(keys)]
+
+
+@lru_cache(maxsize=4)
+def _tie_breaker(size: int) -> np.ndarray:
+    """A fixed pseudo-random rank for each of ``size`` pixel positions (seed 0)."""
+    ranks = np.random.default_rng(0).permutation(size)
+    ranks.setflags(write=False)
+    return ranks
 
 
 def specified_counts(histogram: np.ndarray, n_pixels: int) -> np.ndarray:
