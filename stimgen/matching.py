@@ -16,6 +16,10 @@ import numpy as np
 #: Grey levels of an 8-bit image.
 LEVELS = 256
 
+#: Bump when any function here changes its output: it enters the cache key of the build's
+#: matching stage (stimgen/standardise.py), so matched stimuli are redrawn.
+MATCHING_VERSION = 2
+
 #: The methods of protocol ``output.match`` (``none`` aside), in SHINE's names.
 METHODS = ("luminance", "histogram", "spectrum", "histogram+spectrum")
 

@@ -23,8 +23,8 @@ from stimgen.backends.base import FRAMING_KEY, Rendered
 from stimgen.build_folder import MASKS_DIR, MATCHED_RECORDS_DIR, cached_records, store_records
 from stimgen.errors import BuildError
 from stimgen.landmarks import JAW, LEFT_BROW, RIGHT_BROW, check_landmarks, eye_centres
-from stimgen.matching import (LEVELS, histogram_match, histogram_target, luminance_match,
-                              luminance_target, spectrum_match)
+from stimgen.matching import (LEVELS, MATCHING_VERSION, histogram_match, histogram_target,
+                              luminance_match, luminance_target, spectrum_match)
 from stimgen.storage import sha256_bytes
 
 #: Width of the oval's soft edge, as a fraction of the oval's radius.
@@ -313,11 +313,12 @@ def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict],
     by_identity = {unit.identity.id: unit for unit in units}
     if output.match_scope == "set":
         whole = _digest({"units": sorted(keys.items()), "match": output.match,
-                         "passes": COMBINED_PASSES})
+                         "passes": COMBINED_PASSES, "version": MATCHING_VERSION})
         groups = [(list(by_identity), whole)]
     else:
         groups = [([identity], _digest({"unit": keys[identity], "match": output.match,
-                                        "passes": COMBINED_PASSES}))
+                                        "passes": COMBINED_PASSES,
+                                        "version": MATCHING_VERSION}))
                   for identity in by_identity]
     final: dict[str, dict] = {}
     for identities, group_key in groups:

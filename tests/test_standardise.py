@@ -178,7 +178,18 @@ def test_matched_builds_resume_and_rebuild_byte_identically(tmp_path):
     (first.out / MATCHED_RECORDS_DIR / "b.json").unlink()
     resumed = build(tmp_path, output, name="one")
     assert sorted(resumed.reused_identities) == ["a", "b"]        # the units were kept
+    assert resumed.manifest["timings"]["match_images"] > 0         # the set stage reran
     assert snapshot(first.out) == before
+    assert build(tmp_path, output, name="one").manifest["timings"]["match_images"] == 0
+
+
+def test_a_new_matching_algorithm_reruns_the_stage(tmp_path, monkeypatch):
+    import stimgen.standardise
+
+    output = ", greyscale: true, mask: oval, match: luminance"
+    build(tmp_path, output)
+    monkeypatch.setattr(stimgen.standardise, "MATCHING_VERSION", 99)
+    assert build(tmp_path, output).manifest["timings"]["match_images"] > 0
 
 
 def test_matching_within_each_identity(tmp_path):
