@@ -79,6 +79,8 @@ class NamedEmotion:
     point: tuple[float, float] | None = None   # basic emotions: published (v, a) at intensity 1
     prototype: str | None = None    # basic emotions: the FACS prototype the schematic face shows
     aliases: tuple[str, ...] = ()   # further keys that name it ("fearful" for Fear)
+    circumplex_term: str | None = None  # basic emotions: the circumplex term naming the same
+                                        # emotion ("Afraid" for Fear), if any
     source: str = CIRCUMPLEX_SOURCE  # where the angle or point comes from
 
     @property
@@ -141,8 +143,41 @@ def basic_emotions() -> tuple[NamedEmotion, ...]:
             name=row["emotion"], key=normalise_emotion_name(row["emotion"]), angle=angle,
             point=(v, a), prototype=row["prototype"],
             aliases=tuple(normalise_emotion_name(x) for x in row["aliases"].split("|")),
+            circumplex_term=row["circumplex_term"] or None,
             source=f'{BASIC_SOURCE} "{row["source_term"]}"'))
     return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _same_emotion_keys() -> dict[str, str]:
+    """Every key that names a basic emotion (its name, aliases, circumplex term) -> its key."""
+    keys = {}
+    for emotion in basic_emotions():
+        names = (emotion.key, *emotion.aliases) + (
+            (emotion.circumplex_term,) if emotion.circumplex_term else ())
+        keys.update({normalise_emotion_name(name): emotion.key for name in names})
+    return keys
+
+
+def emotion_label_key(label: str) -> str:
+    """The key under which an answer label and a target emotion are the same emotion.
+
+    The one rule for matching a categorization choice, a norming label or a participant's
+    answer with a stimulus's emotion (experiment design, confusability check, norms hit
+    rates): case and separators are ignored (``normalise_emotion_name``), and every name of a
+    basic emotion, its aliases and the circumplex term that names it (column
+    ``circumplex_term`` of ``stimgen/data/basic_emotions_va.csv``) share the basic emotion's
+    key. Any other text, known emotion or not, is only normalised.
+
+    >>> emotion_label_key("Disgust") == emotion_label_key("disgusted")
+    True
+    >>> emotion_label_key("afraid"), emotion_label_key("Fearful"), emotion_label_key("happy")
+    ('fear', 'fear', 'happiness')
+    >>> emotion_label_key("At ease"), emotion_label_key("none of these")
+    ('at_ease', 'none_of_these')
+    """
+    key = normalise_emotion_name(label)
+    return _same_emotion_keys().get(key, key)
 
 
 def all_emotions() -> tuple[NamedEmotion, ...]:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stimgen.circumplex import (angle_to_va, emotion_by_name, in_angle_interval,
-                                named_emotions, normalise_emotion_name, va_to_angle,
+from stimgen.circumplex import (angle_to_va, basic_emotions, emotion_by_name,
+                                emotion_label_key, in_angle_interval, named_emotions, normalise_emotion_name, va_to_angle,
                                 wrap_angle_difference)
 
 angles = st.floats(min_value=0.0, max_value=359.999, allow_nan=False)
@@ -84,6 +84,25 @@ def test_wrapping_interval():
 def test_normalise():
     assert normalise_emotion_name("  At  Ease ") == "at_ease"
     assert normalise_emotion_name("at-ease") == normalise_emotion_name("AT_EASE")
+
+
+def test_names_of_one_emotion_share_a_label_key():
+    same = [("Disgust", "disgusted"), ("afraid", "fearful"), ("Fear", "AFRAID"),
+            ("happiness", "happy"), ("Sad", "sadness"), ("angry", "Anger"),
+            ("surprised", "Surprise")]
+    for first, second in same:
+        assert emotion_label_key(first) == emotion_label_key(second), (first, second)
+    different = [("happy", "glad"), ("afraid", "alarmed"), ("disgusted", "distressed"),
+                 ("sad", "gloomy"), ("none of these", "neutral")]
+    for first, second in different:
+        assert emotion_label_key(first) != emotion_label_key(second), (first, second)
+    # every circumplex term a basic emotion names exists, and is a name of that emotion only
+    terms = [e.circumplex_term for e in basic_emotions() if e.circumplex_term]
+    assert len(terms) == len(set(terms)) == 5
+    for emotion in basic_emotions():
+        if emotion.circumplex_term:
+            assert emotion_by_name(emotion.circumplex_term).vocabulary == "circumplex"
+            assert emotion_label_key(emotion.circumplex_term) == emotion.key
 
 
 def test_axis_angles_give_exact_zeros():

@@ -160,3 +160,15 @@ def test_distinct_prototypes_get_no_confusability_warning():
     plan = plan_experiment(_categorization(["angry", "afraid", "astonished", "happy", "sad",
                                             "disgust"]))
     assert not [w for w in plan.warnings if w.field == "experiment.task.choices"]
+
+
+def test_choices_naming_the_targets_by_other_names_are_checked_for_confusability():
+    # "sad" answers Sadness, "fearful" Fear, "angry" Anger: the plan resolves every answer and
+    # still finds the one near-identical pair (the sadness prototype and gloomy, 209 degrees)
+    plan = plan_experiment(_categorization(["sad", "gloomy", "angry", "fearful"],
+                                           emotions=["Sadness", "Gloomy", "Anger", "Fear"]))
+    answers = plan.design.table.drop_duplicates("emotion").set_index("emotion")["correct_label"]
+    assert answers.to_dict() == {"Sadness": "sad", "Gloomy": "gloomy", "Anger": "angry",
+                                 "Fear": "fearful"}
+    messages = [w.message for w in plan.warnings if w.field == "experiment.task.choices"]
+    assert len(messages) == 1 and '"sad"' in messages[0] and '"gloomy"' in messages[0]

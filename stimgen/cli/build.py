@@ -164,7 +164,8 @@ def emotions(fmt):
              "aliases": [a for a in e.aliases if a != e.key], "angle": round(e.angle, 1),
              "valence": round(e.unit_va[0], 4), "arousal": round(e.unit_va[1], 4),
              "published_va": list(e.point) if e.point else None,
-             "prototype": e.prototype, "source": e.source} for e in all_emotions()]
+             "prototype": e.prototype, "circumplex_term": e.circumplex_term,
+             "source": e.source} for e in all_emotions()]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
@@ -193,6 +194,10 @@ def emotions(fmt):
                              f'{", ".join(r["aliases"]) or "-"} / {" ".join(term)}')
                 click.echo(line)
             click.echo("")
+        same = ", ".join(f'{r["name"]} = {r["circumplex_term"]}' for r in rows
+                         if r.get("circumplex_term"))
+        click.echo(f"As answer choices and norming labels, a basic emotion's names also match "
+                   f"the circumplex term of the same emotion: {same}.")
         click.echo("Not targets: contempt (no citable valence-arousal yet; use targets.points), "
                    "neutral (use targets.neutral: true).")
 

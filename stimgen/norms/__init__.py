@@ -16,7 +16,7 @@ from stimgen.build_folder import (NORMS_COLUMNS, NORMS_INTENSITY_COLUMNS,
                                   NORMS_LABEL_COLUMNS, NORMS_SUMMARY_JSON, NORMS_TSV,
                                   BuildFolder, as_bool, json_bytes, read_build_folder,
                                   table_bytes)
-from stimgen.circumplex import normalise_emotion_name
+from stimgen.circumplex import emotion_label_key
 from stimgen.metrics import ccc
 from stimgen.norms.read import (Experiment, NormsError, Responses, read_responses,
                                 stimulus_file_names)
@@ -85,8 +85,9 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
 
     Each participant's ratings of a stimulus are averaged first (repetitions), then rescaled
     from the scale to [-1, 1] (``(x - mid) / half_range``) so that they compare with the
-    targets and the model's ratings. Hit rates count a label as a hit when it is the
-    stimulus's correct label; the per-stimulus unbiased hit rate is the stimulus's hit rate
+    targets and the model's ratings. Hit rates count a label as a hit when it names the
+    same emotion as the stimulus's correct label (``circumplex.emotion_label_key``: case,
+    separators and aliases ignored, so "disgusted" is a hit for "Disgust"); the per-stimulus unbiased hit rate is the stimulus's hit rate
     times the share of that label's uses that were correct over the whole set (Wagner 1993,
     applied to one stimulus).
 
@@ -164,7 +165,7 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
 def _label_hits(r: pd.DataFrame, correct: dict[str, str]) -> dict[str, dict]:
     labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
     truth = labelled["stimulus_id"].map(correct)
-    key = normalise_emotion_name
+    key = emotion_label_key      # "disgusted" is a hit for a Disgust face
     chosen, presented = labelled["label"].astype(str).map(key), truth.astype(str).map(key)
     hit = chosen == presented
     precision = {c: float(hit[chosen == c].sum()) / int((chosen == c).sum())
@@ -230,8 +231,8 @@ def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> l
     if correct is not None:
         labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
         truth = labelled["stimulus_id"].map(correct).astype(str)
-        hu = unbiased_hit_rates(truth.map(normalise_emotion_name),
-                                labelled["label"].astype(str).map(normalise_emotion_name))
+        hu = unbiased_hit_rates(truth.map(emotion_label_key),
+                                labelled["label"].astype(str).map(emotion_label_key))
     rows = []
     for emotion, part in norms.groupby("emotion", sort=False):
         row = {"emotion": str(emotion), "stimuli": int(len(part)),
@@ -242,7 +243,7 @@ def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> l
                "distance_to_target": _finite(part["distance_to_target"].mean()),
                "distance_to_model": _finite(part["distance_to_model"].mean())}
         if correct is not None:
-            label = normalise_emotion_name(correct.get(str(part["stimulus_id"].iloc[0]), ""))
+            label = emotion_label_key(correct.get(str(part["stimulus_id"].iloc[0]), ""))
             row["hit_rate"] = _finite(part["hit_rate"].mean())
             row["unbiased_hit_rate"] = _finite(hu.get(label, math.nan))
         rows.append(row)
