@@ -55,15 +55,21 @@ BASIC_EMOTIONS_FILE = "basic_emotions_va.csv"
 
 CIRCUMPLEX_SOURCE = ("angle of the term in the EmoStyle evaluation protocol (Darne, Quan & "
                      "Luo 2025, Applied Sciences 15:10636)")
-BASIC_SOURCE = ("Russell & Mehrabian (1977), J. Research in Personality 11:273-294, "
-                "mean pleasure and arousal of the term")
+#: The published sources of the basic emotions' points, by the key in the data file's
+#: ``source`` column: (short name, full reference).
+BASIC_SOURCES: dict[str, tuple[str, str]] = {
+    "russell_mehrabian_1977": (
+        "Russell & Mehrabian 1977",
+        "Russell & Mehrabian (1977), J. Research in Personality 11:273-294, mean pleasure and "
+        "arousal of the term"),
+    "warriner_2013": (
+        "Warriner et al. 2013",
+        "Warriner, Kuperman & Brysbaert (2013), Behavior Research Methods 45:1191-1207, mean "
+        "valence and arousal of the lemma, (x - 5) / 4"),
+}
 
 #: Emotion words stimgen knows but does not accept as targets, with the reason and the fix.
 NOT_TARGETS: dict[str, str] = {
-    "contempt": "contempt has no published valence-arousal coordinates stimgen can cite yet; "
-                "use a point (targets.points) with coordinates from a source you cite",
-    "contemptuous": "contempt has no published valence-arousal coordinates stimgen can cite "
-                    "yet; use a point (targets.points) with coordinates from a source you cite",
     "neutral": "the neutral face is not a direction of the circumplex: set `neutral: true` "
                "under targets",
 }
@@ -81,6 +87,7 @@ class NamedEmotion:
     aliases: tuple[str, ...] = ()   # further keys that name it ("fearful" for Fear)
     circumplex_term: str | None = None  # basic emotions: the circumplex term naming the same
                                         # emotion ("Afraid" for Fear), if any
+    source_term: str | None = None  # basic emotions: the term of the source the point is from
     source: str = CIRCUMPLEX_SOURCE  # where the angle or point comes from
 
     @property
@@ -143,8 +150,8 @@ def basic_emotions() -> tuple[NamedEmotion, ...]:
             name=row["emotion"], key=normalise_emotion_name(row["emotion"]), angle=angle,
             point=(v, a), prototype=row["prototype"],
             aliases=tuple(normalise_emotion_name(x) for x in row["aliases"].split("|")),
-            circumplex_term=row["circumplex_term"] or None,
-            source=f'{BASIC_SOURCE} "{row["source_term"]}"'))
+            circumplex_term=row["circumplex_term"] or None, source_term=row["source_term"],
+            source=f'{BASIC_SOURCES[row["source"]][1]} "{row["source_term"]}"'))
     return tuple(out)
 
 
@@ -200,7 +207,7 @@ def emotion_by_name(name: str) -> NamedEmotion:
     ------
     UnknownEmotionError
         A KeyError whose ``hint`` proposes the closest known name, never one of the
-        opposite valence, or says why a known word (contempt, neutral) is not a target.
+        opposite valence, or says why a known word (neutral) is not a target.
     """
     key = normalise_emotion_name(name)
     for emotion in all_emotions():
@@ -219,6 +226,9 @@ def suggest_emotion(word: str) -> str | None:
     A misspelling close to both a pleasant and an unpleasant term ("contnt": content or
     contempt?) gets no suggestion rather than a guess that could reverse the valence.
 
+    >>> suggest_emotion("contnt") is None
+    True
+
     >>> suggest_emotion("disgustd"), suggest_emotion("hapy")
     ('disgusted', 'happy')
     """
@@ -226,8 +236,6 @@ def suggest_emotion(word: str) -> str | None:
     for emotion in all_emotions():
         for key in (emotion.key, *emotion.aliases):
             names[key] = emotion.unit_va[0]
-    # unpleasant words that are not targets still veto a pleasant guess ("contempt" -> content)
-    names["contempt"] = names["contemptuous"] = -1.0
     close = difflib.get_close_matches(word, list(names), n=4, cutoff=0.6)
     if not close:
         return None

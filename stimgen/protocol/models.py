@@ -213,8 +213,8 @@ class Targets(ProtocolModel):
                   {"type": "array", "items": {"type": "string"}}],
         "examples": ["all", ["happy", "sad", "at ease"]]})] = Field(default_factory=list)
     """Named emotions (case and separators ignored): the 28 circumplex terms ("all" for all
-    28) and the basic emotions (anger, disgust, fear/fearful, happiness, sadness,
-    surprise/surprised), listed with their sources by `stimgen emotions`."""
+    28) and the basic emotions (anger, contempt/contemptuous, disgust, fear/fearful,
+    happiness, sadness, surprise/surprised), listed with their sources by `stimgen emotions`."""
     angles: list[Annotated[float, Field(ge=0.0, lt=360.0)]] = Field(default_factory=list)
     """Extra target angles in degrees, counter-clockwise from +valence."""
     intensities: list[Intensity] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
