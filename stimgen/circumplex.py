@@ -187,6 +187,36 @@ def emotion_label_key(label: str) -> str:
     return _same_emotion_keys().get(key, key)
 
 
+def basic_emotion_angles() -> dict[str, float]:
+    """Where each basic emotion sits on the circle of the 28 circumplex terms, in degrees: the
+    angle of the circumplex term that names it (Fear at Afraid's 116), else the direction of
+    its own published point (Disgust 150, Contempt 192).
+
+    >>> angles = basic_emotion_angles()
+    >>> angles["fear"], round(angles["contempt"])
+    (116.0, 192)
+    """
+    terms = {e.key: e.angle for e in named_emotions()}
+    return {e.key: terms[normalise_emotion_name(e.circumplex_term)] if e.circumplex_term
+            else e.angle for e in basic_emotions()}
+
+
+def nearest_basic_emotion(valence: float, arousal: float) -> str:
+    """The basic emotion whose angle (``basic_emotion_angles``) is nearest the direction of
+    (valence, arousal); ``"neutral"`` for the origin.
+
+    >>> nearest_basic_emotion(0.1, 0.9), nearest_basic_emotion(0.0, -1.0)
+    ('surprise', 'sadness')
+    >>> nearest_basic_emotion(0.0, 0.0)
+    'neutral'
+    """
+    if math.hypot(valence, arousal) < 1e-9:
+        return "neutral"
+    angle, _ = va_to_angle(valence, arousal)
+    angles = basic_emotion_angles()
+    return min(angles, key=lambda key: (wrap_angle_difference(angle, angles[key]), key))
+
+
 def all_emotions() -> tuple[NamedEmotion, ...]:
     """Both vocabularies: the 28 circumplex terms, then the basic emotions."""
     return named_emotions() + basic_emotions()
