@@ -146,6 +146,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
                                       indent=1, sort_keys=True),
         "rater": manifest.get("rater") or {},
         "dry_run": bool(manifest.get("dry_run")),
+        "selection": manifest.get("selection") or None,     # a subset (stimgen select)
         "raters": sorted(set(folder.stimuli["rater"]) - {""}),
         "counts": stimulus_counts(folder.stimuli, manifest),
         "weak_region": folder.weak_region,
