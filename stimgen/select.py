@@ -189,11 +189,13 @@ def choose_stimuli(candidates: pd.DataFrame, per_target: int) -> Choice:
     1. each target wants ``min(K, its eligible stimuli)``; together ``N`` stimuli, over
        the ``I`` identities that have an eligible stimulus; an identity's fair share is
        ``cap = ceil(N / I)``;
-    2. the eligible stimuli are taken in rank order, round by round: every target's best
-       first (closest to its target first), then every target's second best, and so on;
-       a stimulus is taken when its target still wants one and its identity has given
-       fewer than ``cap`` stimuli;
-    3. where a target still wants stimuli after that (balance is not possible), its best
+    2. a target with no more eligible stimuli than K keeps them all: it has no choice, and
+       they count towards their identities' shares first;
+    3. the other targets' eligible stimuli are taken in rank order, round by round: every
+       target's best first (closest to its target first), then every target's second best,
+       and so on; a stimulus is taken when its target still wants one and its identity has
+       given fewer than ``cap`` stimuli;
+    4. where a target still wants stimuli after that (balance is not possible), its best
        remaining eligible stimuli are taken whatever their identity.
 
     stimgen draws one face per identity and target, so the K stimuli of a target come from K
@@ -236,11 +238,13 @@ def choose_stimuli(candidates: pd.DataFrame, per_target: int) -> Choice:
     taken: dict = {}                      # index -> None, in the order taken
     picked = {t: 0 for t in wanted}
     given: dict[str, int] = {}
-    for balanced in (True, False):
+    for step in ("no choice", "balanced", "relaxed"):
         for index, row in rounds.iterrows():
             if index in taken or picked[row["target"]] >= wanted[row["target"]]:
                 continue
-            if balanced and given.get(row["identity"], 0) >= cap:
+            if step == "no choice" and counts[row["target"]] > per_target:
+                continue
+            if step == "balanced" and given.get(row["identity"], 0) >= cap:
                 continue
             taken[index] = None
             picked[row["target"]] += 1
