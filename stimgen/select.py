@@ -358,8 +358,8 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
             "identity_cap": choice.cap}
     with build_lock(out):
         refuse_links(out, WRITTEN_FOLDERS)
-        manifest = _write_subset_locked(source, out, choice, norms, found, rule, command, force)
-    manifest["timings"] = {"select": round(time.perf_counter() - clock, 3)}
+        manifest = _write_subset_locked(source, out, choice, norms, found, rule, command, force,
+                                        clock)
     return Subset(out, choice, manifest)
 
 
@@ -386,7 +386,7 @@ def _prepare_subset_folder(out: Path, source: Path) -> None:
 
 
 def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, found, rule,
-                         command, force) -> dict:
+                         command, force, clock: float) -> dict:
     from stimgen.ledger import (Ledger, commit_experiment, protect_collected_data,
                                 remove_partial_snapshots)
     from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
@@ -474,6 +474,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
     manifest["files"] = Ledger.load(out).manifest_files()
     write_report(out, command=command, manifest=manifest)
     manifest["files"] = Ledger.load(out).manifest_files()    # with the report's files
+    manifest["timings"] = {"select": round(time.perf_counter() - clock, 3)}
     Ledger.load(out).write_bytes(MANIFEST_JSON, json_bytes(manifest))
     return manifest
 

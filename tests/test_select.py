@@ -58,7 +58,7 @@ def tree(folder: Path) -> dict[str, str]:
             for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
-def select(*args) -> "click.testing.Result":
+def select(*args):
     return CliRunner().invoke(main, ["select", *map(str, args)])
 
 
