@@ -270,7 +270,7 @@ def _norms_missing(why: str) -> SelectionError:
                                "(see docs/norms.md), or rank by the model with --by model")
 
 
-# -- the subset build folder ------------------------------------------------------------------------
+# -- the subset build folder ----------------------------------------------------------------------
 def default_subset_folder(build_dir: str | Path) -> Path:
     """Where the subset goes without ``-o``: beside the build, its name + ``-selected``.
 
