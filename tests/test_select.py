@@ -396,3 +396,38 @@ def test_folders_that_are_not_a_subset_are_refused(build, rotating, tmp_path):
         result = select(rotating, "--per-emotion", 1, "-o", out)
         assert result.exit_code == 2 and why in result.output, result.output
     assert tree(foreign) == {"thesis.docx": sha256(foreign / "thesis.docx")}
+
+
+def test_an_experiment_that_cannot_be_planned_over_the_subset_stops_with_its_setting(rotating,
+                                                                                    tmp_path):
+    from stimgen.build_folder import read_build_folder
+    from stimgen.errors import SelectionError
+    from stimgen.protocol.models import Protocol
+    from stimgen.select import _write_experiment
+
+    folder = read_build_folder(rotating)
+    data = json.loads(json.dumps(folder.protocol))
+    data["experiment"]["stimuli"] = {"identities": ["id03"]}
+    chosen = folder.stimuli[folder.stimuli["identity"] == "id01"]
+    with pytest.raises(SelectionError, match=r"cannot be planned over the 7 chosen stimuli: "
+                                             r"experiment\.stimuli\.identities"):
+        _write_experiment(tmp_path, Protocol.model_validate(data), chosen)
+    assert not (tmp_path / "experiment").exists()
+
+
+def test_keeping_every_stimulus_reproduces_the_builds_tables(build, tmp_path):
+    """K = the number of identities keeps the whole build: stimuli.tsv and the images are the
+    build's, byte for byte, and the metrics recomputed from stimuli.tsv's values (6
+    significant digits) match the build's (from unrounded values) to that precision."""
+    out = tmp_path / "subset"
+    result = select(build, "--per-emotion", len(IDENTITIES), "--by", "model", "-o", out)
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+    for name in ("stimuli.tsv", "protocol.yaml"):
+        assert sha256(out / name) == sha256(build / name), name
+    assert tree(out / "stimuli") == tree(build / "stimuli")
+    for name in ("metrics_by_emotion.csv", "metrics_by_intensity.csv"):
+        mine, theirs = pd.read_csv(out / name), pd.read_csv(build / name)
+        assert list(mine.columns) == list(theirs.columns) and len(mine) == len(theirs)
+        numbers = mine.select_dtypes("number").columns
+        assert np.allclose(mine[numbers], theirs[numbers], rtol=1e-5, atol=1e-6,
+                           equal_nan=True), name
