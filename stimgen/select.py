@@ -251,7 +251,7 @@ def choose_stimuli(candidates: pd.DataFrame, per_target: int) -> Choice:
             given[row["identity"]] = given.get(row["identity"], 0) + 1
     chosen = candidates.loc[list(taken)].sort_values(["target_order", "rank"], kind="stable")
     targets, shortfalls = [], []
-    for target, want in wanted.items():
+    for target in wanted:
         eligible_n = int(counts.get(target, 0))
         targets.append({"target": target, "asked": per_target, "eligible": eligible_n,
                         "chosen": picked[target]})
