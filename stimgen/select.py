@@ -19,9 +19,9 @@ import pandas as pd
 from stimgen.build_folder import (EXPERIMENT_DIR, IDENTITY_RECORDS_DIR, MANIFEST_JSON,
                                   METRICS_BY_EMOTION_CSV, METRICS_BY_INTENSITY_CSV,
                                   NORMS_SUMMARY_JSON, NORMS_TSV, PROTOCOL_YAML, REFERENCES_DIR,
-                                  STATE_DIR, STIMULI_DIR, STIMULI_TSV, WRITTEN_FOLDERS,
-                                  BuildFolder, build_lock, json_bytes, read_build_folder,
-                                  read_norms, table_bytes)
+                                  SELECTION_KEY, STATE_DIR, STIMULI_DIR, STIMULI_TSV,
+                                  WRITTEN_FOLDERS, BuildFolder, build_lock, json_bytes,
+                                  read_build_folder, read_norms, table_bytes)
 from stimgen.errors import DesignError, SelectionError
 from stimgen.safety import is_inside, refuse_links
 from stimgen.storage import sha256_bytes, sha256_file
@@ -468,7 +468,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
                 "reference_faces": references,
                 "counts": manifest_counts(table),
                 "repairs": [], "timings": {}, "files": {},
-                "selection": selection, "complete": True}
+                SELECTION_KEY: selection, "complete": True}
     from stimgen.report import write_report
 
     manifest["files"] = Ledger.load(out).manifest_files()

@@ -431,3 +431,15 @@ def test_keeping_every_stimulus_reproduces_the_builds_tables(build, tmp_path):
         numbers = mine.select_dtypes("number").columns
         assert np.allclose(mine[numbers], theirs[numbers], rtol=1e-5, atol=1e-6,
                            equal_nan=True), name
+
+
+def test_a_build_into_a_subset_folder_is_refused(rotating, tmp_path):
+    import stimgen
+    from stimgen.errors import BuildError
+    subset = tmp_path / "subset"
+    assert select(rotating, "--per-emotion", 1, "-o", subset).exit_code == 0
+    before = tree(subset)
+    protocol = stimgen.load_protocol(rotating / "protocol.yaml")
+    with pytest.raises(BuildError, match="subset made by `stimgen select`"):
+        stimgen.build(protocol, out=subset, progress=False, force=True)
+    assert tree(subset) == before
