@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -246,19 +245,25 @@ def test_by_model_ranks_by_the_primary_raters_distance(build, tmp_path):
     stimuli["d"] = np.hypot(stimuli["target_valence"] - stimuli["achieved_valence"],
                             stimuli["target_arousal"] - stimuli["achieved_arousal"])
     eligible = stimuli[stimuli["d"] <= 0.1]
-    expected = {group.sort_values("d")["stimulus_id"].iloc[0]
-                for _, group in eligible.groupby(["emotion", "intensity"])}
-    per_identity = pd.Series([s[:4] for s in expected]).value_counts()
-    assert per_identity.max() <= math.ceil(len(expected) / eligible["identity"].nunique())
+    # the candidates are ranked by the primary rater's distance, recomputed here from the
+    # achieved columns; the choice is the documented rule over that ranking (the plain best
+    # of each target need not be balanced over identities: with the geometric rater of
+    # issue 15, one identity is closest on three of the four eligible targets)
+    ranked = rank_candidates(stimuli, None, by="model", max_distance=0.1)
+    assert ranked["distance"].to_numpy() == pytest.approx(stimuli["d"].to_numpy(), abs=1e-5)
+    assert set(ranked.loc[ranked["eligible"], "stimulus_id"]) == set(eligible["stimulus_id"])
+    expected = set(choose_stimuli(ranked, 1).chosen["stimulus_id"])
 
     result = select(build, "--per-emotion", 1, "--by", "model", "--max-distance", 0.1, "-o",
                     tmp_path / "subset")
 
     assert result.exit_code == 0, result.output
-    assert set(stimuli_of(tmp_path / "subset")["stimulus_id"]) == expected
+    chosen = stimuli_of(tmp_path / "subset")
+    assert set(chosen["stimulus_id"]) == expected
+    # one stimulus of every target that has an eligible one, each within the distance
+    assert sorted(zip(chosen["emotion"], chosen["intensity"])) == sorted(
+        set(zip(eligible["emotion"], eligible["intensity"])))
     assert not (tmp_path / "subset" / "norms.tsv").exists()     # the build has none
-    ranked = rank_candidates(stimuli, None, by="model")
-    assert ranked["distance"].to_numpy() == pytest.approx(stimuli["d"].to_numpy(), abs=1e-5)
 
 
 # -- the subset folder -------------------------------------------------------------------------
