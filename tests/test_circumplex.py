@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from stimgen.circumplex import (angle_to_va, basic_emotion_angles, basic_emotions,
                                 emotion_by_name, emotion_label_key, in_angle_interval,
-                                named_emotions, nearest_basic_emotion, normalise_emotion_name, va_to_angle,
+                                named_emotions, nearest_basic_emotion,
+                                normalise_emotion_name, va_to_angle,
                                 wrap_angle_difference)
 
 angles = st.floats(min_value=0.0, max_value=359.999, allow_nan=False)

@@ -87,9 +87,9 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
     from the scale to [-1, 1] (``(x - mid) / half_range``) so that they compare with the
     targets and the model's ratings. Hit rates count a label as a hit when it names the
     same emotion as the stimulus's correct label (``circumplex.emotion_label_key``: case,
-    separators and aliases ignored, so "disgusted" is a hit for "Disgust"); the per-stimulus unbiased hit rate is the stimulus's hit rate
-    times the share of that label's uses that were correct over the whole set (Wagner 1993,
-    applied to one stimulus).
+    separators and aliases ignored, so "disgusted" is a hit for "Disgust"); the
+    per-stimulus unbiased hit rate is the stimulus's hit rate times the share of that
+    label's uses that were correct over the whole set (Wagner 1993, applied to one stimulus).
 
     Parameters
     ----------

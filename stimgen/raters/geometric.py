@@ -59,12 +59,13 @@ OFF = 2
 #: together (AU4) are unpleasant and aroused; a wrinkled nose (AU9: shorter, wider) is
 #: unpleasant; a lower lid pushed up (AU6 cheek raiser, AU7 lid tightener: happiness and
 #: anger) narrows the eye without the low arousal of drooping upper lids (AU43), so it may
-#: only add arousal. The upper lip (AU10 disgust, AU12 happiness), the mouth width (AU12 and AU20
-#: widen it, AU23 narrows it) and the lip thickness move with pleasant and unpleasant actions
-#: alike, so their valence signs are free; the upper lip and the mouth width also move with
-#: the jaw drop (AU26), and given an arousal weight they took the jaw drop's arousal from
-#: the mouth opening (a face that only opened its mouth then read as calm), so they inform
-#: valence only. Rows follow MEASUREMENT_NAMES; columns are (valence, arousal).
+#: only add arousal, and so may thinned lips (AU20, AU23). The upper lip (AU10 disgust,
+#: AU12 happiness), the mouth width (AU12 and AU20 widen it, AU23 narrows it) and the lip
+#: thickness move with pleasant and unpleasant actions alike, so their valence signs are
+#: free; the upper lip and the mouth width also move with the jaw drop (AU26), and given an
+#: arousal weight they took the jaw drop's arousal from the mouth opening (a face that only
+#: opened its mouth then read as calm), so they inform valence only. Rows follow
+#: MEASUREMENT_NAMES; columns are (valence, arousal).
 COEFFICIENT_SIGNS = np.array([
     [+1, 0],    # lip_corner_height
     [0, +1],    # mouth_opening
