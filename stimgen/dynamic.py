@@ -27,11 +27,13 @@ from stimgen.storage import atomic_write_bytes, sha256_bytes
 SIGMOID_STEEPNESS = 10.0
 #: x264 settings of every clip. One encoder thread and bit-exact muxing: x264's output then
 #: depends on the pixels alone (several threads may split frames differently run to run), and
-#: the file carries no encoder version string or creation time.
+#: the file carries no encoder version string (x264 writes its settings into an SEI unit,
+#: dropped by the filter_units bitstream filter) or creation time.
 X264_OUTPUT = ("-preset", "medium", "-crf", "12", "-tune", "stillimage",
                "-x264-params", "threads=1:lookahead-threads=1",
                "-threads", "1", "-map_metadata", "-1", "-fflags", "+bitexact",
-               "-flags:v", "+bitexact", "-movflags", "+faststart")
+               "-flags:v", "+bitexact", "-movflags", "+faststart",
+               "-bsf:v", "filter_units=remove_types=6")
 #: Outer eye corners in the iBUG 68-point order: their distance normalises the jitter.
 OUTER_EYE_CORNERS = (36, 45)
 
@@ -103,7 +105,7 @@ def landmark_jitter(landmarks: np.ndarray, ramp: np.ndarray, degree: int = 3) ->
     ramp : numpy.ndarray
         [F] intensities of those frames (:func:`intensity_ramp`).
     degree : int
-        Degree of the smooth fit (lowered when there are few frames).
+        Degree of the smooth fit.
 
     Returns
     -------
@@ -118,18 +120,19 @@ def landmark_jitter(landmarks: np.ndarray, ramp: np.ndarray, degree: int = 3) ->
     >>> points[:, 48, 1] = 40.0 * ramp ** 2           # a smooth, intended movement
     >>> round(landmark_jitter(points, ramp), 6)
     0.0
-    >>> points[5, 48, 1] += 2.0                        # one frame jumps by 2 px
-    >>> 0.0005 < landmark_jitter(points, ramp) < 0.01
-    True
+    >>> points[5, 48, 1] += 2.0                        # one point jumps by 2 px in one frame
+    >>> round(landmark_jitter(points, ramp), 5)
+    0.00044
+    >>> points += np.random.default_rng(0).normal(0, 1.0, points.shape)  # every point, 1 px
+    >>> round(landmark_jitter(points, ramp), 3)
+    0.008
     """
     points = np.asarray(landmarks, dtype=float)
     ramp = np.asarray(ramp, dtype=float)
     if points.ndim != 3 or points.shape[1:] != (68, 2) or points.shape[0] != ramp.shape[0]:
         raise ValueError(f"landmarks must be [F, 68, 2] with F = len(ramp), got "
                          f"{points.shape} for {ramp.shape[0]} intensities")
-    distinct = len(np.unique(ramp))
-    degree = min(degree, distinct - 2)
-    if degree < 1:
+    if len(np.unique(ramp)) < degree + 2:
         return float("nan")
     left, right = OUTER_EYE_CORNERS
     eyes = float(np.linalg.norm(points[0, right] - points[0, left]))
