@@ -297,9 +297,11 @@ def clip_measures(clip: Clip) -> dict[str, float]:
             CLIP_IDENTITY_COLUMN: None if math.isnan(identity) else identity}
 
 
-def save_clip(out: Path, sid: str, clip: Clip, spec) -> dict[str, Any]:
-    """Write the clip's video (and, with ``png_frames``, its onset frames); returns the
-    record entries: ``video``, ``video_sha256``, the frames' sha256 and the measures."""
+def save_clip(out: Path, sid: str, clip: Clip, spec,
+              encode_png: Callable[[Image.Image], bytes]) -> dict[str, Any]:
+    """Write the clip's video (and, with ``png_frames``, its onset frames encoded by
+    ``encode_png``, the stills' own PNG encoder); returns the record entries: ``video``,
+    ``video_sha256``, the frames' sha256 and the measures."""
     video = encode_mp4(clip.images(hold_frames(spec.hold_ms, spec.fps)), spec.fps)
     relative = f"{STIMULI_DIR}/{sid}.{spec.format}"
     atomic_write_bytes(out / relative, video)
@@ -307,10 +309,8 @@ def save_clip(out: Path, sid: str, clip: Clip, spec) -> dict[str, Any]:
                               **clip_measures(clip)}
     if spec.png_frames:
         frames = {}
-        from stimgen.render import encode_image      # render.py calls this module
-
         for index, face in enumerate(clip.frames, start=1):
-            data = encode_image(face.image, "png")
+            data = encode_png(face.image)
             name = f"{FRAMES_DIR}/{sid}/{index:03d}.png"
             atomic_write_bytes(out / name, data)
             frames[name] = sha256_bytes(data)

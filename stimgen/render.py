@@ -65,7 +65,8 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
                 pending.append((writers.submit(_save_stimulus, out, sid, protocol.output.format,
                                                face, columns),
                                 clips[index] and writers.submit(save_clip, out, sid,
-                                                                clips[index], dynamic)))
+                                                                clips[index], dynamic,
+                                                                _png)))
             if on_stimuli:
                 on_stimuli(len(part))
         records = [dict(still.result(), **(clip.result() if clip else {}))
@@ -123,6 +124,10 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any]
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
     record.update(build_quality(face))        # FFHQ-aligned (emostyle) faces only
     return record
+
+
+def _png(image) -> bytes:
+    return encode_image(image, "png")
 
 
 def encode_image(image, fmt: str) -> bytes:

@@ -207,3 +207,15 @@ experiment:
     assert played.between(0.5 * duration, duration + 1.5).all(), played
     assert (trials["clip.stopped"] <= trials["trial.started"]).all()  # clip, then the response
     assert trials["choice_keys.keys"].notna().all()
+
+
+def test_report_shows_a_filmstrip_per_emotion_and_the_consistency(built):
+    _, result = built
+    html = (result.out / "report.html").read_text(encoding="utf-8")
+    section = html.split('id="dynamic-stimuli"', 1)[1].split("</section>", 1)[0]
+    for sid in ("a_happiness_i100", "a_sadness_i100"):
+        assert f"report_assets/filmstrips/{sid}.png" in section
+        strip = Image.open(result.out / "report_assets" / "filmstrips" / f"{sid}.png")
+        assert strip.height == 96 and strip.width >= 6 * 96      # six frames of the onset
+    assert "a_neutral" not in section                            # neutral has no onset
+    assert "Landmark jitter" in section and "0 clips above the threshold" in section
