@@ -212,8 +212,9 @@ class DecodedClip:
     size: tuple[int, int]
 
 
-def read_clip(path: str | Path) -> DecodedClip:
-    """Decode a video file (as PsychoPy and browsers would) to check what was written.
+def read_clip(path: str | Path, limit: int | None = None) -> DecodedClip:
+    """Decode a video file (as PsychoPy and browsers would) to check what was written;
+    only its first ``limit`` frames when given.
 
     >>> import tempfile, pathlib
     >>> video = encode_mp4([np.zeros((32, 48, 3), np.uint8)] * 4, fps=12)
@@ -226,7 +227,12 @@ def read_clip(path: str | Path) -> DecodedClip:
     reader = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
     meta = next(reader)
     width, height = (int(v) for v in meta["size"])
-    frames = [np.frombuffer(data, np.uint8).reshape(height, width, 3) for data in reader]
+    frames = []
+    for data in reader:
+        frames.append(np.frombuffer(data, np.uint8).reshape(height, width, 3))
+        if limit is not None and len(frames) >= limit:
+            reader.close()                   # stops ffmpeg
+            break
     return DecodedClip(np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8),
                        float(meta["fps"]), (width, height))
 

@@ -74,9 +74,9 @@ def write_filmstrips(folder: BuildFolder, target: Path) -> None:
 
     target.mkdir(parents=True, exist_ok=True)
     for row in strip_stimuli(folder.stimuli).itertuples():
-        clip = read_clip(folder.root / getattr(row, VIDEO_COLUMN))
-        (target / f"{row.stimulus_id}.png").write_bytes(
-            filmstrip(clip.frames, int(settings.get("frames", len(clip.frames)))))
+        onset = int(settings.get("frames", 0)) or None
+        clip = read_clip(folder.root / getattr(row, VIDEO_COLUMN), limit=onset)
+        (target / f"{row.stimulus_id}.png").write_bytes(filmstrip(clip.frames, len(clip.frames)))
 
 
 def clips_context(folder: BuildFolder, assets: str) -> dict | None:
