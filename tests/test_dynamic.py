@@ -219,3 +219,33 @@ def test_report_shows_a_filmstrip_per_emotion_and_the_consistency(built):
         assert strip.height == 96 and strip.width >= 6 * 96      # six frames of the onset
     assert "a_neutral" not in section                            # neutral has no onset
     assert "Landmark jitter" in section and "0 clips above the threshold" in section
+
+
+def test_emostyle_clips_follow_one_latent_path_and_score_identity(tmp_path, tiny_home,
+                                                                   monkeypatch):
+    """Tiny random models (faces are noise): the wiring, not the faces, is under test."""
+    monkeypatch.setenv("STIMGEN_HOME", str(tiny_home))
+    protocol = protocol_from_text(tmp_path, """
+study: {name: dyn-emostyle}
+backend: {name: emostyle, options: {device: cpu, batch_size: 4}}
+identities: [{id: a, seed: 1}]
+targets: {emotions: [happy], intensities: [1.0], neutral: true}
+validation: {rater: emonet}
+output: {image_size: 64, dynamic: {frames: 6, fps: 12, hold_ms: 0, png_frames: true}}
+""")
+    result = stimgen.build(protocol, tmp_path / "out", progress=False)
+    row = result.stimuli.set_index("stimulus_id").loc["a_happy_i100"]
+    assert 0.0 < row["clip_identity_min"] <= 1.0 and np.isfinite(row["clip_jitter"])
+    frames = sorted((result.out / "stimuli" / "frames" / "a_happy_i100").glob("*.png"))
+    # the identity's neutral face, drawn alone (the raters' reference); the neutral stimulus
+    # was drawn in a batch with other targets, which moves float rounding by a grey level
+    neutral = pixels(result.out / "stimuli" / "a_neutral.png")
+    assert np.abs(pixels(frames[0]) - neutral).max() <= 1
+    assert np.array_equal(pixels(frames[-1]), pixels(result.out / row["file"]))
+    # the middle frame is the same latent edit at a lower intensity: w + M(w, s * (v, a))
+    from stimgen.backends import create_backend
+    backend = create_backend(protocol)
+    handle = backend.prepare(protocol.identities[0])
+    s = intensity_ramp(6, "sigmoid")[3]
+    middle = backend.render(handle, [(s * row["target_valence"], s * row["target_arousal"])])[0]
+    assert np.abs(pixels(frames[3]) - np.asarray(middle.image, dtype=np.int16)).max() <= 1
