@@ -10,9 +10,10 @@ import dataclasses
 import math
 import os
 import tempfile
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -252,8 +253,10 @@ class Clip:
 
 
 def render_clips(render: Callable[[list], list], targets: Sequence, stills: Sequence,
-                 neutral, spec, batch: int) -> list[Clip]:
-    """The clip of every target: its interior frames rendered in batches of ``batch``.
+                 neutral, spec, batch: int) -> Iterator[Clip]:
+    """The clip of every target, in order, each as soon as its frames are rendered (so that
+    it can be written and dropped while the next frames render); the interior frames of all
+    the targets go to the backend in batches of ``batch``.
 
     The first frame is the identity's ``neutral`` face and the last the target's ``still``
     itself (the face that was rated), so that both match the stills exactly; in between,
@@ -278,12 +281,29 @@ def render_clips(render: Callable[[list], list], targets: Sequence, stills: Sequ
     inner = [dataclasses.replace(target, valence=float(s) * target.valence,
                                  arousal=float(s) * target.arousal)
              for target in targets for s in ramp[1:-1]]
-    faces: list = []
-    for first in range(0, len(inner), max(1, batch)):
-        faces.extend(render(inner[first:first + batch]))
-    per_clip = len(ramp) - 2
-    return [Clip([neutral, *faces[i * per_clip:(i + 1) * per_clip], still], ramp)
-            for i, still in enumerate(stills)]
+    per_clip, faces, done = len(ramp) - 2, [], 0
+    for first in range(0, max(len(inner), 1), max(1, batch)):
+        faces.extend(render(inner[first:first + batch]) if inner else [])
+        while done < len(stills) and len(faces) >= per_clip:
+            yield Clip([neutral, *faces[:per_clip], stills[done]], ramp)
+            faces, done = faces[per_clip:], done + 1
+
+
+def write_clips(writers: Executor, out: Path, stimulus_ids: Sequence[str],
+                clips: Iterable[Clip], spec, encode_png: Callable[[Image.Image], bytes],
+                backlog: int = 4) -> list[Future]:
+    """Submit :func:`save_clip` of each clip to ``writers`` as it arrives; returns the jobs.
+
+    At most ``backlog`` clips wait unwritten: encoding is slower than a GPU renders, and a
+    batch of clips at 1024 px would otherwise hold gigabytes of frames.
+    """
+    jobs: list[Future] = []
+    for sid, clip in zip(stimulus_ids, clips):
+        unfinished = [job for job in jobs if not job.done()]
+        if len(unfinished) >= backlog:
+            wait(unfinished, return_when=FIRST_COMPLETED)
+        jobs.append(writers.submit(save_clip, out, sid, clip, spec, encode_png))
+    return jobs
 
 
 def clip_measures(clip: Clip) -> dict[str, float]:

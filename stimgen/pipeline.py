@@ -28,8 +28,8 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
                                   PROTOCOL_YAML, REFERENCES_DIR, STIMULI_DIR, STIMULI_TSV,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
                                   build_lock, cached_records, json_bytes, prepare_output,
-                                  record_files, recorded_stimuli, remove_stale_stimuli,
-                                  store_records,
+                                  recorded_stimuli, remove_stale_stimuli, store_records,
+                                  record_files,
                                   supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution

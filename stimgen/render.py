@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from stimgen.backends import create_backend
 from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR, rater_columns
-from stimgen.dynamic import render_clips, save_clip
+from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
@@ -57,16 +57,15 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
             # issue 19: each stimulus's clip, neutral -> the final requested VA (the apex is
             # the still above, so the rating above is the clip's rating)
             dynamic = protocol.output.dynamic
-            clips = (render_clips(lambda ts: _render(backend, handle, ts), part, faces,
-                                  neutral, dynamic, batch) if dynamic else [None] * len(part))
+            clips = (write_clips(writers, out, [t.stimulus_id(identity.id) for t in part],
+                                 render_clips(lambda ts: _render(backend, handle, ts), part,
+                                              faces, neutral, dynamic, batch), dynamic, _png)
+                     if dynamic else [None] * len(part))
             for index, (target, face) in enumerate(zip(part, faces)):
                 sid = target.stimulus_id(identity.id)
                 columns = {key: values[index] for key, values in ratings.items()}
                 pending.append((writers.submit(_save_stimulus, out, sid, protocol.output.format,
-                                               face, columns),
-                                clips[index] and writers.submit(save_clip, out, sid,
-                                                                clips[index], dynamic,
-                                                                _png)))
+                                               face, columns), clips[index]))
             if on_stimuli:
                 on_stimuli(len(part))
         records = [dict(still.result(), **(clip.result() if clip else {}))

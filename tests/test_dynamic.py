@@ -221,13 +221,14 @@ def test_report_shows_a_filmstrip_per_emotion_and_the_consistency(built):
     assert "Landmark jitter" in section and "0 clips above the threshold" in section
 
 
+@pytest.mark.slow
 def test_emostyle_clips_follow_one_latent_path_and_score_identity(tmp_path, tiny_home,
                                                                    monkeypatch):
     """Tiny random models (faces are noise): the wiring, not the faces, is under test."""
     monkeypatch.setenv("STIMGEN_HOME", str(tiny_home))
     protocol = protocol_from_text(tmp_path, """
 study: {name: dyn-emostyle}
-backend: {name: emostyle, options: {device: cpu, batch_size: 4}}
+backend: {name: emostyle, options: {device: cpu, batch_size: 3}}   # batches cross clips
 identities: [{id: a, seed: 1}]
 targets: {emotions: [happy], intensities: [1.0], neutral: true}
 validation: {rater: emonet}
