@@ -8,8 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -193,13 +191,9 @@ experiment:
     assert (conditions["clip_file"] == conditions["stim_file"].str.replace(".png", ".mp4")).all()
     assert all((folder / f).is_file() for f in conditions["clip_file"])   # online copies
     assert "stimuli/a_sadness_i100.mp4" in (folder / "dyn.js").read_text()  # preloaded
-    done = subprocess.run(
-        [XVFB_RUN, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "run_simulated.py",
-         "--group", "g02", "--participant", "sim01"],
-        cwd=folder, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    data = pd.read_csv(done.stdout.strip().splitlines()[-1])
+    from test_psychopy_run import run_simulated
+
+    data = run_simulated(folder, "g02")
     trials = data[data["stim_id"].notna()]
     assert list(trials["stim_id"]) == list(conditions["stim_id"])
     played = trials["face_clip.stopped"] - trials["face_clip.started"]
