@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +75,15 @@ def write_filmstrips(folder: BuildFolder, target: Path) -> None:
     from stimgen.dynamic import read_clip
 
     target.mkdir(parents=True, exist_ok=True)
-    for row in strip_stimuli(folder.stimuli).itertuples():
-        onset = int(settings.get("frames", 0)) or None
+    onset = int(settings.get("frames", 0)) or None
+
+    def write(row) -> None:
         clip = read_clip(folder.root / getattr(row, VIDEO_COLUMN), limit=onset)
         (target / f"{row.stimulus_id}.png").write_bytes(filmstrip(clip.frames, len(clip.frames)))
+
+    # each decode is an ffmpeg process: a few at once keep the cores busy
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(write, strip_stimuli(folder.stimuli).itertuples()))
 
 
 def clips_context(folder: BuildFolder, assets: str) -> dict | None:
