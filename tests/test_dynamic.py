@@ -244,3 +244,14 @@ output: {image_size: 64, dynamic: {frames: 6, fps: 12, hold_ms: 0, png_frames: t
     s = intensity_ramp(6, "sigmoid")[3]
     middle = backend.render(handle, [(s * row["target_valence"], s * row["target_arousal"])])[0]
     assert np.abs(pixels(frames[3]) - np.asarray(middle.image, dtype=np.int16)).max() <= 1
+
+
+def test_a_subset_of_a_dynamic_build_carries_its_clips(built, tmp_path):
+    from stimgen.select import write_subset
+
+    _, result = built
+    write_subset(result.out, tmp_path / "subset", per_target=1, by="model")
+    subset = pd.read_csv(tmp_path / "subset" / "stimuli.tsv", sep="\t")
+    assert len(subset) and subset["video"].notna().all()
+    for video, digest in zip(subset["video"], subset["video_sha256"]):
+        assert hashlib.sha256((tmp_path / "subset" / video).read_bytes()).hexdigest() == digest
