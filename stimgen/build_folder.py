@@ -84,6 +84,37 @@ QUALITY_PREFIX = "quality_"
 #: Flag of a stimulus whose raters disagree by more than the distance tolerance.
 RATERS_DISAGREE_FLAG = "raters_disagree"
 
+# -- dynamic stimuli (output.dynamic; stimgen/dynamic.py) --------------------------------------
+#: stimuli.tsv column: the stimulus's video, ``stimuli/<stimulus_id>.mp4``.
+VIDEO_COLUMN = "video"
+VIDEO_SHA256_COLUMN = "video_sha256"
+#: Landmark jitter of the onset (fraction of the inter-ocular distance) and the lowest
+#: identity similarity of any frame (emostyle); see docs/outputs.md.
+CLIP_JITTER_COLUMN = "clip_jitter"
+CLIP_IDENTITY_COLUMN = "clip_identity_min"
+DYNAMIC_COLUMNS = (VIDEO_COLUMN, VIDEO_SHA256_COLUMN, CLIP_JITTER_COLUMN, CLIP_IDENTITY_COLUMN)
+#: Onset frames as PNG (``output.dynamic.png_frames``): ``stimuli/frames/<id>/001.png`` ...
+FRAMES_DIR = "stimuli/frames"
+#: Identity-record key (not a column) holding the frames' relative paths and sha256.
+FRAME_FILES_KEY = "frame_files"
+#: Flag of a clip whose landmark jitter exceeds ``output.dynamic.flicker_threshold``.
+FLICKER_FLAG = "flicker"
+
+
+def record_files(record: dict) -> dict[str, str]:
+    """Every file one stimulus record lists, as {build-relative path: sha256}: the image,
+    and with ``output.dynamic`` its video and PNG frames.
+
+    >>> record_files({"file": "stimuli/a.png", "sha256": "1", "video": "stimuli/a.mp4",
+    ...               "video_sha256": "2"})
+    {'stimuli/a.png': '1', 'stimuli/a.mp4': '2'}
+    """
+    files = {str(record["file"]): str(record["sha256"])}
+    if record.get(VIDEO_COLUMN):
+        files[str(record[VIDEO_COLUMN])] = str(record[VIDEO_SHA256_COLUMN])
+    files.update({str(k): str(v) for k, v in (record.get(FRAME_FILES_KEY) or {}).items()})
+    return files
+
 
 @dataclass(frozen=True)
 class RaterColumns:
@@ -107,7 +138,7 @@ def rater_columns(rater: str) -> RaterColumns:
 
 #: Text columns of stimuli.tsv (an id like ``01`` stays text; so does the emotion "NA").
 STIMULI_TEXT = ("emotion", "stimulus_id", "file", "identity", "target_kind", "flags", "rater",
-                "sha256", "model_rater", "most_chosen_label")
+                "sha256", "model_rater", "most_chosen_label", VIDEO_COLUMN, VIDEO_SHA256_COLUMN)
 BOOLEAN_COLUMNS = ("weak_region", "out_of_tolerance")
 CACHE_SCHEMA = 1                                 # bump when identity records change meaning
 
@@ -345,12 +376,13 @@ def cached_records(out: Path, identity_id: str, key: str,
                    for r in cached["records"]]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None, {**damaged, "problem": "cache record unreadable or truncated"}
-    for record in records:
-        path = out / record["file"]
+    for relative, digest in (item for record in records
+                             for item in record_files(record).items()):
+        path = out / relative
         if not path.is_file():
-            return None, {**damaged, "file": record["file"], "problem": "missing"}
-        if sha256_file(path) != record["sha256"]:
-            return None, {**damaged, "file": record["file"],
+            return None, {**damaged, "file": relative, "problem": "missing"}
+        if sha256_file(path) != digest:
+            return None, {**damaged, "file": relative,
                           "problem": "content does not match its recorded sha256 "
                                      "(damaged or truncated)"}
     return records, None
@@ -385,7 +417,8 @@ def recorded_stimuli(out: Path) -> dict[Path, str]:
     for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
         try:
             cached = json.loads(record_file.read_text(encoding="utf-8"))
-            files.update({out / r["file"]: str(r["sha256"]) for r in cached["records"]})
+            files.update({out / path: digest for r in cached["records"]
+                          for path, digest in record_files(r).items()})
         except (OSError, ValueError, KeyError, TypeError):
             continue                       # a damaged record: its files are left alone
     return files
@@ -399,7 +432,7 @@ def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: dict[Path
     anything else in ``stimuli/`` (a user's own file in a folder built with --force, an image
     retouched by hand) is never touched.
     """
-    keep = {out / r["file"] for r in records.values()}
+    keep = {out / path for r in records.values() for path in record_files(r)}
     for path, digest in earlier.items():
         if path in keep or path.is_symlink() or not path.is_file() \
                 or not is_inside(out / STIMULI_DIR, path):

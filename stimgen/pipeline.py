@@ -29,6 +29,7 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
                                   build_lock, cached_records, json_bytes, prepare_output,
                                   recorded_stimuli, remove_stale_stimuli, store_records,
+                                  record_files,
                                   supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
@@ -88,6 +89,9 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
         "targets": [asdict(t) for t in unit.targets],
         "format": protocol.output.format,
     }
+    if protocol.output.dynamic is not None:     # issue 19: clips (the flag threshold is not output)
+        payload["dynamic"] = protocol.output.dynamic.model_dump(
+            mode="json", exclude={"flicker_threshold"})
     return sha256_bytes(json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 
@@ -416,7 +420,8 @@ def _written_files(out: Path, records: dict[str, dict]) -> dict[str, str]:
     """sha256 of every file this build wrote (stimuli from their records, the rest from the
     folder's ledger); participants' data and anyone else's files are not among them."""
     files = Ledger.load(out).manifest_files()
-    files.update({r["file"]: r["sha256"] for r in records.values()})
+    files.update({path: digest for r in records.values()
+                  for path, digest in record_files(r).items()})
     return dict(sorted(files.items()))
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from stimgen.backends import create_backend
 from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR, rater_columns
+from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
@@ -53,14 +54,22 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
             faces = _render(backend, handle, part)
             alone = [target.kind == "neutral" for target in part]
             ratings = rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1)
+            # issue 19: each stimulus's clip, neutral -> the final requested VA (the apex is
+            # the still above, so the rating above is the clip's rating)
+            dynamic = protocol.output.dynamic
+            clips = (write_clips(writers, out, [t.stimulus_id(identity.id) for t in part],
+                                 render_clips(lambda ts: _render(backend, handle, ts), part,
+                                              faces, neutral, dynamic, batch), dynamic, _png)
+                     if dynamic else [None] * len(part))
             for index, (target, face) in enumerate(zip(part, faces)):
                 sid = target.stimulus_id(identity.id)
                 columns = {key: values[index] for key, values in ratings.items()}
-                pending.append(writers.submit(_save_stimulus, out, sid, protocol.output.format,
-                                              face, columns))
+                pending.append((writers.submit(_save_stimulus, out, sid, protocol.output.format,
+                                               face, columns), clips[index]))
             if on_stimuli:
                 on_stimuli(len(part))
-        records = [job.result() for job in pending]
+        records = [dict(still.result(), **(clip.result() if clip else {}))
+                   for still, clip in pending]
     return records
 
 
@@ -114,6 +123,10 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any]
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
     record.update(build_quality(face))        # FFHQ-aligned (emostyle) faces only
     return record
+
+
+def _png(image) -> bytes:
+    return encode_image(image, "png")
 
 
 def encode_image(image, fmt: str) -> bytes:

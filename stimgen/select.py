@@ -21,7 +21,7 @@ from stimgen.build_folder import (EXPERIMENT_DIR, IDENTITY_RECORDS_DIR, MANIFEST
                                   NORMS_SUMMARY_JSON, NORMS_TSV, PROTOCOL_YAML, REFERENCES_DIR,
                                   SELECTION_KEY, STATE_DIR, STIMULI_DIR, STIMULI_TSV,
                                   WRITTEN_FOLDERS, BuildFolder, build_lock, json_bytes,
-                                  read_build_folder, read_norms, table_bytes)
+                                  read_build_folder, read_norms, record_files, table_bytes)
 from stimgen.errors import DesignError, SelectionError
 from stimgen.safety import is_inside, refuse_links
 from stimgen.storage import sha256_bytes, sha256_file
@@ -420,16 +420,17 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
     protect_collected_data(ledger, inputs, force)
     ledger.remove(MANIFEST_JSON)                 # not a complete subset until written again
     images = []
-    for row in table.itertuples():
-        data = (source.root / row.file).read_bytes() if (source.root / row.file).is_file() \
-            else None
-        if data is None or sha256_bytes(data) != row.sha256:
+    # the image of each stimulus, and its clip in a build with output.dynamic
+    for file, digest in (item for row in table.to_dict("records")
+                         for item in record_files(row).items()):
+        data = (source.root / file).read_bytes() if (source.root / file).is_file() else None
+        if data is None or sha256_bytes(data) != digest:
             raise SelectionError(
-                f"{source.root / row.file}: {'missing' if data is None else 'changed'} since "
+                f"{source.root / file}: {'missing' if data is None else 'changed'} since "
                 f"the build wrote it (its sha256 in {STIMULI_TSV} does not match)",
                 hint="run `stimgen build` on the protocol again; it redraws damaged images")
-        ledger.write_bytes(row.file, data)
-        images.append(row.file)
+        ledger.write_bytes(file, data)
+        images.append(file)
     ledger.remove_stale(STIMULI_DIR, keep=set(images))
     ledger.write_bytes(STIMULI_TSV, _rows_of(source.root / STIMULI_TSV, ids))
     ledger.write_bytes(METRICS_BY_EMOTION_CSV, table_bytes(metrics_by_emotion(table), ","))

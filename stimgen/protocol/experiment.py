@@ -474,6 +474,9 @@ class ExperimentSpec(ProtocolModel):
     """Which stimuli enter the experiment."""
     design: DesignSpec = Field(default_factory=RandomDesign)
     """Trial order and counterbalancing: `random`, `blocked` or `latin-square`."""
+    show: Literal["still", "clip"] = "still"
+    """What a trial shows: the `still` image, or the `clip` (the stimulus's video of
+    `output.dynamic`, played once, then the response screen with the apex frame)."""
     online: bool = False
     """Make `experiment/` self-contained for PsychoJS / Pavlovia: the images it shows are
     copied into `experiment/stimuli/`, listed as resources to preload, and the PsychoJS

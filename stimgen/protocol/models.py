@@ -326,6 +326,28 @@ class Validation(ProtocolModel):
         return "emonet" if backend == "emostyle" else "geometric"
 
 
+class DynamicOutput(ProtocolModel):
+    """A video of every stimulus: the identity's neutral face turning into the target
+    expression, then holding it (see docs/outputs.md, "Dynamic stimuli")."""
+
+    frames: int = Field(default=24, ge=2, le=240)
+    """Frames of the onset, the neutral first frame and the target last frame included."""
+    fps: int = Field(default=30, ge=1, le=120)
+    """Frames per second of the video."""
+    hold_ms: int = Field(default=1000, ge=0, le=60_000)
+    """How long the target expression (the apex) stays on screen after the onset, in ms."""
+    ease: Literal["linear", "sigmoid"] = "sigmoid"
+    """How intensity grows over the onset: `linear`, or `sigmoid` (slow start and end, as
+    natural expressions do)."""
+    format: Literal["mp4"] = "mp4"
+    """Video format: H.264 MP4 (yuv420p), which PsychoPy and every browser play."""
+    png_frames: bool = False
+    """Also write the onset's frames as PNG files into a folder per stimulus."""
+    flicker_threshold: float = Field(default=0.01, gt=0.0, le=1.0)
+    """A clip is flagged `flicker` when its landmark jitter (RMS residual of the landmark
+    paths around their smooth motion, as a fraction of the inter-ocular distance) exceeds this."""
+
+
 class Output(ProtocolModel):
     """Where and how stimuli are written."""
 
@@ -335,6 +357,8 @@ class Output(ProtocolModel):
     """Width and height of every stimulus in pixels."""
     format: Literal["png", "jpg"] = "png"
     """Image format: lossless `png` (default) or `jpg` (quality 95)."""
+    dynamic: DynamicOutput | None = None
+    """Also make a video clip of every stimulus, neutral to target (none: stills only)."""
 
 
 class Protocol(ProtocolModel):
@@ -373,6 +397,12 @@ class Protocol(ProtocolModel):
                     {"id": self.identities[index].id,
                      "hint": "give every identity a unique id (ids differing only in case "
                              "count as the same, since they name the same files)"})
+        if self.experiment is not None and self.experiment.show == "clip" \
+                and self.output.dynamic is None:
+            raise PydanticCustomError(
+                "clip_without_dynamic",
+                "experiment.show is `clip`, but output.dynamic is not set: no clips are made",
+                {"hint": "add `output: {dynamic: {frames: 24, fps: 30}}`, or show `still`"})
         if self.backend.name == "schematic":
             for ident in self.identities:
                 if ident.seed is None:

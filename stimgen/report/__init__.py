@@ -19,6 +19,7 @@ from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY,
                                   BuildFolderError, read_build_folder)
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
+from stimgen.report.clips import FILMSTRIPS, clips_context, write_filmstrips
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -68,6 +69,7 @@ def write_report(build_dir, *, command: str | None = None, manifest: dict | None
         thumbnails = write_thumbnails(folder.stimuli, folder.root, staging / "thumbs",
                                       reuse=folder.root / ASSETS_DIR / "thumbs")
         figures = report_figures(folder)
+        write_filmstrips(folder, staging / FILMSTRIPS)      # builds with output.dynamic only
         (staging / "figures").mkdir()
         for figure in figures.values():
             (staging / "figures" / f"{figure.name}.svg").write_text(figure.svg, encoding="utf-8")
@@ -171,6 +173,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "norms": norms_context(folder.root),
+        "clips": clips_context(folder, ASSETS_DIR),
         "confusable": confusable_warnings(folder.design, manifest),
         "au_profile": au_profile(folder.stimuli),
         "design_headings": DESIGN_HEADINGS,
