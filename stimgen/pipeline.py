@@ -88,6 +88,8 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
         "targets": [asdict(t) for t in unit.targets],
         "format": protocol.output.format,
     }
+    if protocol.validation.correction is not None:    # changes the stimuli; absent: old keys
+        payload["correction"] = protocol.validation.correction.model_dump(mode="json")
     return sha256_bytes(json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 

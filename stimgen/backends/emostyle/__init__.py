@@ -60,7 +60,7 @@ class EmoStyleBackend:
         self.image_size = protocol.output.image_size
         self.device = select_device(self.options.device)
         self.batch = AdaptiveBatch(self.options.batch_size)
-        self.with_landmarks = protocol.resolved_rater() == "geometric"
+        self.with_landmarks = "geometric" in protocol.rater_names()   # it rates landmarks
         self._protocol = protocol
         self._weights = dict(weights)
 
