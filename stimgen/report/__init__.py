@@ -19,6 +19,7 @@ from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, B
                                   read_build_folder)
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
+from stimgen.report.correction import correction_context
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -170,6 +171,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "norms": norms_context(folder.root),
+        "correction": correction_context(folder),
         "confusable": confusable_warnings(folder.design, manifest),
         "au_profile": au_profile(folder.stimuli),
         "design_headings": DESIGN_HEADINGS,
