@@ -263,3 +263,22 @@ output: {image_size: 64}
     np.testing.assert_allclose(named[CORRECTION.steering_after], named["distance_error"],
                                atol=1e-6)
     assert 'id="correction-honesty"' in (result.out / "report.html").read_text()
+
+
+# --- the documentation -------------------------------------------------------------------------
+
+def test_the_documented_example_and_defaults_are_the_code(capsys):
+    import re
+    from pathlib import Path
+
+    from stimgen.protocol.models import Correction
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "correction.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(code, "docs/correction.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert "# " + printed in code
+    snippet = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    for field in ("rater", "iterations", "max_request", "tolerance"):
+        value = re.search(rf"{field}: (\S+)", snippet.split("correction:")[1]).group(1)
+        assert value == str(Correction.model_fields[field].default)
