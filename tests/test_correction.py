@@ -282,3 +282,10 @@ def test_the_documented_example_and_defaults_are_the_code(capsys):
     for field in ("rater", "iterations", "max_request", "tolerance"):
         value = re.search(rf"{field}: (\S+)", snippet.split("correction:")[1]).group(1)
         assert value == str(Correction.model_fields[field].default)
+
+
+def test_validate_prints_the_correction_plan(tmp_path):
+    from stimgen.cli.plan_summary import plan_summary
+
+    summary = plan_summary(protocol_from_text(tmp_path, CORRECTED), None)
+    assert "correction  geometric steers, up to 4 rounds per stimulus" in summary
