@@ -40,6 +40,8 @@ DESIGN_CSV = "experiment/design.csv"
 DATA_DIR = "experiment/data"                     # PsychoPy's data files: never stimgen's
 PREVIOUS_DIR = "experiment/previous"             # experiments that data was collected with
 MANIFEST_JSON = "manifest.json"                  # written last: marks a complete build
+#: manifest.json key of a subset folder (`stimgen select`): the rule and the build it came from
+SELECTION_KEY = "selection"
 NORMS_TSV = "norms.tsv"                          # human norms per stimulus (stimgen norms)
 NORMS_SUMMARY_JSON = "norms_summary.json"        # their reliability, participants, exclusions
 STATE_DIR = ".stimgen"                           # bookkeeping, never a user's output
@@ -439,11 +441,25 @@ def prepare_output(out: Path, force: bool) -> None:
         raise BuildError(f"output folder {out} is not empty and was not made by stimgen",
                          hint="choose an empty or new folder with -o, or pass --force to "
                               "build into it anyway")
+    if _is_subset(out):
+        raise BuildError(f"output folder {out} is a subset made by `stimgen select`; a build "
+                         f"would draw the whole stimulus set into it",
+                         hint="build into another folder with -o (a subset is remade by running "
+                              "`stimgen select` on its build again)")
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BuildError(f"cannot create output folder {out}: {err.strerror or err}",
                          hint="check the path and your permissions") from err
+
+
+def _is_subset(out: Path) -> bool:
+    """Whether ``out`` holds a subset written by `stimgen select` (its manifest names the rule)."""
+    try:
+        manifest = json.loads((out / MANIFEST_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and SELECTION_KEY in manifest
 
 
 @contextmanager

@@ -425,7 +425,6 @@ def _written_files(out: Path, records: dict[str, dict]) -> dict[str, str]:
 def _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command, repairs=(),
               model_files=()) -> dict:
     """manifest.json without ``files`` and ``timings``, which the caller fills in last."""
-    flagged = table["flags"] != ""
     return {
         "stimgen_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -445,13 +444,20 @@ def _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command, r
         "versions": _versions(),
         "files": {},
         "timings": {},
-        "counts": {"stimuli": int(len(table)), "passed": int((~flagged).sum()),
-                   "flagged": int(flagged.sum()),
-                   "out_of_tolerance": int(table["out_of_tolerance"].sum()),
-                   "weak_region": int(table["weak_region"].sum())},
+        "counts": manifest_counts(table),
         "repairs": list(repairs),
         "complete": True,
     }
+
+
+def manifest_counts(table: pd.DataFrame) -> dict[str, int]:
+    """manifest.json's ``counts`` of a stimuli table: stimuli, passed (no flag), flagged, out
+    of tolerance and in the weak region."""
+    flagged = table["flags"] != ""
+    return {"stimuli": int(len(table)), "passed": int((~flagged).sum()),
+            "flagged": int(flagged.sum()),
+            "out_of_tolerance": int(table["out_of_tolerance"].sum()),
+            "weak_region": int(table["weak_region"].sum())}
 
 
 def _rater_entry(info, backend: str) -> dict:

@@ -73,7 +73,7 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
         click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
                     "protocol end to end, not the stimuli", fg="yellow", err=True)
     say(ctx, plan_summary(loaded, out))
-    _show_build_warnings()
+    show_build_warnings()
     result = stimgen.build(loaded, out=out, force=force, execution=execution,
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
@@ -101,7 +101,7 @@ class _ClickWarnings(logging.Handler):
         click.secho(f"warning: {record.getMessage()}", fg="yellow", err=True)
 
 
-def _show_build_warnings() -> None:
+def show_build_warnings() -> None:
     logger = logging.getLogger("stimgen")
     if not any(isinstance(h, _ClickWarnings) for h in logger.handlers):
         logger.addHandler(_ClickWarnings(logging.WARNING))

@@ -23,7 +23,7 @@ from stimgen.norms.read import (Experiment, NormsError, Responses, read_response
 from stimgen.norms.stats import (icc2, krippendorff_alpha_interval, mean_ci, rescale,
                                  unbiased_hit_rates)
 
-__all__ = ["compute_norms", "write_norms", "experiment_of", "NormsError"]
+__all__ = ["compute_norms", "write_norms", "experiment_of", "subset_summary", "NormsError"]
 
 DEFAULT_SCALE = (1.0, 9.0)
 
@@ -226,12 +226,22 @@ def _agreement_order(row: dict) -> float:
 
 
 def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> list[dict]:
-    hu = {}
+    hu = None
     if correct is not None:
         labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
         truth = labelled["stimulus_id"].map(correct).astype(str)
-        hu = unbiased_hit_rates(truth.map(normalise_emotion_name),
-                                labelled["label"].astype(str).map(normalise_emotion_name))
+        by_label = unbiased_hit_rates(truth.map(normalise_emotion_name),
+                                      labelled["label"].astype(str).map(normalise_emotion_name))
+        hu = {}
+        for emotion, part in norms.groupby("emotion", sort=False):
+            label = normalise_emotion_name(correct.get(str(part["stimulus_id"].iloc[0]), ""))
+            hu[str(emotion)] = by_label.get(label, math.nan)
+    return _emotion_rows(norms, hu)
+
+
+def _emotion_rows(norms: pd.DataFrame, hu: dict[str, float] | None) -> list[dict]:
+    """``by_emotion`` of norms_summary.json: means over each emotion's stimuli; hit rate and
+    Hu (``hu``: emotion -> Hu pooled over its trials) when labels were collected."""
     rows = []
     for emotion, part in norms.groupby("emotion", sort=False):
         row = {"emotion": str(emotion), "stimuli": int(len(part)),
@@ -241,12 +251,44 @@ def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> l
                "target_arousal": _finite(part["target_arousal"].mean()),
                "distance_to_target": _finite(part["distance_to_target"].mean()),
                "distance_to_model": _finite(part["distance_to_model"].mean())}
-        if correct is not None:
-            label = normalise_emotion_name(correct.get(str(part["stimulus_id"].iloc[0]), ""))
+        if hu is not None:
             row["hit_rate"] = _finite(part["hit_rate"].mean())
-            row["unbiased_hit_rate"] = _finite(hu.get(label, math.nan))
+            row["unbiased_hit_rate"] = _finite(hu.get(str(emotion), math.nan))
         rows.append(row)
     return rows
+
+
+def subset_summary(summary: dict, norms: pd.DataFrame, n_stimuli: int) -> dict:
+    """norms_summary.json of a subset build (`stimgen select`) from the source build's.
+
+    The norming study stays what it was: participants, exclusions, data files, warnings,
+    reliability and each emotion's Hu (pooled over the study's trials, all stimuli) are
+    the source's. What describes the stimuli is recomputed over the subset's rows of
+    norms.tsv (``norms``, unchanged per stimulus): counts, model agreement and the
+    per-emotion means. ``selected_from`` keeps the source's stimulus counts.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"emotion": ["Happy"], "n_raters": [4], "valence_mean": [0.5],
+    ...     "arousal_mean": [0.1], "target_valence": [0.5], "target_arousal": [0.07],
+    ...     "distance_to_target": [0.03], "distance_to_model": [0.1], "model_rater": ["geometric"],
+    ...     "model_valence": [0.4], "model_arousal": [0.1]})
+    >>> subset_summary({"stimuli_rated": 6, "stimuli_in_build": 6}, rows, 1)["selected_from"]
+    {'stimuli_rated': 6, 'stimuli_in_build': 6}
+    """
+    labels = "hit_rate" in norms.columns
+    pooled = {str(row.get("emotion")): row.get("unbiased_hit_rate")
+              for row in summary.get("by_emotion", [])}
+    hu = {e: (math.nan if v is None else float(v)) for e, v in pooled.items()} if labels else None
+    return {
+        **summary,
+        "stimuli_rated": int(len(norms)), "stimuli_in_build": int(n_stimuli),
+        "raters_per_stimulus": _range(norms["n_raters"]),
+        "model_agreement": _model_agreement(norms),
+        "by_emotion": _emotion_rows(norms, hu),
+        "selected_from": {"stimuli_rated": summary.get("stimuli_rated"),
+                          "stimuli_in_build": summary.get("stimuli_in_build")},
+    }
 
 
 # -- the command ----------------------------------------------------------------------------------

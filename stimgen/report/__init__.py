@@ -15,8 +15,8 @@ import jinja2
 from stimgen.circumplex import PUBLISHED_TABLE_CITATION, PUBLISHED_TABLE_RATER, WEAK_REGION_BACKEND
 from stimgen.version import __version__
 from stimgen.ledger import Ledger
-from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
-                                  read_build_folder)
+from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY, BuildFolder,
+                                  BuildFolderError, read_build_folder)
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
 from stimgen.report.correction import correction_context
@@ -147,6 +147,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
                                       indent=1, sort_keys=True),
         "rater": manifest.get("rater") or {},
         "dry_run": bool(manifest.get("dry_run")),
+        "selection": manifest.get(SELECTION_KEY) or None,     # a subset (stimgen select)
         "raters": sorted(set(folder.stimuli["rater"]) - {""}),
         "counts": stimulus_counts(folder.stimuli, manifest),
         "weak_region": folder.weak_region,
