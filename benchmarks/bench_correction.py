@@ -1,7 +1,8 @@
 """Benchmark: what closed-loop correction (validation.correction) costs and what it buys.
 
 Builds a protocol in the same process without and with correction (after a warm-up build,
-alternately, ``--repeat`` times each, keeping the fastest), and prints the time of each (whole build and the render-and-rate stage) as ratios, the rounds made, and the
+alternately, ``--repeat`` times each, keeping the fastest), and prints the wall and CPU time
+of each (whole build and the render-and-rate stage) as ratios, the rounds made, and the
 mean VA distance to the target before and after correction, overall and in the weak region,
 for the steering rater and, when the build has another rater, for the held-out judge.
 The experiment bundle is left out (it costs the same in both builds).
@@ -16,6 +17,7 @@ accuracy); on a GPU with the published weights leave it out (docs/correction.md)
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import tempfile
 import time
@@ -30,11 +32,20 @@ from stimgen.protocol.models import Correction
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished worker processes: steadier than wall time
+    on a machine shared with other jobs."""
+    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 def timed_build(protocol, out: Path, jobs, dry_run: bool):
+    """(wall s, CPU s, result) of one build into the empty folder ``out``."""
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = stimgen.build(protocol, out=out, jobs=jobs, progress=False, dry_run=dry_run)
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, cpu_seconds() - cpu, result
 
 
 def main() -> None:
@@ -59,8 +70,8 @@ def main() -> None:
         runs = [(timed_build(protocol, work / "plain", args.jobs, args.dry_run),
                  timed_build(corrected_protocol, work / "corrected", args.jobs, args.dry_run))
                 for _ in range(args.repeat)]        # alternated; the fastest of each counts
-        (plain_s, plain), (fixed_s, fixed) = (min((run[k] for run in runs), key=lambda r: r[0])
-                                              for k in (0, 1))
+        (plain_s, plain_cpu, plain), (fixed_s, fixed_cpu, fixed) = (
+            min((run[k] for run in runs), key=lambda r: r[0]) for k in (0, 1))
         table = fixed.stimuli
         named = table[table["target_kind"] != "neutral"]
         weak = named["weak_region"].astype(bool)
@@ -72,11 +83,11 @@ def main() -> None:
               f"{'' if len(fixed.manifest['raters']) > 1 else ' alone: it also steers'}")
         stage = "render_and_rate"
         plain_stage, fixed_stage = plain.manifest["timings"][stage], fixed.manifest["timings"][stage]
-        print(f"{'build':<22} {'wall s':>8} {stage + ' s':>20}")
-        print(f"{'uncorrected':<22} {plain_s:>8.2f} {plain_stage:>20.2f}")
-        print(f"{'corrected':<22} {fixed_s:>8.2f} {fixed_stage:>20.2f}")
+        print(f"{'build':<22} {'wall s':>8} {'CPU s':>8} {stage + ' s':>20}")
+        print(f"{'uncorrected':<22} {plain_s:>8.2f} {plain_cpu:>8.2f} {plain_stage:>20.2f}")
+        print(f"{'corrected':<22} {fixed_s:>8.2f} {fixed_cpu:>8.2f} {fixed_stage:>20.2f}")
         print(f"cost ratio corrected / uncorrected: wall {fixed_s / plain_s:.2f}x, "
-              f"{stage} {fixed_stage / plain_stage:.2f}x")
+              f"CPU {fixed_cpu / plain_cpu:.2f}x, {stage} {fixed_stage / plain_stage:.2f}x")
         renders = len(named) + rounds.sum()
         print(f"rounds per corrected stimulus: mean {rounds.mean():.2f}, "
               f"histogram {np.bincount(rounds).tolist()}; renders {renders} = "

@@ -20,6 +20,9 @@ from stimgen.build_folder import CORRECTION as C, rater_columns
 DAMPING = 1e-2
 #: A request that moves less than this is stuck (clipped against the radius): stop there.
 STUCK = 1e-6
+#: A stimulus whose last this-many rounds all failed to beat its best stops: the generator
+#: cannot get closer from here (typically a target beyond what it delivers at the radius).
+PATIENCE = 2
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,10 @@ def correct(targets, first, measure: Callable[[np.ndarray, np.ndarray], np.ndarr
     every stimulus still farther than ``tolerance`` from its target by :func:`next_request`
     from its best round so far, measures them all in one call, and updates each one's
     Jacobian (identity at the start) by :func:`broyden_update` with the step it took. A
-    stimulus stops after ``iterations`` rounds, within ``tolerance``, or when its request can
-    no longer move (clipped at ``max_request``); the round kept is the one whose reading lay
-    nearest the target. Deterministic: the same inputs give the same requests.
+    stimulus stops after ``iterations`` rounds, within ``tolerance``, when its request can no
+    longer move (clipped at ``max_request``), or after :data:`PATIENCE` rounds in a row that
+    did not beat its best; the round kept is the one whose reading lay nearest the target.
+    Deterministic: the same inputs give the same requests.
 
     Parameters
     ----------
@@ -162,6 +166,7 @@ def correct(targets, first, measure: Callable[[np.ndarray, np.ndarray], np.ndarr
     jacobian = np.repeat(np.eye(2)[None], n, axis=0)
     active = np.ones(n, dtype=bool) if correctable is None else np.asarray(correctable, bool)
     active = active & (error > tolerance)
+    failed = np.zeros(n, dtype=int)          # rounds in a row that did not beat the best
     for round_ in range(1, iterations + 1):
         proposed = next_request(request, achieved, T, jacobian, max_request)
         moving = np.hypot(*(proposed - request).T) > STUCK
@@ -179,7 +184,8 @@ def correct(targets, first, measure: Callable[[np.ndarray, np.ndarray], np.ndarr
         kept = indices[better]
         request[kept], achieved[kept] = proposed[kept], readings[better]
         error[kept], best_round[kept] = new_error[better], round_
-        active[indices] = error[indices] > tolerance
+        failed[indices] = np.where(better, 0, failed[indices] + 1)
+        active[indices] = (error[indices] > tolerance) & (failed[indices] < PATIENCE)
     return CorrectionResult(request, achieved, best_round, rounds, before, error)
 
 
