@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -81,6 +81,23 @@ INTENSITY_COLUMNS = ("intensity", "n", *METRIC_COLUMNS)
 EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score") + AU_NAMES
 IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
 QUALITY_PREFIX = "quality_"
+
+
+@dataclass(frozen=True)
+class CorrectionColumns:
+    """stimuli.tsv columns of a build with closed-loop correction (``validation.correction``)."""
+
+    requested_valence: str = "requested_valence"   # what the backend was asked for, kept round
+    requested_arousal: str = "requested_arousal"
+    rounds: str = "correction_rounds"              # re-renders made after the first one
+    steering_before: str = "steering_error_before" # steering rater's VA distance, first round
+    steering_after: str = "steering_error_after"   # ... and of the kept round
+    held_out_before: str = "held_out_error_before" # the judge's, first round (after: distance_error)
+
+
+CORRECTION = CorrectionColumns()
+#: In file order, after the per-rater and backend columns; the last only with a judge.
+CORRECTION_COLUMNS = astuple(CORRECTION)
 #: Flag of a stimulus whose raters disagree by more than the distance tolerance.
 RATERS_DISAGREE_FLAG = "raters_disagree"
 

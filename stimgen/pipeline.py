@@ -92,6 +92,8 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
     if protocol.output.dynamic is not None:     # issue 19: clips (the flag threshold is not output)
         payload["dynamic"] = protocol.output.dynamic.model_dump(
             mode="json", exclude={"flicker_threshold"})
+    if protocol.validation.correction is not None:    # changes the stimuli; absent: old keys
+        payload["correction"] = protocol.validation.correction.model_dump(mode="json")
     return sha256_bytes(json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 

@@ -6,6 +6,7 @@ The orchestrator (stimgen/pipeline.py) and the executors (stimgen/executors.py) 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stimgen.backends import create_backend
-from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR, rater_columns
+from stimgen.build_folder import CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, rater_columns
+from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
@@ -47,39 +49,102 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
     targets = chunk.unit.targets[chunk.start:chunk.stop]
     batch = max(1, int(getattr(backend, "batch_size", 1)))
     records: list[dict[str, Any]] = []
+    correction = protocol.validation.correction
+    dynamic = protocol.output.dynamic
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending = []
-        for first in range(0, len(targets), batch):
-            part = targets[first:first + batch]
-            faces = _render(backend, handle, part)
-            alone = [target.kind == "neutral" for target in part]
-            ratings = rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1)
-            # issue 19: each stimulus's clip, neutral -> the final requested VA (the apex is
-            # the still above, so the rating above is the clip's rating)
-            dynamic = protocol.output.dynamic
-            clips = (write_clips(writers, out, [t.stimulus_id(identity.id) for t in part],
-                                 render_clips(lambda ts: _render(backend, handle, ts), part,
-                                              faces, neutral, dynamic, batch), dynamic, _png)
-                     if dynamic else [None] * len(part))
+        def save(part, faces, ratings) -> None:
+            # issue 19: each stimulus's clip, neutral -> the VA its still was drawn at (after
+            # issue 18's correction, the kept request); the apex is the still, so the still's
+            # rating is the clip's
+            clips = ([None] * len(part) if dynamic is None else write_clips(
+                writers, out, [t.stimulus_id(identity.id) for t in part],
+                render_clips(lambda ts: _render(backend, handle, ts), _as_drawn(part, ratings),
+                             faces, neutral, dynamic, batch), dynamic, _png))
             for index, (target, face) in enumerate(zip(part, faces)):
                 sid = target.stimulus_id(identity.id)
                 columns = {key: values[index] for key, values in ratings.items()}
                 pending.append((writers.submit(_save_stimulus, out, sid, protocol.output.format,
                                                face, columns), clips[index]))
-            if on_stimuli:
+
+        drawn: list[tuple] = []       # the whole chunk, held for correction (issue 18)
+        for first in range(0, len(targets), batch):
+            part = targets[first:first + batch]
+            faces = _render(backend, handle, part)
+            alone = [target.kind == "neutral" for target in part]
+            ratings = rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1)
+            if correction is None:
+                save(part, faces, ratings)
+            else:
+                drawn.append((part, faces, ratings))
+            if on_stimuli and correction is None:   # with correction: once it is done
                 on_stimuli(len(part))
+        if correction is not None:   # closed-loop correction: every stimulus of the chunk at once
+            save(*_correct(protocol, raters, drawn, neutral,
+                           lambda part, points: _render_batches(backend, handle, part, points)))
+            if on_stimuli:
+                on_stimuli(len(targets))
         records = [dict(still.result(), **(clip.result() if clip else {}))
                    for still, clip in pending]
     return records
 
 
-def _render(backend, handle, targets) -> list:
-    """Faces of ``targets``; backends that draw FACS prototypes (schematic) are told which
-    prototype each named basic emotion shows, the others get its VA point alone."""
-    points = [(t.valence, t.arousal) for t in targets]
+def _correct(protocol: Protocol, raters: dict, drawn: list[tuple], neutral,
+             draw: Callable) -> tuple[list, list, dict[str, list]]:
+    """The chunk's stimuli after closed-loop correction (stimgen/correction.py): their
+    targets, the kept faces and their columns."""
+    steering = protocol.validation.correction.resolved_rater(protocol.backend.name)
+    names = protocol.rater_names()
+    part = [target for batch in drawn for target in batch[0]]
+    faces = [face for batch in drawn for face in batch[1]]
+    ratings = {key: [value for batch in drawn for value in batch[2][key]] for key in drawn[0][2]}
+    if steering in raters:
+        first = steering_readings(ratings, steering, names)
+    else:                                 # a protocol the build did not resolve
+        raters = {**raters, steering: create_rater(steering, protocol.backend.name)}
+        first = raters[steering].rate(faces, neutral)
+    faces, ratings = correct_stimuli(
+        protocol.validation.correction, part, faces, ratings, first, draw=draw,
+        steer=lambda faces: raters[steering].rate(faces, neutral),
+        rate=lambda faces: rate_faces({name: raters[name] for name in names}, faces, neutral,
+                                      [False] * len(faces), multiple=len(names) > 1),
+        judged=names[0] != steering)
+    return part, faces, ratings
+
+
+def _as_drawn(targets, ratings: dict[str, list]) -> list:
+    """``targets`` at the VA their faces were drawn at: the corrected request where closed-loop
+    correction kept one (issue 18), else unchanged."""
+    requested = ratings.get(CORRECTION.requested_valence)
+    if requested is None:
+        return list(targets)
+    arousal = ratings[CORRECTION.requested_arousal]
+    return [dataclasses.replace(target, valence=float(v), arousal=float(a))
+            for target, v, a in zip(targets, requested, arousal)]
+
+
+def _render(backend, handle, targets, points=None) -> list:
+    """Faces of ``targets`` (at ``points`` instead of their VA when given: corrected requests);
+    backends that draw FACS prototypes (schematic) are told which prototype each named basic
+    emotion shows, the others get its VA point alone."""
+    if points is None:
+        points = [(t.valence, t.arousal) for t in targets]
+    points = [(float(v), float(a)) for v, a in points]
     if getattr(backend, "renders_prototypes", False):
         return backend.render(handle, points, [t.expression for t in targets])
     return backend.render(handle, points)
+
+
+def _render_batches(backend, handle, targets, points) -> list:
+    """:func:`_render` in the backend's batches (GPU memory), in order."""
+    faces: list = []
+    first = 0
+    while first < len(targets):
+        batch = max(1, int(getattr(backend, "batch_size", 1)))   # may halve after an OOM
+        faces += _render(backend, handle, targets[first:first + batch],
+                         points[first:first + batch])
+        first += batch
+    return faces
 
 
 def rate_faces(raters: dict, faces, neutral, alone: list[bool], *,

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import (CLIP_JITTER_COLUMN, DYNAMIC_COLUMNS, EXTRA_COLUMNS,
-                                  FLICKER_FLAG, RATERS_DISAGREE_FLAG, STIMULI_COLUMNS,
-                                  rater_columns)
+from stimgen.build_folder import (CLIP_JITTER_COLUMN, CORRECTION_COLUMNS, DYNAMIC_COLUMNS,
+                                  EXTRA_COLUMNS, FLICKER_FLAG, RATERS_DISAGREE_FLAG,
+                                  STIMULI_COLUMNS, rater_columns)
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.metrics import stimulus_errors
 from stimgen.plan import IdentityUnit, Target
@@ -60,6 +60,7 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
     per_rater = [column for name in protocol.rater_names()
                  for column in astuple(rater_columns(name)) if column in table.columns]
     extras = [c for c in EXTRA_COLUMNS + DYNAMIC_COLUMNS if c in table.columns]
+    extras += [c for c in CORRECTION_COLUMNS if c in table.columns]     # validation.correction
     return table[list(STIMULI_COLUMNS) + per_rater + extras]
 
 

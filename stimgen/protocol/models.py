@@ -274,6 +274,38 @@ class Tolerance(ProtocolModel):
     """Largest acceptable direction error in degrees (not applied to neutral targets)."""
 
 
+def backend_rater(backend: str) -> str:
+    """The rater fitted on, or trained with, ``backend``'s faces (what ``auto`` falls back to).
+
+    >>> backend_rater("emostyle"), backend_rater("schematic")
+    ('emonet', 'geometric')
+    """
+    return "emonet" if backend == "emostyle" else "geometric"
+
+
+class Correction(ProtocolModel):
+    """Closed-loop accuracy correction: re-request each stimulus's (valence, arousal) until the
+    steering rater sees the target (docs/correction.md). Off unless this section is given."""
+
+    rater: Literal["auto", "geometric", "emonet", "hsemotion"] = "auto"
+    """The rater that steers: its reading of each face drives the next request. `auto`: the
+    backend's own rater (`geometric` for schematic, `emonet` for emostyle), so that an
+    independent rater is left to judge. Added to the build's raters when not among them; when
+    the build has another rater, that one becomes the primary rater and judges the result."""
+    iterations: int = Field(default=4, ge=1, le=20)
+    """Most correction rounds (re-render + re-rate) per stimulus after the first rendering."""
+    max_request: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Largest radius of a requested (valence, arousal): the generator was trained inside the
+    unit circle and extrapolates beyond it, so requests are clipped to this radius."""
+    tolerance: float = Field(default=0.05, gt=0.0, le=2.0)
+    """A stimulus stops being corrected once the steering rater's VA distance to its target is
+    at most this."""
+
+    def resolved_rater(self, backend: str) -> str:
+        """The steering rater, ``auto`` resolved for ``backend``."""
+        return self.rater if self.rater != "auto" else backend_rater(backend)
+
+
 class Validation(ProtocolModel):
     """How achieved expressions are rated and checked."""
 
@@ -295,6 +327,9 @@ class Validation(ProtocolModel):
     """Whether a target in the weak region is a reason to look at its stimulus (a flag in
     stimuli.tsv and the report): `auto` = only on the emostyle backend, whose weakness the
     published region describes; `always`; `never`. The `weak_region` column is written either way."""
+    correction: Correction | None = None
+    """Closed-loop accuracy correction (docs/correction.md); omit it to render each target once.
+    Example: `correction: {rater: geometric, iterations: 4}`."""
 
     @field_validator("weak_region")
     @classmethod
@@ -323,7 +358,7 @@ class Validation(ProtocolModel):
     def resolved_rater(self, backend: str) -> str:
         if self.rater != "auto":
             return self.rater
-        return "emonet" if backend == "emostyle" else "geometric"
+        return backend_rater(backend)
 
 
 class DynamicOutput(ProtocolModel):

@@ -20,6 +20,7 @@ from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY,
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
 from stimgen.report.clips import FILMSTRIPS, clips_context, write_filmstrips
+from stimgen.report.correction import correction_context
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -174,6 +175,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "design": design_summary(folder.design),
         "norms": norms_context(folder.root),
         "clips": clips_context(folder, ASSETS_DIR),
+        "correction": correction_context(folder),
         "confusable": confusable_warnings(folder.design, manifest),
         "au_profile": au_profile(folder.stimuli),
         "design_headings": DESIGN_HEADINGS,

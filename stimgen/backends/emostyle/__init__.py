@@ -60,8 +60,9 @@ class EmoStyleBackend:
         self.image_size = protocol.output.image_size
         self.device = select_device(self.options.device)
         self.batch = AdaptiveBatch(self.options.batch_size)
-        # landmarks for the geometric rater, and for the clips' jitter (output.dynamic)
-        self.with_landmarks = (protocol.resolved_rater() == "geometric"
+        # landmarks for the geometric rater (it may steer a correction without being primary)
+        # and for the clips' jitter (output.dynamic)
+        self.with_landmarks = ("geometric" in protocol.rater_names()
                                or protocol.output.dynamic is not None)
         self._protocol = protocol
         self._weights = dict(weights)
