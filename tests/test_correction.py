@@ -290,3 +290,31 @@ def test_validate_prints_the_correction_plan(tmp_path):
 
     summary = plan_summary(protocol_from_text(tmp_path, CORRECTED), None)
     assert "correction  geometric steers, up to 4 rounds per stimulus" in summary
+
+
+def test_clips_of_corrected_stimuli_ramp_to_the_kept_request(tmp_path, monkeypatch):
+    """With output.dynamic, a corrected stimulus's clip is the onset of the face that was
+    kept: its frames are drawn along the kept request, not the original target."""
+    import stimgen.render as render
+    ramps = {}
+    original = render.render_clips
+
+    def spy(draw, targets, *args, **kwargs):
+        for target in targets:
+            ramps[target.key, target.intensity] = (target.valence, target.arousal)
+        return original(draw, targets, *args, **kwargs)
+
+    monkeypatch.setattr(render, "render_clips", spy)
+    text = CORRECTED.replace("output: {image_size: 64}",
+                             "output: {image_size: 64, dynamic: {frames: 4, hold_ms: 0}}")
+    result = stimgen.build(protocol_from_text(tmp_path, text), out=tmp_path / "out",
+                           progress=False)
+    table = result.stimuli
+    requested = table[[CORRECTION.requested_valence, CORRECTION.requested_arousal]].to_numpy()
+    target = table[["target_valence", "target_arousal"]].to_numpy()
+    assert (np.hypot(*(requested - target).T) > 0.01).any()      # some kept request moved
+    for row in result.stimuli.itertuples():
+        key = row.stimulus_id.split("_", 1)[1].rsplit("_i", 1)[0]
+        got = ramps[key, row.intensity]
+        np.testing.assert_allclose(got, (getattr(row, CORRECTION.requested_valence),
+                                         getattr(row, CORRECTION.requested_arousal)), atol=1e-6)
