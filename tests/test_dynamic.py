@@ -190,7 +190,9 @@ experiment:
     conditions = pd.read_csv(folder / "conditions" / "g02_trials.csv")
     assert (conditions["clip_file"] == conditions["stim_file"].str.replace(".png", ".mp4")).all()
     assert all((folder / f).is_file() for f in conditions["clip_file"])   # online copies
-    assert "stimuli/a_sadness_i100.mp4" in (folder / "dyn.js").read_text()  # preloaded
+    script = (folder / "dyn.js").read_text()
+    assert "stimuli/a_sadness_i100.mp4" in script                         # preloaded
+    assert "win.units" not in script        # a name the PsychoJS script does not define
     from test_psychopy_run import run_simulated
 
     data = run_simulated(folder, "g02")

@@ -80,6 +80,9 @@ def add_clip_routine(exp, routine, layout, image_y: float):
                            forceEndRoutine=True, loop=False, noAudio=True)
     movie.params["movie"].updates = "set every repeat"
     movie.params["opacity"].val = 1         # PsychoPy's default (blank) compiles to None in JS
+    # the experiment's units said outright: "from exp settings" compiles to `win.units` in the
+    # PsychoJS script, a name that script does not define
+    movie.params["units"].val = "height"
     clip.addComponent(movie)
     clip.settings.params["stopType"].val = "duration (s)"
     clip.settings.params["stopVal"].val = "$clip_max_s"
