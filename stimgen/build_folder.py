@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -40,6 +40,8 @@ DESIGN_CSV = "experiment/design.csv"
 DATA_DIR = "experiment/data"                     # PsychoPy's data files: never stimgen's
 PREVIOUS_DIR = "experiment/previous"             # experiments that data was collected with
 MANIFEST_JSON = "manifest.json"                  # written last: marks a complete build
+#: manifest.json key of a subset folder (`stimgen select`): the rule and the build it came from
+SELECTION_KEY = "selection"
 NORMS_TSV = "norms.tsv"                          # human norms per stimulus (stimgen norms)
 NORMS_SUMMARY_JSON = "norms_summary.json"        # their reliability, participants, exclusions
 STATE_DIR = ".stimgen"                           # bookkeeping, never a user's output
@@ -87,8 +89,56 @@ IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
 #: from PIL's "L" conversion, over the face mask when there is one), after the extras.
 LOW_LEVEL_COLUMNS = ("mean_luminance", "rms_contrast", "spectral_slope")
 QUALITY_PREFIX = "quality_"
+
+
+@dataclass(frozen=True)
+class CorrectionColumns:
+    """stimuli.tsv columns of a build with closed-loop correction (``validation.correction``)."""
+
+    requested_valence: str = "requested_valence"   # what the backend was asked for, kept round
+    requested_arousal: str = "requested_arousal"
+    rounds: str = "correction_rounds"              # re-renders made after the first one
+    steering_before: str = "steering_error_before" # steering rater's VA distance, first round
+    steering_after: str = "steering_error_after"   # ... and of the kept round
+    held_out_before: str = "held_out_error_before" # the judge's, first round (after: distance_error)
+
+
+CORRECTION = CorrectionColumns()
+#: In file order, after the per-rater and backend columns; the last only with a judge.
+CORRECTION_COLUMNS = astuple(CORRECTION)
 #: Flag of a stimulus whose raters disagree by more than the distance tolerance.
 RATERS_DISAGREE_FLAG = "raters_disagree"
+
+# -- dynamic stimuli (output.dynamic; stimgen/dynamic.py) --------------------------------------
+#: stimuli.tsv column: the stimulus's video, ``stimuli/<stimulus_id>.mp4``.
+VIDEO_COLUMN = "video"
+VIDEO_SHA256_COLUMN = "video_sha256"
+#: Landmark jitter of the onset (fraction of the inter-ocular distance) and the lowest
+#: identity similarity of any frame (emostyle); see docs/outputs.md.
+CLIP_JITTER_COLUMN = "clip_jitter"
+CLIP_IDENTITY_COLUMN = "clip_identity_min"
+DYNAMIC_COLUMNS = (VIDEO_COLUMN, VIDEO_SHA256_COLUMN, CLIP_JITTER_COLUMN, CLIP_IDENTITY_COLUMN)
+#: Onset frames as PNG (``output.dynamic.png_frames``): ``stimuli/frames/<id>/001.png`` ...
+FRAMES_DIR = "stimuli/frames"
+#: Identity-record key (not a column) holding the frames' relative paths and sha256.
+FRAME_FILES_KEY = "frame_files"
+#: Flag of a clip whose landmark jitter exceeds ``output.dynamic.flicker_threshold``.
+FLICKER_FLAG = "flicker"
+
+
+def record_files(record: dict) -> dict[str, str]:
+    """Every file one stimulus record lists, as {build-relative path: sha256}: the image,
+    and with ``output.dynamic`` its video and PNG frames.
+
+    >>> record_files({"file": "stimuli/a.png", "sha256": "1", "video": "stimuli/a.mp4",
+    ...               "video_sha256": "2"})
+    {'stimuli/a.png': '1', 'stimuli/a.mp4': '2'}
+    """
+    files = {str(record["file"]): str(record["sha256"])}
+    if record.get(VIDEO_COLUMN):
+        files[str(record[VIDEO_COLUMN])] = str(record[VIDEO_SHA256_COLUMN])
+    files.update({str(k): str(v) for k, v in (record.get(FRAME_FILES_KEY) or {}).items()})
+    return files
 
 
 @dataclass(frozen=True)
@@ -113,7 +163,7 @@ def rater_columns(rater: str) -> RaterColumns:
 
 #: Text columns of stimuli.tsv (an id like ``01`` stays text; so does the emotion "NA").
 STIMULI_TEXT = ("emotion", "stimulus_id", "file", "identity", "target_kind", "flags", "rater",
-                "sha256", "model_rater", "most_chosen_label")
+                "sha256", "model_rater", "most_chosen_label", VIDEO_COLUMN, VIDEO_SHA256_COLUMN)
 BOOLEAN_COLUMNS = ("weak_region", "out_of_tolerance")
 CACHE_SCHEMA = 1                                 # bump when identity records change meaning
 
@@ -354,12 +404,13 @@ def cached_records(out: Path, identity_id: str, key: str, folder: str = IDENTITY
                    for r in cached["records"]]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None, {**damaged, "problem": "cache record unreadable or truncated"}
-    for record in records:
-        path = out / record["file"]
+    for relative, digest in (item for record in records
+                             for item in record_files(record).items()):
+        path = out / relative
         if not path.is_file():
-            return None, {**damaged, "file": record["file"], "problem": "missing"}
-        if sha256_file(path) != record["sha256"]:
-            return None, {**damaged, "file": record["file"],
+            return None, {**damaged, "file": relative, "problem": "missing"}
+        if sha256_file(path) != digest:
+            return None, {**damaged, "file": relative,
                           "problem": "content does not match its recorded sha256 "
                                      "(damaged or truncated)"}
     return records, None
@@ -398,7 +449,8 @@ def recorded_stimuli(out: Path) -> dict[Path, str]:
     for record_file in records:
         try:
             cached = json.loads(record_file.read_text(encoding="utf-8"))
-            files.update({out / r["file"]: str(r["sha256"]) for r in cached["records"]})
+            files.update({out / path: digest for r in cached["records"]
+                          for path, digest in record_files(r).items()})
         except (OSError, ValueError, KeyError, TypeError):
             continue                       # a damaged record: its files are left alone
     return files
@@ -412,7 +464,7 @@ def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: dict[Path
     anything else in ``stimuli/`` (a user's own file in a folder built with --force, an image
     retouched by hand) is never touched.
     """
-    keep = {out / r["file"] for r in records.values()}
+    keep = {out / path for r in records.values() for path in record_files(r)}
     for path, digest in earlier.items():
         if path in keep or path.is_symlink() or not path.is_file() \
                 or not is_inside(out / STIMULI_DIR, path):
@@ -438,11 +490,25 @@ def prepare_output(out: Path, force: bool) -> None:
         raise BuildError(f"output folder {out} is not empty and was not made by stimgen",
                          hint="choose an empty or new folder with -o, or pass --force to "
                               "build into it anyway")
+    if _is_subset(out):
+        raise BuildError(f"output folder {out} is a subset made by `stimgen select`; a build "
+                         f"would draw the whole stimulus set into it",
+                         hint="build into another folder with -o (a subset is remade by running "
+                              "`stimgen select` on its build again)")
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BuildError(f"cannot create output folder {out}: {err.strerror or err}",
                          hint="check the path and your permissions") from err
+
+
+def _is_subset(out: Path) -> bool:
+    """Whether ``out`` holds a subset written by `stimgen select` (its manifest names the rule)."""
+    try:
+        manifest = json.loads((out / MANIFEST_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and SELECTION_KEY in manifest
 
 
 @contextmanager

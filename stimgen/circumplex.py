@@ -55,15 +55,21 @@ BASIC_EMOTIONS_FILE = "basic_emotions_va.csv"
 
 CIRCUMPLEX_SOURCE = ("angle of the term in the EmoStyle evaluation protocol (Darne, Quan & "
                      "Luo 2025, Applied Sciences 15:10636)")
-BASIC_SOURCE = ("Russell & Mehrabian (1977), J. Research in Personality 11:273-294, "
-                "mean pleasure and arousal of the term")
+#: The published sources of the basic emotions' points, by the key in the data file's
+#: ``source`` column: (short name, full reference).
+BASIC_SOURCES: dict[str, tuple[str, str]] = {
+    "russell_mehrabian_1977": (
+        "Russell & Mehrabian 1977",
+        "Russell & Mehrabian (1977), J. Research in Personality 11:273-294, mean pleasure and "
+        "arousal of the term"),
+    "warriner_2013": (
+        "Warriner et al. 2013",
+        "Warriner, Kuperman & Brysbaert (2013), Behavior Research Methods 45:1191-1207, mean "
+        "valence and arousal of the lemma, (x - 5) / 4"),
+}
 
 #: Emotion words stimgen knows but does not accept as targets, with the reason and the fix.
 NOT_TARGETS: dict[str, str] = {
-    "contempt": "contempt has no published valence-arousal coordinates stimgen can cite yet; "
-                "use a point (targets.points) with coordinates from a source you cite",
-    "contemptuous": "contempt has no published valence-arousal coordinates stimgen can cite "
-                    "yet; use a point (targets.points) with coordinates from a source you cite",
     "neutral": "the neutral face is not a direction of the circumplex: set `neutral: true` "
                "under targets",
 }
@@ -79,6 +85,9 @@ class NamedEmotion:
     point: tuple[float, float] | None = None   # basic emotions: published (v, a) at intensity 1
     prototype: str | None = None    # basic emotions: the FACS prototype the schematic face shows
     aliases: tuple[str, ...] = ()   # further keys that name it ("fearful" for Fear)
+    circumplex_term: str | None = None  # basic emotions: the circumplex term naming the same
+                                        # emotion ("Afraid" for Fear), if any
+    source_term: str | None = None  # basic emotions: the term of the source the point is from
     source: str = CIRCUMPLEX_SOURCE  # where the angle or point comes from
 
     @property
@@ -141,8 +150,71 @@ def basic_emotions() -> tuple[NamedEmotion, ...]:
             name=row["emotion"], key=normalise_emotion_name(row["emotion"]), angle=angle,
             point=(v, a), prototype=row["prototype"],
             aliases=tuple(normalise_emotion_name(x) for x in row["aliases"].split("|")),
-            source=f'{BASIC_SOURCE} "{row["source_term"]}"'))
+            circumplex_term=row["circumplex_term"] or None, source_term=row["source_term"],
+            source=f'{BASIC_SOURCES[row["source"]][1]} "{row["source_term"]}"'))
     return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _same_emotion_keys() -> dict[str, str]:
+    """Every key that names a basic emotion (its name, aliases, circumplex term) -> its key."""
+    keys = {}
+    for emotion in basic_emotions():
+        names = (emotion.key, *emotion.aliases) + (
+            (emotion.circumplex_term,) if emotion.circumplex_term else ())
+        keys.update({normalise_emotion_name(name): emotion.key for name in names})
+    return keys
+
+
+def emotion_label_key(label: str) -> str:
+    """The key under which an answer label and a target emotion are the same emotion.
+
+    The one rule for matching a categorization choice, a norming label or a participant's
+    answer with a stimulus's emotion (experiment design, confusability check, norms hit
+    rates): case and separators are ignored (``normalise_emotion_name``), and every name of a
+    basic emotion, its aliases and the circumplex term that names it (column
+    ``circumplex_term`` of ``stimgen/data/basic_emotions_va.csv``) share the basic emotion's
+    key. Any other text, known emotion or not, is only normalised.
+
+    >>> emotion_label_key("Disgust") == emotion_label_key("disgusted")
+    True
+    >>> emotion_label_key("afraid"), emotion_label_key("Fearful"), emotion_label_key("happy")
+    ('fear', 'fear', 'happiness')
+    >>> emotion_label_key("At ease"), emotion_label_key("none of these")
+    ('at_ease', 'none_of_these')
+    """
+    key = normalise_emotion_name(label)
+    return _same_emotion_keys().get(key, key)
+
+
+def basic_emotion_angles() -> dict[str, float]:
+    """Where each basic emotion sits on the circle of the 28 circumplex terms, in degrees: the
+    angle of the circumplex term that names it (Fear at Afraid's 116), else the direction of
+    its own published point (Disgust 150, Contempt 192).
+
+    >>> angles = basic_emotion_angles()
+    >>> angles["fear"], round(angles["contempt"])
+    (116.0, 192)
+    """
+    terms = {e.key: e.angle for e in named_emotions()}
+    return {e.key: terms[normalise_emotion_name(e.circumplex_term)] if e.circumplex_term
+            else e.angle for e in basic_emotions()}
+
+
+def nearest_basic_emotion(valence: float, arousal: float) -> str:
+    """The basic emotion whose angle (``basic_emotion_angles``) is nearest the direction of
+    (valence, arousal); ``"neutral"`` for the origin.
+
+    >>> nearest_basic_emotion(0.1, 0.9), nearest_basic_emotion(0.0, -1.0)
+    ('surprise', 'sadness')
+    >>> nearest_basic_emotion(0.0, 0.0)
+    'neutral'
+    """
+    if math.hypot(valence, arousal) < 1e-9:
+        return "neutral"
+    angle, _ = va_to_angle(valence, arousal)
+    angles = basic_emotion_angles()
+    return min(angles, key=lambda key: (wrap_angle_difference(angle, angles[key]), key))
 
 
 def all_emotions() -> tuple[NamedEmotion, ...]:
@@ -165,7 +237,7 @@ def emotion_by_name(name: str) -> NamedEmotion:
     ------
     UnknownEmotionError
         A KeyError whose ``hint`` proposes the closest known name, never one of the
-        opposite valence, or says why a known word (contempt, neutral) is not a target.
+        opposite valence, or says why a known word (neutral) is not a target.
     """
     key = normalise_emotion_name(name)
     for emotion in all_emotions():
@@ -184,6 +256,9 @@ def suggest_emotion(word: str) -> str | None:
     A misspelling close to both a pleasant and an unpleasant term ("contnt": content or
     contempt?) gets no suggestion rather than a guess that could reverse the valence.
 
+    >>> suggest_emotion("contnt") is None
+    True
+
     >>> suggest_emotion("disgustd"), suggest_emotion("hapy")
     ('disgusted', 'happy')
     """
@@ -191,8 +266,6 @@ def suggest_emotion(word: str) -> str | None:
     for emotion in all_emotions():
         for key in (emotion.key, *emotion.aliases):
             names[key] = emotion.unit_va[0]
-    # unpleasant words that are not targets still veto a pleasant guess ("contempt" -> content)
-    names["contempt"] = names["contemptuous"] = -1.0
     close = difflib.get_close_matches(word, list(names), n=4, cutoff=0.6)
     if not close:
         return None

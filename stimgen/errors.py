@@ -96,3 +96,8 @@ class WeightsMissingError(BackendUnavailableError):
 
 class BuildError(StimgenError):
     """A build that cannot proceed: output folder problems, locks, disk errors."""
+
+
+class SelectionError(StimgenError):
+    """A stimulus selection (`stimgen select`) that cannot be made: a bad option, norms that
+    are missing or lack what the rule needs, an output folder that is not a subset's."""

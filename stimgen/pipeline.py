@@ -29,6 +29,7 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
                                   build_lock, cached_records, json_bytes, prepare_output,
                                   recorded_stimuli, remove_stale_stimuli, store_records,
+                                  record_files,
                                   supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
@@ -90,6 +91,11 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
         "format": protocol.output.format,
         "standardise": standardise_key(protocol.output),      # issue 17
     }
+    if protocol.output.dynamic is not None:     # issue 19: clips (the flag threshold is not output)
+        payload["dynamic"] = protocol.output.dynamic.model_dump(
+            mode="json", exclude={"flicker_threshold"})
+    if protocol.validation.correction is not None:    # changes the stimuli; absent: old keys
+        payload["correction"] = protocol.validation.correction.model_dump(mode="json")
     return sha256_bytes(json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 
@@ -449,14 +455,14 @@ def _written_files(out: Path, records: dict[str, dict]) -> dict[str, str]:
     """sha256 of every file this build wrote (stimuli from their records, the rest from the
     folder's ledger); participants' data and anyone else's files are not among them."""
     files = Ledger.load(out).manifest_files()
-    files.update({r["file"]: r["sha256"] for r in records.values()})
+    files.update({path: digest for r in records.values()
+                  for path, digest in record_files(r).items()})
     return dict(sorted(files.items()))
 
 
 def _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command, repairs=(),
               model_files=()) -> dict:
     """manifest.json without ``files`` and ``timings``, which the caller fills in last."""
-    flagged = table["flags"] != ""
     return {
         "stimgen_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -476,13 +482,20 @@ def _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command, r
         "versions": _versions(),
         "files": {},
         "timings": {},
-        "counts": {"stimuli": int(len(table)), "passed": int((~flagged).sum()),
-                   "flagged": int(flagged.sum()),
-                   "out_of_tolerance": int(table["out_of_tolerance"].sum()),
-                   "weak_region": int(table["weak_region"].sum())},
+        "counts": manifest_counts(table),
         "repairs": list(repairs),
         "complete": True,
     }
+
+
+def manifest_counts(table: pd.DataFrame) -> dict[str, int]:
+    """manifest.json's ``counts`` of a stimuli table: stimuli, passed (no flag), flagged, out
+    of tolerance and in the weak region."""
+    flagged = table["flags"] != ""
+    return {"stimuli": int(len(table)), "passed": int((~flagged).sum()),
+            "flagged": int(flagged.sum()),
+            "out_of_tolerance": int(table["out_of_tolerance"].sum()),
+            "weak_region": int(table["weak_region"].sum())}
 
 
 def _rater_entry(info, backend: str) -> dict:

@@ -8,6 +8,7 @@ but its arguments and writes only ``stimuli/`` (and, with ``match:``, the unmatc
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,12 +19,16 @@ from PIL import Image
 
 from stimgen.backends import create_backend
 from stimgen.backends.base import Rendered
-from stimgen.build_folder import EXTRA_COLUMNS, STIMULI_DIR, UNMATCHED_DIR, rater_columns
+from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, UNMATCHED_DIR,
+                                  rater_columns)
+from stimgen.correction import correct_stimuli, steering_readings
+from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
 from stimgen.raters.quality import build_quality
-from stimgen.standardise import Standardisation, deferred_fields, standardisation
+from stimgen.standardise import (UNFRAMED_KEY, Standardisation, deferred_fields,
+                                 standardisation)
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
 
 
@@ -49,50 +54,132 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
     identity = chunk.unit.identity
     handle = backend.prepare(identity)
     neutral = backend.render(handle, [(0.0, 0.0)])[0]
-    # issue 17: greyscale / oval mask / background, per image, before rating; with `match:`
-    # the set stage (standardise.match_stage) matches, rates and saves instead
+    # issue 17: greyscale / oval mask / background on every face before it is rated (and on
+    # corrected faces and clip frames); with `match:` the set stage (standardise.match_stage)
+    # matches, rates and saves, so the units keep the unmasked faces and rate only to correct
     framing = standardisation(protocol.output, neutral)
     neutral = framing.apply(neutral)
     matched_later = protocol.output.match != "none"
     targets = chunk.unit.targets[chunk.start:chunk.stop]
     batch = max(1, int(getattr(backend, "batch_size", 1)))
     records: list[dict[str, Any]] = []
+    correction = protocol.validation.correction
+    dynamic = protocol.output.dynamic
+
+    def framed(faces) -> list:
+        return [framing.apply(face, keep_unframed=matched_later) for face in faces]
+
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending = []
-        for first in range(0, len(targets), batch):
-            part = targets[first:first + batch]
-            faces = _render(backend, handle, part)
-            if not matched_later:
-                faces = [framing.apply(face) for face in faces]
-            alone = [target.kind == "neutral" for target in part]
-            ratings = {} if matched_later else rate_faces(raters, faces, neutral, alone,
-                                                          multiple=len(names) > 1)
+        def save(part, faces, ratings) -> None:
+            # issue 19: each stimulus's clip, neutral -> the VA its still was drawn at (after
+            # issue 18's correction, the kept request); the apex is the still, so the still's
+            # rating is the clip's
+            clips = ([None] * len(part) if dynamic is None else write_clips(
+                writers, out, [t.stimulus_id(identity.id) for t in part],
+                render_clips(lambda ts: framed(_render(backend, handle, ts)),
+                             _as_drawn(part, ratings), faces, neutral, dynamic, batch),
+                dynamic, _png))
             for index, (target, face) in enumerate(zip(part, faces)):
                 sid = target.stimulus_id(identity.id)
                 columns = {key: values[index] for key, values in ratings.items()}
                 columns.update(framing.record_fields())
                 if matched_later:      # the unmasked face, for the set stage
-                    face = Rendered(framing.face_image(face.image), face.landmarks, face.extras)
+                    face = unframed(face)
                     columns.update(deferred_fields(face, neutral, framing.oval))
-                    pending.append(writers.submit(_save_stimulus, out, sid, "png", face, columns,
-                                                  None, UNMATCHED_DIR))
+                    job = writers.submit(_save_stimulus, out, sid, "png", face, columns, None,
+                                         UNMATCHED_DIR)
                 else:
-                    pending.append(writers.submit(_save_stimulus, out, sid,
-                                                  protocol.output.format, face, columns,
-                                                  framing))
-            if on_stimuli:
+                    job = writers.submit(_save_stimulus, out, sid, protocol.output.format,
+                                         face, columns, framing)
+                pending.append((job, clips[index]))
+
+        drawn: list[tuple] = []       # the whole chunk, held for correction (issue 18)
+        for first in range(0, len(targets), batch):
+            part = targets[first:first + batch]
+            faces = framed(_render(backend, handle, part))
+            alone = [target.kind == "neutral" for target in part]
+            ratings = ({} if matched_later and correction is None    # rated after matching
+                       else rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1))
+            if correction is None:
+                save(part, faces, ratings)
+            else:
+                drawn.append((part, faces, ratings))
+            if on_stimuli and correction is None:   # with correction: once it is done
                 on_stimuli(len(part))
-        records = [job.result() for job in pending]
+        if correction is not None:   # closed-loop correction: every stimulus of the chunk at once
+            save(*_correct(protocol, raters, drawn, neutral,
+                           lambda part, points: framed(_render_batches(backend, handle, part,
+                                                                       points))))
+            if on_stimuli:
+                on_stimuli(len(targets))
+        records = [dict(still.result(), **(clip.result() if clip else {}))
+                   for still, clip in pending]
     return records
 
 
-def _render(backend, handle, targets) -> list:
-    """Faces of ``targets``; backends that draw FACS prototypes (schematic) are told which
-    prototype each named basic emotion shows, the others get its VA point alone."""
-    points = [(t.valence, t.arousal) for t in targets]
+def unframed(face: Rendered) -> Rendered:
+    """The unmasked face a framed one kept for the set stage of `match:` (issue 17)."""
+    extras = dict(face.extras)
+    return Rendered(extras.pop(UNFRAMED_KEY), face.landmarks, extras)
+
+
+def _correct(protocol: Protocol, raters: dict, drawn: list[tuple], neutral,
+             draw: Callable) -> tuple[list, list, dict[str, list]]:
+    """The chunk's stimuli after closed-loop correction (stimgen/correction.py): their
+    targets, the kept faces and their columns."""
+    steering = protocol.validation.correction.resolved_rater(protocol.backend.name)
+    names = protocol.rater_names()
+    part = [target for batch in drawn for target in batch[0]]
+    faces = [face for batch in drawn for face in batch[1]]
+    ratings = {key: [value for batch in drawn for value in batch[2][key]] for key in drawn[0][2]}
+    if steering in raters:
+        first = steering_readings(ratings, steering, names)
+    else:                                 # a protocol the build did not resolve
+        raters = {**raters, steering: create_rater(steering, protocol.backend.name)}
+        first = raters[steering].rate(faces, neutral)
+    faces, ratings = correct_stimuli(
+        protocol.validation.correction, part, faces, ratings, first, draw=draw,
+        steer=lambda faces: raters[steering].rate(faces, neutral),
+        rate=lambda faces: rate_faces({name: raters[name] for name in names}, faces, neutral,
+                                      [False] * len(faces), multiple=len(names) > 1),
+        judged=names[0] != steering)
+    return part, faces, ratings
+
+
+def _as_drawn(targets, ratings: dict[str, list]) -> list:
+    """``targets`` at the VA their faces were drawn at: the corrected request where closed-loop
+    correction kept one (issue 18), else unchanged."""
+    requested = ratings.get(CORRECTION.requested_valence)
+    if requested is None:
+        return list(targets)
+    arousal = ratings[CORRECTION.requested_arousal]
+    return [dataclasses.replace(target, valence=float(v), arousal=float(a))
+            for target, v, a in zip(targets, requested, arousal)]
+
+
+def _render(backend, handle, targets, points=None) -> list:
+    """Faces of ``targets`` (at ``points`` instead of their VA when given: corrected requests);
+    backends that draw FACS prototypes (schematic) are told which prototype each named basic
+    emotion shows, the others get its VA point alone."""
+    if points is None:
+        points = [(t.valence, t.arousal) for t in targets]
+    points = [(float(v), float(a)) for v, a in points]
     if getattr(backend, "renders_prototypes", False):
         return backend.render(handle, points, [t.expression for t in targets])
     return backend.render(handle, points)
+
+
+def _render_batches(backend, handle, targets, points) -> list:
+    """:func:`_render` in the backend's batches (GPU memory), in order."""
+    faces: list = []
+    first = 0
+    while first < len(targets):
+        batch = max(1, int(getattr(backend, "batch_size", 1)))   # may halve after an OOM
+        faces += _render(backend, handle, targets[first:first + batch],
+                         points[first:first + batch])
+        first += batch
+    return faces
 
 
 def rate_faces(raters: dict, faces, neutral, alone: list[bool], *,
@@ -142,6 +229,10 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any],
         written = face.image if fmt == "png" else Image.open(io.BytesIO(data))
         record.update(framing.measures(written))
     return record
+
+
+def _png(image) -> bytes:
+    return encode_image(image, "png")
 
 
 def encode_image(image, fmt: str) -> bytes:

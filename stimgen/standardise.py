@@ -37,6 +37,8 @@ COMBINED_PASSES = 2
 #: Record keys that carry what the set-level stage needs; never columns of stimuli.tsv.
 LANDMARKS_KEY, NEUTRAL_LANDMARKS_KEY, FRAMING_RECORD_KEY, OVAL_KEY = (
     "_landmarks", "_neutral_landmarks", "_framing", "_oval")
+#: ``Rendered.extras`` key of a framed face's unmasked image, kept while `match:` needs it.
+UNFRAMED_KEY = "_unframed"
 
 
 # -- the oval -----------------------------------------------------------------------------------
@@ -157,14 +159,18 @@ class Standardisation:
             background = (background,) * 3
         return Image.fromarray(composite(np.asarray(face), self.mask, background), face.mode)
 
-    def apply(self, rendered: Rendered) -> Rendered:
+    def apply(self, rendered: Rendered, keep_unframed: bool = False) -> Rendered:
         """The standardised face, with the backend's landmarks and measures; pixel arrays it
         computed from the unframed face (emostyle's EmoNet crop) are dropped, so that raters
-        read the framed image, as participants will see it."""
-        if not self.greyscale and self.mask is None:
+        read the framed image, as participants will see it. ``keep_unframed``: the face before
+        the mask stays in ``extras[UNFRAMED_KEY]`` (for the set stage of `match:`)."""
+        if not self.greyscale and self.mask is None and not keep_unframed:
             return rendered
         extras = {k: v for k, v in rendered.extras.items() if not isinstance(v, np.ndarray)}
-        return Rendered(self.framed(self.face_image(rendered.image)), rendered.landmarks, extras)
+        face = self.face_image(rendered.image)
+        if keep_unframed:
+            extras[UNFRAMED_KEY] = face
+        return Rendered(self.framed(face), rendered.landmarks, extras)
 
     def record_fields(self) -> dict[str, Any]:
         """What a stimulus record keeps of the framing: the oval, for masks/ and the set stage."""

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import (EXTRA_COLUMNS, LOW_LEVEL_COLUMNS, RATERS_DISAGREE_FLAG,
+from stimgen.build_folder import (CLIP_JITTER_COLUMN, CORRECTION_COLUMNS, DYNAMIC_COLUMNS,
+                                  EXTRA_COLUMNS, FLICKER_FLAG, LOW_LEVEL_COLUMNS,
+                                  RATERS_DISAGREE_FLAG,
                                   STIMULI_COLUMNS, rater_columns)
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.metrics import stimulus_errors
@@ -45,16 +47,22 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
     # The weak region is EmoStyle's: on other backends it is recorded, not a reason to look.
     weak_flag = table["weak_region"] & protocol.flags_weak_region()
     disagree = raters_disagree(table, protocol.rater_names(), tolerance.distance)
+    dynamic = protocol.output.dynamic
+    flicker = (table[CLIP_JITTER_COLUMN].fillna(0.0) > dynamic.flicker_threshold
+               if dynamic is not None else pd.Series(False, index=table.index))
     table["flags"] = [
         ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
-                                       ("direction_tolerance", r), (RATERS_DISAGREE_FLAG, g))
+                                       ("direction_tolerance", r), (RATERS_DISAGREE_FLAG, g),
+                                       (FLICKER_FLAG, f))
                  if on)
-        for w, d, r, g in zip(weak_flag, too_far, off_direction, disagree)
+        for w, d, r, g, f in zip(weak_flag, too_far, off_direction, disagree, flicker)
     ]
     table["rater"] = protocol.resolved_rater()
     per_rater = [column for name in protocol.rater_names()
                  for column in astuple(rater_columns(name)) if column in table.columns]
-    extras = [c for c in EXTRA_COLUMNS + LOW_LEVEL_COLUMNS if c in table.columns]
+    extras = [c for c in EXTRA_COLUMNS + DYNAMIC_COLUMNS if c in table.columns]
+    extras += [c for c in CORRECTION_COLUMNS if c in table.columns]     # validation.correction
+    extras += [c for c in LOW_LEVEL_COLUMNS if c in table.columns]      # every build (issue 17)
     return table[list(STIMULI_COLUMNS) + per_rater + extras]
 
 

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stimgen.circumplex import (angle_to_va, emotion_by_name, in_angle_interval,
-                                named_emotions, normalise_emotion_name, va_to_angle,
+from stimgen.circumplex import (angle_to_va, basic_emotion_angles, basic_emotions,
+                                emotion_by_name, emotion_label_key, in_angle_interval,
+                                named_emotions, nearest_basic_emotion,
+                                normalise_emotion_name, va_to_angle,
                                 wrap_angle_difference)
 
 angles = st.floats(min_value=0.0, max_value=359.999, allow_nan=False)
@@ -84,6 +86,40 @@ def test_wrapping_interval():
 def test_normalise():
     assert normalise_emotion_name("  At  Ease ") == "at_ease"
     assert normalise_emotion_name("at-ease") == normalise_emotion_name("AT_EASE")
+
+
+def test_names_of_one_emotion_share_a_label_key():
+    same = [("Disgust", "disgusted"), ("afraid", "fearful"), ("Fear", "AFRAID"),
+            ("happiness", "happy"), ("Sad", "sadness"), ("angry", "Anger"),
+            ("surprised", "Surprise")]
+    for first, second in same:
+        assert emotion_label_key(first) == emotion_label_key(second), (first, second)
+    different = [("happy", "glad"), ("afraid", "alarmed"), ("disgusted", "distressed"),
+                 ("sad", "gloomy"), ("none of these", "neutral")]
+    for first, second in different:
+        assert emotion_label_key(first) != emotion_label_key(second), (first, second)
+    # every circumplex term a basic emotion names exists, and is a name of that emotion only
+    terms = [e.circumplex_term for e in basic_emotions() if e.circumplex_term]
+    assert len(terms) == len(set(terms)) == 5
+    for emotion in basic_emotions():
+        if emotion.circumplex_term:
+            assert emotion_by_name(emotion.circumplex_term).vocabulary == "circumplex"
+            assert emotion_label_key(emotion.circumplex_term) == emotion.key
+
+
+def test_nearest_basic_emotion_by_direction():
+    angles = basic_emotion_angles()
+    assert angles["anger"] == 99.0 and angles["surprise"] == 70.0     # Angry, Astonished
+    assert angles["disgust"] == pytest.approx(emotion_by_name("disgust").angle)
+    # the circumplex term of a basic emotion is nearest its own basic emotion
+    for emotion in basic_emotions():
+        if emotion.circumplex_term:
+            term = emotion_by_name(emotion.circumplex_term)
+            assert nearest_basic_emotion(*term.target_va(0.5)) == emotion.key
+    assert nearest_basic_emotion(*angle_to_va(268.0, 1.0)) == "sadness"
+    assert nearest_basic_emotion(*angle_to_va(86.0, 1.0)) == "anger"   # 13 from 99, 16 from 70
+    assert nearest_basic_emotion(*angle_to_va(83.0, 1.0)) == "surprise"
+    assert nearest_basic_emotion(0.0, 0.0) == "neutral"
 
 
 def test_axis_angles_give_exact_zeros():

@@ -408,6 +408,33 @@ def test_categorization_needs_a_choice_for_every_emotion():
         plan_design(spec(task={"type": "categorization"}), many, 0)
 
 
+def test_choice_labels_match_other_names_of_the_target_emotion():
+    # "fearful" answers "Afraid" faces, "happiness" "Happy" ones, "disgusted" "Disgust" ones
+    stimuli = make_stimuli(emotions=("Happy", "Afraid", "Disgust", "Sadness"))
+    section = spec(task={"type": "categorization",
+                         "choices": ["happiness", "fearful", "disgusted", "sad"]})
+    table = plan_design(section, stimuli, 0).trials["g01"]
+    answers = table.drop_duplicates("emotion").set_index("emotion")["correct_label"]
+    assert answers.to_dict() == {"Happy": "happiness", "Afraid": "fearful",
+                                 "Disgust": "disgusted", "Sadness": "sad"}
+    # two names of one emotion are one answer, so two choices cannot both claim it
+    with pytest.raises(StimgenError, match="correct for two choices"):
+        plan_design(spec(task={"type": "categorization",
+                               "choices": ["happy", "happiness", "fearful", "disgust", "sad"]}),
+                    stimuli, 0)
+    # selecting stimuli by another name of their emotion works too
+    picked = plan_design(spec(stimuli={"emotions": ["fearful", "happiness"]}), stimuli, 0)
+    assert set(main_trials(picked.trials["g01"])["emotion"]) == {"Afraid", "Happy"}
+
+
+def test_default_choices_give_two_names_of_one_emotion_one_option():
+    stimuli = make_stimuli(emotions=("Happy", "Happiness", "Sad"))
+    table = plan_design(spec(task={"type": "categorization"}), stimuli, 0).trials["g01"]
+    answers = table.drop_duplicates("emotion").set_index("emotion")
+    assert answers.loc["Happy", "correct_key"] == answers.loc["Happiness", "correct_key"]
+    assert table["correct_key"].nunique() == 2
+
+
 def test_passive_catch_trials_are_marked_on_main_trials():
     section = spec(task={"type": "passive", "catch": {"trials": 5}}, practice={"trials": 3})
     design = plan_design(section, make_stimuli(), 2)

@@ -68,6 +68,29 @@ def test_angry_afraid_surprised_differ_in_those_features_on_the_landmarks(seed):
     assert m["afraid"]["eye_aperture"] > m["angry"]["eye_aperture"] + 0.03
 
 
+@pytest.mark.parametrize("seed", [4, 11, 77])
+def test_contempt_tightens_and_lifts_one_mouth_corner_only(seed):
+    units = units_of("contempt")
+    assert units["AU14"] == 1.0 and sum(units.values()) == 1.0
+    person = sample_identity(seed)
+    face, neutral = landmarks_of("contempt", seed), face_landmarks(person, 0.0, 0.0)
+    iod = inter_ocular_distance(neutral)
+    # the subject's right corner (48, image left) moves in and up; the left one (54) stays
+    right, left = (face[48] - neutral[48]) / iod, (face[54] - neutral[54]) / iod
+    assert right[0] > 0.02 and right[1] < -0.03
+    assert np.abs(left).max() < 1e-9
+    # every landmark outside the mouth stays where the neutral face has it
+    outside = np.r_[0:48]
+    np.testing.assert_array_equal(face[outside], neutral[outside])
+
+
+def test_contempt_stays_off_the_blend_circle():
+    # named only: no VA target, whatever its angle, shows the one-sided dimpler
+    assert "contempt" in PROTOTYPES and "contempt" not in BLEND_ANGLES
+    for angle in np.linspace(0.0, 359.5, 720):
+        assert expression_units(*angle_to_va(angle, 1.0))["AU14"] == 0.0
+
+
 def test_a_target_at_a_prototype_angle_shows_exactly_that_prototype():
     for name, angle in BLEND_ANGLES.items():
         units = expression_units(*angle_to_va(angle, 0.6))
@@ -88,9 +111,15 @@ def test_blending_is_continuous_around_the_circle():
 
 def test_basic_emotions_carry_their_published_points():
     basics = {e.key: e for e in basic_emotions()}
-    assert set(basics) == {"happiness", "sadness", "anger", "fear", "surprise", "disgust"}
+    assert set(basics) == {"happiness", "sadness", "anger", "fear", "surprise", "disgust",
+                           "contempt"}
     assert basics["anger"].point == (-0.51, 0.59)
-    assert all("Russell & Mehrabian (1977)" in e.source for e in basics.values())
+    assert all("Russell & Mehrabian (1977)" in e.source for k, e in basics.items()
+               if k != "contempt")
+    # contempt: Warriner et al. (2013), lemma "contempt", valence 3.22 and arousal 4.61 on 1-9
+    assert "Warriner, Kuperman & Brysbaert (2013)" in basics["contempt"].source
+    assert basics["contempt"].point == pytest.approx(((3.22 - 5) / 4, (4.61 - 5) / 4))
+    assert emotion_by_name("contemptuous") == basics["contempt"]
     assert emotion_by_name("fearful") == emotion_by_name("FEAR")
     v, a = emotion_by_name("disgusted").target_va(0.5)      # half the unit vector toward it
     assert (v, a) == pytest.approx(0.5 * np.array([-0.60, 0.35]) / np.hypot(0.60, 0.35))
@@ -112,8 +141,8 @@ def test_unknown_emotion_hints_in_a_protocol():
         return str(err.value)
     assert "delighted" not in problem("disgustd")
     assert 'did you mean "disgusted"' in problem("disgustd")
-    assert "no published valence-arousal" in problem("contempt")
     assert "neutral: true" in problem("neutral")
+    assert "content" not in problem("contnt")     # content or contempt: no guess
 
 
 # ----------------------------------------------------------------------------- build
@@ -122,7 +151,8 @@ def test_basic_emotion_names_build_with_action_unit_columns(tmp_path):
     protocol = Protocol.model_validate({
         "study": {"name": "basic"}, "identities": [{"id": "id01", "seed": 3}],
         "targets": {"emotions": ["anger", "fearful", "surprised", "disgusted", "happiness",
-                                 "sadness", "angry"], "intensities": [1.0], "neutral": True},
+                                 "sadness", "angry", "contemptuous"], "intensities": [1.0],
+                    "neutral": True},
         "output": {"image_size": 128}})
     stimgen.build(protocol, out=tmp_path / "b", progress=False, jobs=1)
     table = pd.read_csv(tmp_path / "b" / "stimuli.tsv", sep="\t").set_index("emotion")
@@ -133,6 +163,8 @@ def test_basic_emotion_names_build_with_action_unit_columns(tmp_path):
     assert table.loc["Fear", "AU20"] == pytest.approx(1.0)
     assert table.loc["Surprise", "AU26"] == pytest.approx(1.0)
     assert table.loc["Disgust", "AU09"] == pytest.approx(1.0)
+    assert table.loc["Contempt", "AU14"] == pytest.approx(1.0)
+    assert (table.drop(index="Contempt")["AU14"] == 0.0).all()
     assert table.loc["neutral", list(AU_NAMES)].sum() == 0.0
     # the circumplex "Angry" and the basic "Anger" show the same prototype
     assert table.loc["Angry", list(AU_NAMES)].tolist() == table.loc["Anger", list(AU_NAMES)].tolist()
@@ -160,3 +192,15 @@ def test_distinct_prototypes_get_no_confusability_warning():
     plan = plan_experiment(_categorization(["angry", "afraid", "astonished", "happy", "sad",
                                             "disgust"]))
     assert not [w for w in plan.warnings if w.field == "experiment.task.choices"]
+
+
+def test_choices_naming_the_targets_by_other_names_are_checked_for_confusability():
+    # "sad" answers Sadness, "fearful" Fear, "angry" Anger: the plan resolves every answer and
+    # still finds the one near-identical pair (the sadness prototype and gloomy, 209 degrees)
+    plan = plan_experiment(_categorization(["sad", "gloomy", "angry", "fearful"],
+                                           emotions=["Sadness", "Gloomy", "Anger", "Fear"]))
+    answers = plan.design.table.drop_duplicates("emotion").set_index("emotion")["correct_label"]
+    assert answers.to_dict() == {"Sadness": "sad", "Gloomy": "gloomy", "Anger": "angry",
+                                 "Fear": "fearful"}
+    messages = [w.message for w in plan.warnings if w.field == "experiment.task.choices"]
+    assert len(messages) == 1 and '"sad"' in messages[0] and '"gloomy"' in messages[0]

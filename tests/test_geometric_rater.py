@@ -71,6 +71,39 @@ def test_opening_eyes_or_mouth_raises_arousal(use_neutral):
     assert rater.rate(open_mouth, neutral)[1] > rater.rate(base, neutral)[1] + 0.1
 
 
+#: What each proxy added for the prototypes' actions must do when that action alone moves:
+#: (action unit, measurement, expected sign of the change).
+ACTION_EFFECTS = [("AU09", "nose_length", -1), ("AU09", "nose_width", +1),
+                  ("AU10", "upper_lip_height", -1), ("AU20", "mouth_width", +1),
+                  ("AU23", "mouth_width", -1), ("AU20", "lip_thickness", -1),
+                  ("AU23", "lip_thickness", -1), ("AU06", "lower_lid_height", -1),
+                  ("AU07", "lower_lid_height", -1)]
+
+
+@pytest.mark.parametrize("au, name, sign", ACTION_EFFECTS)
+def test_proxies_measure_the_actions_the_prototypes_draw(au, name, sign):
+    from stimgen.backends.schematic.expression import AU_NAMES
+    from stimgen.backends.schematic.geometry import face_layout
+
+    for seed in (4, 11):
+        person, still = sample_identity(seed), dict.fromkeys(AU_NAMES, 0.0)
+        rest = action_measurements(face_layout(person, still).landmarks)
+        moved = action_measurements(face_layout(person, {**still, au: 1.0}).landmarks)
+        assert sign * (moved[name] - rest[name]) > 0.01, (seed, moved[name] - rest[name])
+
+
+def test_drooping_lids_do_not_move_the_lower_lid_proxy():
+    # the lower-lid proxy tells a cheek raise (AU6, happiness) from sleepy lids (AU43)
+    from stimgen.backends.schematic.expression import AU_NAMES
+    from stimgen.backends.schematic.geometry import face_layout
+
+    person, still = sample_identity(4), dict.fromkeys(AU_NAMES, 0.0)
+    rest = action_measurements(face_layout(person, still).landmarks)
+    sleepy = action_measurements(face_layout(person, {**still, "AU43": 1.0}).landmarks)
+    assert abs(sleepy["lower_lid_height"] - rest["lower_lid_height"]) < 0.2 * abs(
+        sleepy["eye_aperture"] - rest["eye_aperture"])
+
+
 def test_rating_ignores_position_scale_and_roll():
     points, neutral = face_landmarks(sample_identity(2), -0.6, 0.5), face_landmarks(sample_identity(2), 0, 0)
     turn = np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]])
@@ -80,15 +113,16 @@ def test_rating_ignores_position_scale_and_roll():
 
 
 def test_accuracy_on_held_out_identities(held_out):
-    # Measured when calibrating on the FACS faces (seeds 2000-2039): distance MAE 0.141 with
-    # the neutral face, 0.235 without (the prototype faces vary more between identities than
-    # the old per-action lobes). The bounds leave a margin; they fail if face or rater drift.
+    # Measured when calibrating on the FACS faces (seeds 2000-2039): distance MAE 0.084 with
+    # the neutral face, 0.158 without (0.141 and 0.235 before the lower-lid, nose, upper-lip,
+    # mouth-width and lip-thickness proxies). The bounds leave a margin; they fail if face or
+    # rater drift, or if the rater stops measuring AU6/7, AU9, AU10, AU20 and AU23.
     landmarks, neutral, targets = held_out
     rater = GeometricModel()
     with_neutral = np.linalg.norm(rater.rate_many(landmarks, neutral) - targets, axis=1)
     without = np.linalg.norm(rater.rate_many(landmarks) - targets, axis=1)
-    assert with_neutral.mean() < 0.15
-    assert without.mean() < 0.27
+    assert with_neutral.mean() < 0.10
+    assert without.mean() < 0.18
     assert with_neutral.mean() < without.mean()
     # the signs of valence and arousal agree (SAGR) for clearly off-axis targets
     clear = np.abs(targets) > 0.3
@@ -110,9 +144,12 @@ def test_neutral_face_removes_identity_differences():
 
 
 def test_coefficients_are_re_derived_by_the_documented_fit():
+    # 50 identities: the fit without a neutral face (12 proxies, many of them identity shape
+    # as much as expression) needs that many to land within 0.03 of the shipped one
+    # (0.032 on 25 identities, 0.024 on 50)
     rng = np.random.default_rng(0)
     measured, references, targets = [], [], []
-    for seed in range(6000, 6025):
+    for seed in range(6000, 6050):
         va = GRID[rng.choice(len(GRID), 40, replace=False)]
         landmarks, neutral = faces(seed, va)
         measured.append(measurement_array(landmarks))

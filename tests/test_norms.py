@@ -156,6 +156,30 @@ def test_compute_norms_recovers_known_truth_on_the_circumplex():
     assert 0 < norms.loc[0, "unbiased_hit_rate"] < norms.loc[0, "hit_rate"]
 
 
+def test_hit_rates_count_another_name_of_the_emotion_as_a_hit():
+    # a tidy CSV's labels are compared with the stimulus's emotion: "disgusted" names Disgust,
+    # "fearful" names Afraid; "glad" (a different circumplex term) is a miss for Happy
+    ids = ["s0", "s1", "s2"]
+    stimuli = pd.DataFrame({"stimulus_id": ids, "identity": "id01",
+                            "emotion": ["Disgust", "Afraid", "Happy"], "intensity": 1.0,
+                            "target_valence": 0.0, "target_arousal": 0.0,
+                            "achieved_valence": 0.0, "achieved_arousal": 0.0,
+                            "rater": "geometric"})
+    answers = {"s0": ["disgusted", "Disgust", "fearful"], "s1": ["fearful", "afraid", "fearful"],
+               "s2": ["happiness", "glad", "glad"]}
+    rows = [{"participant": f"p{r}", "stimulus_id": sid, "valence": 5, "arousal": 5,
+             "label": label, "intensity": np.nan}
+            for sid, labels in answers.items() for r, label in enumerate(labels)]
+    norms, summary = compute_norms(pd.DataFrame(rows), stimuli,
+                                   {"valence": (1, 9), "arousal": (1, 9)},
+                                   dict(zip(ids, stimuli["emotion"])))
+    assert norms.set_index("stimulus_id")["hit_rate"].to_dict() == pytest.approx(
+        {"s0": 2 / 3, "s1": 1.0, "s2": 1 / 3})
+    by_emotion = {row["emotion"]: row for row in summary["by_emotion"]}
+    # Hu of Afraid: 3 hits of 3 presented, "fear" chosen 4 times -> 9 / 12
+    assert by_emotion["Afraid"]["unbiased_hit_rate"] == pytest.approx(9 / 12)
+
+
 # -- a real build and PsychoPy-format data files ------------------------------------------------
 @pytest.fixture(scope="module")
 def build(tmp_path_factory) -> Path:

@@ -243,9 +243,11 @@ def test_cli_emotions_lists_28_and_the_basic_emotions_with_sources():
     result = CliRunner().invoke(main, ["emotions", "--format", "csv"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 + 28 + 6 and lines[1].startswith("Happy,happy,circumplex,8,")
+    assert len(lines) == 1 + 28 + 7 and lines[1].startswith("Happy,happy,circumplex,8,")
     anger = next(line for line in lines if line.startswith("Anger,"))
     assert "Russell & Mehrabian (1977)" in anger
+    contempt = next(line for line in lines if line.startswith("Contempt,"))
+    assert "Warriner, Kuperman & Brysbaert (2013)" in contempt and '"contempt"' in contempt
 
 
 def test_cli_schema_is_json_schema_of_protocol():

@@ -58,7 +58,8 @@ def test_schematic_protocol_builds_completely(path, tmp_path):
     planned = sum(len(unit.targets) for unit in plan_units(protocol))
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["counts"]["stimuli"] == planned == len(result.stimuli)
-    assert len(list((tmp_path / "out" / "stimuli").iterdir())) == planned
+    per_stimulus = 1 if protocol.output.dynamic is None else 2     # the image and its clip
+    assert len(list((tmp_path / "out" / "stimuli").iterdir())) == planned * per_stimulus
     assert (tmp_path / "out" / "report.html").is_file()
     if protocol.experiment is not None:
         assert list((tmp_path / "out" / "experiment").glob("*.psyexp"))

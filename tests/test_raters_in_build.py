@@ -175,3 +175,30 @@ def test_a_missing_reference_image_is_named_at_load(tmp_path):
         "targets: {from_images: [refs/smile.jpg]}")
     with pytest.raises(ProtocolError, match=r"targets.from_images.0.*smile.jpg"):
         protocol_from_text(tmp_path, text)
+
+
+def test_the_category_table_frames_the_nearest_basic_category(two_rater_build):
+    # a categorical second rater (as hsemotion writes it): its table marks, per target, the
+    # category a reader expects there
+    from stimgen.report import write_report
+    from stimgen.report.agreement import build_raters, category_tables
+
+    out = two_rater_build.out
+    table = pd.read_csv(out / "stimuli.tsv", sep="\t", keep_default_na=False)
+    seen = {"Happy": "happiness", "Sad": "sadness", "Tired": "neutral", "neutral": "neutral"}
+    table["category_emonet"] = table["emotion"].map(seen)
+    table.to_csv(out / "stimuli.tsv", sep="\t", index=False)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    folder = read_build_folder(out)
+    expected = {row[0]: row[3] for row in
+                category_tables(folder.stimuli, build_raters(manifest))[0].rows}
+    # by name (Happy: happiness), by direction (Tired 268 degrees: sadness), neutral at (0, 0)
+    assert expected == {"Happy": "happiness", "Sad": "sadness", "Tired": "sadness",
+                        "neutral": "neutral"}
+    write_report(out)
+    page = parse_page(out / "report.html")
+    rows = {r[0][2]: r for r in page.tables["table-categories-emonet"] if r and r[0][0] == "th"}
+    assert [c[2] for c in rows["Tired"][1:3]] == [str((table["emotion"] == "Tired").sum()),
+                                                   "sadness"]
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert text.count('class="num nearest"') == 4

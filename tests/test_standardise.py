@@ -267,3 +267,33 @@ output: {image_size: 64, greyscale: true, mask: oval, background: 0}
         assert pixels.ndim == 2 and (pixels[mask == 0] == 0).all()
         mean, sd = independent_measures(result.out, row, masked=True)
         assert row["mean_luminance"] == pytest.approx(mean, abs=1e-5)
+
+
+# -- with closed-loop correction (issue 18) and clips (issue 19) ----------------------------------
+def test_correction_steers_on_framed_faces_and_matching_rates_the_kept_ones(tmp_path):
+    """Order in a unit: render -> frame -> rate -> correct (re-render, frame, re-rate); with
+    `match:` the set stage then matches the kept faces and rates them again."""
+    text = PROTOCOL.format(output=", greyscale: true, mask: oval, match: histogram").replace(
+        "validation: {rater: geometric}",
+        "validation: {rater: geometric, correction: {rater: geometric, iterations: 2}}")
+    protocol = protocol_from_text(tmp_path, text)
+    result = stimgen.build(protocol, out=tmp_path / "out", progress=False)
+    table = read_build_folder(result.out).stimuli
+    assert {"requested_valence", "correction_rounds"} <= set(table.columns)
+    assert table["mean_luminance"].max() - table["mean_luminance"].min() < 1e-3
+    assert all(Image.open(result.out / f).mode == "L" for f in table["file"])
+
+
+def test_clip_frames_are_framed_like_the_stills(tmp_path):
+    protocol = protocol_from_text(tmp_path, PROTOCOL.format(
+        output=", greyscale: true, mask: oval, background: 0, "
+               "dynamic: {frames: 4, fps: 12, hold_ms: 0, png_frames: true}"))
+    result = stimgen.build(protocol, out=tmp_path / "out", progress=False)
+    record = json.loads((result.out / IDENTITY_RECORDS_DIR / "a.json").read_text())["records"][0]
+    mask = np.asarray(Image.open(result.out / MASKS_DIR / "a.png"))
+    frames = sorted(record["frame_files"])
+    assert frames
+    for frame in frames:
+        pixels = np.asarray(Image.open(result.out / frame).convert("RGB"))
+        assert (pixels[..., 0] == pixels[..., 1]).all()                # grey
+        assert (pixels[mask == 0] == 0).all()                          # the background

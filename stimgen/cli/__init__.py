@@ -2,8 +2,8 @@
 
 Errors a user can fix (StimgenError) are printed without a traceback and exit with 2.
 :mod:`~stimgen.cli.build` holds build, validate, init, emotions and schema;
-:mod:`~stimgen.cli.report`, :mod:`~stimgen.cli.models`, :mod:`~stimgen.cli.parity` and
-:mod:`~stimgen.cli.rate` are loaded only when their command runs.
+:mod:`~stimgen.cli.report`, :mod:`~stimgen.cli.models`, :mod:`~stimgen.cli.parity`,
+:mod:`~stimgen.cli.rate` and :mod:`~stimgen.cli.select` are loaded only when their command runs.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ LAZY_COMMANDS = {
                "Regenerate report.html of a build folder from its data."),
     "norms": ("stimgen.cli.norms", "norms_command",
               "Human norms of a build's stimuli from participants' data files."),
+    "select": ("stimgen.cli.select", "select_command",
+               "Write a subset build of a build's best stimuli (by norms or model)."),
     "parity": ("stimgen.cli.parity", "parity_command",
                "Check this installation's networks against parity fixtures."),
     "models": ("stimgen.cli.models", "models_group",

@@ -73,7 +73,7 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
         click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
                     "protocol end to end, not the stimuli", fg="yellow", err=True)
     say(ctx, plan_summary(loaded, out))
-    _show_build_warnings()
+    show_build_warnings()
     result = stimgen.build(loaded, out=out, force=force, execution=execution,
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
@@ -101,7 +101,7 @@ class _ClickWarnings(logging.Handler):
         click.secho(f"warning: {record.getMessage()}", fg="yellow", err=True)
 
 
-def _show_build_warnings() -> None:
+def show_build_warnings() -> None:
     logger = logging.getLogger("stimgen")
     if not any(isinstance(h, _ClickWarnings) for h in logger.handlers):
         logger.addHandler(_ClickWarnings(logging.WARNING))
@@ -158,13 +158,14 @@ def init(ctx, path, force):
 def emotions(fmt):
     """List the named emotions: the 28 circumplex terms and the basic emotions, with their
     valence-arousal at intensity 1 and the source of each number."""
-    from stimgen.circumplex import all_emotions
+    from stimgen.circumplex import BASIC_SOURCES, all_emotions
 
     rows = [{"name": e.name, "key": e.key, "vocabulary": e.vocabulary,
              "aliases": [a for a in e.aliases if a != e.key], "angle": round(e.angle, 1),
              "valence": round(e.unit_va[0], 4), "arousal": round(e.unit_va[1], 4),
              "published_va": list(e.point) if e.point else None,
-             "prototype": e.prototype, "source": e.source} for e in all_emotions()]
+             "prototype": e.prototype, "circumplex_term": e.circumplex_term,
+             "source_term": e.source_term, "source": e.source} for e in all_emotions()]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
@@ -178,23 +179,29 @@ def emotions(fmt):
                                    "(cos angle, sin angle); angles from the EmoStyle "
                                    "evaluation protocol (Darne, Quan & Luo 2025)"),
                                   ("basic", "basic emotions: target = intensity x the unit "
-                                   "vector toward the (valence, arousal) published by Russell "
-                                   "& Mehrabian (1977); schematic faces show the FACS "
+                                   "vector toward the published (valence, arousal) of the "
+                                   "source term (Russell & Mehrabian 1977; contempt: Warriner, "
+                                   "Kuperman & Brysbaert 2013); schematic faces show the FACS "
                                    "prototype (Ekman, Friesen & Hager 2002)")):
             click.echo(title)
-            click.echo(header + ("  published (v, a)  also accepted / source term"
+            click.echo(header + ("  published (v, a)  also accepted / source: term"
                                  if vocabulary == "basic" else ""))
             for r in (r for r in rows if r["vocabulary"] == vocabulary):
                 line = (f'{r["name"]:<12} {r["key"]:<12} {r["angle"]:>6g} {r["valence"]:>8.3f} '
                         f'{r["arousal"]:>8.3f}')
                 if vocabulary == "basic":
-                    term = r["source"].rsplit(" ", 2)[-2:]
+                    short = next(name for name, full in BASIC_SOURCES.values()
+                                 if r["source"].startswith(full))
                     line += (f'  ({r["published_va"][0]:+.2f}, {r["published_va"][1]:+.2f})  '
-                             f'{", ".join(r["aliases"]) or "-"} / {" ".join(term)}')
+                             f'{", ".join(r["aliases"]) or "-"} / {short}: '
+                             f'"{r["source_term"]}"')
                 click.echo(line)
             click.echo("")
-        click.echo("Not targets: contempt (no citable valence-arousal yet; use targets.points), "
-                   "neutral (use targets.neutral: true).")
+        same = ", ".join(f'{r["name"]} = {r["circumplex_term"]}' for r in rows
+                         if r.get("circumplex_term"))
+        click.echo(f"As answer choices and norming labels, a basic emotion's names also match "
+                   f"the circumplex term of the same emotion: {same}.")
+        click.echo("Not a target: neutral (use targets.neutral: true).")
 
 
 @click.command()

@@ -27,6 +27,12 @@ def plan_summary(protocol, out, plan=None) -> str:
         f"weak region {start:g}-{end:g} deg ({in_weak} of {len(targets)} targets inside)",
         f"output      {out or protocol.default_output()}",
     ]
+    correction = protocol.validation.correction
+    if correction is not None:
+        lines.insert(-1, f"correction  {correction.resolved_rater(protocol.backend.name)} "
+                         f"steers, up to {quantity(correction.iterations, 'round')} per "
+                         f"stimulus, requests within radius {correction.max_request:g}, "
+                         f"stop within {correction.tolerance:g}")
     if protocol.experiment is not None:
         if plan is None:
             from stimgen.design import plan_experiment

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from stimgen.build_folder import as_bool
-from stimgen.circumplex import normalise_emotion_name, suggest
+from stimgen.circumplex import emotion_label_key, suggest
 from stimgen.design.counterbalance import (CATCH_STREAM, PRACTICE_STREAM, constrained_shuffle,
                                            group_name, group_rng, longest_run,
                                            participant_rule, williams_square)
@@ -186,22 +186,24 @@ def _check_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> None:
 
 def _known(names: Sequence, column: pd.Series, where: tuple[str, ...], *,
            by_key=str, made_by: str = "") -> list[str]:
-    """``names`` mapped to the spelling used in ``column``; unknown ones raise DesignError
-    pointing at ``experiment.<where>.<index>`` (``made_by``: the protocol key that would make
-    such stimuli, named in the hint)."""
-    spelling = {by_key(v): str(v) for v in column.astype(str).unique()}
+    """Every spelling in ``column`` of ``names`` (matched by ``by_key``); unknown ones raise
+    DesignError pointing at ``experiment.<where>.<index>`` (``made_by``: the protocol key that
+    would make such stimuli, named in the hint)."""
+    spelling: dict[str, list[str]] = {}
+    for value in column.astype(str).unique():
+        spelling.setdefault(by_key(value), []).append(str(value))
     found = []
     for index, name in enumerate(names):
         if by_key(name) not in spelling:
-            lower = {key.lower(): key for key in spelling}
-            close = suggest(by_key(name).lower(), list(lower))
-            hint = (f"did you mean {spelling[lower[close]]!r}?" if close else
-                    f"choose from {', '.join(sorted(spelling.values()))}")
+            lower = {value.lower(): value for values in spelling.values() for value in values}
+            close = suggest(str(name).lower(), list(lower))
+            hint = (f"did you mean {lower[close]!r}?" if close else
+                    f"choose from {', '.join(sorted(v for vs in spelling.values() for v in vs))}")
             if made_by:
                 hint += f" Otherwise add it to {made_by}" if close else f", or add it to {made_by}"
             raise DesignError(("experiment", *where, index),
                               f"{name!r} is not among the built stimuli", hint=hint)
-        found.append(spelling[by_key(name)])
+        found += spelling[by_key(name)]
     return found
 
 
@@ -211,7 +213,7 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
     keep = pd.Series(True, index=stimuli.index)
     if chosen.emotions is not None:
         names = _known(chosen.emotions, stimuli["emotion"], ("stimuli", "emotions"),
-                       by_key=normalise_emotion_name, made_by="targets")
+                       by_key=emotion_label_key, made_by="targets")
         keep &= stimuli["emotion"].astype(str).isin(names)
     if chosen.identities is not None:
         names = _known(chosen.identities, stimuli["identity"], ("stimuli", "identities"),
@@ -260,21 +262,27 @@ def _answer_table(experiment: ExperimentSpec, main: pd.DataFrame) -> dict[str, t
                 _CHOICES, f"a categorization task over {len(emotions)} emotions needs explicit "
                 f"choices (at most {len(DEFAULT_CHOICE_KEYS)} are made automatically)",
                 hint="list experiment.task.choices, or narrow experiment.stimuli.emotions")
-        return {normalise_emotion_name(e): (k, str(e))
-                for e, k in zip(emotions, DEFAULT_CHOICE_KEYS)}
+        # one choice per emotion; two names of one emotion ("Happy", "Happiness") share it
+        answers = {}
+        for emotion in emotions:
+            if emotion_label_key(emotion) not in answers:
+                answers[emotion_label_key(emotion)] = (DEFAULT_CHOICE_KEYS[len(answers)],
+                                                       str(emotion))
+        return answers
     answers: dict[str, tuple[str, str]] = {}
     for index, choice in enumerate(choices):
         for emotion in choice.matches():
-            key = normalise_emotion_name(emotion)
+            key = emotion_label_key(emotion)
             if key in answers:
                 raise DesignError(
                     (*_CHOICES, index, "emotions" if choice.emotions else "label"),
                     f"emotion {emotion!r} is correct for two choices "
                     f"({answers[key][1]!r} and {choice.label!r})",
-                    hint="each stimulus emotion may belong to one choice only")
+                    hint="each stimulus emotion may belong to one choice only (names of one "
+                         "emotion count as one: happy/happiness, afraid/fearful/fear, ...)")
             answers[key] = (choice.key, choice.label)
     unanswered = sorted({str(e) for e in main["emotion"]
-                         if normalise_emotion_name(e) not in answers})
+                         if emotion_label_key(e) not in answers})
     if unanswered:
         hint = ("add them to a choice's `emotions:` list, or leave them out with "
                 "experiment.stimuli.emotions")
@@ -427,7 +435,7 @@ def _practice_pool(experiment: ExperimentSpec, stimuli: pd.DataFrame, main: pd.D
     if experiment.stimuli.exclude_out_of_tolerance:
         unused = unused[~unused["out_of_tolerance"].map(as_bool)]
     if answers:  # categorization: practice needs a correct answer too
-        unused = unused[unused["emotion"].map(normalise_emotion_name).isin(answers)]
+        unused = unused[unused["emotion"].map(emotion_label_key).isin(answers)]
     source = experiment.practice.source
     if source == "auto":
         source = "unused" if len(unused) >= wanted else "repeat"
@@ -480,7 +488,7 @@ def _trial_table(experiment: ExperimentSpec, main: pd.DataFrame, blocks: Blocks,
     table = pd.concat([head, body], ignore_index=True)
     table["position"] = np.arange(1, len(table) + 1)
     if answers:
-        keyed = table["emotion"].map(normalise_emotion_name)
+        keyed = table["emotion"].map(emotion_label_key)
         table["correct_key"] = keyed.map(lambda e: answers[e][0])
         table["correct_label"] = keyed.map(lambda e: answers[e][1])
     if "is_catch" in columns:

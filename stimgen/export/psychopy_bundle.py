@@ -9,6 +9,7 @@ participants' data in ``experiment/data/`` and anything a researcher added stay 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import re
 import shutil
@@ -21,6 +22,7 @@ import pandas as pd
 from stimgen.build_folder import DESIGN_CSV, EXPERIMENT_DIR, as_bool
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
+from stimgen.export.clips import CLIP_FILE
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.ledger import Ledger
 from stimgen.protocol.experiment import evaluated_by_psychopy
@@ -34,6 +36,8 @@ LAUNCHER = "run_simulated.py"
 #: copy inside it of an online bundle (PsychoJS reads nothing outside the experiment folder).
 STIMULI_PREFIX, ONLINE_STIMULI_PREFIX = "../", ""
 _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
+#: Trial columns naming a file of the build's stimuli/: the image, and the video of clip trials.
+_FILE_COLUMNS = ("stim_file", CLIP_FILE)
 #: How to install PsychoPy, exactly as the README says (tests/test_packaging.py checks that).
 PSYCHOPY_INSTALL = "pip install --no-deps -r requirements-psychopy.txt"
 
@@ -73,8 +77,13 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     name = experiment_name(protocol.study.name)
     spec = protocol.experiment
     prefix = ONLINE_STIMULI_PREFIX if spec.online else STIMULI_PREFIX
-    tables = {g: conditions_table(design.trials[g], prefix) for g in design.groups}
     layout = psyexp.layout_from_spec(spec, design.groups, answers=choice_answers(design))
+    if spec.show == "clip":                  # issue 19: each trial plays its video first
+        from stimgen.export.clips import clip_seconds, with_clip_files
+
+        design = with_clip_files(design, stimuli)
+        layout = dataclasses.replace(layout, clip_s=clip_seconds(protocol.output.dynamic))
+    tables = {g: conditions_table(design.trials[g], prefix) for g in design.groups}
     shown = shown_stimuli(design) if spec.online else []
     resources = online_resources(conditions_files(design.groups, layout.has_practice),
                                  shown) if spec.online else ()
@@ -118,8 +127,10 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli, des
     # CSV at the top of the folder (it cannot evaluate the group-dependent conditions file
     # name), about 0.5 s per thousand rows of this audit table, which PsychoJS does not need.
     design_table = flags_as_01(design.table)
-    design_table["stim_file"] = design_table["stim_file"].map(
-        lambda f: prefix + str(f).replace("\\", "/"))
+    for column in _FILE_COLUMNS:
+        if column in design_table.columns:
+            design_table[column] = design_table[column].map(
+                lambda f: prefix + str(f).replace("\\", "/"))
     design_name = PurePosixPath(DESIGN_CSV).relative_to(EXPERIMENT_DIR).as_posix()
     spreadsheet_safe_table(design_table).to_csv(folder / design_name, index=False,
                                                 lineterminator="\n")
@@ -163,9 +174,10 @@ def conditions_files(groups, has_practice: bool) -> list[tuple[str, str, str]]:
 
 
 def shown_stimuli(design) -> list[str]:
-    """Build-relative paths (``stimuli/<file>``) of every image the design shows, practice
-    included, sorted; each names a file directly inside the build's ``stimuli/``."""
-    paths = sorted({str(f).replace("\\", "/") for f in design.table["stim_file"]})
+    """Build-relative paths (``stimuli/<file>``) of every image and clip the design shows,
+    practice included, sorted; each names a file directly inside the build's ``stimuli/``."""
+    paths = sorted({str(f).replace("\\", "/") for column in _FILE_COLUMNS
+                    if column in design.table.columns for f in design.table[column]})
     for path in paths:
         parts = PurePosixPath(path).parts
         if len(parts) != 2 or parts[0] != "stimuli" or parts[1] in (".", ".."):
@@ -237,7 +249,9 @@ def conditions_table(trials: pd.DataFrame, prefix: str = STIMULI_PREFIX) -> pd.D
     would run as code, so it is refused.
     """
     table = flags_as_01(trials)
-    table["stim_file"] = table["stim_file"].map(lambda f: prefix + str(f).replace("\\", "/"))
+    for column in _FILE_COLUMNS:
+        if column in table.columns:
+            table[column] = table[column].map(lambda f: prefix + str(f).replace("\\", "/"))
     for column in table.columns:
         for value in table[column]:
             if isinstance(value, str) and evaluated_by_psychopy(value):

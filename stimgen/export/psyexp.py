@@ -83,6 +83,7 @@ class ExperimentLayout:
     catch_key: str | None = None           # passive, norming: catch key; None = no catch trials
     catch_s: float = 2.0                   # passive: how long the catch prompt waits
     online: bool = False                   # groups assigned by PsychoPy's Counterbalance routine
+    clip_s: float | None = None            # show: clip: the clip's duration, s; None = stills
 
 
 def _seconds(ms) -> float:
@@ -324,6 +325,12 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     text(fixation, "fixation_cross", "+", stop="$fixation_s")
     fixation.settings.params["skipIf"].val = "fixation_s <= 0"
 
+    clip = None
+    if layout.clip_s is not None:           # experiment.show: clip, played before the response
+        from stimgen.export.clips import add_clip_routine
+
+        clip = add_clip_routine(exp, routine, layout, _image_y(layout))
+
     trial = routine("trial")
     image = ImageComponent(exp, "trial", name="face_image", image="$stim_file",
                            size=(layout.image_height, layout.image_height),  # stimuli are square
@@ -366,8 +373,8 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
 
     # flow
     flow = exp.flow
-    trial_routines = [fixation, trial] + ([label] if label else []) + ([catch] if catch else []) \
-        + [iti]
+    trial_routines = [fixation] + ([clip] if clip else []) + [trial] \
+        + ([label] if label else []) + ([catch] if catch else []) + [iti]
 
     def add_loop(name, conditions_file, inner):
         loop = TrialHandler(exp, name=name, loopType="sequential", nReps=1,
@@ -443,7 +450,8 @@ def _session_setup_py(layout: ExperimentLayout) -> str:
         f"iti_s = {layout.iti_s!r} * time_scale\n"
         f"catch_s = {answer_window(layout.catch_s)}\n"
         f"catch_key = {layout.catch_key!r}\n"
-        f"choice_keys_allowed = {[k for k, _ in layout.choices]!r}\n")
+        f"choice_keys_allowed = {[k for k, _ in layout.choices]!r}\n"
+        + _clip_setup(layout, ""))
 
 
 def _session_setup_js(layout: ExperimentLayout) -> str:
@@ -457,7 +465,17 @@ def _session_setup_js(layout: ExperimentLayout) -> str:
         f"stimulus_s = {stim};\n"
         f"response_timeout_s = {timeout};\n"
         f"iti_s = {layout.iti_s!r};\n"
-        f"catch_s = {layout.catch_s!r};\n")
+        f"catch_s = {layout.catch_s!r};\n"
+        + _clip_setup(layout, ";"))
+
+
+def _clip_setup(layout: ExperimentLayout, end: str) -> str:
+    """The clip routine's longest duration (clips play at their own speed, simulated or not)."""
+    if layout.clip_s is None:
+        return ""
+    from stimgen.export.clips import CLIP_MARGIN_S
+
+    return f"clip_max_s = {round(layout.clip_s + CLIP_MARGIN_S, 6)!r}{end}\n"
 
 
 def _add_task_components(exp, trial, layout, text, text_box, keys, code,

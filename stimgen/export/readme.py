@@ -113,6 +113,7 @@ def data_columns(layout, design) -> list[tuple[str, str]]:
         "break_after": "1 when a rest screen followed this trial",
         "stim_id": "stimulus id (file stem in `stimuli/`)",
         "stim_file": "image file, relative to this folder",
+        "clip_file": "video played before the response (`show: clip`), relative to this folder",
         "identity": "face identity",
         "emotion": "emotion name (as in stimuli.tsv)",
         "target_kind": "named, angle, point or neutral",

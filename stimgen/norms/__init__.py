@@ -16,14 +16,14 @@ from stimgen.build_folder import (NORMS_COLUMNS, NORMS_INTENSITY_COLUMNS,
                                   NORMS_LABEL_COLUMNS, NORMS_SUMMARY_JSON, NORMS_TSV,
                                   BuildFolder, as_bool, json_bytes, read_build_folder,
                                   table_bytes)
-from stimgen.circumplex import normalise_emotion_name
+from stimgen.circumplex import emotion_label_key
 from stimgen.metrics import ccc
 from stimgen.norms.read import (Experiment, NormsError, Responses, read_responses,
                                 stimulus_file_names)
 from stimgen.norms.stats import (icc2, krippendorff_alpha_interval, mean_ci, rescale,
                                  unbiased_hit_rates)
 
-__all__ = ["compute_norms", "write_norms", "experiment_of", "NormsError"]
+__all__ = ["compute_norms", "write_norms", "experiment_of", "subset_summary", "NormsError"]
 
 DEFAULT_SCALE = (1.0, 9.0)
 
@@ -85,10 +85,11 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
 
     Each participant's ratings of a stimulus are averaged first (repetitions), then rescaled
     from the scale to [-1, 1] (``(x - mid) / half_range``) so that they compare with the
-    targets and the model's ratings. Hit rates count a label as a hit when it is the
-    stimulus's correct label; the per-stimulus unbiased hit rate is the stimulus's hit rate
-    times the share of that label's uses that were correct over the whole set (Wagner 1993,
-    applied to one stimulus).
+    targets and the model's ratings. Hit rates count a label as a hit when it names the
+    same emotion as the stimulus's correct label (``circumplex.emotion_label_key``: case,
+    separators and aliases ignored, so "disgusted" is a hit for "Disgust"); the
+    per-stimulus unbiased hit rate is the stimulus's hit rate times the share of that
+    label's uses that were correct over the whole set (Wagner 1993, applied to one stimulus).
 
     Parameters
     ----------
@@ -164,7 +165,7 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
 def _label_hits(r: pd.DataFrame, correct: dict[str, str]) -> dict[str, dict]:
     labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
     truth = labelled["stimulus_id"].map(correct)
-    key = normalise_emotion_name
+    key = emotion_label_key      # "disgusted" is a hit for a Disgust face
     chosen, presented = labelled["label"].astype(str).map(key), truth.astype(str).map(key)
     hit = chosen == presented
     precision = {c: float(hit[chosen == c].sum()) / int((chosen == c).sum())
@@ -226,12 +227,22 @@ def _agreement_order(row: dict) -> float:
 
 
 def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> list[dict]:
-    hu = {}
+    hu = None
     if correct is not None:
         labelled = r[r["label"].notna() & (r["label"].astype(str) != "")]
         truth = labelled["stimulus_id"].map(correct).astype(str)
-        hu = unbiased_hit_rates(truth.map(normalise_emotion_name),
-                                labelled["label"].astype(str).map(normalise_emotion_name))
+        by_label = unbiased_hit_rates(truth.map(emotion_label_key),
+                                      labelled["label"].astype(str).map(emotion_label_key))
+        hu = {}
+        for emotion, part in norms.groupby("emotion", sort=False):
+            label = emotion_label_key(correct.get(str(part["stimulus_id"].iloc[0]), ""))
+            hu[str(emotion)] = by_label.get(label, math.nan)
+    return _emotion_rows(norms, hu)
+
+
+def _emotion_rows(norms: pd.DataFrame, hu: dict[str, float] | None) -> list[dict]:
+    """``by_emotion`` of norms_summary.json: means over each emotion's stimuli; hit rate and
+    Hu (``hu``: emotion -> Hu pooled over its trials) when labels were collected."""
     rows = []
     for emotion, part in norms.groupby("emotion", sort=False):
         row = {"emotion": str(emotion), "stimuli": int(len(part)),
@@ -241,12 +252,44 @@ def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> l
                "target_arousal": _finite(part["target_arousal"].mean()),
                "distance_to_target": _finite(part["distance_to_target"].mean()),
                "distance_to_model": _finite(part["distance_to_model"].mean())}
-        if correct is not None:
-            label = normalise_emotion_name(correct.get(str(part["stimulus_id"].iloc[0]), ""))
+        if hu is not None:
             row["hit_rate"] = _finite(part["hit_rate"].mean())
-            row["unbiased_hit_rate"] = _finite(hu.get(label, math.nan))
+            row["unbiased_hit_rate"] = _finite(hu.get(str(emotion), math.nan))
         rows.append(row)
     return rows
+
+
+def subset_summary(summary: dict, norms: pd.DataFrame, n_stimuli: int) -> dict:
+    """norms_summary.json of a subset build (`stimgen select`) from the source build's.
+
+    The norming study stays what it was: participants, exclusions, data files, warnings,
+    reliability and each emotion's Hu (pooled over the study's trials, all stimuli) are
+    the source's. What describes the stimuli is recomputed over the subset's rows of
+    norms.tsv (``norms``, unchanged per stimulus): counts, model agreement and the
+    per-emotion means. ``selected_from`` keeps the source's stimulus counts.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"emotion": ["Happy"], "n_raters": [4], "valence_mean": [0.5],
+    ...     "arousal_mean": [0.1], "target_valence": [0.5], "target_arousal": [0.07],
+    ...     "distance_to_target": [0.03], "distance_to_model": [0.1], "model_rater": ["geometric"],
+    ...     "model_valence": [0.4], "model_arousal": [0.1]})
+    >>> subset_summary({"stimuli_rated": 6, "stimuli_in_build": 6}, rows, 1)["selected_from"]
+    {'stimuli_rated': 6, 'stimuli_in_build': 6}
+    """
+    labels = "hit_rate" in norms.columns
+    pooled = {str(row.get("emotion")): row.get("unbiased_hit_rate")
+              for row in summary.get("by_emotion", [])}
+    hu = {e: (math.nan if v is None else float(v)) for e, v in pooled.items()} if labels else None
+    return {
+        **summary,
+        "stimuli_rated": int(len(norms)), "stimuli_in_build": int(n_stimuli),
+        "raters_per_stimulus": _range(norms["n_raters"]),
+        "model_agreement": _model_agreement(norms),
+        "by_emotion": _emotion_rows(norms, hu),
+        "selected_from": {"stimuli_rated": summary.get("stimuli_rated"),
+                          "stimuli_in_build": summary.get("stimuli_in_build")},
+    }
 
 
 # -- the command ----------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ class Choice(ProtocolModel):
     """Key that selects the option; default: "1", "2", ... in the order of the choices."""
     emotions: list[str] | None = None
     """Stimulus emotions for which this option is correct (names as in stimuli.tsv, case and
-    separators ignored); default: the option's own label."""
+    separators ignored; any name of a basic emotion matches all of them: "fearful" is correct
+    for Afraid and Fear faces); default: the option's own label."""
 
     @field_validator("label")
     @classmethod
@@ -378,7 +379,7 @@ class StimulusSelection(ProtocolModel):
 
     emotions: list[str] | None = None
     """Only these emotions (names as in stimuli.tsv's `emotion` column, case and separators
-    ignored; `neutral` for neutral faces)."""
+    ignored, other names of a basic emotion accepted; `neutral` for neutral faces)."""
     identities: list[str] | None = None
     """Only these identities."""
     intensities: list[Annotated[float, Field(gt=0.0, le=1.0)]] | None = None
@@ -473,6 +474,9 @@ class ExperimentSpec(ProtocolModel):
     """Which stimuli enter the experiment."""
     design: DesignSpec = Field(default_factory=RandomDesign)
     """Trial order and counterbalancing: `random`, `blocked` or `latin-square`."""
+    show: Literal["still", "clip"] = "still"
+    """What a trial shows: the `still` image, or the `clip` (the stimulus's video of
+    `output.dynamic`, played once, then the response screen with the apex frame)."""
     online: bool = False
     """Make `experiment/` self-contained for PsychoJS / Pavlovia: the images it shows are
     copied into `experiment/stimuli/`, listed as resources to preload, and the PsychoJS

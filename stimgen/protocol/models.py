@@ -213,8 +213,8 @@ class Targets(ProtocolModel):
                   {"type": "array", "items": {"type": "string"}}],
         "examples": ["all", ["happy", "sad", "at ease"]]})] = Field(default_factory=list)
     """Named emotions (case and separators ignored): the 28 circumplex terms ("all" for all
-    28) and the basic emotions (anger, disgust, fear/fearful, happiness, sadness,
-    surprise/surprised), listed with their sources by `stimgen emotions`."""
+    28) and the basic emotions (anger, contempt/contemptuous, disgust, fear/fearful,
+    happiness, sadness, surprise/surprised), listed with their sources by `stimgen emotions`."""
     angles: list[Annotated[float, Field(ge=0.0, lt=360.0)]] = Field(default_factory=list)
     """Extra target angles in degrees, counter-clockwise from +valence."""
     intensities: list[Intensity] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
@@ -274,6 +274,38 @@ class Tolerance(ProtocolModel):
     """Largest acceptable direction error in degrees (not applied to neutral targets)."""
 
 
+def backend_rater(backend: str) -> str:
+    """The rater fitted on, or trained with, ``backend``'s faces (what ``auto`` falls back to).
+
+    >>> backend_rater("emostyle"), backend_rater("schematic")
+    ('emonet', 'geometric')
+    """
+    return "emonet" if backend == "emostyle" else "geometric"
+
+
+class Correction(ProtocolModel):
+    """Closed-loop accuracy correction: re-request each stimulus's (valence, arousal) until the
+    steering rater sees the target (docs/correction.md). Off unless this section is given."""
+
+    rater: Literal["auto", "geometric", "emonet", "hsemotion"] = "auto"
+    """The rater that steers: its reading of each face drives the next request. `auto`: the
+    backend's own rater (`geometric` for schematic, `emonet` for emostyle), so that an
+    independent rater is left to judge. Added to the build's raters when not among them; when
+    the build has another rater, that one becomes the primary rater and judges the result."""
+    iterations: int = Field(default=4, ge=1, le=20)
+    """Most correction rounds (re-render + re-rate) per stimulus after the first rendering."""
+    max_request: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Largest radius of a requested (valence, arousal): the generator was trained inside the
+    unit circle and extrapolates beyond it, so requests are clipped to this radius."""
+    tolerance: float = Field(default=0.05, gt=0.0, le=2.0)
+    """A stimulus stops being corrected once the steering rater's VA distance to its target is
+    at most this."""
+
+    def resolved_rater(self, backend: str) -> str:
+        """The steering rater, ``auto`` resolved for ``backend``."""
+        return self.rater if self.rater != "auto" else backend_rater(backend)
+
+
 class Validation(ProtocolModel):
     """How achieved expressions are rated and checked."""
 
@@ -295,6 +327,9 @@ class Validation(ProtocolModel):
     """Whether a target in the weak region is a reason to look at its stimulus (a flag in
     stimuli.tsv and the report): `auto` = only on the emostyle backend, whose weakness the
     published region describes; `always`; `never`. The `weak_region` column is written either way."""
+    correction: Correction | None = None
+    """Closed-loop accuracy correction (docs/correction.md); omit it to render each target once.
+    Example: `correction: {rater: geometric, iterations: 4}`."""
 
     @field_validator("weak_region")
     @classmethod
@@ -323,7 +358,29 @@ class Validation(ProtocolModel):
     def resolved_rater(self, backend: str) -> str:
         if self.rater != "auto":
             return self.rater
-        return "emonet" if backend == "emostyle" else "geometric"
+        return backend_rater(backend)
+
+
+class DynamicOutput(ProtocolModel):
+    """A video of every stimulus: the identity's neutral face turning into the target
+    expression, then holding it (see docs/outputs.md, "Dynamic stimuli")."""
+
+    frames: int = Field(default=24, ge=2, le=240)
+    """Frames of the onset, the neutral first frame and the target last frame included."""
+    fps: int = Field(default=30, ge=1, le=120)
+    """Frames per second of the video."""
+    hold_ms: int = Field(default=1000, ge=0, le=60_000)
+    """How long the target expression (the apex) stays on screen after the onset, in ms."""
+    ease: Literal["linear", "sigmoid"] = "sigmoid"
+    """How intensity grows over the onset: `linear`, or `sigmoid` (slow start and end, as
+    natural expressions do)."""
+    format: Literal["mp4"] = "mp4"
+    """Video format: H.264 MP4 (yuv420p), which PsychoPy and every browser play."""
+    png_frames: bool = False
+    """Also write the onset's frames as PNG files into a folder per stimulus."""
+    flicker_threshold: float = Field(default=0.01, gt=0.0, le=1.0)
+    """A clip is flagged `flicker` when its landmark jitter (RMS residual of the landmark
+    paths around their smooth motion, as a fraction of the inter-ocular distance) exceeds this."""
 
 
 class Output(ProtocolModel):
@@ -335,6 +392,8 @@ class Output(ProtocolModel):
     """Width and height of every stimulus in pixels."""
     format: Literal["png", "jpg"] = "png"
     """Image format: lossless `png` (default) or `jpg` (quality 95)."""
+    dynamic: DynamicOutput | None = None
+    """Also make a video clip of every stimulus, neutral to target (none: stills only)."""
     # -- standardisation and low-level matching (stimgen/standardise.py, docs/standardise.md)
     greyscale: bool = False
     """Convert every face to grey levels (PIL "L": 0.299 R + 0.587 G + 0.114 B) before rating."""
@@ -407,6 +466,12 @@ class Protocol(ProtocolModel):
                     {"id": self.identities[index].id,
                      "hint": "give every identity a unique id (ids differing only in case "
                              "count as the same, since they name the same files)"})
+        if self.experiment is not None and self.experiment.show == "clip" \
+                and self.output.dynamic is None:
+            raise PydanticCustomError(
+                "clip_without_dynamic",
+                "experiment.show is `clip`, but output.dynamic is not set: no clips are made",
+                {"hint": "add `output: {dynamic: {frames: 24, fps: 30}}`, or show `still`"})
         if self.backend.name == "schematic":
             for ident in self.identities:
                 if ident.seed is None:

@@ -96,9 +96,48 @@ def resolve_raters(protocol: Protocol, *,
     validation = protocol.validation
     choice = choose_raters(validation.rater, list(validation.also), protocol.backend.name,
                            installed=installed)
+    update: dict = {}
+    if validation.correction is not None:     # closed-loop correction (stimgen/correction.py)
+        steering = validation.correction.resolved_rater(protocol.backend.name)
+        choice = judge_raters(choice, steering, protocol.backend.name)
+        update["correction"] = validation.correction.model_copy(update={"rater": steering})
     resolved = validation.model_copy(update={"rater": choice.primary,
-                                             "also": list(choice.others)})
+                                             "also": list(choice.others), **update})
     return protocol.model_copy(update={"validation": resolved}), choice
+
+
+def judge_raters(choice: RaterChoice, steering: str, backend: str) -> RaterChoice:
+    """The raters of a build whose stimuli the rater ``steering`` corrects.
+
+    The steering rater joins the build's raters when it is not among them. The rater that
+    judges, the primary one, whose readings make every accuracy figure of the report, must not
+    be the one that steered when another exists: the primary rater stays when it did not
+    steer; otherwise the first other rater independent of ``backend`` (else the first other
+    rater) becomes primary. With the steering rater alone, it judges itself, and the report
+    says its figures are optimistic by construction.
+
+    >>> judge_raters(RaterChoice("geometric", ("hsemotion",), ()), "geometric", "schematic").names
+    ('hsemotion', 'geometric')
+    >>> judge_raters(RaterChoice("hsemotion", (), ()), "emonet", "emostyle").names
+    ('hsemotion', 'emonet')
+    >>> judge_raters(RaterChoice("geometric", (), ()), "geometric", "schematic").names
+    ('geometric',)
+    """
+    names = list(choice.names) + ([steering] if steering not in choice.names else [])
+    others = [name for name in names if name != steering]
+    if choice.primary != steering:
+        judge = choice.primary
+    elif others:
+        judge = next((name for name in others if not circularity(name, backend)), others[0])
+    else:
+        return RaterChoice(steering, (), (*choice.notes, (
+            f"correction: {steering} steers and is the only rater, so the corrected accuracy "
+            "figures are optimistic by construction; list another rater in validation.also "
+            "for a held-out judge")))
+    note = (f"correction: {steering} steers; {judge}, which does not steer, is the primary "
+            "rater and judges the result")
+    return RaterChoice(judge, tuple(name for name in names if name != judge),
+                       (*choice.notes, note))
 
 
 def circularity(rater: str, backend: str) -> str:

@@ -15,10 +15,12 @@ import jinja2
 from stimgen.circumplex import PUBLISHED_TABLE_CITATION, PUBLISHED_TABLE_RATER, WEAK_REGION_BACKEND
 from stimgen.version import __version__
 from stimgen.ledger import Ledger
-from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, BuildFolder, BuildFolderError,
-                                  read_build_folder)
+from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY, BuildFolder,
+                                  BuildFolderError, read_build_folder)
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
+from stimgen.report.clips import FILMSTRIPS, clips_context, write_filmstrips
+from stimgen.report.correction import correction_context
 from stimgen.report.low_level import low_level_context
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
@@ -69,6 +71,7 @@ def write_report(build_dir, *, command: str | None = None, manifest: dict | None
         thumbnails = write_thumbnails(folder.stimuli, folder.root, staging / "thumbs",
                                       reuse=folder.root / ASSETS_DIR / "thumbs")
         figures = report_figures(folder)
+        write_filmstrips(folder, staging / FILMSTRIPS)      # builds with output.dynamic only
         (staging / "figures").mkdir()
         for figure in figures.values():
             (staging / "figures" / f"{figure.name}.svg").write_text(figure.svg, encoding="utf-8")
@@ -147,6 +150,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
                                       indent=1, sort_keys=True),
         "rater": manifest.get("rater") or {},
         "dry_run": bool(manifest.get("dry_run")),
+        "selection": manifest.get(SELECTION_KEY) or None,     # a subset (stimgen select)
         "raters": sorted(set(folder.stimuli["rater"]) - {""}),
         "counts": stimulus_counts(folder.stimuli, manifest),
         "weak_region": folder.weak_region,
@@ -171,6 +175,8 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "sheets": contact_sheets(folder.stimuli, thumbnails, marked_weak_region(folder)),
         "design": design_summary(folder.design),
         "norms": norms_context(folder.root),
+        "clips": clips_context(folder, ASSETS_DIR),
+        "correction": correction_context(folder),
         "low_level": low_level_context(folder.stimuli, protocol),      # issue 17
         "confusable": confusable_warnings(folder.design, manifest),
         "au_profile": au_profile(folder.stimuli),

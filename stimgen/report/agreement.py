@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from stimgen.build_folder import RATERS_DISAGREE_FLAG, rater_columns
+from stimgen.circumplex import basic_emotion_angles, emotion_label_key, nearest_basic_emotion
 from stimgen.metrics import ccc
 
 
@@ -40,11 +41,13 @@ class AgreementRow:
 
 @dataclass(frozen=True)
 class CategoryTable:
-    """What a categorical rater saw: per target emotion, the share of each predicted category."""
+    """What a categorical rater saw: per target emotion, the share of each predicted category,
+    and the category a reader would expect there (``expected_category``)."""
 
     rater: str
     categories: list[str]
-    rows: list[tuple[str, int, dict]]   # (emotion, n, category -> share in [0, 1])
+    rows: list[tuple[str, int, dict, str]]   # (emotion, n, category -> share in [0, 1],
+                                              #  nearest basic category)
 
 
 def build_raters(manifest: dict) -> list[RaterSummary]:
@@ -110,9 +113,22 @@ def category_tables(stimuli: pd.DataFrame, raters: list[RaterSummary]) -> list[C
         for label, own in stimuli.groupby("emotion", sort=False):
             counts = seen.loc[own.index].value_counts()
             rows.append((str(label), len(own),
-                         {c: float(counts.get(c, 0)) / len(own) for c in categories}))
+                         {c: float(counts.get(c, 0)) / len(own) for c in categories},
+                         expected_category(own)))
         tables.append(CategoryTable(rater.name, categories, rows))
     return tables
+
+
+def expected_category(own: pd.DataFrame) -> str:
+    """The basic category nearest one target emotion's stimuli: the basic emotion the name
+    means ("Afraid", "fearful" -> fear; ``circumplex.emotion_label_key``), else the basic
+    emotion nearest the direction of their mean target (``circumplex.nearest_basic_emotion``;
+    "neutral" at the origin)."""
+    key = emotion_label_key(str(own["emotion"].iloc[0]))
+    if key in basic_emotion_angles():
+        return key
+    target = own[["target_valence", "target_arousal"]].to_numpy(dtype=float).mean(axis=0)
+    return nearest_basic_emotion(float(target[0]), float(target[1]))
 
 
 def disagreeing(stimuli: pd.DataFrame) -> int:

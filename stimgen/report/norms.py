@@ -78,6 +78,8 @@ def norms_context(root: Path) -> dict | None:
         "by_emotion": summary.get("by_emotion", []),
         "raters_per_stimulus": summary.get("raters_per_stimulus", [0, 0]),
         "stimuli_rated": summary.get("stimuli_rated", len(norms)),
+        # a subset (stimgen select): the norming study covered the source build's stimuli
+        "selected_from": summary.get("selected_from"),
         "warnings": len(summary.get("warnings", [])),
         "labels": labels,
         "farthest": worst.to_dict("records"),

@@ -175,7 +175,8 @@ def _draw_ears(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
 
 def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
     """Skin folds that make the action units legible: forehead (AU1/2), glabella (AU4),
-    nose root (AU9), nasolabial (AU12, AU10), chin boss (AU17) and tired lids (AU43)."""
+    nose root (AU9), nasolabial (AU12, AU10), dimple (AU14), chin boss (AU17) and tired
+    lids (AU43)."""
     w, a, skin = identity.face_half_width, face.actions, identity.skin
     fold = crease(skin, 0.72)
     brow_top = min(face.brows[0][:, 1].min(), face.brows[1][:, 1].min())
@@ -211,6 +212,12 @@ def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout
             t = np.linspace(0, 1, 16)[:, None]
             curve = (1 - t) ** 2 * np.array(start) + 2 * (1 - t) * t * np.array(mid) + t**2 * end
             canvas.line(curve, mix(skin, fold, min(1.0, 1.3 * fold_depth)), 0.0035)
+    if a["AU14"] > 0.2:
+        # the dimple beside the tightened corner (subject's right = image left)
+        corner = face.mouth.upper_outer[0]
+        canvas.line(_arc(corner[0] - 0.03 * w, corner[1], 0.025 * w, 0.045 * w, np.pi / 2 + 0.3,
+                         3 * np.pi / 2 - 0.3, 10), mix(skin, fold, 0.8 * min(1.0, a["AU14"])),
+                    0.003)
     if a["AU17"] > 0.2:
         lip = face.mouth.lower_outer
         below = lip[len(lip) // 2] + (0, 0.07 * w)

@@ -40,6 +40,9 @@ ACTION_UNITS: dict[str, ActionUnit] = {
     "AU09": ActionUnit("nose wrinkler", "alae rise and widen; wrinkles across the nose root"),
     "AU10": ActionUnit("upper lip raiser", "upper lip rises at its centre, showing the teeth"),
     "AU12": ActionUnit("lip corner puller", "mouth corners pulled up and out; nasolabial folds"),
+    "AU14": ActionUnit("dimpler, unilateral", "on the subject's right side only (R14): the mouth "
+                                              "corner tightened inward and lifted, a dimple "
+                                              "beside it"),
     "AU15": ActionUnit("lip corner depressor", "mouth corners pulled down"),
     "AU17": ActionUnit("chin raiser", "lower lip pushed up, chin boss wrinkles"),
     "AU20": ActionUnit("lip stretcher", "mouth stretched sideways, lips thinned"),
@@ -82,12 +85,19 @@ PROTOTYPES: dict[str, Prototype] = {p.name: p for p in (
     Prototype("relaxation", {"AU12": 0.35, "AU43": 0.45},
               "stimgen's low-arousal pleasant state (no FACS prototype): slight smile, "
               "lowered lids"),
+    Prototype("contempt", {"AU14": 1.0},
+              "EMFACS contempt, Ekman, Friesen & Hager (2002): R12A+R14A, a one-sided lip "
+              "corner tightening and raise; stimgen draws it on the subject's right at full "
+              "intensity (at trace intensity A the drawn face would barely differ from neutral), "
+              "the corner raise of R12 included in the drawn AU14"),
 )}
 
 #: Where each prototype sits on the circumplex for blending, in degrees. The six basic
 #: emotions sit at the angle of the circumplex term that names them (Happy 8, Astonished 70,
 #: Angry 99, Afraid 116, Sad 208; disgust, which has no term, at the angle of Russell &
 #: Mehrabian's "disgusted", 150), so that the named circumplex emotions show the prototypes.
+#: Contempt is not on the circle: it is drawn only when named (``prototype="contempt"``), so
+#: that its one-sided face never leaks into the blends of Miserable or Sad.
 BLEND_ANGLES: dict[str, float] = {
     "happiness": 8.0, "surprise": 70.0, "anger": 99.0, "fear": 116.0, "disgust": 150.0,
     "sadness": 208.0, "sleepiness": 270.0, "relaxation": 318.0,

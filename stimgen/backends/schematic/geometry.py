@@ -171,6 +171,12 @@ def _mouth(identity: SchematicIdentity, stomion_y: float, a: dict[str, float],
     centre_y = stomion_y - 0.02 * w * smile - 0.03 * w * chin
     x = CENTRE_X + half * u
     line = centre_y + (corner_dy + 0.02 * w * smile + 0.03 * w * chin) * np.abs(u) ** 1.7
+    if a["AU14"] > 0.0:
+        # R14 (contempt): the subject's right corner (image left, u < 0) is pulled in and up;
+        # skipped at 0 so that every other face keeps its exact floats
+        one_side = np.clip(-u, 0.0, 1.0) ** 2
+        x = x + half * 0.12 * a["AU14"] * one_side
+        line = line - 0.09 * w * a["AU14"] * one_side
     profile = (1 - u**2).clip(0) ** (0.6 - 0.3 * stretch)
     # AU25 parts the lips, AU26 drops the jaw; AU23 presses them shut
     parted = (1 - tight) * (0.05 * w * a["AU25"] + 0.025 * w * smile)
