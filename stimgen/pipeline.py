@@ -44,7 +44,7 @@ from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy, reference_targets
-from stimgen.raters.selection import circularity, rater_models, resolve_raters
+from stimgen.raters.selection import circularity, rater_models, rater_versions, resolve_raters
 from stimgen.render import Chunk
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
@@ -85,6 +85,8 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
         # one rater keeps the key of builds made before several raters existed
         "rater": (protocol.resolved_rater() if not protocol.validation.also
                   else list(protocol.rater_names())),
+        # a refitted rater or other weights read the same faces differently
+        "rater_versions": rater_versions(protocol.rater_names()),
         "identity": identity.model_dump(mode="json", exclude={"source", "consent"}),
         "identity_files": files,
         "targets": [asdict(t) for t in unit.targets],

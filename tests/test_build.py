@@ -243,3 +243,19 @@ def test_dry_run_of_a_backend_without_weights_is_refused(small_protocol, tmp_pat
     result = CliRunner().invoke(main, ["build", str(path), "--dry-run"])
     assert result.exit_code == 2 and "uses no weights" in result.output
     assert "noise" not in result.output and "Traceback" not in result.output
+
+
+def test_a_refitted_rater_makes_finished_identities_new_work(small_protocol, small_build,
+                                                             tmp_path, monkeypatch):
+    """Cached ratings belong to the rater that made them: after the geometric rater's
+    calibration changes, a rebuild rates every identity again instead of reusing them."""
+    import shutil
+
+    from stimgen.raters import geometric
+    out = tmp_path / "refit"
+    shutil.copytree(small_build.out, out)
+    assert stimgen.build(small_protocol, out=out, progress=False,
+                         jobs=1).reused_identities == ["id01", "id02"]
+    monkeypatch.setattr(geometric, "RELATIVE_COEFFICIENTS",
+                        geometric.RELATIVE_COEFFICIENTS * 1.1)
+    assert stimgen.build(small_protocol, out=out, progress=False, jobs=1).reused_identities == []
