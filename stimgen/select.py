@@ -342,6 +342,9 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
                                                                    or min_hit_rate is not None):
         raise SelectionError(f"{source.root / NORMS_TSV} (or {NORMS_SUMMARY_JSON} beside it) "
                              "cannot be read", hint="run `stimgen norms` on the build again")
+    if norms is not None:
+        norms = _applicable_norms(source, norms, uses_norms=by == "norms"
+                                  or min_hit_rate is not None)
     candidates = rank_candidates(source.stimuli, norms, by=by, max_distance=max_distance,
                                  min_hit_rate=min_hit_rate)
     choice = choose_stimuli(candidates, per_target)
@@ -361,6 +364,28 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
         manifest = _write_subset_locked(source, out, choice, norms, found, rule, command, force,
                                         clock)
     return Subset(out, choice, manifest)
+
+
+def _applicable_norms(source: BuildFolder, norms: pd.DataFrame, *,
+                      uses_norms: bool) -> pd.DataFrame:
+    """The rows of norms.tsv whose rated image is still the build's. A selection that ranks or
+    filters by norms refuses stimuli redrawn since they were rated (people never saw them);
+    one by the model only leaves their norms out of the subset."""
+    from stimgen.norms.current import UNVERIFIABLE, match_norms
+
+    match = match_norms(norms, source.stimuli)
+    if match.unverifiable:
+        log.warning("%s", UNVERIFIABLE)
+    if match.changed and uses_norms:
+        raise SelectionError(
+            f"{source.root / NORMS_TSV}: {match.stale_message()}: their human norms describe "
+            "images the build no longer holds, and would rank faces nobody rated",
+            hint="run the norming study again with these faces, or `stimgen norms` with the "
+                 "data collected on them; or rank by the model with --by model (without "
+                 "--min-hit-rate)")
+    if match.changed:
+        log.warning("%s; their norms are left out of the subset", match.stale_message())
+    return match.current
 
 
 def _prepare_subset_folder(out: Path, source: Path) -> None:
@@ -445,7 +470,8 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
         from stimgen.norms import subset_summary
 
         subset_norms = norms[norms["stimulus_id"].astype(str).isin(ids)]
-        ledger.write_bytes(NORMS_TSV, _rows_of(source.root / NORMS_TSV, ids))
+        normed = [i for i in ids if i in set(norms["stimulus_id"].astype(str))]
+        ledger.write_bytes(NORMS_TSV, _rows_of(source.root / NORMS_TSV, normed))
         ledger.write_bytes(NORMS_SUMMARY_JSON,
                            json_bytes(subset_summary(found[1], subset_norms, len(table))))
     else:
