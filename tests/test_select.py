@@ -448,3 +448,73 @@ def test_a_build_into_a_subset_folder_is_refused(rotating, tmp_path):
     with pytest.raises(BuildError, match="subset made by `stimgen select`"):
         stimgen.build(protocol, out=subset, progress=False, force=True)
     assert tree(subset) == before
+
+
+# -- norms of redrawn stimuli -----------------------------------------------------------------------
+def test_a_rebuild_that_redraws_rated_faces_makes_their_norms_stale(rotating, tmp_path, caplog):
+    """Rebuilding with another seed for id02 redraws its faces: the norms files stay byte for
+    byte, the build warns, select by norms refuses naming them, the report shows only the rest."""
+    import stimgen
+    copy = tmp_path / "build"
+    shutil.copytree(rotating, copy)
+    norms_before = {n: sha256(copy / n) for n in ("norms.tsv", "norms_summary.json")}
+    rated = pd.read_csv(copy / "norms.tsv", sep="\t", dtype=str)
+    assert (rated.set_index("stimulus_id")["image_sha256"]
+            == stimuli_of(copy).set_index("stimulus_id")["sha256"]).all()
+    text = (copy / "protocol.yaml").read_text(encoding="utf-8")
+    (tmp_path / "protocol.yaml").write_text(text.replace("{id: id02, seed: 5}",
+                                                         "{id: id02, seed: 50}"), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="stimgen"):
+        stimgen.build(stimgen.load_protocol(tmp_path / "protocol.yaml"), out=copy,
+                      progress=False)
+    redrawn = sorted(stimuli_of(copy).query("identity == 'id02'")["stimulus_id"])
+    assert f"{len(redrawn)} normed stimuli changed since they were rated" in caplog.text
+    assert {n: sha256(copy / n) for n in norms_before} == norms_before      # kept as they are
+
+    result = select(copy, "--per-target", 1, "-o", tmp_path / "subset")
+    assert result.exit_code == 2, result.output
+    assert f"{len(redrawn)} normed stimuli changed" in result.output and redrawn[0] in result.output
+    assert "run the norming study again" in result.output and "Traceback" not in result.output
+    result = select(copy, "--per-target", 1, "--by", "model", "-o", tmp_path / "subset")
+    assert result.exit_code == 0, result.output
+    subset_norms = pd.read_csv(tmp_path / "subset" / "norms.tsv", sep="\t", dtype=str)
+    assert not set(subset_norms["stimulus_id"]) & set(redrawn)
+
+    page = (copy / "report.html").read_text(encoding="utf-8")
+    assert 'id="stale-norms"' in page and f"The norms of {len(redrawn)} stimuli no longer" in page
+    section = page[page.index('id="human-norms"'):]
+    for sid in redrawn:
+        assert f"<td>{sid}</td>" not in section
+    assert f"{len(stimuli_of(copy)) - len(redrawn)} stimuli rated" in section
+
+
+def test_norms_written_before_image_checks_are_used_with_a_warning(rotating, tmp_path):
+    copy = tmp_path / "build"
+    shutil.copytree(rotating, copy)
+    norms = pd.read_csv(copy / "norms.tsv", sep="\t", dtype=str, keep_default_na=False)
+    norms.drop(columns="image_sha256").to_csv(copy / "norms.tsv", sep="\t", index=False)
+    result = select(copy, "--per-target", 1, "-o", tmp_path / "subset")
+    assert result.exit_code == 0, result.output
+    assert "did not record which images were rated" in result.output
+    from stimgen.report import write_report
+    write_report(copy)
+    assert 'id="unverifiable-norms"' in (copy / "report.html").read_text(encoding="utf-8")
+
+
+def test_out_and_per_target_spellings_and_targets_that_kept_none(rotating, tmp_path):
+    """-o/--out/--output name the same folder (as `stimgen build -o, --out`), --per-target is
+    --per-emotion, and the last line counts the targets left empty by the thresholds."""
+    expected = best_by_norms(rotating, 1, max_distance=0.06)
+    stimuli = stimuli_of(rotating).set_index("stimulus_id")
+    kept = {tuple(stimuli.loc[s, ["emotion", "intensity"]]) for s in expected}
+    targets = targets_in_order(stimuli_of(rotating))
+    lines = []
+    for flag in ("-o", "--out", "--output"):
+        out = tmp_path / flag.strip("-")
+        result = select(rotating, "--per-target", 1, "--max-distance", 0.06, flag, out)
+        assert result.exit_code == 0, result.output
+        assert set(stimuli_of(out)["stimulus_id"]) == expected
+        lines.append(result.output.splitlines()[-2])
+    assert len(set(lines)) == 1
+    assert lines[0].startswith(f"{len(expected)} stimul") and \
+        f" for {len(targets)} targets ({len(targets) - len(kept)} targets kept none)" in lines[0]
