@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -137,13 +138,19 @@ def rank_candidates(stimuli: pd.DataFrame, norms: pd.DataFrame | None, *, by: st
         table["hit_rate"] = ids.map(rated["hit_rate"]).astype(float).to_numpy()
     elif min_hit_rate is not None:
         if rated is None:
-            raise _norms_missing("--min-hit-rate filters on the human hit rates")
+            raise SelectionError(
+                f"--min-hit-rate {min_hit_rate:g} filters on the human hit rates, and this "
+                f"build has no {NORMS_TSV}",
+                hint="leave out --min-hit-rate" + (" (--by model needs no norms)"
+                                                   if by == "model" else "")
+                     + ", or run `stimgen norms BUILD_DIR DATA...` with labelled data first "
+                       "(see docs/norms.md)")
         raise SelectionError(
             f"--min-hit-rate {min_hit_rate:g}: {NORMS_TSV} has no hit_rate column (the norms "
             "were computed from ratings without emotion labels)",
-            hint="collect labels (experiment.task.labels of a norming task, or a `label` "
-                 "column in a tidy CSV) and run `stimgen norms` again, or leave --min-hit-rate "
-                 "out")
+            hint="leave out --min-hit-rate, or collect labels (experiment.task.labels of a "
+                 "norming task, or a `label` column in a tidy CSV) and run `stimgen norms` "
+                 "again")
     else:
         table["hit_rate"] = np.nan
 
@@ -335,6 +342,7 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
     """
     clock = time.perf_counter()
     check_options(per_target, by, max_distance, min_hit_rate)
+    _refuse_folder_inside_a_build(Path(build_dir))
     source = read_build_folder(build_dir)
     found = read_norms(source.root)
     norms = found[0] if found else None
@@ -364,6 +372,20 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
         manifest = _write_subset_locked(source, out, choice, norms, found, rule, command, force,
                                         clock)
     return Subset(out, choice, manifest)
+
+
+def _refuse_folder_inside_a_build(folder: Path) -> None:
+    """A folder of a build (``BUILD/stimuli``) given for the build: name the build above it."""
+    if not folder.is_dir() or (folder / MANIFEST_JSON).is_file():
+        return
+    for parent in folder.absolute().parents:
+        if (parent / MANIFEST_JSON).is_file() and (parent / STIMULI_TSV).is_file():
+            shown = os.path.relpath(parent)
+            shown = parent if shown.startswith("..") else Path(shown)
+            raise SelectionError(f"{folder}: not a build folder; it lies inside the build "
+                                 f"folder {shown}",
+                                 hint=f"pass the build folder itself: stimgen select {shown} "
+                                      "--per-target K")
 
 
 def _applicable_norms(source: BuildFolder, norms: pd.DataFrame, *,
@@ -442,7 +464,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
 
     ledger = Ledger.load(out)
     remove_partial_snapshots(out)
-    protect_collected_data(ledger, inputs, force)
+    protect_collected_data(ledger, inputs, force, selection=True)
     ledger.remove(MANIFEST_JSON)                 # not a complete subset until written again
     images = []
     # the image of each stimulus, and its clip in a build with output.dynamic

@@ -363,6 +363,18 @@ def test_unknown_folder_and_missing_norms_exit_2_with_a_hint(build, tmp_path):
     unlabelled = normed_copy(build, tmp_path, design, labels=False)
     result = select(unlabelled, "--per-emotion", 2, "--min-hit-rate", 0.5)
     assert result.exit_code == 2 and "no hit_rate column" in result.output
+    assert "hint: leave out --min-hit-rate" in result.output
+
+
+def test_hints_name_the_option_to_drop_and_the_build_above_a_subfolder(build, tmp_path):
+    result = select(build, "--per-target", 2, "--by", "model", "--min-hit-rate", 0.5)
+    assert result.exit_code == 2 and "hint: leave out --min-hit-rate" in result.output
+    assert "rank by the model" not in result.output          # it already does
+    result = select(build / "stimuli", "--per-target", 2, "--by", "model")
+    assert result.exit_code == 2, result.output
+    assert f"{build / 'stimuli'}: not a build folder; it lies inside the build folder" \
+        in result.output and f"stimgen select {build} --per-target K" in result.output
+    assert not (build / "stimuli-selected").exists() and "Traceback" not in result.output
 
 
 # -- rebuild safety -------------------------------------------------------------------------------
@@ -382,6 +394,8 @@ def test_the_subset_folder_is_rewritten_only_where_stimgen_wrote_it(rotating, tm
     assert select(rotating, "--per-emotion", 1, "-o", out).exit_code == 0   # same experiment
     result = select(rotating, "--per-emotion", 2, "-o", out)                # another one
     assert result.exit_code == 2 and "data file(s) collected" in result.output
+    assert "this selection changes the subset's experiment" in result.output
+    assert "write the subset into a new folder with -o" in result.output
     assert len(list((out / "stimuli").iterdir())) == 7
     result = select(rotating, "--per-emotion", 2, "-o", out, "--force")
     assert result.exit_code == 0, result.output
