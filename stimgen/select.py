@@ -559,6 +559,32 @@ def _write_experiment(out: Path, protocol, table: pd.DataFrame) -> None:
                  f"{error.field_path or 'the experiment'} needs, or change that setting in "
                  "the protocol and build again") from None
     write_bundle(out, protocol, table, design)
+    idle = idle_choices(protocol.experiment, design.table)
+    if idle:
+        log.warning("the subset's %s task still offers the %s %s, but no chosen stimulus "
+                    "shows %s, so that answer is never correct: keep some of its stimuli with "
+                    "a larger --per-target or looser thresholds, or remove the choice from "
+                    "the protocol and build again", protocol.experiment.task.type,
+                    "choice" if len(idle) == 1 else "choices", ", ".join(idle),
+                    "that emotion" if len(idle) == 1 else "their emotions")
+
+
+def idle_choices(experiment, trials: pd.DataFrame) -> list[str]:
+    """The labels of forced-choice options that are correct for no trial of ``trials``
+    (design.csv): options whose emotions a selection left without stimuli. A "none of
+    these" option (correct for no emotion) is never idle.
+
+    >>> from stimgen.protocol.experiment import ExperimentSpec
+    >>> spec = ExperimentSpec.model_validate({"task": {"type": "categorization",
+    ...     "choices": ["Happy", "Sad", "Angry"]}})
+    >>> idle_choices(spec, pd.DataFrame({"correct_label": ["Happy", "Sad", ""]}))
+    ['Angry']
+    """
+    choices = getattr(experiment.task, "choices", None) or []
+    if "correct_label" not in trials:
+        return []
+    used = set(trials["correct_label"].astype(str))
+    return [c.label for c in choices if c.matches() and c.label not in used]
 
 
 def _number(value) -> float | None:

@@ -532,3 +532,25 @@ def test_out_and_per_target_spellings_and_targets_that_kept_none(rotating, tmp_p
     assert len(set(lines)) == 1
     assert lines[0].startswith(f"{len(expected)} stimul") and \
         f" for {len(targets)} targets ({len(targets) - len(kept)} targets kept none)" in lines[0]
+
+
+def test_a_subset_categorization_task_names_choices_left_without_stimuli(rotating, tmp_path,
+                                                                          caplog):
+    from stimgen.build_folder import read_build_folder
+    from stimgen.protocol.models import Protocol
+    from stimgen.select import _write_experiment
+
+    folder = read_build_folder(rotating)
+    data = json.loads(json.dumps(folder.protocol))
+    data["experiment"]["task"] = {"type": "categorization",
+                                  "choices": ["happy", "sad", "angry", "neutral"]}
+    chosen = folder.stimuli[~folder.stimuli["emotion"].isin(["Angry", "Sad"])]
+    with caplog.at_level("WARNING", logger="stimgen"):
+        _write_experiment(tmp_path, Protocol.model_validate(data), chosen)
+    assert "categorization task still offers the choices sad, angry, but no chosen " \
+           "stimulus shows their emotions" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stimgen"):
+        (tmp_path / "all").mkdir()
+        _write_experiment(tmp_path / "all", Protocol.model_validate(data), folder.stimuli)
+    assert "still offers" not in caplog.text
