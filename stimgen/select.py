@@ -579,12 +579,16 @@ def idle_choices(experiment, trials: pd.DataFrame) -> list[str]:
     ...     "choices": ["Happy", "Sad", "Angry"]}})
     >>> idle_choices(spec, pd.DataFrame({"correct_label": ["Happy", "Sad", ""]}))
     ['Angry']
+    >>> spec = ExperimentSpec.model_validate({"task": {"type": "norming",
+    ...     "labels": ["Happy", "Sad"], "none_label": "none of these"}})
+    >>> idle_choices(spec, pd.DataFrame({"correct_label": ["Happy", "Sad"]}))
+    []
     """
     choices = getattr(experiment.task, "choices", None) or []
     if "correct_label" not in trials:
         return []
     used = set(trials["correct_label"].astype(str))
-    return [c.label for c in choices if c.matches() and c.label not in used]
+    return [c.label for c in choices if c.emotions != [] and c.label not in used]
 
 
 def _number(value) -> float | None:
