@@ -163,7 +163,8 @@ def rater_columns(rater: str) -> RaterColumns:
 
 #: Text columns of stimuli.tsv (an id like ``01`` stays text; so does the emotion "NA").
 STIMULI_TEXT = ("emotion", "stimulus_id", "file", "identity", "target_kind", "flags", "rater",
-                "sha256", "model_rater", "most_chosen_label", VIDEO_COLUMN, VIDEO_SHA256_COLUMN)
+                "sha256", "model_rater", "most_chosen_label", VIDEO_COLUMN, VIDEO_SHA256_COLUMN,
+                "image_sha256")                  # norms.tsv NORMS_IMAGE_SHA256
 BOOLEAN_COLUMNS = ("weak_region", "out_of_tolerance")
 CACHE_SCHEMA = 1                                 # bump when identity records change meaning
 
@@ -179,6 +180,10 @@ NORMS_COLUMNS = (
     "model_rater", "model_valence", "model_arousal", "distance_to_model",
 )
 NORMS_LABEL_COLUMNS = ("hit_rate", "unbiased_hit_rate", "most_chosen_label")
+#: norms.tsv column after NORMS_COLUMNS: the sha256 (stimuli.tsv ``sha256``) of the image that
+#: was rated. A rebuild that redraws a stimulus changes its sha256, and its norms stop applying;
+#: norms.tsv files written before this column existed cannot be checked.
+NORMS_IMAGE_SHA256 = "image_sha256"
 NORMS_INTENSITY_COLUMNS = ("rated_intensity_mean", "rated_intensity_sd")
 
 

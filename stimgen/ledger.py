@@ -276,14 +276,16 @@ def data_files(root: str | Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def protect_collected_data(ledger: Ledger, inputs: str, force: bool) -> Path | None:
+def protect_collected_data(ledger: Ledger, inputs: str, force: bool, *,
+                           selection: bool = False) -> Path | None:
     """Before a build changes anything: if data was collected with the folder's experiment and
     this build would make a different one (``inputs`` differs), refuse, or with ``force`` keep
     the current experiment beside the data in ``experiment/previous/<time>/``.
 
     The build's inputs are recorded as pending until :func:`commit_experiment`: a build that
     was interrupted after this check resumes without asking again, unless data came in since.
-    Returns the snapshot's folder, or None when nothing needed keeping.
+    Returns the snapshot's folder, or None when nothing needed keeping. ``selection``: the
+    change is a `stimgen select` into a subset folder, and the messages say so.
     """
     data = [p.relative_to(ledger.root).as_posix() for p in data_files(ledger.root)]
     made = [r for r in ledger.files if _under(r, EXPERIMENT_DIR)]
@@ -291,7 +293,7 @@ def protect_collected_data(ledger: Ledger, inputs: str, force: bool) -> Path | N
     snapshot = None
     if data and made and not _same_inputs(ledger.experiment_inputs, inputs) \
             and ledger.experiment_pending != allowed:
-        snapshot = _refuse_or_keep(ledger, made, len(data), force)
+        snapshot = _refuse_or_keep(ledger, made, len(data), force, selection)
     ledger.experiment_pending = allowed
     ledger.save()
     return snapshot
@@ -310,19 +312,24 @@ def commit_experiment(root: str | Path, inputs: str) -> None:
     ledger.save()
 
 
-def _refuse_or_keep(ledger: Ledger, made: list[str], n_data: int, force: bool) -> Path:
+def _refuse_or_keep(ledger: Ledger, made: list[str], n_data: int, force: bool,
+                    selection: bool = False) -> Path:
+    change = "this selection" if selection else "this build"
     if not force:
+        why = ("this selection changes the subset's experiment (it is made over other "
+               "stimuli, or from another build or stimgen version)" if selection else
+               "this build would replace that experiment (it is made from a different "
+               "protocol, different photos or models, or another stimgen version)")
         raise BuildError(
             f"{ledger.root / DATA_DIR} holds {n_data} data file(s) collected with the "
-            "experiment in this folder, and this build would replace that experiment (it is "
-            "made from a different protocol, different photos or models, or another stimgen "
-            "version)",
-            hint="build into a new folder with -o (recommended), or pass --force to keep the "
-                 f"current experiment, its stimuli and manifest in {PREVIOUS_DIR}/<time>/ beside "
-                 "the data and then write the new one")
+            f"experiment in this folder, and {why}",
+            hint=("write the subset into a new folder with -o" if selection else
+                  "build into a new folder with -o") + " (recommended), or pass --force to "
+                 f"keep the current experiment, its stimuli and manifest in {PREVIOUS_DIR}/"
+                 "<time>/ beside the data and then write the new one")
     snapshot = keep_previous_experiment(ledger, made)
-    log.warning("data was collected with this folder's experiment, which this build replaces: "
-                "the experiment it was collected with is kept in %s", snapshot)
+    log.warning("data was collected with this folder's experiment, which %s replaces: "
+                "the experiment it was collected with is kept in %s", change, snapshot)
     return snapshot
 
 

@@ -221,6 +221,8 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
                  "metrics_by_intensity": out / METRICS_BY_INTENSITY_CSV,
                  "protocol": out / PROTOCOL_YAML, "manifest": out / MANIFEST_JSON}
         ledger.write_bytes(STIMULI_TSV, table_bytes(table, "\t"))
+        from stimgen.norms.current import warn_stale_norms   # a rebuild may redraw rated faces
+        warn_stale_norms(out, table)
         ledger.write_bytes(METRICS_BY_EMOTION_CSV, table_bytes(metrics_by_emotion(table), ","))
         ledger.write_bytes(METRICS_BY_INTENSITY_CSV,
                            table_bytes(metrics_by_intensity(table), ","))

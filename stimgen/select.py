@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -137,13 +138,19 @@ def rank_candidates(stimuli: pd.DataFrame, norms: pd.DataFrame | None, *, by: st
         table["hit_rate"] = ids.map(rated["hit_rate"]).astype(float).to_numpy()
     elif min_hit_rate is not None:
         if rated is None:
-            raise _norms_missing("--min-hit-rate filters on the human hit rates")
+            raise SelectionError(
+                f"--min-hit-rate {min_hit_rate:g} filters on the human hit rates, and this "
+                f"build has no {NORMS_TSV}",
+                hint="leave out --min-hit-rate" + (" (--by model needs no norms)"
+                                                   if by == "model" else "")
+                     + ", or run `stimgen norms BUILD_DIR DATA...` with labelled data first "
+                       "(see docs/norms.md)")
         raise SelectionError(
             f"--min-hit-rate {min_hit_rate:g}: {NORMS_TSV} has no hit_rate column (the norms "
             "were computed from ratings without emotion labels)",
-            hint="collect labels (experiment.task.labels of a norming task, or a `label` "
-                 "column in a tidy CSV) and run `stimgen norms` again, or leave --min-hit-rate "
-                 "out")
+            hint="leave out --min-hit-rate, or collect labels (experiment.task.labels of a "
+                 "norming task, or a `label` column in a tidy CSV) and run `stimgen norms` "
+                 "again")
     else:
         table["hit_rate"] = np.nan
 
@@ -335,6 +342,7 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
     """
     clock = time.perf_counter()
     check_options(per_target, by, max_distance, min_hit_rate)
+    _refuse_folder_inside_a_build(Path(build_dir))
     source = read_build_folder(build_dir)
     found = read_norms(source.root)
     norms = found[0] if found else None
@@ -342,6 +350,9 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
                                                                    or min_hit_rate is not None):
         raise SelectionError(f"{source.root / NORMS_TSV} (or {NORMS_SUMMARY_JSON} beside it) "
                              "cannot be read", hint="run `stimgen norms` on the build again")
+    if norms is not None:
+        norms = _applicable_norms(source, norms, uses_norms=by == "norms"
+                                  or min_hit_rate is not None)
     candidates = rank_candidates(source.stimuli, norms, by=by, max_distance=max_distance,
                                  min_hit_rate=min_hit_rate)
     choice = choose_stimuli(candidates, per_target)
@@ -361,6 +372,42 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
         manifest = _write_subset_locked(source, out, choice, norms, found, rule, command, force,
                                         clock)
     return Subset(out, choice, manifest)
+
+
+def _refuse_folder_inside_a_build(folder: Path) -> None:
+    """A folder of a build (``BUILD/stimuli``) given for the build: name the build above it."""
+    if not folder.is_dir() or (folder / MANIFEST_JSON).is_file():
+        return
+    for parent in folder.absolute().parents:
+        if (parent / MANIFEST_JSON).is_file() and (parent / STIMULI_TSV).is_file():
+            shown = os.path.relpath(parent)
+            shown = parent if shown.startswith("..") else Path(shown)
+            raise SelectionError(f"{folder}: not a build folder; it lies inside the build "
+                                 f"folder {shown}",
+                                 hint=f"pass the build folder itself: stimgen select {shown} "
+                                      "--per-target K")
+
+
+def _applicable_norms(source: BuildFolder, norms: pd.DataFrame, *,
+                      uses_norms: bool) -> pd.DataFrame:
+    """The rows of norms.tsv whose rated image is still the build's. A selection that ranks or
+    filters by norms refuses stimuli redrawn since they were rated (people never saw them);
+    one by the model only leaves their norms out of the subset."""
+    from stimgen.norms.current import UNVERIFIABLE, match_norms
+
+    match = match_norms(norms, source.stimuli)
+    if match.unverifiable:
+        log.warning("%s", UNVERIFIABLE)
+    if match.changed and uses_norms:
+        raise SelectionError(
+            f"{source.root / NORMS_TSV}: {match.stale_message()}: their human norms describe "
+            "images the build no longer holds, and would rank faces nobody rated",
+            hint="run the norming study again with these faces, or `stimgen norms` with the "
+                 "data collected on them; or rank by the model with --by model (without "
+                 "--min-hit-rate)")
+    if match.changed:
+        log.warning("%s; their norms are left out of the subset", match.stale_message())
+    return match.current
 
 
 def _prepare_subset_folder(out: Path, source: Path) -> None:
@@ -417,7 +464,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
 
     ledger = Ledger.load(out)
     remove_partial_snapshots(out)
-    protect_collected_data(ledger, inputs, force)
+    protect_collected_data(ledger, inputs, force, selection=True)
     ledger.remove(MANIFEST_JSON)                 # not a complete subset until written again
     images = []
     # the image of each stimulus, and its clip in a build with output.dynamic
@@ -445,7 +492,8 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
         from stimgen.norms import subset_summary
 
         subset_norms = norms[norms["stimulus_id"].astype(str).isin(ids)]
-        ledger.write_bytes(NORMS_TSV, _rows_of(source.root / NORMS_TSV, ids))
+        normed = [i for i in ids if i in set(norms["stimulus_id"].astype(str))]
+        ledger.write_bytes(NORMS_TSV, _rows_of(source.root / NORMS_TSV, normed))
         ledger.write_bytes(NORMS_SUMMARY_JSON,
                            json_bytes(subset_summary(found[1], subset_norms, len(table))))
     else:
@@ -511,6 +559,36 @@ def _write_experiment(out: Path, protocol, table: pd.DataFrame) -> None:
                  f"{error.field_path or 'the experiment'} needs, or change that setting in "
                  "the protocol and build again") from None
     write_bundle(out, protocol, table, design)
+    idle = idle_choices(protocol.experiment, design.table)
+    if idle:
+        log.warning("the subset's %s task still offers the %s %s, but no chosen stimulus "
+                    "shows %s, so that answer is never correct: keep some of its stimuli with "
+                    "a larger --per-target or looser thresholds, or remove the choice from "
+                    "the protocol and build again", protocol.experiment.task.type,
+                    "choice" if len(idle) == 1 else "choices", ", ".join(idle),
+                    "that emotion" if len(idle) == 1 else "their emotions")
+
+
+def idle_choices(experiment, trials: pd.DataFrame) -> list[str]:
+    """The labels of forced-choice options that are correct for no trial of ``trials``
+    (design.csv): options whose emotions a selection left without stimuli. A "none of
+    these" option (correct for no emotion) is never idle.
+
+    >>> from stimgen.protocol.experiment import ExperimentSpec
+    >>> spec = ExperimentSpec.model_validate({"task": {"type": "categorization",
+    ...     "choices": ["Happy", "Sad", "Angry"]}})
+    >>> idle_choices(spec, pd.DataFrame({"correct_label": ["Happy", "Sad", ""]}))
+    ['Angry']
+    >>> spec = ExperimentSpec.model_validate({"task": {"type": "norming",
+    ...     "labels": ["Happy", "Sad"], "none_label": "none of these"}})
+    >>> idle_choices(spec, pd.DataFrame({"correct_label": ["Happy", "Sad"]}))
+    []
+    """
+    choices = getattr(experiment.task, "choices", None) or []
+    if "correct_label" not in trials:
+        return []
+    used = set(trials["correct_label"].astype(str))
+    return [c.label for c in choices if c.emotions != [] and c.label not in used]
 
 
 def _number(value) -> float | None:

@@ -245,7 +245,8 @@ def test_bad_cells_are_warned_about_by_file_and_row_and_never_evaluated(build, t
     responses = read(build, [path])
     text = "\n".join(responses.warnings)
     assert f"{path}:3: column valence_slider.response holds formula-like text" in text
-    assert f"{path}:4: column valence_slider.response value 12 is outside the scale 1-9" in text
+    assert (f"1 value outside the scale 1-9; not used (first: {path}:4 column "
+            "valence_slider.response value 12)") in text
     assert f"{path}:5: column valence_slider.response is not a number ('abc')" in text
     assert responses.table["valence"].isna().sum() == 3
     assert responses.table["arousal"].notna().all()
@@ -336,3 +337,50 @@ def test_full_loop_simulated_participants_to_report(build):
     report = (build / "report.html").read_text(encoding="utf-8")
     assert 'id="human-norms"' in report and "Krippendorff" in report
     assert (build / "report_assets" / "figures" / "norms_circumplex.svg").is_file()
+
+
+# -- summarised warnings --------------------------------------------------------------------------
+def tidy_ratings(build: Path, path: Path, participants=6, value=lambda p, i: (5, 5),
+                 extra_stimuli=()) -> Path:
+    rows = [{"participant": f"q{p}", "stimulus": sid, "valence": value(p, i)[0],
+             "arousal": value(p, i)[1]}
+            for p in range(participants)
+            for i, sid in enumerate([*read_build_folder(build).stimuli["stimulus_id"],
+                                     *extra_stimuli])]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_values_outside_the_scale_are_one_warning_and_most_outside_name_the_range(build,
+                                                                                  tmp_path):
+    # 6 participants x 6 stimuli; participant q0 typed 0-100 values on two stimuli
+    few = tidy_ratings(build, tmp_path / "few.csv",
+                       value=lambda p, i: (50, 60) if p == 0 and i < 2 else (3, 7))
+    result = CliRunner().invoke(main, ["norms", str(build), str(few)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "outside the scale" in line]
+    assert lines == [f"warning: 4 values outside the scale 1-9; not used (first: {few}:2 "
+                     "column valence value 50)"]
+    # every value on a 0-100 slider, read with the default 1-9
+    percent = tidy_ratings(build, tmp_path / "percent.csv",
+                           value=lambda p, i: (10 * i + p, 100 - 10 * i - p))
+    result = CliRunner().invoke(main, ["norms", str(build), str(percent)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "outside the scale 1-9" in result.output and "hint:" in result.output
+    values = [10 * i + p for p in range(6) for i in range(6)] + \
+        [100 - 10 * i - p for p in range(6) for i in range(6)]
+    assert f"--scale {min(values)} {max(values)}" in result.output
+    result = CliRunner().invoke(main, ["norms", str(build), str(percent), "--scale", "0", "100"])
+    assert result.exit_code == 0 and "outside the scale" not in result.output, result.output
+
+
+def test_rows_of_stimuli_not_in_the_build_are_one_warning(build, tmp_path):
+    """Norming a subset with the whole study's data: the other stimuli's rows are counted in
+    one line naming the first, not one line each."""
+    others = [f"id09_other_{n}" for n in range(5)]
+    path = tidy_ratings(build, tmp_path / "study.csv", extra_stimuli=others)
+    result = CliRunner().invoke(main, ["norms", str(build), str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "not in this build" in line]
+    assert lines == [f"warning: 30 rows name stimuli not in this build; not used (first: "
+                     f"{path}:8 'id09_other_0')"]

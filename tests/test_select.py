@@ -363,6 +363,18 @@ def test_unknown_folder_and_missing_norms_exit_2_with_a_hint(build, tmp_path):
     unlabelled = normed_copy(build, tmp_path, design, labels=False)
     result = select(unlabelled, "--per-emotion", 2, "--min-hit-rate", 0.5)
     assert result.exit_code == 2 and "no hit_rate column" in result.output
+    assert "hint: leave out --min-hit-rate" in result.output
+
+
+def test_hints_name_the_option_to_drop_and_the_build_above_a_subfolder(build, tmp_path):
+    result = select(build, "--per-target", 2, "--by", "model", "--min-hit-rate", 0.5)
+    assert result.exit_code == 2 and "hint: leave out --min-hit-rate" in result.output
+    assert "rank by the model" not in result.output          # it already does
+    result = select(build / "stimuli", "--per-target", 2, "--by", "model")
+    assert result.exit_code == 2, result.output
+    assert f"{build / 'stimuli'}: not a build folder; it lies inside the build folder" \
+        in result.output and f"stimgen select {build} --per-target K" in result.output
+    assert not (build / "stimuli-selected").exists() and "Traceback" not in result.output
 
 
 # -- rebuild safety -------------------------------------------------------------------------------
@@ -382,6 +394,8 @@ def test_the_subset_folder_is_rewritten_only_where_stimgen_wrote_it(rotating, tm
     assert select(rotating, "--per-emotion", 1, "-o", out).exit_code == 0   # same experiment
     result = select(rotating, "--per-emotion", 2, "-o", out)                # another one
     assert result.exit_code == 2 and "data file(s) collected" in result.output
+    assert "this selection changes the subset's experiment" in result.output
+    assert "write the subset into a new folder with -o" in result.output
     assert len(list((out / "stimuli").iterdir())) == 7
     result = select(rotating, "--per-emotion", 2, "-o", out, "--force")
     assert result.exit_code == 0, result.output
@@ -448,3 +462,95 @@ def test_a_build_into_a_subset_folder_is_refused(rotating, tmp_path):
     with pytest.raises(BuildError, match="subset made by `stimgen select`"):
         stimgen.build(protocol, out=subset, progress=False, force=True)
     assert tree(subset) == before
+
+
+# -- norms of redrawn stimuli -----------------------------------------------------------------------
+def test_a_rebuild_that_redraws_rated_faces_makes_their_norms_stale(rotating, tmp_path, caplog):
+    """Rebuilding with another seed for id02 redraws its faces: the norms files stay byte for
+    byte, the build warns, select by norms refuses naming them, the report shows only the rest."""
+    import stimgen
+    copy = tmp_path / "build"
+    shutil.copytree(rotating, copy)
+    norms_before = {n: sha256(copy / n) for n in ("norms.tsv", "norms_summary.json")}
+    rated = pd.read_csv(copy / "norms.tsv", sep="\t", dtype=str)
+    assert (rated.set_index("stimulus_id")["image_sha256"]
+            == stimuli_of(copy).set_index("stimulus_id")["sha256"]).all()
+    text = (copy / "protocol.yaml").read_text(encoding="utf-8")
+    (tmp_path / "protocol.yaml").write_text(text.replace("{id: id02, seed: 5}",
+                                                         "{id: id02, seed: 50}"), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="stimgen"):
+        stimgen.build(stimgen.load_protocol(tmp_path / "protocol.yaml"), out=copy,
+                      progress=False)
+    redrawn = sorted(stimuli_of(copy).query("identity == 'id02'")["stimulus_id"])
+    assert f"{len(redrawn)} normed stimuli changed since they were rated" in caplog.text
+    assert {n: sha256(copy / n) for n in norms_before} == norms_before      # kept as they are
+
+    result = select(copy, "--per-target", 1, "-o", tmp_path / "subset")
+    assert result.exit_code == 2, result.output
+    assert f"{len(redrawn)} normed stimuli changed" in result.output and redrawn[0] in result.output
+    assert "run the norming study again" in result.output and "Traceback" not in result.output
+    result = select(copy, "--per-target", 1, "--by", "model", "-o", tmp_path / "subset")
+    assert result.exit_code == 0, result.output
+    subset_norms = pd.read_csv(tmp_path / "subset" / "norms.tsv", sep="\t", dtype=str)
+    assert not set(subset_norms["stimulus_id"]) & set(redrawn)
+
+    page = (copy / "report.html").read_text(encoding="utf-8")
+    assert 'id="stale-norms"' in page and f"The norms of {len(redrawn)} stimuli no longer" in page
+    section = page[page.index('id="human-norms"'):]
+    for sid in redrawn:
+        assert f"<td>{sid}</td>" not in section
+    assert f"{len(stimuli_of(copy)) - len(redrawn)} stimuli rated" in section
+
+
+def test_norms_written_before_image_checks_are_used_with_a_warning(rotating, tmp_path):
+    copy = tmp_path / "build"
+    shutil.copytree(rotating, copy)
+    norms = pd.read_csv(copy / "norms.tsv", sep="\t", dtype=str, keep_default_na=False)
+    norms.drop(columns="image_sha256").to_csv(copy / "norms.tsv", sep="\t", index=False)
+    result = select(copy, "--per-target", 1, "-o", tmp_path / "subset")
+    assert result.exit_code == 0, result.output
+    assert "did not record which images were rated" in result.output
+    from stimgen.report import write_report
+    write_report(copy)
+    assert 'id="unverifiable-norms"' in (copy / "report.html").read_text(encoding="utf-8")
+
+
+def test_out_and_per_target_spellings_and_targets_that_kept_none(rotating, tmp_path):
+    """-o/--out/--output name the same folder (as `stimgen build -o, --out`), --per-target is
+    --per-emotion, and the last line counts the targets left empty by the thresholds."""
+    expected = best_by_norms(rotating, 1, max_distance=0.06)
+    stimuli = stimuli_of(rotating).set_index("stimulus_id")
+    kept = {tuple(stimuli.loc[s, ["emotion", "intensity"]]) for s in expected}
+    targets = targets_in_order(stimuli_of(rotating))
+    lines = []
+    for flag in ("-o", "--out", "--output"):
+        out = tmp_path / flag.strip("-")
+        result = select(rotating, "--per-target", 1, "--max-distance", 0.06, flag, out)
+        assert result.exit_code == 0, result.output
+        assert set(stimuli_of(out)["stimulus_id"]) == expected
+        lines.append(result.output.splitlines()[-2])
+    assert len(set(lines)) == 1
+    assert lines[0].startswith(f"{len(expected)} stimul") and \
+        f" for {len(targets)} targets ({len(targets) - len(kept)} targets kept none)" in lines[0]
+
+
+def test_a_subset_categorization_task_names_choices_left_without_stimuli(rotating, tmp_path,
+                                                                          caplog):
+    from stimgen.build_folder import read_build_folder
+    from stimgen.protocol.models import Protocol
+    from stimgen.select import _write_experiment
+
+    folder = read_build_folder(rotating)
+    data = json.loads(json.dumps(folder.protocol))
+    data["experiment"]["task"] = {"type": "categorization",
+                                  "choices": ["happy", "sad", "angry", "neutral"]}
+    chosen = folder.stimuli[~folder.stimuli["emotion"].isin(["Angry", "Sad"])]
+    with caplog.at_level("WARNING", logger="stimgen"):
+        _write_experiment(tmp_path, Protocol.model_validate(data), chosen)
+    assert "categorization task still offers the choices sad, angry, but no chosen " \
+           "stimulus shows their emotions" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stimgen"):
+        (tmp_path / "all").mkdir()
+        _write_experiment(tmp_path / "all", Protocol.model_validate(data), folder.stimuli)
+    assert "still offers" not in caplog.text

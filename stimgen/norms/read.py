@@ -16,6 +16,7 @@ import pandas as pd
 from stimgen.build_folder import as_bool
 from stimgen.errors import StimgenError
 from stimgen.safety import FORMULA_STARTS
+from stimgen.wording import quantity
 
 #: Columns of the tidy ratings CSV (docs/norms.md); ``label``, ``rt`` and ``intensity`` are
 #: optional, and so is any other column.
@@ -53,6 +54,10 @@ class Responses:
     excluded: list[dict] = field(default_factory=list)   # participant, file, reason
     sessions: list[dict] = field(default_factory=list)   # participant, file, trials kept
     files: list[str] = field(default_factory=list)
+    # cells summarised into one warning each once every file is read (a subset normed with
+    # the full study's data, or a whole file on another scale, would give hundreds of lines)
+    unknown_stimuli: list[str] = field(default_factory=list)      # "file:line 'stimulus'"
+    scale_cells: dict = field(default_factory=dict)   # (low, high) -> [values, outside (where)]
 
 
 def is_formula_like(text: str) -> bool:
@@ -109,6 +114,7 @@ def read_responses(paths, experiment: Experiment, *, max_missed_checks: int = 0)
                 f"nor a tidy ratings CSV (needs columns {', '.join(TIDY_REQUIRED)})",
                 hint="pass the CSVs in experiment/data/ (or downloaded from Pavlovia), or a "
                      "tidy CSV as described in docs/norms.md")
+    _summarise_cells(out, experiment)
     kept = _drop_duplicate_participants(sessions, out)
     frames = [s["rows"] for s in kept if len(s["rows"])]
     if not frames:
@@ -122,6 +128,31 @@ def read_responses(paths, experiment: Experiment, *, max_missed_checks: int = 0)
     out.sessions = [{"participant": s["participant"], "file": s["file"],
                      "trials": int(len(s["rows"]))} for s in kept]
     return out
+
+
+def _summarise_cells(out: Responses, experiment: Experiment) -> None:
+    """One warning for the rows naming stimuli not in the build and one per scale for the
+    values outside it; refuse when most valence or arousal values lie outside their scale
+    (the data was collected on another scale), naming the range the values span."""
+    if out.unknown_stimuli:
+        n = len(out.unknown_stimuli)
+        out.warnings.append(
+            f"{n} {'row names a stimulus' if n == 1 else 'rows name stimuli'} not in this "
+            f"build; not used (first: {out.unknown_stimuli[0]})")
+    rating_scales = {experiment.scales.get(name) for name in ("valence", "arousal")}
+    for (low, high), (values, outside) in out.scale_cells.items():
+        if not outside:
+            continue
+        if (low, high) in rating_scales and len(outside) > len(values) / 2:
+            raise NormsError(
+                f"{len(outside)} of {len(values)} rating values lie outside the scale "
+                f"{low:g}-{high:g} (first: {outside[0]}); the values span "
+                f"{min(values):g}-{max(values):g}",
+                hint=f"give the scale the data was collected on: --scale {min(values):g} "
+                     f"{max(values):g} if those are the slider's two ends")
+        out.warnings.append(
+            f"{quantity(len(outside), 'value')} outside the scale {low:g}-{high:g}; not used "
+            f"(first: {outside[0]})")
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -179,10 +210,12 @@ def _number(text: str, where: str, column: str, bounds, out: Responses) -> float
         out.warnings.append(f"{where}: column {column} is not a finite number ({text!r}); "
                             "not used")
         return math.nan
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        out.warnings.append(f"{where}: column {column} value {text} is outside the scale "
-                            f"{bounds[0]:g}-{bounds[1]:g}; not used")
-        return math.nan
+    if bounds is not None:
+        values, outside = out.scale_cells.setdefault(tuple(bounds), ([], []))
+        values.append(value)
+        if not bounds[0] <= value <= bounds[1]:
+            outside.append(f"{where} column {column} value {text}")
+            return math.nan
     return value
 
 
@@ -226,7 +259,7 @@ def _psychopy_session(path: Path, cells: pd.DataFrame, experiment: Experiment, o
         where = _row(path, index)
         sid = trial["stim_id"].strip()
         if sid not in experiment.stimulus_ids:
-            out.warnings.append(f"{where}: stimulus {sid!r} is not in this build; row not used")
+            out.unknown_stimuli.append(f"{where} {sid!r}")
             continue
         position = (trial.get("position", ""), sid)
         if position in seen:
@@ -286,8 +319,7 @@ def _tidy_sessions(path: Path, cells: pd.DataFrame, experiment: Experiment,
             out.warnings.append(f"{where}: no participant; row not used")
             continue
         if sid is None:
-            out.warnings.append(f"{where}: stimulus {stimulus[:60]!r} is neither a stimulus_id "
-                                "nor an image file of this build; row not used")
+            out.unknown_stimuli.append(f"{where} {stimulus[:60]!r}")
             continue
         label = _text(row.get("label", ""), where, "label", out)
         rows.append({

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from stimgen.build_folder import read_norms
+from stimgen.build_folder import STIMULI_TSV, read_norms, read_stimuli
 from stimgen.report.figures import (OKABE_ITO, ReportFigure, _draw_circumplex_frame,
                                     figure_style, render_svg)
 from stimgen.wording import quantity
@@ -20,12 +20,32 @@ from stimgen.wording import quantity
 TEMPLATE = "report_norms.html.j2"
 
 
-def norms_figure(root: Path, weak_region: tuple[float, float]) -> ReportFigure | None:
-    """Each stimulus's human mean (with its 95 % CI as a cross), target and model rating."""
+def current_norms(root: Path) -> tuple | None:
+    """norms.tsv's rows whose rated image is still the build's, the summary recomputed over
+    them where some are not (:func:`stimgen.norms.subset_summary`), and the
+    :class:`stimgen.norms.NormsMatch`; None before `stimgen norms` ran."""
+    from stimgen.norms.current import match_norms
+    from stimgen.norms.summary import subset_summary
+
     found = read_norms(root)
     if found is None:
         return None
-    norms, _ = found
+    norms, summary = found
+    stimuli = read_stimuli(Path(root) / STIMULI_TSV)
+    match = match_norms(norms, stimuli)
+    if match.stale:
+        recomputed = subset_summary(summary, match.current, len(stimuli))
+        recomputed["selected_from"] = summary.get("selected_from")
+        summary = recomputed
+    return match.current, summary, match
+
+
+def norms_figure(root: Path, weak_region: tuple[float, float]) -> ReportFigure | None:
+    """Each stimulus's human mean (with its 95 % CI as a cross), target and model rating."""
+    found = current_norms(root)
+    if found is None or found[0].empty:
+        return None
+    norms = found[0]
     with figure_style():
         figure = Figure(figsize=(7.6, 6.6))
         axes = figure.add_subplot()
@@ -65,10 +85,10 @@ def norms_figure(root: Path, weak_region: tuple[float, float]) -> ReportFigure |
 
 def norms_context(root: Path) -> dict | None:
     """What the section shows, or None before `stimgen norms` ran."""
-    found = read_norms(root)
+    found = current_norms(root)
     if found is None:
         return None
-    norms, summary = found
+    norms, summary, match = found
     labels = "hit_rate" in norms.columns
     worst = norms.sort_values("distance_to_target", ascending=False).head(10)
     return {
@@ -83,4 +103,8 @@ def norms_context(root: Path) -> dict | None:
         "warnings": len(summary.get("warnings", [])),
         "labels": labels,
         "farthest": worst.to_dict("records"),
+        # rows whose image was redrawn (or left the build) after the norming study
+        "stale": match.stale_message(),
+        "stale_count": len(match.stale),
+        "unverifiable": match.unverifiable,
     }
