@@ -50,13 +50,18 @@ LEDGER_JSON = ".stimgen/files.json"              # what stimgen wrote (stimgen/l
 LOCK_FILE = ".stimgen/lock"                      # an OS lock, released when its process ends
 LOCK_OWNER_JSON = ".stimgen/lock.owner"          # pid and host of the lock's holder, for messages
 JOBS_DIR = ".stimgen/jobs"                       # cluster job scripts and logs (executors)
+# -- standardisation and matching (stimgen/standardise.py) --
+MASKS_DIR = "masks"                              # <identity>.png: oval mask, 255 = face region
+UNMATCHED_DIR = ".stimgen/unmatched"             # faces before `match:`, input of the set stage
+MATCHED_RECORDS_DIR = ".stimgen/matched"         # <identity>.json: the set stage's records
 #: Folders where a killed build may have left temporary files (storage.remove_leftovers).
-TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR)
+TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR, UNMATCHED_DIR,
+                          MATCHED_RECORDS_DIR)
 #: Folders a build writes into; none of them may be a link out of the build folder.
 #: Copies (pixels only, at most 256 px) of the reference faces of `targets.from_images`.
 REFERENCES_DIR = "references"
 WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR,
-                   REFERENCES_DIR)
+                   REFERENCES_DIR, MASKS_DIR, UNMATCHED_DIR, MATCHED_RECORDS_DIR)
 
 #: stimuli.tsv, in file order; the five errors are named where they are computed (metrics.py).
 STIMULI_COLUMNS = (
@@ -80,6 +85,9 @@ INTENSITY_COLUMNS = ("intensity", "n", *METRIC_COLUMNS)
 #: ``AU01`` ... ``AU43``: the FACS action-unit intensities that drew a schematic face.
 EXTRA_COLUMNS = ("identity_similarity", "quality_sharpness", "quality_face_score") + AU_NAMES
 IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
+#: Low-level image measures of every stimulus (stimgen/standardise.py: luminance in [0, 1]
+#: from PIL's "L" conversion, over the face mask when there is one), after the extras.
+LOW_LEVEL_COLUMNS = ("mean_luminance", "rms_contrast", "spectral_slope")
 QUALITY_PREFIX = "quality_"
 
 
@@ -362,11 +370,12 @@ def json_bytes(data: Any) -> bytes:
 
 
 # -- identity records: the cache of finished identities ---------------------------------------
-def identity_record_path(out: Path, identity_id: str) -> Path:
-    return Path(out) / IDENTITY_RECORDS_DIR / f"{identity_id}.json"
+def identity_record_path(out: Path, identity_id: str, folder: str = IDENTITY_RECORDS_DIR
+                         ) -> Path:
+    return Path(out) / folder / f"{identity_id}.json"
 
 
-def cached_records(out: Path, identity_id: str, key: str,
+def cached_records(out: Path, identity_id: str, key: str, folder: str = IDENTITY_RECORDS_DIR,
                    ) -> tuple[list[dict] | None, dict[str, str] | None]:
     """The identity's records from an earlier run, if its key matches and every file checks out.
 
@@ -378,8 +387,10 @@ def cached_records(out: Path, identity_id: str, key: str,
         What was found damaged (``identity``, ``file``, ``problem``): a record or stimulus
         that is unreadable, missing or does not match its sha256. None when there is simply
         nothing to reuse (first build, or the inputs changed).
+
+    ``folder``: where the records live (the set stage of `match:` keeps its own).
     """
-    record_file = identity_record_path(out, identity_id)
+    record_file = identity_record_path(out, identity_id, folder)
     if not record_file.is_file():
         return None, None
     damaged = {"identity": identity_id, "file": record_file.relative_to(out).as_posix()}
@@ -405,9 +416,11 @@ def cached_records(out: Path, identity_id: str, key: str,
     return records, None
 
 
-def store_records(out: Path, identity_id: str, key: str, records: list[dict]) -> None:
+def store_records(out: Path, identity_id: str, key: str, records: list[dict],
+                  folder: str = IDENTITY_RECORDS_DIR) -> None:
     """Record an identity as finished: its cache key and one record per stimulus."""
-    atomic_write_json(identity_record_path(out, identity_id), {"key": key, "records": records})
+    atomic_write_json(identity_record_path(out, identity_id, folder),
+                      {"key": key, "records": records})
     crash_point("identity")
 
 
@@ -431,7 +444,9 @@ def recorded_stimuli(out: Path) -> dict[Path, str]:
     """Every stimulus file that earlier builds into ``out`` recorded as their own, with the
     sha256 they recorded."""
     files: dict[Path, str] = {}
-    for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
+    records = [*(Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"),
+               *(Path(out) / MATCHED_RECORDS_DIR).glob("*.json")]     # `match:` builds
+    for record_file in records:
         try:
             cached = json.loads(record_file.read_text(encoding="utf-8"))
             files.update({out / path: digest for r in cached["records"]
@@ -459,9 +474,10 @@ def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: dict[Path
         else:
             log.warning("%s was changed after stimgen wrote it; it is no longer part of this "
                         "build and is left as it is", path.relative_to(out).as_posix())
-    for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
-        if record_file.stem not in identities:
-            record_file.unlink()
+    for folder in (IDENTITY_RECORDS_DIR, MATCHED_RECORDS_DIR):
+        for record_file in (Path(out) / folder).glob("*.json"):
+            if record_file.stem not in identities:
+                record_file.unlink()
 
 
 # -- the folder and its lock -------------------------------------------------------------------

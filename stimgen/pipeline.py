@@ -44,8 +44,9 @@ from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy, reference_targets
-from stimgen.raters.selection import circularity, rater_models, resolve_raters
+from stimgen.raters.selection import circularity, rater_models, rater_versions, resolve_raters
 from stimgen.render import Chunk
+from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
 from stimgen.storage import crash_point, disk_error, remove_leftovers, sha256_bytes, sha256_file
 from stimgen.validate import stimulus_table
@@ -84,10 +85,13 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
         # one rater keeps the key of builds made before several raters existed
         "rater": (protocol.resolved_rater() if not protocol.validation.also
                   else list(protocol.rater_names())),
+        # a refitted rater or other weights read the same faces differently
+        "rater_versions": rater_versions(protocol.rater_names()),
         "identity": identity.model_dump(mode="json", exclude={"source", "consent"}),
         "identity_files": files,
         "targets": [asdict(t) for t in unit.targets],
         "format": protocol.output.format,
+        "standardise": standardise_key(protocol.output),      # issue 17
     }
     if protocol.output.dynamic is not None:     # issue 19: clips (the flag threshold is not output)
         payload["dynamic"] = protocol.output.dynamic.model_dump(
@@ -205,8 +209,10 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         clock = time.perf_counter()
         earlier = recorded_stimuli(out)
         records, reused, repairs = _run_units(protocol, units, keys, out, execution, progress)
-        remove_stale_stimuli(out, records, earlier, {u.identity.id for u in units})
         timings["render_and_rate"] = time.perf_counter() - clock
+        records = _standardise_set(protocol, units, keys, records, out, ledger, timings,
+                                   progress)
+        remove_stale_stimuli(out, records, earlier, {u.identity.id for u in units})
 
         clock = time.perf_counter()
         table = stimulus_table(protocol, units, records)
@@ -354,6 +360,35 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
         store_records(out, unit.identity.id, key, unit_records)
         records.update({r["stimulus_id"]: r for r in unit_records})
     return records, reused, repairs
+
+
+def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress):
+    """Issue 17's set-level step: masks/ for oval-masked builds and, with `match:`, the
+    matching stage, which matches, rates and writes the faces (stimgen/standardise.py)."""
+    from functools import partial
+
+    from stimgen.build_folder import MASKS_DIR
+    from stimgen.raters import create_rater
+    from stimgen.render import _save_stimulus, rate_faces
+    from stimgen.standardise import match_stage, write_masks
+
+    ledger.remove_stale(MASKS_DIR, keep=write_masks(ledger, records, units))
+    output = protocol.output
+    if output.match == "none":
+        return records
+    _stage(progress, f"matching {output.match} across the "
+                     f"{'stimulus set' if output.match_scope == 'set' else 'identity'}"
+                     " and rating the matched faces")
+    clock = time.perf_counter()
+    names = protocol.rater_names()
+    raters = {name: create_rater(name, protocol.backend.name) for name in names}
+    records = match_stage(protocol, units, keys, records, out,
+                          rate=partial(rate_faces, raters, multiple=len(names) > 1),
+                          save=lambda sid, face, columns, framing: _save_stimulus(
+                              out, sid, output.format, face, columns, framing),
+                          timings=timings)
+    timings["match"] = time.perf_counter() - clock
+    return records
 
 
 def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> int:

@@ -1,8 +1,10 @@
 """The work on one identity that worker processes run: render every target, rate it, encode
 and save the images, and return one record per stimulus.
 
-The orchestrator (stimgen/pipeline.py) and the executors (stimgen/executors.py) both call
-:func:`render_and_rate`; it reads nothing but its arguments and writes only ``stimuli/``.
+Each face is standardised (greyscale, oval mask, background: stimgen/standardise.py) before
+it is rated, so raters see what participants will see. The orchestrator (stimgen/pipeline.py)
+and the executors (stimgen/executors.py) both call :func:`render_and_rate`; it reads nothing
+but its arguments and writes only ``stimuli/`` (and, with ``match:``, the unmatched faces).
 """
 from __future__ import annotations
 
@@ -13,14 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from PIL import Image
+
 from stimgen.backends import create_backend
-from stimgen.build_folder import CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, rater_columns
+from stimgen.backends.base import Rendered
+from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, UNMATCHED_DIR,
+                                  rater_columns)
 from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
 from stimgen.raters.quality import build_quality
+from stimgen.standardise import (UNFRAMED_KEY, Standardisation, deferred_fields,
+                                 standardisation)
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
 
 
@@ -46,11 +54,21 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
     identity = chunk.unit.identity
     handle = backend.prepare(identity)
     neutral = backend.render(handle, [(0.0, 0.0)])[0]
+    # issue 17: greyscale / oval mask / background on every face before it is rated (and on
+    # corrected faces and clip frames); with `match:` the set stage (standardise.match_stage)
+    # matches, rates and saves, so the units keep the unmasked faces and rate only to correct
+    framing = standardisation(protocol.output, neutral)
+    neutral = framing.apply(neutral)
+    matched_later = protocol.output.match != "none"
     targets = chunk.unit.targets[chunk.start:chunk.stop]
     batch = max(1, int(getattr(backend, "batch_size", 1)))
     records: list[dict[str, Any]] = []
     correction = protocol.validation.correction
     dynamic = protocol.output.dynamic
+
+    def framed(faces) -> list:
+        return [framing.apply(face, keep_unframed=matched_later) for face in faces]
+
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending = []
         def save(part, faces, ratings) -> None:
@@ -59,20 +77,30 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
             # rating is the clip's
             clips = ([None] * len(part) if dynamic is None else write_clips(
                 writers, out, [t.stimulus_id(identity.id) for t in part],
-                render_clips(lambda ts: _render(backend, handle, ts), _as_drawn(part, ratings),
-                             faces, neutral, dynamic, batch), dynamic, _png))
+                render_clips(lambda ts: framed(_render(backend, handle, ts)),
+                             _as_drawn(part, ratings), faces, neutral, dynamic, batch),
+                dynamic, _png))
             for index, (target, face) in enumerate(zip(part, faces)):
                 sid = target.stimulus_id(identity.id)
                 columns = {key: values[index] for key, values in ratings.items()}
-                pending.append((writers.submit(_save_stimulus, out, sid, protocol.output.format,
-                                               face, columns), clips[index]))
+                columns.update(framing.record_fields())
+                if matched_later:      # the unmasked face, for the set stage
+                    face = unframed(face)
+                    columns.update(deferred_fields(face, neutral, framing.oval))
+                    job = writers.submit(_save_stimulus, out, sid, "png", face, columns, None,
+                                         UNMATCHED_DIR)
+                else:
+                    job = writers.submit(_save_stimulus, out, sid, protocol.output.format,
+                                         face, columns, framing)
+                pending.append((job, clips[index]))
 
         drawn: list[tuple] = []       # the whole chunk, held for correction (issue 18)
         for first in range(0, len(targets), batch):
             part = targets[first:first + batch]
-            faces = _render(backend, handle, part)
+            faces = framed(_render(backend, handle, part))
             alone = [target.kind == "neutral" for target in part]
-            ratings = rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1)
+            ratings = ({} if matched_later and correction is None    # rated after matching
+                       else rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1))
             if correction is None:
                 save(part, faces, ratings)
             else:
@@ -81,12 +109,19 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
                 on_stimuli(len(part))
         if correction is not None:   # closed-loop correction: every stimulus of the chunk at once
             save(*_correct(protocol, raters, drawn, neutral,
-                           lambda part, points: _render_batches(backend, handle, part, points)))
+                           lambda part, points: framed(_render_batches(backend, handle, part,
+                                                                       points))))
             if on_stimuli:
                 on_stimuli(len(targets))
         records = [dict(still.result(), **(clip.result() if clip else {}))
                    for still, clip in pending]
     return records
+
+
+def unframed(face: Rendered) -> Rendered:
+    """The unmasked face a framed one kept for the set stage of `match:` (issue 17)."""
+    extras = dict(face.extras)
+    return Rendered(extras.pop(UNFRAMED_KEY), face.landmarks, extras)
 
 
 def _correct(protocol: Protocol, raters: dict, drawn: list[tuple], neutral,
@@ -177,16 +212,22 @@ def rate_faces(raters: dict, faces, neutral, alone: list[bool], *,
     return columns
 
 
-def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any]
+def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any],
+                   framing: Standardisation | None = None, folder: str = STIMULI_DIR
                    ) -> dict[str, Any]:
+    """Write one stimulus and return its record; with ``framing``, the record has the
+    low-level measures of the image as written (a JPEG's decoded pixels)."""
     data = encode_image(face.image, fmt)
-    relative = f"{STIMULI_DIR}/{sid}.{fmt}"
+    relative = f"{folder}/{sid}.{fmt}"
     atomic_write_bytes(out / relative, data)
     crash_point("stimulus")
     record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),
               **ratings, "width": face.image.width, "height": face.image.height}
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
     record.update(build_quality(face))        # FFHQ-aligned (emostyle) faces only
+    if framing is not None:                   # low-level measures (stimgen/standardise.py)
+        written = face.image if fmt == "png" else Image.open(io.BytesIO(data))
+        record.update(framing.measures(written))
     return record
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import stimgen
 from buildfolders import protocol_from_text, snapshot
 from stimgen.backends.schematic.expression import AU_NAMES
-from stimgen.build_folder import STIMULI_COLUMNS, build_lock
+from stimgen.build_folder import LOW_LEVEL_COLUMNS, STIMULI_COLUMNS, build_lock
 from stimgen.cli import main
 from stimgen.errors import BuildError, WeightsMissingError
 from stimgen.storage import sha256_file
@@ -53,7 +53,8 @@ def test_build_folder_is_complete(small_build):
                  "protocol.yaml", "manifest.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "stimuli.tsv", sep="\t")
-    assert tuple(table.columns) == STIMULI_COLUMNS + AU_NAMES      # schematic: the AUs drawn
+    # schematic: the AUs drawn; every build: the low-level measures
+    assert tuple(table.columns) == STIMULI_COLUMNS + AU_NAMES + LOW_LEVEL_COLUMNS
     # 2 identities x (4 emotions x 2 + 1 angle x 2 + 1 point + neutral)
     assert len(table) == 2 * 12
     assert set(table.stimulus_id) >= {"id01_happy_i050", "id02_a045_i100", "id01_mildjoy",
@@ -242,3 +243,19 @@ def test_dry_run_of_a_backend_without_weights_is_refused(small_protocol, tmp_pat
     result = CliRunner().invoke(main, ["build", str(path), "--dry-run"])
     assert result.exit_code == 2 and "uses no weights" in result.output
     assert "noise" not in result.output and "Traceback" not in result.output
+
+
+def test_a_refitted_rater_makes_finished_identities_new_work(small_protocol, small_build,
+                                                             tmp_path, monkeypatch):
+    """Cached ratings belong to the rater that made them: after the geometric rater's
+    calibration changes, a rebuild rates every identity again instead of reusing them."""
+    import shutil
+
+    from stimgen.raters import geometric
+    out = tmp_path / "refit"
+    shutil.copytree(small_build.out, out)
+    assert stimgen.build(small_protocol, out=out, progress=False,
+                         jobs=1).reused_identities == ["id01", "id02"]
+    monkeypatch.setattr(geometric, "RELATIVE_COEFFICIENTS",
+                        geometric.RELATIVE_COEFFICIENTS * 1.1)
+    assert stimgen.build(small_protocol, out=out, progress=False, jobs=1).reused_identities == []

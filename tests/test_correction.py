@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import stimgen
 from buildfolders import parse_page, protocol_from_text, snapshot
-from stimgen.build_folder import CORRECTION, CORRECTION_COLUMNS
+from stimgen.build_folder import CORRECTION, CORRECTION_COLUMNS, LOW_LEVEL_COLUMNS
 from stimgen.correction import PATIENCE, broyden_update, clip_request, correct, next_request
 from stimgen.errors import ProtocolError
 
@@ -145,7 +145,9 @@ def corrected(tmp_path_factory):
 def test_correction_lowers_the_error_overall_and_in_the_weak_region(corrected):
     _, plain, result = corrected
     table = result.stimuli
-    assert list(table.columns[-5:]) == list(CORRECTION_COLUMNS[:5])
+    # the correction columns, then the low-level measures every build has (issue 17)
+    assert list(table.columns[-8:-3]) == list(CORRECTION_COLUMNS[:5])
+    assert list(table.columns[-3:]) == list(LOW_LEVEL_COLUMNS)
     assert CORRECTION.held_out_before not in table       # no judge: geometric rates alone
     named = table[table["target_kind"] != "neutral"]
     before, after = named[CORRECTION.steering_before], named[CORRECTION.steering_after]

@@ -384,7 +384,7 @@ class DynamicOutput(ProtocolModel):
 
 
 class Output(ProtocolModel):
-    """Where and how stimuli are written."""
+    """Where and how stimuli are written, framed and matched (docs/standardise.md)."""
 
     folder: str | None = None
     """Output folder (relative to the protocol file); default `build/<study name>/`."""
@@ -394,6 +394,40 @@ class Output(ProtocolModel):
     """Image format: lossless `png` (default) or `jpg` (quality 95)."""
     dynamic: DynamicOutput | None = None
     """Also make a video clip of every stimulus, neutral to target (none: stills only)."""
+    # -- standardisation and low-level matching (stimgen/standardise.py, docs/standardise.md)
+    greyscale: bool = False
+    """Convert every face to grey levels (PIL "L": 0.299 R + 0.587 G + 0.114 B) before rating."""
+    mask: Literal["none", "oval"] = "none"
+    """`oval`: show the face through a soft-edged oval placed from the identity's neutral-face
+    landmarks (one mask per identity, saved in `masks/`); `none`: the whole image."""
+    background: int | tuple[int, int, int] = 128
+    """Grey level (0-255) or RGB colour outside the oval mask; greyscale builds use its grey
+    level. Unused without a mask."""
+    match: Literal["none", "luminance", "histogram", "spectrum", "histogram+spectrum"] = "none"
+    """Match low-level statistics over the face region as SHINE does: `luminance` (mean and
+    SD), `histogram` (exact grey-level histogram), `spectrum` (Fourier amplitude spectrum),
+    `histogram+spectrum` (both). Needs `greyscale: true`; faces are rated after matching."""
+    match_scope: Literal["set", "identity"] = "set"
+    """Match across the whole stimulus set (`set`) or within each identity (`identity`)."""
+
+    @field_validator("background")
+    @classmethod
+    def _grey_or_rgb(cls, value):
+        channels = (value,) if isinstance(value, int) else value
+        if any(not 0 <= c <= 255 for c in channels):
+            raise ValueError("background: a grey level or each RGB channel must be within 0-255")
+        return value
+
+    @model_validator(mode="after")
+    def _match_needs_greyscale(self):
+        if self.match != "none" and not self.greyscale:
+            raise PydanticCustomError(
+                "match_needs_greyscale",
+                "output.match: {match} matches grey levels, but output.greyscale is false",
+                {"match": self.match,
+                 "hint": "add `greyscale: true` under `output:` (matching each colour channel "
+                         "on its own would shift the faces' hues), or set `match: none`"})
+        return self
 
 
 class Protocol(ProtocolModel):
@@ -412,7 +446,7 @@ class Protocol(ProtocolModel):
     validation: Validation = Field(default_factory=Validation)
     """Rating and tolerances."""
     output: Output = Field(default_factory=Output)
-    """Output folder and image format."""
+    """Output folder, image format, framing and low-level matching."""
     experiment: ExperimentSpec | None = None
     """The PsychoPy experiment to emit (see docs/experiment-design.md); omit for stimuli only."""
     execution: ExecutionSpec | None = None

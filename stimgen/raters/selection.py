@@ -7,8 +7,11 @@ whether the rater is independent of the generator it rates.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from stimgen.protocol.models import Protocol
 from stimgen.raters import RATER_WEIGHTS
@@ -158,3 +161,31 @@ def rater_models(names: tuple[str, ...] | list[str]) -> list[str]:
     ['hsemotion_enet_b0_8_va_mtl']
     """
     return [RATER_WEIGHTS[name] for name in names if name in RATER_WEIGHTS]
+
+
+def rater_versions(names: tuple[str, ...] | list[str]) -> dict[str, str | None]:
+    """What identifies each rater's readings beyond its name, for the build cache: the
+    geometric rater's calibration (a refit changes its readings) and, for the raters with
+    weights, the sha256 the registry recorded for them (``None`` when not known).
+
+    >>> versions = rater_versions(["geometric"])
+    >>> len(versions["geometric"])
+    64
+    """
+    from stimgen.weights import model_status
+
+    versions: dict[str, str | None] = {}
+    for name in names:
+        if name == "geometric":
+            from stimgen.raters import geometric
+
+            arrays = (geometric.RELATIVE_COEFFICIENTS, geometric.ABSOLUTE_COEFFICIENTS,
+                      geometric.POPULATION_NEUTRAL, geometric.COEFFICIENT_SIGNS)
+            versions[name] = hashlib.sha256(b"".join(
+                np.ascontiguousarray(a, dtype=np.float64).tobytes() for a in arrays)).hexdigest()
+        elif name in RATER_WEIGHTS:
+            record = model_status(RATER_WEIGHTS[name]).record
+            versions[name] = record.sha256 if record else None
+        else:
+            versions[name] = None
+    return versions

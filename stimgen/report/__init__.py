@@ -22,6 +22,7 @@ from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
 from stimgen.report.clips import FILMSTRIPS, clips_context, write_filmstrips
 from stimgen.report.correction import correction_context
+from stimgen.report.low_level import low_level_context
 from stimgen.report.contact_sheets import contact_sheets, write_thumbnails
 from stimgen.report.figures import (ReportFigure, backend_measures_figure, circumplex_figure,
                                     distance_heatmap_figure)
@@ -186,6 +187,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "norms": norms_context(folder.root),
         "clips": clips_context(folder, ASSETS_DIR),
         "correction": correction_context(folder),
+        "low_level": low_level_context(folder.stimuli, protocol),      # issue 17
         "confusable": confusable_warnings(folder.design, manifest),
         "au_profile": au_profile(folder.stimuli),
         "design_headings": DESIGN_HEADINGS,

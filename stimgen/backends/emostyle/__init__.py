@@ -60,10 +60,11 @@ class EmoStyleBackend:
         self.image_size = protocol.output.image_size
         self.device = select_device(self.options.device)
         self.batch = AdaptiveBatch(self.options.batch_size)
-        # landmarks for the geometric rater (it may steer a correction without being primary)
-        # and for the clips' jitter (output.dynamic)
+        # landmarks for the geometric rater (it may steer a correction without being primary),
+        # for the clips' jitter (output.dynamic) and to place `output.mask: oval` (issue 17)
         self.with_landmarks = ("geometric" in protocol.rater_names()
-                               or protocol.output.dynamic is not None)
+                               or protocol.output.dynamic is not None
+                               or protocol.output.mask == "oval")
         self._protocol = protocol
         self._weights = dict(weights)
 
