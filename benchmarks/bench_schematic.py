@@ -4,7 +4,9 @@ Run: ``python benchmarks/bench_schematic.py [--faces 200] [--sheet /tmp/schemati
 Prints ms per face and faces/s for rendering (with and without PNG encoding) and rating,
 against a baseline measured in the same run (an empty image of the same size, encoded).
 ``--calibrate`` re-runs the offline fit behind the geometric rater's coefficients and its
-accuracy report (about a minute).
+accuracy report (about a minute). ``--limits`` measures how the geometric rater reads the
+named basic emotions (drawn as FACS prototypes), the numbers of stimgen/raters/limits.py, and
+what a calibration that includes the prototypes would trade (docs/raters.md, "Basic emotions").
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from stimgen.backends.schematic import render_face, sample_identity
 from stimgen.backends.schematic import face_landmarks
-from stimgen.circumplex import angle_to_va, emotion_by_name, named_emotions
+from stimgen.circumplex import angle_to_va, basic_emotions, emotion_by_name, named_emotions
 from stimgen.raters.geometric import GeometricModel, fit_coefficients, measurement_array
 
 SHEET_EMOTIONS = ("neutral", "happy", "excited", "afraid", "angry", "sad", "tired", "calm")
@@ -97,6 +99,42 @@ def calibrate(fit_seeds=range(1000, 1160), test_seeds=range(2000, 2040)) -> None
         print("  per intensity 0.25/0.5/0.75/1:", distance.reshape(-1, 28, 4).mean(axis=(0, 1)).round(3))
 
 
+def prototype_set(seeds, intensities=(0.25, 0.5, 0.75, 1.0)):
+    """(measurements, own-neutral measurements, targets, emotion keys) of the named basic
+    emotions drawn as their prototypes, as a build draws them, over ``seeds``."""
+    measured, neutral, targets, keys = [], [], [], []
+    for seed in seeds:
+        identity = sample_identity(seed)
+        rest = measurement_array(face_landmarks(identity, 0.0, 0.0))
+        for emotion in basic_emotions():
+            for r in intensities:
+                va = emotion.target_va(r)
+                measured.append(measurement_array(
+                    face_landmarks(identity, *va, prototype=emotion.prototype)))
+                neutral.append(rest), targets.append(va), keys.append(emotion.key)
+    return np.array(measured), np.array(neutral), np.array(targets), np.array(keys)
+
+
+def limits(fit_seeds=range(1000, 1040), test_seeds=range(2000, 2040)) -> None:
+    """The geometric rater on the basic-emotion prototypes: distance per emotion at intensity 1
+    (KNOWN_LIMITS), then held-out MAE of blends and prototypes for fits without and with the
+    prototype faces (weights 1 and 3)."""
+    measured, neutral, targets, keys = prototype_set(test_seeds, (1.0,))
+    distance = np.linalg.norm(GeometricModel().estimate(measured, neutral) - targets, axis=1)
+    print(f"shipped coefficients, seeds {test_seeds}, intensity 1, mean (max) distance:")
+    for key in dict.fromkeys(keys):
+        print(f"  {key:10s} {distance[keys == key].mean():.2f} ({distance[keys == key].max():.2f})")
+    blends, prototypes = calibration_set(fit_seeds), prototype_set(fit_seeds)[:3]
+    held_blends, held_prototypes = calibration_set(test_seeds, 0), prototype_set(test_seeds)
+    for weight in (0, 1, 3):
+        parts = [blends] + [prototypes] * weight
+        model = GeometricModel(fit_coefficients(*(np.concatenate(p) for p in zip(*parts))))
+        errors = [np.linalg.norm(model.estimate(m, n) - t, axis=1).mean()
+                  for m, n, t in (held_blends, held_prototypes[:3])]
+        print(f"fit on blends + prototypes x{weight} (seeds {fit_seeds}): held-out distance MAE "
+              f"blends {errors[0]:.3f}, prototypes {errors[1]:.3f}")
+
+
 def _timed(fn, repeats: int) -> float:
     start = time.perf_counter()
     for i in range(repeats):
@@ -110,9 +148,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--sheet", default="/tmp/schematic_sheet.png", help="contact sheet path ('' = none)")
     parser.add_argument("--calibrate", action="store_true", help="re-fit the geometric rater")
+    parser.add_argument("--limits", action="store_true",
+                        help="measure the geometric rater on the basic-emotion prototypes")
     args = parser.parse_args()
     if args.calibrate:
         calibrate()
+        return
+    if args.limits:
+        limits()
         return
 
     identities = [sample_identity(seed) for seed in range(8)]

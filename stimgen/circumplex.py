@@ -250,21 +250,28 @@ def emotion_by_name(name: str) -> NamedEmotion:
     raise UnknownEmotionError(close, hint)
 
 
-def suggest_emotion(word: str) -> str | None:
+def suggest_emotion(word: str, among=None) -> str | None:
     """The closest emotion name to ``word``, or None when close names disagree in valence.
 
     A misspelling close to both a pleasant and an unpleasant term ("contnt": content or
     contempt?) gets no suggestion rather than a guess that could reverse the valence.
+    ``among``: look only at the names of these emotions (``NamedEmotion``; a basic emotion's
+    names include the circumplex term of the same emotion), e.g. the ones a choice list
+    leaves unanswered; default all of them.
 
     >>> suggest_emotion("contnt") is None
     True
 
     >>> suggest_emotion("disgustd"), suggest_emotion("hapy")
     ('disgusted', 'happy')
+    >>> suggest_emotion("contemptous"), suggest_emotion("contemptous", [emotion_by_name("contempt")])
+    (None, 'contemptuous')
     """
     names: dict[str, float] = {}
-    for emotion in all_emotions():
-        for key in (emotion.key, *emotion.aliases):
+    for emotion in all_emotions() if among is None else among:
+        same = (normalise_emotion_name(emotion.circumplex_term),) if among is not None \
+            and emotion.circumplex_term else ()
+        for key in (emotion.key, *emotion.aliases, *same):
             names[key] = emotion.unit_va[0]
     close = difflib.get_close_matches(word, list(names), n=4, cutoff=0.6)
     if not close:

@@ -199,11 +199,33 @@ def steering_readings(ratings: dict[str, list], steering: str,
     return np.column_stack([ratings[columns.valence], ratings[columns.arousal]])
 
 
+def correctable_targets(targets: Sequence, steering: str, backend: str) -> list[bool]:
+    """Which ``targets`` closed-loop correction may steer: not neutral (the reference every
+    other face is rated against), and not a basic emotion whose prototype the steering rater
+    cannot read (stimgen/raters/limits.py: geometric and contempt's one-sided smile), which
+    steering would push toward a face that reads right and looks wrong.
+
+    >>> from stimgen.plan import Target
+    >>> contempt = Target("named", "Contempt", "contempt", 192.4, 1.0, -0.98, -0.21, "contempt")
+    >>> anger = Target("named", "Anger", "anger", 130.8, 1.0, -0.65, 0.76, "anger")
+    >>> correctable_targets([contempt, anger], "geometric", "schematic")
+    [False, True]
+    """
+    from stimgen.raters.limits import rater_limit
+
+    def readable(target) -> bool:
+        limit = rater_limit(steering, target.expression, backend)
+        return limit is None or limit.readable
+
+    return [t.kind != "neutral" and readable(t) for t in targets]
+
+
 def correct_stimuli(settings, targets: Sequence, faces: list, ratings: dict[str, list],
                     first, *, draw: Callable[[list, np.ndarray], list],
                     steer: Callable[[list], np.ndarray],
                     rate: Callable[[list], dict[str, list]],
-                    judged: bool) -> tuple[list, dict[str, list]]:
+                    judged: bool, steering: str = "", backend: str = "schematic"
+                    ) -> tuple[list, dict[str, list]]:
     """Correct one identity's rendered stimuli; returns the kept faces and their columns.
 
     Parameters
@@ -225,6 +247,9 @@ def correct_stimuli(settings, targets: Sequence, faces: list, ratings: dict[str,
         ``rate(faces)``: every rater's columns for faces of correctable targets.
     judged : bool
         Whether the primary rater (``achieved_*``) is another than the steering one.
+    steering, backend : str
+        The steering rater's and the backend's names: targets whose prototype the steering
+        rater cannot read are not corrected (:func:`correctable_targets`).
 
     Returns
     -------
@@ -256,7 +281,7 @@ def correct_stimuli(settings, targets: Sequence, faces: list, ratings: dict[str,
 
     result = correct(T, first, measure, iterations=settings.iterations,
                      max_request=settings.max_request, tolerance=settings.tolerance,
-                     correctable=[t.kind != "neutral" for t in targets])
+                     correctable=correctable_targets(targets, steering, backend))
     assert np.array_equal(best_round, result.best_round), "kept faces out of step"
     changed = np.flatnonzero(result.best_round > 0)
     columns: dict[str, Any] = {key: list(values) for key, values in ratings.items()}

@@ -72,9 +72,17 @@ class DesignError(StimgenError):
     ``("experiment", "stimuli", "emotions", 1)``; the loader turns it into file:line:column.
     """
 
-    def __init__(self, field: tuple, message: str, *, hint: str | None = None):
+    def __init__(self, field: tuple, message: str, *, hint: str | None = None,
+                 related: tuple = ()):
         self.field = tuple(field)
+        #: further (field, message) pairs that explain this one, e.g. the misspelt choice
+        #: labels behind an unanswered emotion; the loader positions each in the file
+        self.related = tuple((tuple(f), text) for f, text in related)
         super().__init__(message, hint=hint)
+
+    def render(self) -> str:
+        extra = "".join(f"\n  {'.'.join(map(str, f))}: {text}" for f, text in self.related)
+        return super().render() + extra
 
     @property
     def field_path(self) -> str:

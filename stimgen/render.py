@@ -143,7 +143,7 @@ def _correct(protocol: Protocol, raters: dict, drawn: list[tuple], neutral,
         steer=lambda faces: raters[steering].rate(faces, neutral),
         rate=lambda faces: rate_faces({name: raters[name] for name in names}, faces, neutral,
                                       [False] * len(faces), multiple=len(names) > 1),
-        judged=names[0] != steering)
+        judged=names[0] != steering, steering=steering, backend=protocol.backend.name)
     return part, faces, ratings
 
 

@@ -243,11 +243,37 @@ def test_cli_emotions_lists_28_and_the_basic_emotions_with_sources():
     result = CliRunner().invoke(main, ["emotions", "--format", "csv"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 + 28 + 7 and lines[1].startswith("Happy,happy,circumplex,8,")
+    assert len(lines) == 1 + 28 + 7 and lines[1].startswith("Happy,happy,circumplex,,8.0,")
     anger = next(line for line in lines if line.startswith("Anger,"))
     assert "Russell & Mehrabian (1977)" in anger
     contempt = next(line for line in lines if line.startswith("Contempt,"))
     assert "Warriner, Kuperman & Brysbaert (2013)" in contempt and '"contempt"' in contempt
+
+
+def test_cli_emotions_csv_is_valid_csv_with_the_json_fields():
+    import csv
+    import io
+    import json
+
+    runner = CliRunner()
+    table = list(csv.DictReader(io.StringIO(
+        runner.invoke(main, ["emotions", "--format", "csv"]).output)))
+    listed = json.loads(runner.invoke(main, ["emotions", "--format", "json"]).output)
+    assert len(table) == len(listed) == 28 + 7
+    for row, entry in zip(table, listed):
+        assert set(row) == set(entry) - {"published_va"} | {"published_valence",
+                                                             "published_arousal"}
+        assert row["source"] == entry["source"]          # inner quotes survive the round trip
+        assert (row["aliases"].split("|") if row["aliases"] else []) == entry["aliases"]
+        assert (float(row["angle"]), float(row["valence"]), float(row["arousal"])) == (
+            entry["angle"], entry["valence"], entry["arousal"])
+        published = entry["published_va"] or ("", "")
+        assert (row["published_valence"], row["published_arousal"]) == tuple(
+            str(x) if x != "" else "" for x in published)
+        for key in ("name", "key", "vocabulary", "prototype", "circumplex_term", "source_term"):
+            assert row[key] == (entry[key] or ""), key
+    contempt = next(row for row in table if row["key"] == "contempt")
+    assert contempt["source"].endswith('"contempt"') and contempt["aliases"] == "contemptuous"
 
 
 def test_cli_schema_is_json_schema_of_protocol():

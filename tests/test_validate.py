@@ -332,3 +332,39 @@ def test_weak_region_is_flagged_only_where_the_protocol_says(tmp_path, backend, 
     assert bool(tired["weak_region"]) and not bool(happy["weak_region"])   # always recorded
     assert ("weak_region" in tired["flags"].split(";")) == flagged
     assert "weak_region" not in happy["flags"]
+
+
+MISSPELT_CHOICES = """\
+study: {name: typos}
+identities: [{id: id01, seed: 1}]
+targets: {emotions: [contempt, disgust, fear, happiness, surprise], intensities: [1.0],
+          neutral: true}
+experiment:
+  task:
+    type: categorization
+    choices: [disgustd, fearful, happiness, contemptous, astonished, neutral]
+"""
+
+
+def test_misspelt_choice_labels_get_a_did_you_mean_at_their_line(tmp_path):
+    result = validate(write(tmp_path, MISSPELT_CHOICES))
+    assert result.exit_code == 2
+    assert ":8:5: experiment.task.choices: no choice is correct for emotion(s) Contempt, " \
+           "Disgust" in result.output
+    assert ':8:15: experiment.task.choices.0: choice "disgustd" names no emotion: did you ' \
+           'mean "disgusted"?' in result.output
+    assert ':8:45: experiment.task.choices.3: choice "contemptous" names no emotion: did you ' \
+           'mean "contemptuous"?' in result.output
+    # known names that answer another emotion (astonished = Surprise) are not typos
+    assert "astonished" not in result.output and "fearful" not in result.output.split("(hint")[1]
+
+
+def test_a_misspelling_is_never_answered_with_the_opposite_valence(tmp_path):
+    # "contnt" is as close to pleasant "content" as to unpleasant "contempt", and both are
+    # unanswered: no guess that could reverse the valence
+    text = MISSPELT_CHOICES.replace("contemptous", "contnt").replace(
+        "[contempt, disgust,", "[content, contempt, disgust,")
+    result = validate(write(tmp_path, text))
+    assert "no choice is correct for emotion(s) Contempt, Content, Disgust" in result.output
+    line = next(line for line in result.output.splitlines() if '"contnt"' in line)
+    assert line.endswith('choice "contnt" names no emotion')

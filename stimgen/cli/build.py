@@ -169,10 +169,7 @@ def emotions(fmt):
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
-        click.echo("name,key,vocabulary,angle,valence,arousal,source")
-        for r in rows:
-            click.echo(f'{r["name"]},{r["key"]},{r["vocabulary"]},{r["angle"]:g},'
-                       f'{r["valence"]:.4f},{r["arousal"]:.4f},"{r["source"]}"')
+        click.echo(_emotions_csv(rows), nl=False)
     else:
         header = f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}"
         for vocabulary, title in (("circumplex", "28 circumplex terms: target = intensity x "
@@ -202,6 +199,27 @@ def emotions(fmt):
         click.echo(f"As answer choices and norming labels, a basic emotion's names also match "
                    f"the circumplex term of the same emotion: {same}.")
         click.echo("Not a target: neutral (use targets.neutral: true).")
+
+
+def _emotions_csv(rows: list[dict]) -> str:
+    """The rows of `stimgen emotions` as CSV (RFC 4180 quoting, by the csv module): the JSON
+    format's fields, aliases joined by "|" as in stimgen/data/basic_emotions_va.csv and the
+    published point split into two columns, empty where a field is None."""
+    import csv
+    import io
+
+    columns = ["name", "key", "vocabulary", "aliases", "angle", "valence", "arousal",
+               "published_valence", "published_arousal", "prototype", "circumplex_term",
+               "source_term", "source"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        point = r["published_va"] or (None, None)
+        writer.writerow({**{k: v for k, v in r.items() if k in columns},
+                         "aliases": "|".join(r["aliases"]),
+                         "published_valence": point[0], "published_arousal": point[1]})
+    return text.getvalue()
 
 
 @click.command()

@@ -33,6 +33,7 @@ def plan_summary(protocol, out, plan=None) -> str:
                          f"steers, up to {quantity(correction.iterations, 'round')} per "
                          f"stimulus, requests within radius {correction.max_request:g}, "
                          f"stop within {correction.tolerance:g}")
+    lines += _rater_limit_lines(protocol, targets)
     if protocol.experiment is not None:
         if plan is None:
             from stimgen.design import plan_experiment
@@ -40,6 +41,18 @@ def plan_summary(protocol, out, plan=None) -> str:
             plan = plan_experiment(protocol)
         lines += _experiment_lines(protocol.experiment, plan)
     return "\n".join(lines)
+
+
+def _rater_limit_lines(protocol, targets) -> list[str]:
+    """A note per named basic emotion a rater of the build reads poorly
+    (stimgen/raters/limits.py), so the flags it will get come as no surprise."""
+    from stimgen.raters.limits import known_limits
+
+    raters = protocol.rater_names()
+    if protocol.validation.correction is not None:
+        raters += (protocol.validation.correction.resolved_rater(protocol.backend.name),)
+    limits = known_limits(raters, [t.expression for t in targets], protocol.backend.name)
+    return [f"note        {limit.note()}" for limit in limits]
 
 
 def _in_weak(angle, start, end) -> bool:

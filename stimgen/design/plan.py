@@ -289,10 +289,40 @@ def _answer_table(experiment: ExperimentSpec, main: pd.DataFrame) -> dict[str, t
         if "neutral" in unanswered:
             hint += ("; the neutral faces come from targets.neutral: true (add a choice such "
                      "as `{label: neutral}`, or set experiment.stimuli.include_neutral: false)")
+        strays = _stray_choices(choices, unanswered, {emotion_label_key(e) for e in main["emotion"]})
         raise DesignError(
             _CHOICES, f"no choice is correct for emotion(s) {', '.join(unanswered)}",
-            hint=hint)
+            hint=hint, related=strays)
     return answers
+
+
+def _stray_choices(choices, unanswered: list[str], stimulus_keys: set[str]
+                   ) -> list[tuple[tuple, str]]:
+    """(field, "choice ... matches no emotion: did you mean ...?") for every choice name that
+    names no emotion of the stimuli nor any known emotion: most likely a typo. The suggestion
+    looks first among the names of the ``unanswered`` emotions, then among all
+    (:func:`stimgen.circumplex.suggest_emotion`: never across valence)."""
+    from stimgen.circumplex import (NOT_TARGETS, UnknownEmotionError, emotion_by_name,
+                                    normalise_emotion_name, suggest_emotion)
+
+    def known(name: str):
+        try:
+            return emotion_by_name(name)
+        except UnknownEmotionError:
+            return None
+
+    missing = [e for e in map(known, unanswered) if e is not None]
+    strays = []
+    for index, choice in enumerate(choices):
+        for position, name in enumerate(choice.matches()):
+            word = normalise_emotion_name(name)
+            if emotion_label_key(name) in stimulus_keys or word in NOT_TARGETS or known(name):
+                continue
+            field = (*_CHOICES, index) + (("emotions", position) if choice.emotions else ())
+            close = (suggest_emotion(word, missing) if missing else None) or suggest_emotion(word)
+            strays.append((field, f'choice "{name}" names no emotion'
+                                  + (f': did you mean "{close}"?' if close else "")))
+    return strays
 
 
 # -- level order of a factor -----------------------------------------------------------------

@@ -99,7 +99,8 @@ def _plan_problems(protocol: Protocol, doc: PositionedDocument) -> list[Protocol
     try:
         plan_experiment(protocol)
     except DesignError as err:
-        return [problem_at(doc, err.field, err.message, err.hint)]
+        return [problem_at(doc, err.field, err.message, err.hint)] + [
+            problem_at(doc, field, text, None) for field, text in err.related]
     return []
 
 

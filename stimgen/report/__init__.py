@@ -17,6 +17,7 @@ from stimgen.version import __version__
 from stimgen.ledger import Ledger
 from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY, BuildFolder,
                                   BuildFolderError, read_build_folder)
+from stimgen.raters.limits import emotion_limit
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
 from stimgen.report.clips import FILMSTRIPS, clips_context, write_filmstrips
@@ -135,6 +136,14 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
     backend_name = str((manifest.get("backend") or {}).get("name") or "")
     for stimulus in flagged:
         stimulus["thumbnail"] = thumbnails[stimulus["stimulus_id"]]
+    # named basic emotions the primary rater reads poorly (stimgen/raters/limits.py)
+    primary = str((manifest.get("rater") or {}).get("name") or "")
+    for stimulus in flagged:
+        limit = emotion_limit(primary, stimulus["emotion"], backend_name)
+        if limit is not None:
+            stimulus["reasons"].append(limit.note())
+    rater_limits = {row.label: limit.note() for row in rows
+                    if (limit := emotion_limit(primary, row.label, backend_name))}
     return {
         "study": {
             "name": str(study.get("name") or folder.root.name),
@@ -165,6 +174,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
                           for stem, heading, decimals in ERROR_METRICS],
         "agreement_metrics": AGREEMENT_METRICS,
         "emotion_rows": rows,
+        "rater_limits": rater_limits,
         "published_count": sum(row.published is not None for row in rows),
         "published_withheld": not comparable,
         "intensity_rows": intensity_rows(folder.metrics_by_intensity),

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Wedge
 
-from stimgen.circumplex import angle_to_va, in_angle_interval, named_emotions
+from stimgen.circumplex import angle_to_va, basic_emotions, in_angle_interval, named_emotions
 from stimgen.build_folder import IDENTITY_SIMILARITY_COLUMN, QUALITY_PREFIX
 from stimgen.report.tables import angle_label
 from stimgen.wording import quantity
@@ -115,6 +115,13 @@ def circumplex_figure(stimuli: pd.DataFrame,
         axes.scatter(targets[:, 0], targets[:, 1], s=16, facecolors="none", edgecolors=colours,
                      linewidths=0.8, zorder=4)
         axes.scatter(achieved[:, 0], achieved[:, 1], s=6, c=colours, linewidths=0, zorder=5)
+        # the basic emotions sit off the rim's 28 labelled terms: name them just inside their
+        # outer target, the text running toward the centre, clear of the rim's labels
+        for name, (v, a) in basic_target_labels(rated).items():
+            axes.text(0.9 * v, 0.9 * a, name, fontsize=7, fontstyle="italic", color="#1f4e79",
+                      ha="right" if v >= 0 else "left", va="center", zorder=6,
+                      bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none",
+                            "pad": 0.8})
         figure.colorbar(ScalarMappable(norm, colourmap), ax=axes, shrink=0.55, pad=0.02,
                         label="target intensity")
         axes.legend(handles=[
@@ -136,6 +143,25 @@ def circumplex_figure(stimuli: pd.DataFrame,
                "the miss. Lines that bend towards the centre mean the expression came out weaker "
                "than asked; lines along the rim mean a different emotion.")
     return ReportFigure("circumplex", svg, alt, caption)
+
+
+def basic_target_labels(stimuli: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Label -> (valence, arousal) of the outermost target of each named basic emotion among
+    ``stimuli`` (columns emotion, intensity, target_valence, target_arousal): "Anger 131°".
+
+    >>> rows = pd.DataFrame({"emotion": ["Anger", "Anger", "Happy"], "intensity": [0.5, 1, 1],
+    ...                      "target_valence": [-0.33, -0.65, 0.99],
+    ...                      "target_arousal": [0.38, 0.76, 0.14]})
+    >>> basic_target_labels(rows)
+    {'Anger 131°': (-0.65, 0.76)}
+    """
+    basic = {emotion.name: emotion for emotion in basic_emotions()}
+    labels = {}
+    for name, rows in stimuli[stimuli["emotion"].isin(list(basic))].groupby("emotion", sort=True):
+        outer = rows.loc[rows["intensity"].idxmax()]
+        labels[f"{name} {basic[name].angle:.0f}°"] = (float(outer["target_valence"]),
+                                                      float(outer["target_arousal"]))
+    return labels
 
 
 def _draw_circumplex_frame(axes, weak_region: tuple[float, float] | None) -> None:

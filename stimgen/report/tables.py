@@ -117,8 +117,15 @@ def intensity_rows(metrics_by_intensity: pd.DataFrame) -> list[MetricsRow]:
 
 
 def angle_label(emotion: str, angle: float) -> str:
-    """Heading of a target-angle group: "Happy 8°" for a named emotion, "123°" for target a123."""
-    return f"{angle:g}°" if emotion == f"a{round(angle):03d}" else f"{emotion} {angle:g}°"
+    """Heading of a target-angle group: "Happy 8°" for a named emotion, "123°" for target a123;
+    the angle rounded to whole degrees (a basic emotion's is the direction of its published
+    point, 32.1957° for Happiness).
+
+    >>> angle_label("Happiness", 32.1957), angle_label("a123", 123.0)
+    ('Happiness 32°', '123°')
+    """
+    shown = f"{angle:.0f}°"
+    return shown if emotion == f"a{round(angle):03d}" else f"{emotion} {shown}"
 
 
 def overall_row(stimuli: pd.DataFrame) -> MetricsRow:
