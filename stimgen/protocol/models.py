@@ -470,8 +470,9 @@ class Protocol(ProtocolModel):
                 and self.output.dynamic is None:
             raise PydanticCustomError(
                 "clip_without_dynamic",
-                "experiment.show is `clip`, but output.dynamic is not set: no clips are made",
-                {"hint": "add `output: {dynamic: {frames: 24, fps: 30}}`, or show `still`"})
+                "`clip` needs clips, but output.dynamic is not set: no clips are made",
+                {"field": "experiment.show",
+                 "hint": "add `output: {dynamic: {frames: 24, fps: 30}}`, or show `still`"})
         if self.backend.name == "schematic":
             for ident in self.identities:
                 if ident.seed is None:
