@@ -21,7 +21,7 @@ from PIL import Image
 from stimgen.build_folder import (CLIP_IDENTITY_COLUMN, CLIP_JITTER_COLUMN, FRAMES_DIR,
                                   FRAME_FILES_KEY, STIMULI_DIR, VIDEO_COLUMN,
                                   VIDEO_SHA256_COLUMN)
-from stimgen.errors import BackendUnavailableError
+from stimgen.errors import BackendUnavailableError, ProtocolProblem
 from stimgen.storage import atomic_write_bytes, sha256_bytes
 
 #: Steepness of the sigmoid ease (logistic over the onset, rescaled to run exactly 0 -> 1).
@@ -37,6 +37,11 @@ X264_OUTPUT = ("-preset", "medium", "-crf", "12", "-tune", "stillimage",
                "-bsf:v", "filter_units=remove_types=6")
 #: Outer eye corners in the iBUG 68-point order: their distance normalises the jitter.
 OUTER_EYE_CORNERS = (36, 45)
+#: Degree of the smooth landmark paths that :func:`landmark_jitter` measures jitter around.
+JITTER_DEGREE = 3
+#: Fewest onset frames whose jitter can be measured: a fit of degree 3 leaves no residual to
+#: measure with fewer than 5 distinct intensities, so shorter onsets are never flagged `flicker`.
+JITTER_MIN_FRAMES = JITTER_DEGREE + 2
 
 
 # -- the intensity ramp --------------------------------------------------------------------
@@ -89,8 +94,42 @@ def hold_frames(hold_ms: int, fps: int) -> int:
     return int(math.floor(hold_ms * fps / 1000.0 + 0.5))
 
 
+def clip_seconds(dynamic) -> float:
+    """How long a clip of ``output.dynamic`` plays: onset frames + hold, in seconds.
+
+    >>> from types import SimpleNamespace
+    >>> clip_seconds(SimpleNamespace(frames=24, fps=30, hold_ms=1000))
+    1.8
+    """
+    return round((dynamic.frames + hold_frames(dynamic.hold_ms, dynamic.fps)) / dynamic.fps, 6)
+
+
+def unmeasured_flicker(dynamic) -> ProtocolProblem | None:
+    """A warning when ``output.dynamic`` has too few onset frames to measure ``clip_jitter``
+    (so that no clip can be flagged ``flicker``); None otherwise, or without clips.
+
+    Such onsets are allowed: 2 frames cut from neutral to the expression, 3-4 give a very
+    fast onset. The warning only says that the flicker check cannot run on them.
+
+    >>> from types import SimpleNamespace
+    >>> unmeasured_flicker(SimpleNamespace(frames=4)).field
+    'output.dynamic.frames'
+    >>> unmeasured_flicker(SimpleNamespace(frames=5)) is None
+    True
+    """
+    if dynamic is None or dynamic.frames >= JITTER_MIN_FRAMES:
+        return None
+    return ProtocolProblem(
+        "output.dynamic.frames",
+        f"{dynamic.frames} onset frames are too few to measure clip_jitter (it needs at least "
+        f"{JITTER_MIN_FRAMES}), so no clip of this build can be flagged flicker",
+        hint=f"use frames: {JITTER_MIN_FRAMES} or more to have clips checked for flicker, or "
+             "keep an abrupt onset knowingly and watch the clips yourself")
+
+
 # -- temporal consistency ----------------------------------------------------------------
-def landmark_jitter(landmarks: np.ndarray, ramp: np.ndarray, degree: int = 3) -> float:
+def landmark_jitter(landmarks: np.ndarray, ramp: np.ndarray,
+                    degree: int = JITTER_DEGREE) -> float:
     """How much the landmarks wobble around the motion the ramp asks for.
 
     Each landmark coordinate is fitted, over the onset, as a polynomial of the frame's

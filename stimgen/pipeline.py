@@ -33,6 +33,7 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
                                   supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
+from stimgen.dynamic import unmeasured_flicker
 from stimgen.errors import BuildError
 from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
 from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
@@ -153,6 +154,9 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     units = plan_units(protocol)
     from stimgen.design import check_experiment
     check_experiment(protocol)                  # fails fast: an experiment that cannot be planned
+    flicker = unmeasured_flicker(protocol.output.dynamic)
+    if flicker is not None:                     # onsets too short for the flicker check
+        log.warning(flicker.render(str(protocol.source_path) if protocol.source_path else None))
     protocol_sha = protocol_sha256(protocol)   # of the protocol as written, before `auto` resolves
     protocol, raters = resolve_raters(protocol)  # `auto` made concrete, once, for every worker
     backend = create_backend(protocol)          # fails fast: missing weights, no GPU

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 
@@ -15,9 +16,9 @@ import pytest
 from PIL import Image
 
 import stimgen
-from stimgen.dynamic import (encode_mp4, hold_frames, intensity_ramp, landmark_jitter,
-                             read_clip)
-from stimgen.errors import StimgenError
+from stimgen.dynamic import (JITTER_MIN_FRAMES, encode_mp4, hold_frames, intensity_ramp,
+                             landmark_jitter, read_clip)
+from stimgen.errors import ProtocolError
 from buildfolders import protocol_from_text
 
 FRAMES, FPS, HOLD_MS = 6, 20, 150
@@ -156,9 +157,23 @@ def test_changing_the_clip_settings_redraws_the_identity(built, tmp_path):
 
 
 def test_show_clip_needs_clips(tmp_path):
-    with pytest.raises(StimgenError, match="output.dynamic"):
-        protocol_from_text(tmp_path, PROTOCOL.split("output:")[0]
-                           + "experiment: {show: clip}\n")
+    text = PROTOCOL.split("output:")[0] + "experiment:\n  # clips\n  show: clip\n"
+    with pytest.raises(ProtocolError, match="output.dynamic") as error:
+        protocol_from_text(tmp_path, text)
+    (problem,) = error.value.problems
+    show = text.splitlines().index("  show: clip") + 1
+    assert (problem.field, problem.line, problem.column) == ("experiment.show", show, 9)
+
+
+def test_onsets_too_short_to_measure_jitter_are_built_with_a_warning(tmp_path, caplog):
+    text = PROTOCOL.replace(f"frames: {FRAMES}", f"frames: {JITTER_MIN_FRAMES - 1}") \
+        .replace("image_size: 97", "image_size: 64").replace("png_frames: true", "")
+    with caplog.at_level(logging.WARNING, logger="stimgen"):
+        result = stimgen.build(protocol_from_text(tmp_path, text), tmp_path / "out",
+                               progress=False)
+    assert result.stimuli["clip_jitter"].isna().all()      # what the warning says
+    warned = [r.getMessage() for r in caplog.records if "clip_jitter" in r.getMessage()]
+    assert len(warned) == 1 and "output.dynamic.frames: 4 onset frames" in warned[0]
 
 
 # -- the experiment ----------------------------------------------------------------------------

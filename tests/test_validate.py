@@ -368,3 +368,106 @@ def test_a_misspelling_is_never_answered_with_the_opposite_valence(tmp_path):
     assert "no choice is correct for emotion(s) Contempt, Content, Disgust" in result.output
     line = next(line for line in result.output.splitlines() if '"contnt"' in line)
     assert line.endswith('choice "contnt" names no emotion')
+
+
+# -- what the build will do: raters, model files, clips --------------------------------------
+JUDGED_CORRECTION = BASE + """\
+validation:
+  rater: auto
+  also: [hsemotion]
+  correction: {rater: auto, iterations: 4}
+"""
+
+
+def plan_lines(output: str) -> list[tuple[str, str]]:
+    return [(line[:12].strip(), line[12:]) for line in output.splitlines()]
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+    """A stimgen home with no model file installed."""
+    monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_validate_prints_each_rater_with_the_role_the_build_gives_it(tmp_path, empty_home):
+    # docs/correction.md: geometric steers the schematic faces, so hsemotion judges them
+    result = validate(write(tmp_path, JUDGED_CORRECTION))
+    assert result.exit_code == 0, result.output
+    lines = plan_lines(result.output)
+    first = next(i for i, (label, _) in enumerate(lines) if label == "raters")
+    assert lines[first][1].split()[:2] == ["hsemotion", "primary"]
+    assert lines[first][1].endswith("judges the correction")
+    assert lines[first + 1] == ("", "geometric  steers the correction")
+    assert ("correction", "geometric steers, up to 4 rounds per stimulus, requests within "
+                          "radius 1, stop within 0.05") in lines
+    # the manifest's order: what the build resolves, primary first
+    from stimgen.raters.selection import resolve_raters
+
+    names = resolve_raters(load_protocol(tmp_path / "protocol.yaml"))[1].names
+    assert names == ("hsemotion", "geometric")
+
+
+def test_a_rater_that_steers_and_judges_alone_is_said_to_be_optimistic(tmp_path):
+    result = validate(write(tmp_path, BASE + "validation: {rater: geometric, correction: {}}\n"))
+    rater = dict(plan_lines(result.output))["raters"]
+    assert rater.startswith("geometric  primary") and "optimistic" in rater
+
+
+def test_validate_warns_of_missing_model_files_with_the_command_the_build_gives(
+        tmp_path, empty_home):
+    path = write(tmp_path, JUDGED_CORRECTION)
+    result = validate(path)
+    assert result.exit_code == 0 and result.output.endswith("valid (1 warning)\n")
+    assert "warning: a build on this machine would stop:" in result.stderr
+    assert "hsemotion_enet_b0_8_va_mtl" in result.stderr
+    with pytest.raises(stimgen.StimgenError) as build_error:
+        stimgen.build(load_protocol(path), tmp_path / "out", progress=False)
+    assert build_error.value.hint in " ".join(result.stderr.split())
+    assert "stimgen models fetch hsemotion_enet_b0_8_va_mtl" in build_error.value.hint
+    assert not (tmp_path / "out" / "stimuli").exists()
+
+
+def test_no_model_warning_when_the_build_needs_no_model_file(tmp_path, empty_home):
+    result = validate(write(tmp_path, BASE + "validation: {rater: geometric, correction: {}}\n"))
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+CLIP_TRIALS = BASE.replace("output: {image_size: 64}", """\
+output:
+  image_size: 64
+  dynamic: {frames: 24, fps: 30, hold_ms: 1000}""") + """\
+experiment:
+  show: clip
+  task: {type: categorization}
+"""
+
+
+def test_the_session_estimate_counts_the_clip_of_every_trial(tmp_path):
+    from stimgen.dynamic import hold_frames
+
+    clips = plan_experiment(protocol_from(tmp_path, CLIP_TRIALS, "clips.yaml"))
+    stills = plan_experiment(protocol_from(tmp_path, CLIP_TRIALS.replace("show: clip",
+                                                                         "show: still")))
+    clip_s = (24 + hold_frames(1000, 30)) / 30                 # 24 onset + 30 hold frames
+    assert clips.session.seconds_per_trial == pytest.approx(
+        stills.session.seconds_per_trial + clip_s)
+    assert clips.session.minutes == pytest.approx(
+        stills.session.minutes + clips.session.trials * clip_s / 60, abs=0.01)
+    assert " + 1.8 s clip + the face until the key press" in clips.session.assumption
+    assert "clip" not in stills.session.assumption
+
+
+def protocol_from(folder, text, name="protocol.yaml"):
+    return load_protocol(write(folder, text, name))
+
+
+@pytest.mark.parametrize("frames, warned", [(4, True), (5, False)])
+def test_validate_warns_that_short_onsets_are_never_checked_for_flicker(tmp_path, frames,
+                                                                       warned):
+    text = CLIP_TRIALS.replace("frames: 24", f"frames: {frames}")
+    result = validate(write(tmp_path, text))
+    assert result.exit_code == 0, result.output
+    warning = (f"output.dynamic.frames: {frames} onset frames are too few to measure "
+               "clip_jitter (it needs at least 5)")
+    assert (warning in result.stderr) is warned

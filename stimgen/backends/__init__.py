@@ -15,8 +15,8 @@ from stimgen.backends.schematic import SchematicBackend
 from stimgen.errors import BackendUnavailableError
 from stimgen.protocol.models import Identity, Protocol
 
-__all__ = ["Backend", "PROGRESS_ENV", "Rendered", "SchematicFaces", "create_backend",
-           "progress_enabled", "showing_progress"]
+__all__ = ["Backend", "PROGRESS_ENV", "Rendered", "SchematicFaces", "backend_models",
+           "create_backend", "progress_enabled", "showing_progress"]
 
 
 class SchematicFaces:
@@ -58,13 +58,22 @@ def create_backend(protocol: Protocol) -> Backend:
     raise BackendUnavailableError(f'unknown backend "{name}"')  # pragma: no cover - schema guards
 
 
+def backend_models(protocol: Protocol) -> list[str]:
+    """Registry models the protocol's backend loads: none for schematic; for emostyle, those
+    of :func:`stimgen.backends.emostyle.models.required_models` (importing torch)."""
+    if protocol.backend.name != "emostyle":
+        return []
+    from stimgen.backends.emostyle.models import required_models
+
+    kinds = {identity.kind for identity in protocol.identities}
+    return required_models(kinds, protocol.resolved_rater())
+
+
 def _emostyle_backend(protocol: Protocol, options) -> Backend:
     """The emostyle backend, after checking that every checkpoint it needs is installed."""
     from stimgen.backends.emostyle import EmoStyleBackend
-    from stimgen.backends.emostyle.models import required_models
     from stimgen.weights import require_weights
 
-    kinds = {identity.kind for identity in protocol.identities}
     # raises WeightsMissingError naming each missing file with its source and licence
-    weights = require_weights(required_models(kinds, protocol.resolved_rater()))
+    weights = require_weights(backend_models(protocol))
     return EmoStyleBackend(protocol, weights)

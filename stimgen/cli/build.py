@@ -118,18 +118,30 @@ def validate(ctx, protocol, out):
 
     Everything a build would refuse about the protocol is refused here, with
     file:line:column, including an experiment that cannot be planned over the
-    stimuli the protocol makes. Designs that run but undermine themselves are
-    printed as warnings on stderr.
+    stimuli the protocol makes. Designs that run but undermine themselves, clips
+    too short to be checked for flicker, and model files the build needs but this
+    machine lacks are printed as warnings on stderr.
     """
     import stimgen
+    from stimgen.backends import backend_models
     from stimgen.design import plan_experiment
+    from stimgen.dynamic import unmeasured_flicker
+    from stimgen.raters.selection import rater_models, resolve_raters
+    from stimgen.weights import weights_missing
 
     loaded = stimgen.load_protocol(protocol)
     plan = plan_experiment(loaded)
     say(ctx, plan_summary(loaded, out, plan))
-    warnings = plan.warnings if plan else ()
+    warnings = [w.render(str(protocol)) for w in (plan.warnings if plan else ())]
+    flicker = unmeasured_flicker(loaded.output.dynamic)
+    if flicker is not None:
+        warnings.append(flicker.render(str(protocol)))
+    _, raters = resolve_raters(loaded)      # the raters the build will load, as it resolves them
+    missing = weights_missing(backend_models(loaded) + rater_models(raters.names))
+    if missing is not None:     # the protocol is valid; a build on this machine would stop
+        warnings.append(f"a build on this machine would stop: {missing.render()}")
     for warning in warnings:
-        click.secho(f"warning: {warning.render(str(protocol))}", fg="yellow", err=True)
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     counted = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""
     click.secho(f"{protocol}: valid{counted}", fg="green")
 

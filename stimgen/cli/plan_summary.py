@@ -7,8 +7,11 @@ from __future__ import annotations
 def plan_summary(protocol, out, plan=None) -> str:
     """What a build of ``protocol`` will make; ``plan``: its experiment plan, if made already."""
     from stimgen.plan import plan_targets
+    from stimgen.raters.selection import resolve_raters
     from stimgen.wording import quantity
 
+    # the raters exactly as the build will resolve them (auto, also, correction's judge)
+    resolved, raters = resolve_raters(protocol)
     targets = plan_targets(protocol.targets)
     n_ids = len(protocol.identities)
     kinds = sorted({i.kind for i in protocol.identities})
@@ -21,19 +24,19 @@ def plan_summary(protocol, out, plan=None) -> str:
         f"identities  {', '.join(i.id for i in protocol.identities[:8])}"
         f"{' ...' if n_ids > 8 else ''} ({'/'.join(kinds)})",
         f"backend     {protocol.backend.name}",
-        f"rater       {protocol.resolved_rater()}",
+        *_rater_lines(raters.names, resolved.validation.correction),
         f"tolerance   distance <= {protocol.validation.tolerance.distance:g}, "
         f"direction <= {protocol.validation.tolerance.direction:g} deg",
         f"weak region {start:g}-{end:g} deg ({in_weak} of {len(targets)} targets inside)",
         f"output      {out or protocol.default_output()}",
     ]
-    correction = protocol.validation.correction
+    correction = resolved.validation.correction     # its rater made concrete
     if correction is not None:
-        lines.insert(-1, f"correction  {correction.resolved_rater(protocol.backend.name)} "
+        lines.insert(-1, f"correction  {correction.rater} "
                          f"steers, up to {quantity(correction.iterations, 'round')} per "
                          f"stimulus, requests within radius {correction.max_request:g}, "
                          f"stop within {correction.tolerance:g}")
-    lines += _rater_limit_lines(protocol, targets)
+    lines += _rater_limit_lines(resolved, targets)      # the raters the build will use
     if protocol.experiment is not None:
         if plan is None:
             from stimgen.design import plan_experiment
@@ -53,6 +56,26 @@ def _rater_limit_lines(protocol, targets) -> list[str]:
         raters += (protocol.validation.correction.resolved_rater(protocol.backend.name),)
     limits = known_limits(raters, [t.expression for t in targets], protocol.backend.name)
     return [f"note        {limit.note()}" for limit in limits]
+
+
+def _rater_lines(names, correction) -> list[str]:
+    """One line per rater of the build, primary first, with its role."""
+    steering = correction.rater if correction is not None else None
+    width = max(len(name) for name in names)
+    lines = []
+    for index, name in enumerate(names):
+        if index == 0 and name == steering:
+            role = ("primary (tolerance, flags, accuracy figures) and steers the correction: "
+                    "no other rater judges it, so its corrected figures are optimistic")
+        elif index == 0:
+            role = "primary (tolerance, flags, accuracy figures)" + (
+                "; judges the correction" if steering else "")
+        elif name == steering:
+            role = "steers the correction"
+        else:
+            role = "also reported"
+        lines.append(f"{'raters' if index == 0 else '':<12}{name:<{width}}  {role}")
+    return lines
 
 
 def _in_weak(angle, start, end) -> bool:

@@ -589,7 +589,7 @@ class SessionEstimate:
     """How long one participant's trials take, from the timing settings."""
 
     trials: int                    # trials per participant, practice included
-    seconds_per_trial: float       # fixation + face/response + inter-trial blank, typical
+    seconds_per_trial: float       # fixation + clip + face/response + inter-trial blank, typical
     minutes: float                 # all trials (and catch prompts) with typical responses
     longest_minutes: float | None  # every response waits for its timeout; None: no timeout
     assumption: str                # what one trial is assumed to take, in words
@@ -676,7 +676,12 @@ def plan_experiment(protocol: Protocol) -> ExperimentPlan | None:
     _check_psychopy_cells(design)
     summary = design.summary
     trials = experiment.practice.trials + max(summary["main_trials_per_group"])
-    session = estimate_session(experiment, trials, summary.get("catch_trials", 0))
+    clip_s = 0.0
+    if experiment.show == "clip":       # each trial plays its clip before the response screen
+        from stimgen.dynamic import clip_seconds
+
+        clip_s = clip_seconds(protocol.output.dynamic)
+    session = estimate_session(experiment, trials, summary.get("catch_trials", 0), clip_s)
     warnings = _warnings(experiment, design)
     if protocol.backend.name == "schematic" and "correct_label" in design.table:
         from stimgen.design.confusability import confusable_choices
@@ -785,11 +790,14 @@ def _neutral_level(experiment: ExperimentSpec, design: Design) -> list[ProtocolP
              "experiment, or keep them knowingly")]
 
 
-def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0) -> SessionEstimate:
+def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0,
+                     clip_s: float = 0.0) -> SessionEstimate:
     """How long ``trials`` trials (and ``catch`` catch prompts) take one participant.
 
-    A trial is the fixation cross, the face until the response (or for ``stimulus_ms`` in a
-    passive task, or until ``response_timeout_ms``), and the inter-trial blank. Responses
+    A trial is the fixation cross, the clip (``clip_s`` seconds, with ``experiment.show:
+    clip``; see :func:`stimgen.dynamic.clip_seconds`), the face until the response (or for
+    ``stimulus_ms`` in a passive task, or until ``response_timeout_ms``), and the
+    inter-trial blank. Responses
     are assumed to take :data:`TYPICAL_CHOICE_S` per choice, :data:`TYPICAL_SLIDER_S` per
     slider and :data:`TYPICAL_CATCH_S` per catch prompt. Instructions and self-paced breaks
     are not included.
@@ -801,6 +809,8 @@ def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0) ->
     >>> estimate = estimate_session(spec, trials=120)
     >>> estimate.seconds_per_trial, estimate.minutes, estimate.longest_minutes
     (3.0, 6.0, 9.0)
+    >>> estimate_session(spec, trials=120, clip_s=1.8).seconds_per_trial
+    4.8
     """
     timing, task = experiment.timing, experiment.task
     timeout = None if timing.response_timeout_ms is None else timing.response_timeout_ms / 1000
@@ -833,15 +843,16 @@ def estimate_session(experiment: ExperimentSpec, trials: int, catch: int = 0) ->
                 response += f" + the label (assumed {_seconds_text(TYPICAL_CHOICE_S)})"
             catch_typical = min(TYPICAL_CATCH_S, task.catch.response_ms / 1000)
             catch_longest = task.catch.response_ms / 1000
-    parts = ([f"{_seconds_text(fixation)} fixation"] if fixation else []) + [response] \
+    parts = ([f"{_seconds_text(fixation)} fixation"] if fixation else []) \
+        + ([f"{_seconds_text(round(clip_s, 2))} clip"] if clip_s else []) + [response] \
         + ([f"{_seconds_text(blank)} blank"] if blank else [])
     assumption = " + ".join(parts)
     if catch:
         assumption += (f"; each catch prompt answered in {_seconds_text(catch_typical)}")
-    per_trial = fixation + typical + blank
+    per_trial = fixation + clip_s + typical + blank
     minutes = (trials * per_trial + catch * catch_typical) / 60
     longest_minutes = None if longest is None else \
-        (trials * (fixation + longest + blank) + catch * catch_longest) / 60
+        (trials * (fixation + clip_s + longest + blank) + catch * catch_longest) / 60
     return SessionEstimate(trials=trials, seconds_per_trial=round(per_trial, 3),
                            minutes=round(minutes, 2),
                            longest_minutes=None if longest_minutes is None

@@ -20,18 +20,6 @@ CLIP_FILE = "clip_file"
 CLIP_MARGIN_S = 2.0
 
 
-def clip_seconds(dynamic) -> float:
-    """How long a clip of ``output.dynamic`` plays: onset frames + hold, in seconds.
-
-    >>> from types import SimpleNamespace
-    >>> clip_seconds(SimpleNamespace(frames=24, fps=30, hold_ms=1000))
-    1.8
-    """
-    from stimgen.dynamic import hold_frames
-
-    return round((dynamic.frames + hold_frames(dynamic.hold_ms, dynamic.fps)) / dynamic.fps, 6)
-
-
 def with_clip_files(design, stimuli: pd.DataFrame):
     """The design with a ``clip_file`` column (the stimulus's video, build-relative) in every
     trial table and the audit table.

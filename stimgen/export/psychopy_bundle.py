@@ -79,7 +79,8 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     prefix = ONLINE_STIMULI_PREFIX if spec.online else STIMULI_PREFIX
     layout = psyexp.layout_from_spec(spec, design.groups, answers=choice_answers(design))
     if spec.show == "clip":                  # issue 19: each trial plays its video first
-        from stimgen.export.clips import clip_seconds, with_clip_files
+        from stimgen.dynamic import clip_seconds
+        from stimgen.export.clips import with_clip_files
 
         design = with_clip_files(design, stimuli)
         layout = dataclasses.replace(layout, clip_s=clip_seconds(protocol.output.dynamic))

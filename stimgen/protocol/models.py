@@ -366,7 +366,9 @@ class DynamicOutput(ProtocolModel):
     expression, then holding it (see docs/outputs.md, "Dynamic stimuli")."""
 
     frames: int = Field(default=24, ge=2, le=240)
-    """Frames of the onset, the neutral first frame and the target last frame included."""
+    """Frames of the onset, the neutral first frame and the target last frame included.
+    Below 5 the landmark jitter cannot be measured, so no clip is flagged `flicker` (validate
+    and build warn)."""
     fps: int = Field(default=30, ge=1, le=120)
     """Frames per second of the video."""
     hold_ms: int = Field(default=1000, ge=0, le=60_000)
@@ -470,8 +472,9 @@ class Protocol(ProtocolModel):
                 and self.output.dynamic is None:
             raise PydanticCustomError(
                 "clip_without_dynamic",
-                "experiment.show is `clip`, but output.dynamic is not set: no clips are made",
-                {"hint": "add `output: {dynamic: {frames: 24, fps: 30}}`, or show `still`"})
+                "`clip` needs clips, but output.dynamic is not set: no clips are made",
+                {"field": "experiment.show",
+                 "hint": "add `output: {dynamic: {frames: 24, fps: 30}}`, or show `still`"})
         if self.backend.name == "schematic":
             for ident in self.identities:
                 if ident.seed is None:

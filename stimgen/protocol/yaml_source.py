@@ -350,6 +350,11 @@ def problems_from_validation(err: ValidationError, doc: PositionedDocument,
     problems = []
     seen = set()
     for error in err.errors(include_url=False):
+        ctx = error.get("ctx") or {}
+        if ctx.get("field"):    # a check across sections names the setting to change
+            field_path = tuple(int(p) if p.isdigit() else p for p in ctx["field"].split("."))
+            problems.append(problem_at(doc, field_path, _expected(error), ctx.get("hint")))
+            continue
         loc = _data_path(doc, error["loc"], keep_missing_last=error["type"] == "missing")
         field = ".".join(str(p) for p in loc) or "(top level)"
         kind = error["type"]

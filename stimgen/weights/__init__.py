@@ -7,12 +7,12 @@ from stimgen.weights.fetch import (
 )
 from stimgen.weights.registry import (
     ModelEntry, TinyWeightsWarning, UnknownModelError, get_model, load_registry, model_status,
-    models_dir, models_for_stages, require_weights, stimgen_home,
+    models_dir, models_for_stages, require_weights, stimgen_home, weights_missing,
 )
 
 __all__ = [
     "ChecksumMismatchError", "DownloadError", "ModelEntry", "TinyModelError", "TinyWeightsWarning",
     "UnknownModelError", "add_model", "fetch_model", "get_model", "load_registry",
     "model_status", "models_dir", "models_for_stages", "require_weights", "stimgen_home",
-    "verify_models",
+    "verify_models", "weights_missing",
 ]

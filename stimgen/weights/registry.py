@@ -250,6 +250,33 @@ def describe_missing(entries: Iterable[ModelEntry], directory: Path) -> str:
     return "\n".join(lines)
 
 
+def weights_missing(names: Iterable[str], *,
+                    home: Path | str | None = None) -> WeightsMissingError | None:
+    """The error naming every file of ``names`` not installed, with the command that
+    installs them; None when all are installed.
+
+    :func:`require_weights` raises it; `stimgen validate` prints it as a warning, so that
+    the command a researcher sees before a build is the one the build would give.
+
+    Examples
+    --------
+    >>> weights_missing([]) is None
+    True
+    """
+    missing = [entry for entry in (get_model(name) for name in dict.fromkeys(names))
+               if not model_status(entry.name, home).installed]
+    if not missing:
+        return None
+    directory = models_dir(home)
+    listed = " ".join(e.name for e in missing)
+    return WeightsMissingError(
+        f"{len(missing)} model file(s) needed here are not installed in {directory}:\n"
+        + describe_missing(missing, directory),
+        hint=f"run `stimgen models fetch {listed}` on a machine with internet, or, if you "
+             "already have a file, `stimgen models add NAME PATH`; read each licence first "
+             "(see `stimgen models list`)")
+
+
 def require_weights(names: Iterable[str], *, home: Path | str | None = None) -> dict[str, Path]:
     """Paths of the installed files for ``names``, or one error naming every missing one.
 
@@ -268,17 +295,11 @@ def require_weights(names: Iterable[str], *, home: Path | str | None = None) -> 
     >>> require_weights(["emonet_8"])  # doctest: +SKIP
     {'emonet_8': PosixPath('/home/me/.cache/stimgen/models/emonet_8.pth')}
     """
-    statuses = [model_status(name, home) for name in dict.fromkeys(names)]
-    missing = [s.entry for s in statuses if not s.installed]
-    if missing:
-        directory = models_dir(home)
-        listed = " ".join(e.name for e in missing)
-        raise WeightsMissingError(
-            f"{len(missing)} model file(s) needed here are not installed in {directory}:\n"
-            + describe_missing(missing, directory),
-            hint=f"run `stimgen models fetch {listed}` on a machine with internet, or, if you "
-                 "already have a file, `stimgen models add NAME PATH`; read each licence first "
-                 "(see `stimgen models list`)")
+    names = list(dict.fromkeys(names))
+    missing = weights_missing(names, home=home)
+    if missing is not None:
+        raise missing
+    statuses = [model_status(name, home) for name in names]
     tiny = [s.entry.name for s in statuses if s.state == "tiny"]
     if tiny:
         warnings.warn(
