@@ -23,7 +23,8 @@ from stimgen.build_folder import (DATA_DIR, DESIGN_CSV, EXPERIMENT_DIR, LEDGER_J
                                   MANIFEST_JSON, PREVIOUS_DIR, PROTOCOL_YAML, REPORT_HTML,
                                   STIMULI_DIR, STIMULI_TSV)
 from stimgen.errors import BuildError
-from stimgen.storage import atomic_write_json, crash_point, link_or_copy, sha256_file
+from stimgen.storage import (atomic_write_json, crash_point, link_or_copy, remove_empty_folders,
+                             sha256_file)
 
 LEDGER_SCHEMA = 1
 #: Never stimgen's, whatever a ledger says: participants' data and kept snapshots.
@@ -178,7 +179,7 @@ class Ledger:
             path = self.root / relative
             if state == "ours":
                 path.unlink()
-                _remove_empty_parents(path.parent, self.root / prefix)
+                remove_empty_folders(path.parent, self.root / prefix)
             elif state == "edited":
                 log.warning("%s was changed after stimgen wrote it; it is no longer part of "
                             "this build and is left as it is", relative)
@@ -257,12 +258,6 @@ def _under(relative: str, prefix: str) -> bool:
 
 def _never_ours(relative: str) -> bool:
     return any(_under(relative, p) for p in NEVER_OURS)
-
-
-def _remove_empty_parents(folder: Path, stop: Path) -> None:
-    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
 
 
 # -- collected data --------------------------------------------------------------------------

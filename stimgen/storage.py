@@ -88,6 +88,26 @@ def remove_leftovers(root: Path, folders: Sequence[str] = ()) -> list[Path]:
     return removed
 
 
+def remove_empty_folders(folder: Path, stop: Path) -> list[Path]:
+    """Delete ``folder`` if it is empty, then each parent that becomes empty, up to but not
+    including ``stop``; links and folders that hold anything are left. Returns what went.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "a" / "b").mkdir(parents=True)
+    >>> [p.name for p in remove_empty_folders(root / "a" / "b", root)], root.is_dir()
+    (['b', 'a'], True)
+    """
+    removed = []
+    folder, stop = Path(folder), Path(stop)
+    while folder != stop and folder.is_relative_to(stop) and folder.is_dir() \
+            and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()
+        removed.append(folder)
+        folder = folder.parent
+    return removed
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
