@@ -13,7 +13,7 @@ import socket
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 from filelock import FileLock, Timeout
@@ -23,7 +23,7 @@ from stimgen.circumplex import WEAK_REGION_DEFAULT, weak_region_flagged
 from stimgen.errors import BuildError
 from stimgen.metrics import AGGREGATE_COLUMNS, ERROR_COLUMNS
 from stimgen.safety import is_inside, spreadsheet_safe_table
-from stimgen.storage import atomic_write_json, crash_point, sha256_file
+from stimgen.storage import atomic_write_json, crash_point, remove_empty_folders, sha256_file
 
 log = logging.getLogger("stimgen")
 
@@ -461,28 +461,59 @@ def recorded_stimuli(out: Path) -> dict[Path, str]:
     return files
 
 
-def remove_stale_stimuli(out: Path, records: dict[str, dict], earlier: dict[Path, str],
-                         identities: set[str]) -> None:
-    """Drop stimuli that an earlier build of a different protocol made in this folder.
+def remove_stale_stimuli(out: Path, records: Iterable[dict], earlier: dict[Path, str],
+                         identities: set[str], matched: bool = True) -> None:
+    """Drop stimuli that an earlier build of a different protocol made in this folder, and
+    the set stage's state (``.stimgen/unmatched/``, ``.stimgen/matched/``) it no longer needs.
+
+    ``records``: every record of this build (the units' and, with `match:`, the set stage's);
+    ``matched``: whether this build matched (`match:` other than none).
 
     Only files an earlier build recorded, and that still hold what it recorded, are removed:
     anything else in ``stimuli/`` (a user's own file in a folder built with --force, an image
-    retouched by hand) is never touched.
+    retouched by hand) is never touched. Folders such as ``stimuli/frames/<id>/`` that this
+    leaves empty go too; a folder that still holds anything stays.
     """
-    keep = {out / path for r in records.values() for path in record_files(r)}
+    keep = {out / path for r in records for path in record_files(r)}
+    places = [out / STIMULI_DIR, out / UNMATCHED_DIR]
     for path, digest in earlier.items():
-        if path in keep or path.is_symlink() or not path.is_file() \
-                or not is_inside(out / STIMULI_DIR, path):
+        place = next((p for p in places if is_inside(p, path)), None)
+        if path in keep or path.is_symlink() or not path.is_file() or place is None:
             continue
         if sha256_file(path) == digest:
             path.unlink()
+            remove_empty_folders(path.parent, place)
         else:
             log.warning("%s was changed after stimgen wrote it; it is no longer part of this "
                         "build and is left as it is", path.relative_to(out).as_posix())
-    for folder in (IDENTITY_RECORDS_DIR, MATCHED_RECORDS_DIR):
-        for record_file in (Path(out) / folder).glob("*.json"):
-            if record_file.stem not in identities:
-                record_file.unlink()
+    for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
+        if record_file.stem not in identities:
+            record_file.unlink()
+    for record_file in (Path(out) / MATCHED_RECORDS_DIR).glob("*.json"):
+        if (record_file.stem not in identities or not matched) and _is_record(record_file):
+            record_file.unlink()
+    if not matched:     # `match:` turned off: its state folders go once nothing else is there
+        for folder in (UNMATCHED_DIR, MATCHED_RECORDS_DIR):
+            remove_empty_folders(out / folder, out / STATE_DIR)
+
+
+def _is_record(path: Path) -> bool:
+    """Whether ``path`` holds records as :func:`store_records` writes them."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"key", "records"} <= set(data)
+
+
+def frame_folders(out: Path) -> tuple[str, ...]:
+    """The ``stimuli/frames/<id>/`` folders now in ``out`` (none inside a link), for
+    :func:`stimgen.storage.remove_leftovers`."""
+    frames = Path(out) / FRAMES_DIR
+    if frames.is_symlink() or not frames.is_dir():
+        return ()
+    return tuple(f"{FRAMES_DIR}/{entry.name}" for entry in sorted(frames.iterdir())
+                 if entry.is_dir() and not entry.is_symlink())
 
 
 # -- the folder and its lock -------------------------------------------------------------------

@@ -23,11 +23,12 @@ import yaml
 
 from stimgen.version import __version__
 from stimgen.backends import create_backend, showing_progress
-from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, MANIFEST_JSON,
+from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANIFEST_JSON,
                                   METRICS_BY_EMOTION_CSV, METRICS_BY_INTENSITY_CSV,
                                   PROTOCOL_YAML, REFERENCES_DIR, STIMULI_DIR, STIMULI_TSV,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
-                                  build_lock, cached_records, json_bytes, prepare_output,
+                                  build_lock, cached_records, frame_folders, json_bytes,
+                                  prepare_output,
                                   recorded_stimuli, remove_stale_stimuli, store_records,
                                   record_files,
                                   supersede_record,
@@ -49,7 +50,8 @@ from stimgen.raters.selection import circularity, rater_models, rater_versions, 
 from stimgen.render import Chunk
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
-from stimgen.storage import crash_point, disk_error, remove_leftovers, sha256_bytes, sha256_file
+from stimgen.storage import (crash_point, disk_error, remove_empty_folders, remove_leftovers,
+                             sha256_bytes, sha256_file)
 from stimgen.validate import stimulus_table
 
 log = logging.getLogger("stimgen")
@@ -203,7 +205,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
     with build_lock(out):
         refuse_links(out, WRITTEN_FOLDERS)
         ledger = Ledger.load(out)           # before the manifest goes: old folders list files there
-        remove_leftovers(out, TEMPORARY_FILE_FOLDERS)
+        _remove_leftovers(out)
         remove_partial_snapshots(out)
         fingerprint = backend.fingerprint()
         keys = {unit.identity.id: unit_key(protocol, unit, fingerprint) for unit in units}
@@ -214,9 +216,12 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         earlier = recorded_stimuli(out)
         records, reused, repairs = _run_units(protocol, units, keys, out, execution, progress)
         timings["render_and_rate"] = time.perf_counter() - clock
+        unit_records = list(records.values())      # with `match:`, its inputs
         records = _standardise_set(protocol, units, keys, records, out, ledger, timings,
                                    progress)
-        remove_stale_stimuli(out, records, earlier, {u.identity.id for u in units})
+        remove_stale_stimuli(out, [*unit_records, *records.values()], earlier,
+                             {u.identity.id for u in units},
+                             matched=protocol.output.match != "none")
 
         clock = time.perf_counter()
         table = stimulus_table(protocol, units, records)
@@ -266,6 +271,14 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         Ledger.load(out).write_bytes(MANIFEST_JSON, json_bytes(manifest))
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
                        reused_identities=reused, repairs=repairs)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary files a killed build left: at the top of the build folder's own folders
+    and in each clip's ``stimuli/frames/<id>/`` (a frame folder left empty goes too)."""
+    for path in remove_leftovers(out, (*TEMPORARY_FILE_FOLDERS, *frame_folders(out))):
+        if path.parent.parent == out / FRAMES_DIR:
+            remove_empty_folders(path.parent, out / STIMULI_DIR)
 
 
 #: Backends that draw without downloaded weights: a dry run of them would be the real build.
@@ -379,6 +392,7 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
     from stimgen.standardise import match_stage, write_masks
 
     ledger.remove_stale(MASKS_DIR, keep=write_masks(ledger, records, units))
+    remove_empty_folders(out / MASKS_DIR, out)      # `mask: oval` turned off
     output = protocol.output
     if output.match == "none":
         return records

@@ -272,3 +272,36 @@ def test_a_subset_of_a_dynamic_build_carries_its_clips(built, tmp_path):
     assert len(subset) and subset["video"].notna().all()
     for video, digest in zip(subset["video"], subset["video_sha256"]):
         assert hashlib.sha256((tmp_path / "subset" / video).read_bytes()).hexdigest() == digest
+
+
+def test_stale_frame_folders_and_killed_builds_leftovers_are_removed(built, tmp_path):
+    """A frame folder whose stimulus went, or whose build turned png_frames off, goes with its
+    frames; a killed build's temporaries in stimuli/frames/<id>/ go on the next build; a file
+    stimgen did not write stays, and so does its folder."""
+    from stimgen.build_folder import FRAMES_DIR
+
+    protocol, result = built
+    out = tmp_path / "out"
+    shutil.copytree(result.out, out)
+    kept = out / FRAMES_DIR / result.stimuli["stimulus_id"].iloc[0]
+    (kept / ".001.png.abcd1234.tmp").write_bytes(b"half")           # a killed build's
+    (out / FRAMES_DIR / "gone").mkdir()
+    (out / FRAMES_DIR / "gone" / ".001.png.abcd1234.tmp").write_bytes(b"half")
+    again = stimgen.build(protocol, out, progress=False)
+    assert again.reused_identities == ["a"]
+    assert sorted(p.name for p in kept.iterdir()) == [f"{i:03d}.png" for i in
+                                                     range(1, FRAMES + 1)]
+    assert not (out / FRAMES_DIR / "gone").exists()
+
+    fewer = protocol_from_text(tmp_path, PROTOCOL.replace("neutral: true", "neutral: false"))
+    dropped = set(result.stimuli["stimulus_id"]) - set(
+        stimgen.build(fewer, out, progress=False).stimuli["stimulus_id"])
+    assert dropped and not any((out / FRAMES_DIR / sid).exists() for sid in dropped)
+
+    theirs = out / FRAMES_DIR / sorted(p.name for p in (out / FRAMES_DIR).iterdir())[0]
+    (theirs / "notes.txt").write_text("mine")
+    stills = protocol_from_text(tmp_path, PROTOCOL.replace(", png_frames: true", "")
+                                .replace("neutral: true", "neutral: false"))
+    stimgen.build(stills, out, progress=False)
+    assert sorted((out / FRAMES_DIR).rglob("*")) == [theirs, theirs / "notes.txt"]
+

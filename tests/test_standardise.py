@@ -212,6 +212,41 @@ def test_changing_the_framing_redraws_the_identities(tmp_path):
         table.loc[0, "mean_luminance"], rel=1e-5)
 
 
+def test_turning_matching_off_removes_its_state_and_nothing_else(tmp_path):
+    """`match:` keeps the unmatched faces and its records in .stimgen/; a rebuild without it
+    removes them and then the folders, unless something stimgen did not write is there."""
+    from stimgen.build_folder import UNMATCHED_DIR
+
+    matched = ", greyscale: true, mask: oval, match: luminance"
+    first = build(tmp_path, matched, name="one").out
+    assert any((first / UNMATCHED_DIR).iterdir()) and any((first / MATCHED_RECORDS_DIR).iterdir())
+    build(tmp_path, matched, name="two")
+    theirs = tmp_path / "two" / UNMATCHED_DIR / "notes.txt"
+    theirs.write_text("mine")
+    also_theirs = tmp_path / "two" / MATCHED_RECORDS_DIR / "settings.json"
+    also_theirs.write_text('{"mine": true}')
+    build(tmp_path, ", greyscale: true, mask: oval", name="one")
+    assert not (first / UNMATCHED_DIR).exists() and not (first / MATCHED_RECORDS_DIR).exists()
+    build(tmp_path, ", greyscale: true, mask: oval", name="two")
+    assert sorted(p.name for p in theirs.parent.iterdir()) == ["notes.txt"]   # only theirs
+    assert theirs.read_text() == "mine"
+    assert list(also_theirs.parent.iterdir()) == [also_theirs]
+
+
+def test_turning_the_mask_off_removes_stimgens_mask_files(tmp_path):
+    build(tmp_path, ", greyscale: true, mask: oval", name="one")
+    build(tmp_path, ", greyscale: true, mask: oval", name="two")
+    build(tmp_path, ", greyscale: true", name="one")
+    assert not (tmp_path / "one" / MASKS_DIR).exists()
+    # a mask edited after stimgen wrote it, and a file stimgen never wrote, stay
+    edited, theirs = tmp_path / "two" / MASKS_DIR / "a.png", tmp_path / "two" / MASKS_DIR / "x.png"
+    edited.write_bytes(edited.read_bytes() + b"edited")
+    theirs.write_bytes(b"mine")
+    build(tmp_path, ", greyscale: true", name="two")
+    assert sorted(p.name for p in edited.parent.iterdir()) == ["a.png", "x.png"]
+    assert edited.read_bytes().endswith(b"edited") and theirs.read_bytes() == b"mine"
+
+
 # -- the protocol -----------------------------------------------------------------------------
 def test_matching_needs_greyscale(tmp_path):
     with pytest.raises(ProtocolError) as error:
