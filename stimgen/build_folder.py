@@ -141,6 +141,19 @@ def record_files(record: dict) -> dict[str, str]:
     return files
 
 
+def stimulus_frames(files: dict[str, str], stimulus_id: str) -> dict[str, str]:
+    """The PNG onset frames of one stimulus among a manifest's ``files``
+    ({build-relative path: sha256}): those under ``stimuli/frames/<stimulus_id>/``.
+
+    >>> stimulus_frames({"stimuli/frames/a/001.png": "1", "stimuli/frames/ab/001.png": "2",
+    ...                  "stimuli/a.png": "3"}, "a")
+    {'stimuli/frames/a/001.png': '1'}
+    """
+    folder = f"{FRAMES_DIR}/{stimulus_id}/"
+    return {str(path): str(digest) for path, digest in sorted(files.items())
+            if str(path).startswith(folder)}
+
+
 @dataclass(frozen=True)
 class RaterColumns:
     """The stimuli.tsv columns of one rater in a build with several (see :func:`rater_columns`)."""

@@ -22,7 +22,8 @@ from stimgen.build_folder import (EXPERIMENT_DIR, IDENTITY_RECORDS_DIR, MANIFEST
                                   NORMS_SUMMARY_JSON, NORMS_TSV, PROTOCOL_YAML, REFERENCES_DIR,
                                   SELECTION_KEY, STATE_DIR, STIMULI_DIR, STIMULI_TSV,
                                   WRITTEN_FOLDERS, BuildFolder, build_lock, json_bytes,
-                                  read_build_folder, read_norms, record_files, table_bytes)
+                                  read_build_folder, read_norms, record_files,
+                                  stimulus_frames, table_bytes)
 from stimgen.errors import DesignError, SelectionError
 from stimgen.safety import is_inside, refuse_links
 from stimgen.storage import sha256_bytes, sha256_file
@@ -467,14 +468,13 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
     protect_collected_data(ledger, inputs, force, selection=True)
     ledger.remove(MANIFEST_JSON)                 # not a complete subset until written again
     images = []
-    # the image of each stimulus, and its clip in a build with output.dynamic
-    for file, digest in (item for row in table.to_dict("records")
-                         for item in record_files(row).items()):
+    for file, digest in _stimulus_files(source, table).items():
         data = (source.root / file).read_bytes() if (source.root / file).is_file() else None
         if data is None or sha256_bytes(data) != digest:
             raise SelectionError(
                 f"{source.root / file}: {'missing' if data is None else 'changed'} since "
-                f"the build wrote it (its sha256 in {STIMULI_TSV} does not match)",
+                f"the build wrote it (its sha256 in {STIMULI_TSV} or {MANIFEST_JSON} does not "
+                "match)",
                 hint="run `stimgen build` on the protocol again; it redraws damaged images")
         ledger.write_bytes(file, data)
         images.append(file)
@@ -526,6 +526,18 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
     manifest["timings"] = {"select": round(time.perf_counter() - clock, 3)}
     Ledger.load(out).write_bytes(MANIFEST_JSON, json_bytes(manifest))
     return manifest
+
+
+def _stimulus_files(source: BuildFolder, table: pd.DataFrame) -> dict[str, str]:
+    """What the subset copies of each chosen stimulus, {build-relative path: sha256}: its
+    image, and in a build with output.dynamic its clip and PNG onset frames (stimuli.tsv
+    does not list the frames; the build's manifest does)."""
+    built = source.manifest.get("files") or {}
+    files: dict[str, str] = {}
+    for row in table.to_dict("records"):
+        files.update(record_files(row))
+        files.update(stimulus_frames(built, str(row["stimulus_id"])))
+    return files
 
 
 def _rows_of(path: Path, ids: list[str]) -> bytes:

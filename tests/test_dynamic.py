@@ -305,3 +305,22 @@ def test_stale_frame_folders_and_killed_builds_leftovers_are_removed(built, tmp_
     stimgen.build(stills, out, progress=False)
     assert sorted((out / FRAMES_DIR).rglob("*")) == [theirs, theirs / "notes.txt"]
 
+
+def test_a_subset_carries_the_png_frames_of_its_stimuli(built, tmp_path):
+    from stimgen.build_folder import FRAMES_DIR, LEDGER_JSON
+    from stimgen.select import write_subset
+
+    _, result = built
+    subset = tmp_path / "subset"
+    write_subset(result.out, subset, per_target=1, by="model")
+    manifest = json.loads((subset / "manifest.json").read_text())
+    ids = pd.read_csv(subset / "stimuli.tsv", sep="\t", dtype=str)["stimulus_id"]
+    frames = sorted(p.relative_to(subset).as_posix() for p in (subset / FRAMES_DIR).rglob("*")
+                    if p.is_file())
+    assert frames == sorted(f"{FRAMES_DIR}/{sid}/{i:03d}.png" for sid in ids
+                            for i in range(1, FRAMES + 1))
+    ledger = json.loads((subset / LEDGER_JSON).read_text())["files"]
+    for frame in frames:
+        assert (subset / frame).read_bytes() == (result.out / frame).read_bytes()
+        digest = hashlib.sha256((subset / frame).read_bytes()).hexdigest()
+        assert manifest["files"][frame] == ledger[frame] == digest
