@@ -8,11 +8,13 @@ folder is the same file for file.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import multiprocessing
 import os
 import shutil
 import sys
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -139,19 +141,62 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
             on_result(chunk, render_and_rate(protocol, chunk, out, on_stimuli=on_progress))
         return
     with _worker_pool(workers, gpus) as pool:
-        futures = {pool.submit(render_and_rate, protocol, chunk, out): chunk for chunk in chunks}
+        futures = {pool.submit(_render_in_worker, protocol, chunk, out): chunk
+                   for chunk in chunks}
         for future in as_completed(futures):
             chunk = futures[future]
             try:
-                records = future.result()
+                records, raised = future.result()
             except BrokenProcessPool:
                 raise BuildError(
                     "a worker process died while rendering (killed, or out of memory)",
                     hint="run the same command again to resume; if it happens again, use "
                          "fewer workers with -j") from None
+            raised.show()
             on_result(chunk, records)
             if on_progress:
                 on_progress(chunk.stop - chunk.start)
+
+
+@dataclass
+class WorkerWarnings:
+    """What a worker process logged on the "stimgen" logger and raised with `warnings.warn`,
+    carried back so that the build shows it the way it shows its own (the CLI: on a line
+    of its own, above the progress bar) instead of the worker printing it over the bar."""
+
+    logged: list[tuple[int, str]]                               # (level, message)
+    raised: list[tuple[str, type[Warning], str, int]]           # (message, category, file, line)
+
+    def show(self) -> None:
+        """Emit them again in this process, through its own handlers and warning filters."""
+        for level, message in self.logged:
+            logging.getLogger("stimgen").log(level, "%s", message)
+        for message, category, filename, lineno in self.raised:
+            warnings.warn_explicit(message, category, filename, lineno)
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.NOTSET)
+        self.logged: list[tuple[int, str]] = []
+
+    def emit(self, record):
+        self.logged.append((record.levelno, record.getMessage()))
+
+
+def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings]:
+    """:func:`render_and_rate` in a worker process, its warnings collected, not printed."""
+    logger = logging.getLogger("stimgen")
+    collect = _Collect()
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [collect], False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            records = render_and_rate(protocol, chunk, out)
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+    return records, WorkerWarnings(collect.logged, [
+        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
 
 
 # --------------------------------------------------------------------------------------

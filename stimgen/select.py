@@ -49,11 +49,14 @@ def target_label(kind: str, emotion: str, intensity: float) -> str:
 
 
 def check_options(per_target: int, by: str, max_distance: float | None,
-                  min_hit_rate: float | None) -> None:
+                  min_hit_rate: float | None, k_option: str = "--per-target") -> None:
     """Refuse selection options out of range, naming the option and its accepted range.
 
+    ``k_option`` is the name of K's option as the user typed it (``--per-target`` or its
+    alias ``--per-emotion``), so that a message names what is on their command line.
+
     >>> check_options(2, "norms", 0.3, 0.5)
-    >>> check_options(0, "norms", None, None)
+    >>> check_options(0, "norms", None, None, k_option="--per-emotion")
     Traceback (most recent call last):
     ...
     stimgen.errors.SelectionError: --per-emotion 0: K must be at least 1
@@ -61,8 +64,8 @@ def check_options(per_target: int, by: str, max_distance: float | None,
     """
     if isinstance(per_target, bool) or not isinstance(per_target, (int, np.integer)) \
             or per_target < 1:
-        raise SelectionError(f"--per-emotion {per_target}: K must be at least 1",
-                             hint="e.g. --per-emotion 4 keeps the 4 best stimuli of every target")
+        raise SelectionError(f"{k_option} {per_target}: K must be at least 1",
+                             hint=f"e.g. {k_option} 4 keeps the 4 best stimuli of every target")
     if by not in RANKINGS:
         raise SelectionError(f"--by {by}: must be one of {', '.join(RANKINGS)}",
                              hint="--by norms ranks by the human means of norms.tsv, --by model "
@@ -301,7 +304,8 @@ class Subset:
 
 def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
                  max_distance: float | None = None, min_hit_rate: float | None = None,
-                 command: str | None = None, force: bool = False) -> Subset:
+                 command: str | None = None, force: bool = False,
+                 k_option: str = "--per-target") -> Subset:
     """Choose the best stimuli of a build and write them as a subset build folder.
 
     The subset holds the chosen images (byte copies), their rows of stimuli.tsv and
@@ -325,6 +329,9 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
         When participants' data in the subset's ``experiment/data/`` was collected with an
         experiment this selection changes: keep that experiment in ``experiment/previous/``
         and write the new one (as ``stimgen build --force``); without it, refuse.
+    k_option : str
+        How messages name K's option: ``--per-target`` or, where the user typed that alias,
+        ``--per-emotion``.
 
     Returns
     -------
@@ -342,8 +349,8 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
     >>> write_subset("build/demo", per_target=2, by="model")  # doctest: +SKIP
     """
     clock = time.perf_counter()
-    check_options(per_target, by, max_distance, min_hit_rate)
-    _refuse_folder_inside_a_build(Path(build_dir))
+    check_options(per_target, by, max_distance, min_hit_rate, k_option)
+    _refuse_folder_inside_a_build(Path(build_dir), k_option)
     source = read_build_folder(build_dir)
     found = read_norms(source.root)
     norms = found[0] if found else None
@@ -371,11 +378,11 @@ def write_subset(build_dir, out=None, *, per_target: int, by: str = "norms",
     with build_lock(out):
         refuse_links(out, WRITTEN_FOLDERS)
         manifest = _write_subset_locked(source, out, choice, norms, found, rule, command, force,
-                                        clock)
+                                        k_option, clock)
     return Subset(out, choice, manifest)
 
 
-def _refuse_folder_inside_a_build(folder: Path) -> None:
+def _refuse_folder_inside_a_build(folder: Path, k_option: str) -> None:
     """A folder of a build (``BUILD/stimuli``) given for the build: name the build above it."""
     if not folder.is_dir() or (folder / MANIFEST_JSON).is_file():
         return
@@ -386,7 +393,7 @@ def _refuse_folder_inside_a_build(folder: Path) -> None:
             raise SelectionError(f"{folder}: not a build folder; it lies inside the build "
                                  f"folder {shown}",
                                  hint=f"pass the build folder itself: stimgen select {shown} "
-                                      "--per-target K")
+                                      f"{k_option} K")
 
 
 def _applicable_norms(source: BuildFolder, norms: pd.DataFrame, *,
@@ -434,7 +441,7 @@ def _prepare_subset_folder(out: Path, source: Path) -> None:
 
 
 def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, found, rule,
-                         command, force, clock: float) -> dict:
+                         command, force, k_option: str, clock: float) -> dict:
     from stimgen.ledger import (Ledger, commit_experiment, protect_collected_data,
                                 remove_partial_snapshots)
     from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
@@ -502,7 +509,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
 
     protocol = _protocol_of(source)
     if protocol is not None and protocol.experiment is not None:
-        _write_experiment(out, protocol, table)
+        _write_experiment(out, protocol, table, k_option)
     else:
         Ledger.load(out).remove_stale(EXPERIMENT_DIR)
     commit_experiment(out, inputs)
@@ -556,7 +563,7 @@ def _protocol_of(source: BuildFolder):
     return Protocol.model_validate(source.protocol) if source.protocol else None
 
 
-def _write_experiment(out: Path, protocol, table: pd.DataFrame) -> None:
+def _write_experiment(out: Path, protocol, table: pd.DataFrame, k_option: str) -> None:
     """The protocol's experiment planned again over the chosen stimuli."""
     from stimgen.design import plan_design
     from stimgen.export import write_bundle
@@ -567,7 +574,7 @@ def _write_experiment(out: Path, protocol, table: pd.DataFrame) -> None:
         raise SelectionError(
             f"the protocol's experiment cannot be planned over the {len(table)} chosen "
             f"stimuli: {error.render()}",
-            hint="choose a K (--per-emotion) or thresholds that keep what "
+            hint=f"choose a K ({k_option}) or thresholds that keep what "
                  f"{error.field_path or 'the experiment'} needs, or change that setting in "
                  "the protocol and build again") from None
     write_bundle(out, protocol, table, design)
@@ -575,10 +582,10 @@ def _write_experiment(out: Path, protocol, table: pd.DataFrame) -> None:
     if idle:
         log.warning("the subset's %s task still offers the %s %s, but no chosen stimulus "
                     "shows %s, so that answer is never correct: keep some of its stimuli with "
-                    "a larger --per-target or looser thresholds, or remove the choice from "
+                    "a larger %s or looser thresholds, or remove the choice from "
                     "the protocol and build again", protocol.experiment.task.type,
                     "choice" if len(idle) == 1 else "choices", ", ".join(idle),
-                    "that emotion" if len(idle) == 1 else "their emotions")
+                    "that emotion" if len(idle) == 1 else "their emotions", k_option)
 
 
 def idle_choices(experiment, trials: pd.DataFrame) -> list[str]:

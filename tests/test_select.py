@@ -342,6 +342,7 @@ def test_the_subsets_experiment_runs(rotating, tmp_path):
 # -- bad options ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("options, named", [
     (["--per-emotion", "0"], "--per-emotion 0"),
+    (["--per-target", "0"], "--per-target 0"),
     (["--per-emotion", "2", "--min-hit-rate", "1.5"], "--min-hit-rate 1.5"),
     (["--per-emotion", "2", "--max-distance", "-0.1"], "--max-distance -0.1"),
     (["--per-emotion", "2", "--by", "model", "--max-distance", "nan"], "--max-distance nan"),
@@ -351,6 +352,25 @@ def test_bad_options_exit_2_naming_the_option(rotating, options, named):
     assert result.exit_code == 2 and named in result.output and "hint:" in result.output
     assert "Traceback" not in result.output
     assert not default_subset_folder(rotating).exists()
+
+
+@pytest.mark.parametrize("typed, other", [("--per-target", "--per-emotion"),
+                                           ("--per-emotion", "--per-target")])
+def test_messages_name_k_option_as_typed(build, typed, other):
+    result = select(build, typed, "-1", "--by", "model")
+    assert result.exit_code == 2 and f"{typed} -1: K must be at least 1" in result.output
+    assert f"hint: e.g. {typed} 4" in result.output and other not in result.output
+    result = select(build / "stimuli", typed, 2, "--by", "model")
+    assert result.exit_code == 2 and f"stimgen select {build} {typed} K" in result.output
+    assert other not in result.output
+
+
+def test_k_option_given_twice_or_not_at_all_is_a_usage_error(build):
+    for options in ([], ["--per-target", "2", "--per-emotion", "2"]):
+        result = select(build, *options, "--by", "model")
+        assert result.exit_code == 2 and "--per-target" in result.output, result.output
+        assert "--per-emotion" in result.output and "Traceback" not in result.output
+    assert not default_subset_folder(build).exists()
 
 
 def test_unknown_folder_and_missing_norms_exit_2_with_a_hint(build, tmp_path):
@@ -429,8 +449,9 @@ def test_an_experiment_that_cannot_be_planned_over_the_subset_stops_with_its_set
     data["experiment"]["stimuli"] = {"identities": ["id03"]}
     chosen = folder.stimuli[folder.stimuli["identity"] == "id01"]
     with pytest.raises(SelectionError, match=r"cannot be planned over the 7 chosen stimuli: "
-                                             r"experiment\.stimuli\.identities"):
-        _write_experiment(tmp_path, Protocol.model_validate(data), chosen)
+                                             r"experiment\.stimuli\.identities") as raised:
+        _write_experiment(tmp_path, Protocol.model_validate(data), chosen, "--per-target")
+    assert "choose a K (--per-target)" in raised.value.render()
     assert not (tmp_path / "experiment").exists()
 
 
@@ -528,6 +549,8 @@ def test_out_and_per_target_spellings_and_targets_that_kept_none(rotating, tmp_p
         result = select(rotating, "--per-target", 1, "--max-distance", 0.06, flag, out)
         assert result.exit_code == 0, result.output
         assert set(stimuli_of(out)["stimulus_id"]) == expected
+        command = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["command"]
+        assert " --per-target 1 " in command and "--per-emotion" not in command  # as typed
         lines.append(result.output.splitlines()[-2])
     assert len(set(lines)) == 1
     assert lines[0].startswith(f"{len(expected)} stimul") and \
@@ -546,11 +569,13 @@ def test_a_subset_categorization_task_names_choices_left_without_stimuli(rotatin
                                   "choices": ["happy", "sad", "angry", "neutral"]}
     chosen = folder.stimuli[~folder.stimuli["emotion"].isin(["Angry", "Sad"])]
     with caplog.at_level("WARNING", logger="stimgen"):
-        _write_experiment(tmp_path, Protocol.model_validate(data), chosen)
+        _write_experiment(tmp_path, Protocol.model_validate(data), chosen, "--per-emotion")
     assert "categorization task still offers the choices sad, angry, but no chosen " \
            "stimulus shows their emotions" in caplog.text
+    assert "a larger --per-emotion or looser" in caplog.text      # the option as typed
     caplog.clear()
     with caplog.at_level("WARNING", logger="stimgen"):
         (tmp_path / "all").mkdir()
-        _write_experiment(tmp_path / "all", Protocol.model_validate(data), folder.stimuli)
+        _write_experiment(tmp_path / "all", Protocol.model_validate(data), folder.stimuli,
+                          "--per-target")
     assert "still offers" not in caplog.text

@@ -471,3 +471,42 @@ def test_validate_warns_that_short_onsets_are_never_checked_for_flicker(tmp_path
     warning = (f"output.dynamic.frames: {frames} onset frames are too few to measure "
                "clip_jitter (it needs at least 5)")
     assert (warning in result.stderr) is warned
+
+
+# `stimgen validate` is the quick check a researcher runs after every edit: naming the model
+# files an emostyle build needs is data, so it must not pay for importing torch (~4 s of CPU).
+NO_TORCH_SCRIPT = """\
+import sys
+from click.testing import CliRunner
+from stimgen.cli import main
+result = CliRunner().invoke(main, ["validate", sys.argv[1]])
+assert result.exit_code == 0, result.output
+assert "valid" in result.output, result.output
+heavy = sorted(name for name in ("torch", "torchvision") if name in sys.modules)
+print("imported:", " ".join(heavy) or "nothing heavy")
+"""
+
+
+def test_validate_of_an_emostyle_protocol_does_not_import_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STIMGEN_HOME": str(tmp_path / "home")}   # no model files installed
+    done = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT,
+                           str(ROOT / "protocols" / "emostyle-28x4.yaml")], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "imported: nothing heavy" in done.stdout, done.stdout
+
+
+def test_backend_models_name_the_emostyle_files_photos_included():
+    from stimgen.backends import backend_models
+    from stimgen.backends.model_needs import CORE_MODELS, PHOTO_MODELS
+
+    seeds = load_protocol(ROOT / "protocols" / "emostyle-28x4.yaml")
+    assert backend_models(seeds) == list(CORE_MODELS)
+    photos = seeds.model_copy(update={"identities": [
+        seeds.identities[0].model_copy(update={"seed": None, "image": "p01.jpg"})]})
+    assert backend_models(photos) == list(CORE_MODELS) + list(PHOTO_MODELS)
+    assert backend_models(load_protocol(ROOT / "protocols" / "demo.yaml")) == []

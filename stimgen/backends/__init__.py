@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from stimgen.backends.base import (PROGRESS_ENV, Backend, Rendered, progress_enabled,
                                    showing_progress)
+from stimgen.backends.model_needs import required_models
 from stimgen.backends.schematic import SchematicBackend
 from stimgen.errors import BackendUnavailableError
 from stimgen.protocol.models import Identity, Protocol
@@ -60,11 +61,9 @@ def create_backend(protocol: Protocol) -> Backend:
 
 def backend_models(protocol: Protocol) -> list[str]:
     """Registry models the protocol's backend loads: none for schematic; for emostyle, those
-    of :func:`stimgen.backends.emostyle.models.required_models` (importing torch)."""
+    of :func:`stimgen.backends.model_needs.required_models` (without importing torch)."""
     if protocol.backend.name != "emostyle":
         return []
-    from stimgen.backends.emostyle.models import required_models
-
     kinds = {identity.kind for identity in protocol.identities}
     return required_models(kinds, protocol.resolved_rater())
 

@@ -9,6 +9,7 @@ import json
 import logging
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -94,17 +95,41 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
     click.echo(str(result.out))
 
 
+def show_warning_line(message: str) -> None:
+    """``warning: message`` on stderr, on a line of its own even while a progress bar runs:
+    tqdm clears its bars, the line is written, the bars are drawn again below it."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stderr):
+        click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
 class _ClickWarnings(logging.Handler):
     """Shows the build's warnings (e.g. damaged files it recomputed) on stderr, even with -q."""
 
     def emit(self, record):
-        click.secho(f"warning: {record.getMessage()}", fg="yellow", err=True)
+        show_warning_line(record.getMessage())
+
+
+def _show_python_warning(message, category, filename, lineno, file=None, line=None):
+    """`warnings.showwarning` for the CLI: stimgen's own warnings (a photo with several
+    faces) as ``warning: …`` lines, any other with its usual file:line form; all above the bar."""
+    if category.__module__.split(".")[0] == "stimgen":
+        show_warning_line(str(message))
+        return
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stderr):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def show_build_warnings() -> None:
+    """Route the build's logged warnings and Python warnings to stderr lines that never
+    share a line with the progress bar (worker processes send theirs back to this one)."""
     logger = logging.getLogger("stimgen")
     if not any(isinstance(h, _ClickWarnings) for h in logger.handlers):
         logger.addHandler(_ClickWarnings(logging.WARNING))
+    warnings.showwarning = _show_python_warning
 
 
 @click.command()
@@ -132,17 +157,17 @@ def validate(ctx, protocol, out):
     loaded = stimgen.load_protocol(protocol)
     plan = plan_experiment(loaded)
     say(ctx, plan_summary(loaded, out, plan))
-    warnings = [w.render(str(protocol)) for w in (plan.warnings if plan else ())]
+    found = [w.render(str(protocol)) for w in (plan.warnings if plan else ())]
     flicker = unmeasured_flicker(loaded.output.dynamic)
     if flicker is not None:
-        warnings.append(flicker.render(str(protocol)))
+        found.append(flicker.render(str(protocol)))
     _, raters = resolve_raters(loaded)      # the raters the build will load, as it resolves them
     missing = weights_missing(backend_models(loaded) + rater_models(raters.names))
     if missing is not None:     # the protocol is valid; a build on this machine would stop
-        warnings.append(f"a build on this machine would stop: {missing.render()}")
-    for warning in warnings:
+        found.append(f"a build on this machine would stop: {missing.render()}")
+    for warning in found:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
-    counted = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""
+    counted = f" ({len(found)} warning{'s' if len(found) > 1 else ''})" if found else ""
     click.secho(f"{protocol}: valid{counted}", fg="green")
 
 

@@ -1,8 +1,8 @@
-"""The emostyle model set: which checkpoints a build needs, the device, loading them once.
+"""The emostyle model set: the device, loading the checkpoints once, their files.
 
-Owns :func:`required_models` (registry names for a protocol), :func:`select_device`,
-:func:`load_model_set` (loaded once per process and device) and :func:`model_files`
-(name, path and sha256 of each file, for the build fingerprint and the manifest).
+Owns :func:`select_device`, :func:`load_model_set` (loaded once per process and device)
+and :func:`model_files` (name, path and sha256 of each file, for the build fingerprint and
+the manifest). Which models a build needs is in :mod:`stimgen.backends.model_needs`.
 """
 from __future__ import annotations
 
@@ -17,17 +17,13 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+# which models a build needs is pure data, kept where `stimgen validate` reads it without torch
+from stimgen.backends.model_needs import CORE_MODELS, PHOTO_MODELS, required_models  # noqa: F401
 from stimgen.checkpoints.loaders import load_kind
 from stimgen.errors import BackendUnavailableError
 from stimgen.storage import sha256_file
 from stimgen.weights.registry import get_model
 
-#: Always needed: the generator, the EmoStyle edit, VGGFace2 (identity similarity) and
-#: EmoNet (the emonet rater; its heatmaps give the geometric rater its landmarks).
-CORE_MODELS = ("stylegan2_ffhq", "emostyle_mapping", "vggface2_resnet50", "emonet_8")
-#: Needed for photo identities: the face-alignment landmarker (faces are found by the
-#: embedded MTCNN detector, which ships with stimgen: stimgen.detection).
-PHOTO_MODELS = ("fan_2d",)
 #: Where `--dry-run` keeps its tiny random models (under the stimgen home), and their size.
 DRY_RUN_FOLDER = "dry-run"
 DRY_RUN_RESOLUTION = 32
@@ -55,15 +51,6 @@ class ModelSet:
     @property
     def resolution(self) -> int:
         return int(self.generator.img_resolution)
-
-
-def required_models(kinds: set[str], rater: str) -> list[str]:
-    """Registry names a build needs, given its identity kinds and its rater.
-
-    >>> required_models({"seed"}, "emonet")
-    ['stylegan2_ffhq', 'emostyle_mapping', 'vggface2_resnet50', 'emonet_8']
-    """
-    return list(CORE_MODELS) + (list(PHOTO_MODELS) if "image" in kinds else [])
 
 
 def select_device(requested: str) -> torch.device:
