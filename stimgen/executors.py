@@ -7,11 +7,13 @@ folder is the same file for file.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from stimgen.build_folder import JOBS_DIR, store_records
+from stimgen.build_folder import JOBS_DIR, clear_journals, journaled_records, store_records
 from stimgen.errors import BackendUnavailableError, BuildError
+from stimgen.interrupt import STOP_SIGNALS, StopRequested
 from stimgen.plan import plan_units
 from stimgen.render import Chunk, render_and_rate
 
@@ -100,21 +103,84 @@ def gpu_for_worker(worker: int, gpus: Sequence[str]) -> str:
     return gpus[worker % len(gpus)]
 
 
-def _claim_gpu(slots) -> None:
-    # Runs first in each worker process, before anything imports torch.cuda.
-    os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
+#: Seconds that stopped worker processes get to finish the stimulus they are writing and
+#: exit, before they are killed (what they finished is already journaled).
+STOP_GRACE_SECONDS = 2.0
+
+
+class _Worker:
+    """The state of a local worker process: whether it is rendering, whether it must stop."""
+
+    rendering = False
+    stop: int | None = None          # the signal that asked it to stop
+
+
+def _on_stop_signal(signum, frame) -> None:
+    # A worker's SIGINT/SIGTERM (from the terminal's Ctrl-C, a scheduler, or the build
+    # passing its own on): stop the chunk being rendered, at once, through the same
+    # KeyboardInterrupt path as the build's own process; between chunks, only remember it.
+    _Worker.stop = signum
+    if _Worker.rendering:
+        raise StopRequested(signum)
+
+
+def _start_worker(slots) -> None:
+    """Runs first in each worker process: its stop signals, and its GPU (with GPUs) before
+    anything imports torch.cuda."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+    if slots is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
 
 
 def _worker_pool(workers: int, gpus: Sequence[str]) -> ProcessPoolExecutor:
     """``workers`` processes; with GPUs, each sees only its own through CUDA_VISIBLE_DEVICES."""
     if not gpus:
-        return ProcessPoolExecutor(max_workers=workers)
+        return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                   initargs=(None,))
     context = multiprocessing.get_context("spawn")     # CUDA does not survive fork
     slots = context.Queue()
     for worker in range(workers):
         slots.put(gpu_for_worker(worker, gpus))
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_claim_gpu, initargs=(slots,))
+                               initializer=_start_worker, initargs=(slots,))
+
+
+def stop_workers(pool: ProcessPoolExecutor, workers: Sequence[multiprocessing.Process],
+                 signum: int, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a pool of render workers now: queued chunks are cancelled, running ones are sent
+    ``signum`` (they journal the stimuli being written and return), and a worker still
+    alive after ``grace`` seconds is killed.
+
+    Parameters
+    ----------
+    pool : ProcessPoolExecutor
+        The pool of :func:`run_chunks`.
+    workers : sequence of multiprocessing.Process
+        Its processes (:func:`_pool_processes`).
+    signum : int
+        The signal the build is stopping on; the workers get the same.
+    grace : float
+        Seconds before the workers still running are killed.
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signum)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(1.0)
+    pool.shutdown(wait=True)
+
+
+def _pool_processes(before: set[int]) -> list[multiprocessing.Process]:
+    """The worker processes started since ``before`` (the pids of the children alive then)."""
+    return [p for p in multiprocessing.active_children() if p.pid not in before]
 
 
 def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, workers: int,
@@ -140,22 +206,32 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
         for chunk in chunks:
             on_result(chunk, render_and_rate(protocol, chunk, out, on_stimuli=on_progress))
         return
-    with _worker_pool(workers, gpus) as pool:
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = _worker_pool(workers, gpus)
+    try:
         futures = {pool.submit(_render_in_worker, protocol, chunk, out): chunk
                    for chunk in chunks}
         for future in as_completed(futures):
             chunk = futures[future]
             try:
-                records, raised = future.result()
+                records, raised, stopped = future.result()
             except BrokenProcessPool:
                 raise BuildError(
                     "a worker process died while rendering (killed, or out of memory)",
-                    hint="run the same command again to resume; if it happens again, use "
-                         "fewer workers with -j") from None
+                    hint="run the same command again to resume (finished stimuli are kept); "
+                         "if it happens again, use fewer workers with -j") from None
             raised.show()
+            if stopped is not None:     # a signal reached the worker first: stop the build
+                raise StopRequested(stopped)
             on_result(chunk, records)
             if on_progress:
-                on_progress(chunk.stop - chunk.start)
+                on_progress(len(set(chunk.stimulus_ids) - chunk.done))
+    except BaseException as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        stop_workers(pool, _pool_processes(before),
+                     signum if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
+        raise
+    pool.shutdown(wait=True)
 
 
 @dataclass
@@ -184,19 +260,30 @@ class _Collect(logging.Handler):
         self.logged.append((record.levelno, record.getMessage()))
 
 
-def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings]:
-    """:func:`render_and_rate` in a worker process, its warnings collected, not printed."""
+def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
+    """:func:`render_and_rate` in a worker process, its warnings collected, not printed;
+    the last value is the signal that stopped it (None: it finished the chunk)."""
     logger = logging.getLogger("stimgen")
     collect = _Collect()
     handlers, propagate = logger.handlers[:], logger.propagate
     logger.handlers, logger.propagate = [collect], False
+    records, stopped = [], _Worker.stop
     try:
         with warnings.catch_warnings(record=True) as caught:
-            records = render_and_rate(protocol, chunk, out)
+            if stopped is None:
+                _Worker.rendering = True
+                try:
+                    if _Worker.stop is not None:      # it came just before `rendering`
+                        raise StopRequested(_Worker.stop)
+                    records = render_and_rate(protocol, chunk, out)
+                finally:
+                    _Worker.rendering = False
+    except StopRequested as stop:     # its finished stimuli are journaled
+        stopped = stop.signum
     finally:
         logger.handlers, logger.propagate = handlers, propagate
     return records, WorkerWarnings(collect.logged, [
-        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
+        (str(w.message), w.category, w.filename, w.lineno) for w in caught]), stopped
 
 
 # --------------------------------------------------------------------------------------
@@ -219,13 +306,18 @@ def render_identity(job: UnitJob) -> int:
     the build sees either a complete identity or none.
     """
     unit = next(u for u in plan_units(job.protocol) if u.identity.id == job.identity_id)
-    print(f"stimgen: identity {job.identity_id}, {len(unit.targets)} stimuli -> {job.out}",
+    finished = journaled_records(job.out, job.identity_id, job.key)   # an earlier attempt's
+    print(f"stimgen: identity {job.identity_id}, {len(unit.targets)} stimuli -> {job.out}"
+          + (f" ({len(finished)} finished by an earlier attempt)" if finished else ""),
           flush=True)
     started = time.perf_counter()
-    records = render_and_rate(job.protocol, Chunk(unit, 0, len(unit.targets)), job.out)
+    fresh = render_and_rate(job.protocol, Chunk(unit, 0, len(unit.targets), job.key,
+                                                frozenset(finished)), job.out)
+    finished.update({r["stimulus_id"]: r for r in fresh})
     order = {sid: i for i, sid in enumerate(unit.stimulus_ids())}
-    records.sort(key=lambda r: order[r["stimulus_id"]])
+    records = sorted(finished.values(), key=lambda r: order[r["stimulus_id"]])
     store_records(job.out, job.identity_id, job.key, records)
+    clear_journals(job.out, job.identity_id)
     print(f"stimgen: identity {job.identity_id} done in {time.perf_counter() - started:.1f} s",
           flush=True)
     return len(records)

@@ -1,0 +1,115 @@
+"""Benchmark: stopping the demo build half-way with Ctrl-C (SIGINT) and SIGTERM, then resuming.
+
+For each signal, a `stimgen build` process is started on the demo protocol, the signal is sent
+once half of its stimuli are on disk, and the rerun of the same command finishes the build.
+Prints how long the process took to stop after the signal, its exit status, the rerun's time
+as a ratio of an uninterrupted build's (measured in the same run), and whether the resumed
+folder holds byte-identical files. Targets (issue 27): stopped within 3 s, exit status 130 /
+143, rerun <= 0.7 of a full build, every stimulus byte-identical.
+
+    python benchmarks/bench_interrupt.py [--protocol protocols/demo.yaml] [--at 0.5] [-j N]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STIMGEN = [sys.executable, "-c", "from stimgen.cli import main; main()"]
+#: Files that record a run (its date, timings, command, lock holder), not its outputs.
+RUN_FILES = ("report.html", "manifest.json")
+
+
+def command(protocol: str, out: Path, jobs: int | None) -> list[str]:
+    return [*STIMGEN, "--quiet", "build", protocol, "-o", str(out),
+            *(["-j", str(jobs)] if jobs else [])]
+
+
+def timed_build(protocol: str, out: Path, jobs: int | None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command(protocol, out, jobs), check=True, stdout=subprocess.DEVNULL,
+                   cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def outputs(out: Path) -> dict[str, str]:
+    """sha256 of every output file of a build folder, by relative path (bookkeeping under
+    .stimgen/ and the two files that carry the run's date left out)."""
+    return {path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(out.rglob("*")) if path.is_file()
+            and path.relative_to(out).parts[0] != ".stimgen"
+            and path.relative_to(out).as_posix() not in RUN_FILES}
+
+
+def interrupted_build(protocol: str, out: Path, jobs: int | None, signum: int, at: int
+                      ) -> tuple[float, int, int]:
+    """Start a build, send ``signum`` once ``at`` stimuli are on disk; returns the seconds
+    from the signal to the process's end, its exit status and the stimuli on disk then."""
+    process = subprocess.Popen(command(protocol, out, jobs), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stimuli = out / "stimuli"
+    try:
+        while process.poll() is None:
+            if stimuli.is_dir() and sum(1 for p in stimuli.iterdir()
+                                        if not p.name.startswith(".")) >= at:
+                break
+            time.sleep(0.01)
+        sent = time.perf_counter()
+        process.send_signal(signum)
+        _, error = process.communicate(timeout=60)
+        stopped = time.perf_counter() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if process.returncode == 0:
+        raise SystemExit(f"the build finished before {signal.Signals(signum).name} was sent; "
+                         "use a larger protocol or a smaller --at")
+    on_disk = sum(1 for p in stimuli.iterdir() if not p.name.startswith("."))
+    last = error.decode(errors="replace").strip().splitlines()[-1:] or [""]
+    print(f"    {signal.Signals(signum).name}: {last[0]}")
+    return stopped, process.returncode, on_disk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", default=str(ROOT / "protocols" / "demo.yaml"))
+    parser.add_argument("--at", type=float, default=0.5,
+                        help="fraction of the stimuli on disk when the signal is sent")
+    parser.add_argument("-j", "--jobs", type=int, help="worker processes (default: stimgen's)")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    work = Path(tempfile.mkdtemp(prefix="stimgen-interrupt-"))
+    try:
+        full = timed_build(args.protocol, work / "full", args.jobs)
+        reference = outputs(work / "full")
+        total = sum(1 for p in (work / "full" / "stimuli").iterdir())
+        at = max(1, round(total * args.at))
+        print(f"uninterrupted build: {total} stimuli in {full:.2f} s")
+        print(f"{'signal':<8} {'stopped after s':>15} {'status':>7} {'on disk':>8} "
+              f"{'rerun s':>8} {'rerun/full':>10} {'identical':>9}")
+        rows = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            out = work / signal.Signals(signum).name
+            stopped, status, on_disk = interrupted_build(args.protocol, out, args.jobs,
+                                                         signum, at)
+            rerun = timed_build(args.protocol, out, args.jobs)
+            same = outputs(out) == reference
+            rows.append((signal.Signals(signum).name, stopped, status, on_disk, rerun,
+                         rerun / full, same))
+        for name, stopped, status, on_disk, rerun, ratio, same in rows:
+            print(f"{name:<8} {stopped:>15.2f} {status:>7} {on_disk:>8} {rerun:>8.2f} "
+                  f"{ratio:>10.2f} {'yes' if same else 'NO':>9}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
