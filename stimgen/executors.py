@@ -119,8 +119,11 @@ def _on_stop_signal(signum, frame) -> None:
     # A worker's SIGINT/SIGTERM (from the terminal's Ctrl-C, a scheduler, or the build
     # passing its own on): stop the chunk being rendered, at once, through the same
     # KeyboardInterrupt path as the build's own process; between chunks, only remember it.
+    # Once only: a second signal (Ctrl-C reaches both the build and its workers, and the
+    # build passes its own on) must not cut short the journaling of the first one's stop.
+    first = _Worker.stop is None
     _Worker.stop = signum
-    if _Worker.rendering:
+    if _Worker.rendering and first:
         raise StopRequested(signum)
 
 

@@ -168,6 +168,7 @@ def _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pendin
             journal_finished()
             if on_stimuli:
                 on_stimuli(new(part))
+            crash_point("batch")      # tests: stop here, in the process that draws
         else:
             drawn.append((part, faces, ratings))
     if drawn:                     # closed-loop correction: every stimulus of the chunk at once
