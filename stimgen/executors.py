@@ -4,6 +4,11 @@ Local workers render chunks (slices of one identity's targets) and hand their re
 submitit jobs (a SLURM job array, or submitit's local processes) each render one whole
 identity and write its cache record, which the build then merges. Either way the build
 folder is the same file for file.
+
+Stopping (Ctrl-C, SIGTERM: stimgen/interrupt.py): :func:`run_chunks` stops its workers
+(:func:`stop_workers`) and :func:`run_units` cancels its jobs (:func:`cancel_jobs`) before the
+stop goes on up; workers and jobs journal every stimulus they finished, so nothing finished
+is drawn again.
 """
 from __future__ import annotations
 
@@ -447,6 +452,10 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
     ------
     UnitsFailedError
         Naming every identity that failed all its attempts and its log file.
+    KeyboardInterrupt
+        Ctrl-C, or :class:`~stimgen.interrupt.StopRequested` for SIGTERM: every job in
+        flight is cancelled first (:func:`cancel_jobs`); the stimuli they finished are
+        journaled in the build folder, and the next run's jobs draw only the rest.
     """
     if not pending:
         return
@@ -496,8 +505,7 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
             if queue or flights:
                 time.sleep(POLL_SECONDS[execution.executor])
     except KeyboardInterrupt:
-        for flight in flights:
-            flight.job.cancel(check=False)
+        cancel_jobs([flight.job for flight in flights])
         raise
     finally:
         bar.close()
@@ -506,6 +514,19 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
     retried = sum(1 for n in attempts.values() if n > 1)
     _say(progress, bar, f"... {len(attempts)} identity job(s) finished"
                         + (f", {retried} after a retry" if retried else ""))
+
+
+def cancel_jobs(jobs: Sequence[Any]) -> None:
+    """Tell submitted identity jobs to stop, without waiting for them.
+
+    submitit-local sends each job's process SIGINT; SLURM runs ``scancel``, which sends the
+    job SIGTERM and SIGKILL after the cluster's ``KillWait``. Either way a job keeps every
+    stimulus it finished (:class:`stimgen.build_folder.StimulusJournal`), so a cancelled or
+    preempted identity resumes where it stopped.
+    """
+    for job in jobs:
+        with contextlib.suppress(Exception):      # a job that already ended, an sacct hiccup
+            job.cancel(check=False)
 
 
 def uses_gpu(protocol: "Protocol") -> bool:

@@ -165,6 +165,41 @@ def test_workers_stop_with_the_build(protocol, tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
+def test_sigterm_cancels_submitit_jobs_which_keep_their_finished_stimuli(protocol, reference,
+                                                                         tmp_path):
+    """--executor submitit-local: one job process per identity, each held at its 3rd
+    stimulus; SIGTERM to the build cancels them, and they journal what they finished."""
+    out = tmp_path / "build"
+    env = dict(os.environ, **{CRASH_ENV: "batch@3:stall"})
+    process = subprocess.Popen(
+        [*STIMGEN, "--quiet", "build", str(protocol.source_path), "-o", str(out),
+         "--executor", "submitit-local", "-j", "2"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(images(out)) < 6:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        jobs = _descendants(process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, error = process.communicate(timeout=30)
+        assert process.returncode == 143, error.decode()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in jobs)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    on_disk = images(out)
+    assert len(on_disk) == 6 and set(on_disk) <= recorded(out)
+    result = stimgen.build(protocol, out=out, progress=False, jobs=1)
+    assert result.kept_stimuli == 6
+    assert snapshot(out) == reference
+
+
 def test_sigkill_of_the_whole_group_keeps_the_journaled_stimuli(protocol, reference, tmp_path):
     """kill -9 gives no chance to clean up: what was journaled before it is still kept."""
     out = tmp_path / "build"
@@ -195,6 +230,13 @@ def test_resume_after_a_stop_with_another_protocol_removes_the_unfinished_stimul
 def _children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in found.split()]
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in _children(pid):
+        found += [child, *_descendants(child)]
+    return found
 
 
 def _alive(pid: int) -> bool:

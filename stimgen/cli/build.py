@@ -53,8 +53,9 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
           time_limit, array_parallelism, max_retries, dry_run):
     """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
 
-    An interrupted build resumes: run the same command again and finished
-    identities are reused after their files are checked. Execution settings come
+    A stopped build resumes: run the same command again and every finished
+    stimulus is reused after its files are checked (Ctrl-C and SIGTERM stop
+    within seconds, with status 130 and 143; see docs/reliability.md). Execution settings come
     from these options, else the protocol's execution: section, else the user
     config file (~/.config/stimgen/config.yaml or $STIMGEN_CONFIG).
     """
@@ -79,6 +80,8 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
     timing = sum(result.manifest["timings"].values())
+    if result.kept_stimuli:
+        say(ctx, f"kept {result.kept_stimuli} stimuli finished before the build was stopped")
     if result.reused_identities:
         say(ctx, f"reused finished identities: {', '.join(result.reused_identities)}")
     if result.repairs:
