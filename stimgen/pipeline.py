@@ -39,6 +39,7 @@ from stimgen.dynamic import unmeasured_flicker
 from stimgen.errors import BuildError
 from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
 from stimgen.interrupt import stopping_on_signals
+from stimgen.preflight import check_photos, missing_packages, photo_error
 from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
                             protect_collected_data, remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
@@ -181,6 +182,12 @@ def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command
     from stimgen.weights import require_weights
 
     require_weights(rater_models(raters.names))  # fails fast: a rater's weights missing
+    missing = missing_packages(protocol, raters.names)   # fails fast: PsychoPy, face-alignment...
+    if missing is not None:
+        raise missing
+    photos = check_photos(protocol, references=False, detect=False)   # every identity photo
+    if photos.problems:                         # (references are read first thing below)
+        raise photo_error(protocol, photos.problems)
     rater_info = [describe_rater(name, protocol.backend.name) for name in raters.names]
     for note in raters.notes:
         _stage(progress, note)
@@ -196,10 +203,6 @@ def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command
     elif jobs is not None:
         execution = execution.model_copy(update={"jobs": jobs})
     check_available(execution)                  # fails fast: no sbatch, no submitit
-    if protocol.experiment is not None:         # fails fast: PsychoPy missing or broken
-        from stimgen.export.psychopy_bundle import psychopy_experiment_module
-
-        psychopy_experiment_module()
     timings["plan"] = time.perf_counter() - clock
 
     try:

@@ -25,6 +25,7 @@ from stimgen.export import psyexp
 from stimgen.export.clips import CLIP_FILE
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.ledger import Ledger
+from stimgen.packages import PSYCHOPY_INSTALL
 from stimgen.protocol.experiment import evaluated_by_psychopy
 from stimgen.safety import spreadsheet_safe_table
 from stimgen.storage import link_or_copy
@@ -39,7 +40,6 @@ _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
 #: Trial columns naming a file of the build's stimuli/: the image, and the video of clip trials.
 _FILE_COLUMNS = ("stim_file", CLIP_FILE)
 #: How to install PsychoPy, exactly as the README says (tests/test_packaging.py checks that).
-PSYCHOPY_INSTALL = "pip install --no-deps -r requirements-psychopy.txt"
 
 
 def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> dict[str, Path]:
