@@ -91,7 +91,8 @@ def report_figures(folder: BuildFolder) -> dict[str, ReportFigure]:
     marked = marked_weak_region(folder)
     figures = (
         circumplex_figure(folder.stimuli, marked),
-        distance_heatmap_figure(folder.stimuli, marked),
+        distance_heatmap_figure(folder.stimuli, marked,
+                                str((folder.manifest.get("backend") or {}).get("name") or "")),
         backend_measures_figure(folder.stimuli),
         norms_figure(folder.root, marked),
     )
