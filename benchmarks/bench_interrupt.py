@@ -5,7 +5,8 @@ once half of its stimuli are on disk (SIGINT to its process group, as Ctrl-C in 
 SIGTERM to the build's process alone, as `kill PID`), and the rerun of the same command
 finishes the build. Prints how long the process took to stop after the signal, its exit
 status, the rerun's time as a ratio of an uninterrupted build's (run just before, in the same
-run), and whether the resumed folder holds byte-identical files. Targets (issue 27): stopped within 3 s, exit status 130 /
+run; wall-clock and CPU time, the latter unaffected by other load on a shared machine), and
+whether the resumed folder holds byte-identical files. Targets (issue 27): stopped within 3 s, exit status 130 /
 143, rerun <= 0.7 of a full build, every stimulus byte-identical.
 
     python benchmarks/bench_interrupt.py [--protocol protocols/demo.yaml] [--at 0.5] [-j N]
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -34,11 +36,18 @@ def command(protocol: str, out: Path, jobs: int | None) -> list[str]:
             *(["-j", str(jobs)] if jobs else [])]
 
 
-def timed_build(protocol: str, out: Path, jobs: int | None) -> float:
+def timed_build(protocol: str, out: Path, jobs: int | None) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (the build and its workers) of one `stimgen build`."""
+    before = _children_cpu()
     start = time.perf_counter()
     subprocess.run(command(protocol, out, jobs), check=True, stdout=subprocess.DEVNULL,
                    cwd=ROOT)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def outputs(out: Path) -> dict[str, str]:
@@ -99,21 +108,24 @@ def main() -> None:
             # an uninterrupted build right before each interrupted one: on a shared machine
             # the load changes, and a ratio is only fair between neighbouring runs
             full_out = work / f"full-{name}"
-            full = timed_build(args.protocol, full_out, args.jobs)
+            full, full_cpu = timed_build(args.protocol, full_out, args.jobs)
             reference = outputs(full_out)
             total = sum(1 for _ in (full_out / "stimuli").iterdir())
             out = work / name
             stopped, status, on_disk = interrupted_build(
                 args.protocol, out, args.jobs, signum, max(1, round(total * args.at)))
-            rerun = timed_build(args.protocol, out, args.jobs)
+            rerun, rerun_cpu = timed_build(args.protocol, out, args.jobs)
             rows.append((name, full, stopped, status, on_disk, total, rerun,
-                         outputs(out) == reference))
+                         rerun_cpu / full_cpu, outputs(out) == reference))
         print(f"{'signal':<8} {'full s':>7} {'stopped after s':>15} {'status':>7} "
-              f"{'on disk':>9} {'rerun s':>8} {'rerun/full':>10} {'identical':>9}")
-        for name, full, stopped, status, on_disk, total, rerun, same in rows:
+              f"{'on disk':>9} {'rerun s':>8} {'rerun/full':>10} {'CPU ratio':>9} "
+              f"{'identical':>9}")
+        for name, full, stopped, status, on_disk, total, rerun, cpu, same in rows:
             print(f"{name:<8} {full:>7.2f} {stopped:>15.2f} {status:>7} "
                   f"{f'{on_disk}/{total}':>9} {rerun:>8.2f} {rerun / full:>10.2f} "
-                  f"{'yes' if same else 'NO':>9}")
+                  f"{cpu:>9.2f} {'yes' if same else 'NO':>9}")
+        print("rerun/full: wall-clock time; CPU ratio: CPU seconds of the build and its "
+              "workers, which the machine's other load does not change")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

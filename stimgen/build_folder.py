@@ -46,6 +46,8 @@ NORMS_TSV = "norms.tsv"                          # human norms per stimulus (sti
 NORMS_SUMMARY_JSON = "norms_summary.json"        # their reliability, participants, exclusions
 STATE_DIR = ".stimgen"                           # bookkeeping, never a user's output
 IDENTITY_RECORDS_DIR = ".stimgen/identities"     # <identity>.json: key + records per stimulus
+#: <sha256 prefix>-<size>.jpg: each stimulus's thumbnail, made as it is saved (thumbnails.py)
+THUMBNAILS_DIR = ".stimgen/thumbnails"
 #: <identity>~<run>.jsonl: one line per stimulus finished while its identity is unfinished,
 #: so that an interrupted build keeps every finished stimulus (see StimulusJournal)
 STIMULUS_JOURNALS_DIR = ".stimgen/finished"
@@ -59,13 +61,13 @@ UNMATCHED_DIR = ".stimgen/unmatched"             # faces before `match:`, input 
 MATCHED_RECORDS_DIR = ".stimgen/matched"         # <identity>.json: the set stage's records
 #: Folders where a killed build may have left temporary files (storage.remove_leftovers).
 TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR, UNMATCHED_DIR,
-                          MATCHED_RECORDS_DIR)
+                          MATCHED_RECORDS_DIR, THUMBNAILS_DIR)
 #: Copies (pixels only, at most 256 px) of the reference faces of `targets.from_images`.
 REFERENCES_DIR = "references"
 #: Folders a build writes into; none of them may be a link out of the build folder.
 WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR,
                    REFERENCES_DIR, MASKS_DIR, UNMATCHED_DIR, MATCHED_RECORDS_DIR,
-                   STIMULUS_JOURNALS_DIR)
+                   STIMULUS_JOURNALS_DIR, THUMBNAILS_DIR)
 
 #: stimuli.tsv, in file order; the five errors are named where they are computed (metrics.py).
 STIMULI_COLUMNS = (
@@ -523,6 +525,18 @@ def journaled_records(out: Path, identity_id: str, key: str) -> dict[str, dict]:
             if all((Path(out) / relative).is_file()
                    and sha256_file(Path(out) / relative) == digest
                    for relative, digest in record_files(record).items())}
+
+
+def remove_stale_thumbnails(out: Path, keep: Iterable[str]) -> None:
+    """Remove the thumbnails in ``.stimgen/thumbnails/`` whose names are not in ``keep``
+    (those of stimuli that a changed protocol no longer makes, or that were redrawn)."""
+    folder = Path(out) / THUMBNAILS_DIR
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    keep = set(keep)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name not in keep:
+            path.unlink()
 
 
 def clear_journals(out: Path, identity_id: str | None = None) -> None:

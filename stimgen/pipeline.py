@@ -30,7 +30,8 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANI
                                   build_lock, cached_records, clear_journals, frame_folders,
                                   journaled_records, json_bytes,
                                   prepare_output,
-                                  recorded_stimuli, remove_stale_stimuli, store_records,
+                                  recorded_stimuli, remove_stale_stimuli,
+                                  remove_stale_thumbnails, store_records,
                                   record_files,
                                   supersede_record,
                                   table_bytes)
@@ -55,6 +56,7 @@ from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
 from stimgen.storage import (crash_point, disk_error, remove_empty_folders, remove_leftovers,
                              sha256_bytes, sha256_file)
+from stimgen.thumbnails import thumbnail_name
 from stimgen.validate import stimulus_table
 
 log = logging.getLogger("stimgen")
@@ -283,6 +285,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         from stimgen.report import write_report   # matplotlib: only where a report is made
 
         paths["report"] = write_report(out, command=command, manifest=manifest)
+        remove_stale_thumbnails(out, {thumbnail_name(r) for r in records.values()})
         timings["report"] = time.perf_counter() - clock
         crash_point("report")
 

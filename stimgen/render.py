@@ -19,8 +19,8 @@ from PIL import Image
 
 from stimgen.backends import create_backend
 from stimgen.backends.base import Rendered
-from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, UNMATCHED_DIR,
-                                  StimulusJournal, rater_columns)
+from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, THUMBNAILS_DIR,
+                                  UNMATCHED_DIR, StimulusJournal, rater_columns)
 from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
@@ -30,6 +30,7 @@ from stimgen.raters.quality import build_quality
 from stimgen.standardise import (UNFRAMED_KEY, Standardisation, deferred_fields,
                                  standardisation)
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
+from stimgen.thumbnails import thumbnail_bytes, thumbnail_name
 
 
 @dataclass(frozen=True)
@@ -286,9 +287,12 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any],
               **ratings, "width": face.image.width, "height": face.image.height}
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
     record.update(build_quality(face))        # FFHQ-aligned (emostyle) faces only
+    written = face.image if fmt == "png" else Image.open(io.BytesIO(data))   # its pixels
     if framing is not None:                   # low-level measures (stimgen/standardise.py)
-        written = face.image if fmt == "png" else Image.open(io.BytesIO(data))
         record.update(framing.measures(written))
+    if folder == STIMULI_DIR:                 # the report's thumbnail, made here in parallel
+        atomic_write_bytes(out / THUMBNAILS_DIR / thumbnail_name(record),
+                           thumbnail_bytes(written))
     return record
 
 
