@@ -245,3 +245,27 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def _stuck(seconds: float) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})   # as C code would
+    time.sleep(seconds)
+
+
+def test_a_worker_that_does_not_stop_is_killed_after_the_grace_period():
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    from stimgen.executors import _pool_processes, stop_workers
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = ProcessPoolExecutor(max_workers=1)
+    future = pool.submit(_stuck, 60)
+    while not future.running():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    workers = _pool_processes(before)
+    started = time.monotonic()
+    stop_workers(pool, workers, signal.SIGTERM, grace=0.5)
+    assert time.monotonic() - started < 10
+    assert not any(worker.is_alive() for worker in workers)
