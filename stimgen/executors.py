@@ -194,7 +194,8 @@ def _pool_processes(before: set[int]) -> list[multiprocessing.Process]:
 def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, workers: int,
                on_result: Callable[["Chunk", list[dict]], None],
                on_progress: Callable[[int], None] | None = None,
-               gpus: Sequence[str] = ()) -> None:
+               gpus: Sequence[str] = (), while_waiting: Callable[[], None] | None = None
+               ) -> None:
     """Render and rate every chunk, serially (``workers`` <= 1) or in worker processes.
 
     Parameters
@@ -209,6 +210,9 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
         Called with the number of stimuli just finished.
     gpus : sequence of str
         GPUs to share among the workers, one per worker (round robin); empty on CPU.
+    while_waiting : callable, optional
+        With worker processes, called once every chunk is submitted (the workers exist,
+        so starting threads is safe for ``fork``), while this process only waits.
     """
     if workers <= 1:
         for chunk in chunks:
@@ -219,6 +223,8 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
     try:
         futures = {pool.submit(_render_in_worker, protocol, chunk, out): chunk
                    for chunk in chunks}
+        if while_waiting is not None:
+            while_waiting()
         for future in as_completed(futures):
             chunk = futures[future]
             try:

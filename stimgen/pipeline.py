@@ -428,10 +428,31 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
             finish(unit, key)
     try:
         run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
-                   on_progress=bar.update, gpus=gpus)
+                   on_progress=bar.update, gpus=gpus,
+                   while_waiting=lambda: _prepare_writers(protocol))
     finally:
         bar.close()
     return records, reused, repairs, kept
+
+
+def _prepare_writers(protocol: Protocol) -> None:
+    """While worker processes draw, load in this otherwise idle process what the last stages
+    need (the report's plotting libraries; PsychoPy's Builder components, whose loading
+    imports half of scipy), so that those stages start at once."""
+    import threading
+
+    def load() -> None:
+        try:
+            import stimgen.report  # noqa: F401  (matplotlib, jinja2)
+
+            if protocol.experiment is not None:
+                from psychopy.experiment.components import getAllComponents
+
+                getAllComponents(fetchIcons=False)
+        except Exception:          # noqa: BLE001 - the stage itself will import and report it
+            pass
+
+    threading.Thread(target=load, name="stimgen-prepare-writers", daemon=True).start()
 
 
 def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress):
