@@ -240,10 +240,10 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
             on_result(chunk, records)
             if on_progress:
                 on_progress(len(set(chunk.stimulus_ids) - chunk.done))
-    except BaseException as stop:
-        signum = getattr(stop, "signum", signal.SIGINT)
-        stop_workers(pool, _pool_processes(before),
-                     signum if isinstance(stop, KeyboardInterrupt) else signal.SIGTERM)
+    except BaseException as error:     # a stop, or a failure: the other workers stop too
+        signum = (getattr(error, "signum", signal.SIGINT)
+                  if isinstance(error, KeyboardInterrupt) else signal.SIGTERM)
+        stop_workers(pool, _pool_processes(before), signum)
         raise
     pool.shutdown(wait=True)
 
