@@ -134,19 +134,34 @@ def cdn_files(index_html: str) -> dict[str, bytes]:
 # -- the bundle as served ----------------------------------------------------------------------
 _PROBE = """
 window.__stimgen_probe = function () {
+  // the routine begun last (every routine resets its clock when it begins) and its running components
+  const values = {%s};
+  let routine = null, since = Infinity;
+  for (const name of [%s]) {
+    let clock, components;
+    try { clock = values[name + 'Clock'](); components = values[name + 'Components'](); } catch (error) { continue; }
+    if (clock && components && clock.getTime() < since) {
+      routine = name;
+      since = clock.getTime();
+    }
+  }
   const started = [];
-  for (const [name, get] of [%s]) {
-    let component;
-    try { component = get(); } catch (error) { continue; }
-    if (component && typeof component === 'object' && component.status === PsychoJS.Status.STARTED) {
-      started.push(name);
+  if (routine !== null) {
+    const components = values[routine + 'Components']();
+    for (const name in values) {
+      let value;
+      try { value = values[name](); } catch (error) { continue; }
+      if (value && components.includes(value) && value.status === PsychoJS.Status.STARTED) {
+        started.push(name);
+      }
     }
   }
   let trial = null;
   try {
     trial = (currentLoop && currentLoop.getCurrentTrial) ? currentLoop.getCurrentTrial() : null;
   } catch (error) {}
-  return {started: started, trial: trial, frame: psychoJS.window ? psychoJS.window._frameCount : 0,
+  return {routine: routine, started: started, trial: trial,
+          frame: psychoJS.window ? psychoJS.window._frameCount : 0,
           status: String(psychoJS.status && psychoJS.status.toString())};
 };
 """
@@ -164,8 +179,11 @@ def served_copy(bundle: Path, folder: Path) -> Path:
     shutil.copy(library, folder / "lib" / f"{imported}.js")
     shutil.copy(library.with_suffix(".css"), folder / "lib" / f"{imported}.css")
     names = re.findall(r"^var (\w+);$", js, flags=re.MULTILINE)
-    pairs = ", ".join(f"['{n}', () => {n}]" for n in names)
-    script.write_text(js + _PROBE % pairs, encoding="utf-8")
+    routines = [n[:-len("Clock")] for n in names
+                if n.endswith("Clock") and f"{n[:-len('Clock')]}Components" in names]
+    values = ", ".join(f"'{n}': () => {n}" for n in names)
+    script.write_text(js + _PROBE % (values, ", ".join(f"'{r}'" for r in routines)),
+                      encoding="utf-8")
     return folder
 
 
@@ -429,6 +447,7 @@ def _participate(page, answers: Answers, shot, timeout_s: float) -> dict[int, di
     state = None
     while time.monotonic() < deadline:
         state = page.evaluate("window.__stimgen_probe && window.__stimgen_probe()")
+        if os.environ.get("PROBE_DEBUG") and state: print(round(time.monotonic() % 1000, 2), state["routine"], state["started"], state["frame"], (state["trial"] or {}).get("position"), flush=True)
         if state is None:
             page.wait_for_timeout(20)
             continue
