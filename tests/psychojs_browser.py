@@ -134,26 +134,25 @@ def cdn_files(index_html: str) -> dict[str, bytes]:
 # -- the bundle as served ----------------------------------------------------------------------
 _PROBE = """
 window.__stimgen_probe = function () {
-  // the routine begun last (every routine resets its clock when it begins) and its running components
+  // the routine whose code the scheduler runs (the innermost task of the nested schedulers),
+  // and its running components
   const values = {%s};
-  let routine = null, since = Infinity;
-  for (const name of [%s]) {
-    let clock, components;
-    try { clock = values[name + 'Clock'](); components = values[name + 'Components'](); } catch (error) { continue; }
-    if (clock && components && clock.getTime() < since) {
-      routine = name;
-      since = clock.getTime();
-    }
+  let scheduler = psychoJS._scheduler, task;
+  while (scheduler && scheduler._currentTask) {
+    task = scheduler._currentTask;
+    if (task instanceof Function) break;
+    scheduler = task;
   }
+  const match = (task instanceof Function) ? /Routine '(\\w+)'/.exec(task.toString()) : null;
+  const routine = match ? match[1] : null;
   const started = [];
-  if (routine !== null) {
-    const components = values[routine + 'Components']();
-    for (const name in values) {
-      let value;
-      try { value = values[name](); } catch (error) { continue; }
-      if (value && components.includes(value) && value.status === PsychoJS.Status.STARTED) {
-        started.push(name);
-      }
+  let components = [];
+  try { components = values[routine + 'Components']() || []; } catch (error) {}
+  for (const name in values) {
+    let value;
+    try { value = values[name](); } catch (error) { continue; }
+    if (value && components.includes(value) && value.status === PsychoJS.Status.STARTED) {
+      started.push(name);
     }
   }
   let trial = null;
@@ -179,11 +178,8 @@ def served_copy(bundle: Path, folder: Path) -> Path:
     shutil.copy(library, folder / "lib" / f"{imported}.js")
     shutil.copy(library.with_suffix(".css"), folder / "lib" / f"{imported}.css")
     names = re.findall(r"^var (\w+);$", js, flags=re.MULTILINE)
-    routines = [n[:-len("Clock")] for n in names
-                if n.endswith("Clock") and f"{n[:-len('Clock')]}Components" in names]
     values = ", ".join(f"'{n}': () => {n}" for n in names)
-    script.write_text(js + _PROBE % (values, ", ".join(f"'{r}'" for r in routines)),
-                      encoding="utf-8")
+    script.write_text(js + _PROBE % values, encoding="utf-8")
     return folder
 
 
@@ -305,16 +301,18 @@ class Answers:
     advance_key: str | None = None
 
     def slider_value(self, scale: str, position: int) -> int:
-        # ends first, so that every run clicks both end ticks exactly
+        # the ends first (position 1: valence low, arousal high; 2: the other way round), so
+        # that every run clicks both end ticks of both sliders exactly
         low, high, _, _ = self.sliders[scale]
         order = [low, high, (low + high) // 2, low + 1, high - 1]
-        return order[(position + (1 if scale == "arousal" else 0)) % len(order)]
+        value = order[(position - 1) % len(order)]
+        return low + high - value if scale == "arousal" else value
 
     def key(self, offered: tuple[str, ...], correct: str, position: int) -> str:
-        """The correct key on even positions, another one on odd positions."""
+        """The correct key on even positions, the last other one on odd positions."""
         if position % 2 == 0 or len(offered) < 2:
             return correct
-        return next(k for k in offered if k != correct)
+        return [k for k in offered if k != correct][-1]
 
 
 @dataclass
@@ -330,6 +328,7 @@ class Session:
     preload_seconds: float        # page load to the dialog's OK button becoming active
     fonts: list[str]
     screenshots: dict[str, Path]
+    dialog_fields: list[str] = field(default_factory=list)   # what the start dialog asked
     api_calls: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
@@ -351,7 +350,7 @@ _SCREENS = {"welcome_keys", "practice_intro_keys", "practice_done_keys", "pause_
 def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participant: str,
                 shelf: Shelf | None = None, url_group: str | None = None,
                 shots: Path | None = None, timeout_s: float = 90.0,
-                viewport=(640, 512)) -> Session:
+                viewport=(500, 400)) -> Session:
     """Run one session of the served ``bundle`` (see :func:`served_copy`) to its end.
 
     ``mode`` is ``"pavlovia"`` (https://pavlovia.org/run/..., the API mocked) or ``"local"``
@@ -399,6 +398,8 @@ def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participa
         page.goto(start)
         page.wait_for_selector("#dialogOK:not(.disabled)", timeout=60_000)
         preload = time.monotonic() - t0
+        fields = page.eval_on_selector_all("#experiment-dialog label",
+                                           "labels => labels.map(l => l.textContent.trim())")
         shot("dialog")
         page.click("#dialogOK")
         given = _participate(page, answers, shot, timeout_s)
@@ -429,15 +430,15 @@ def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participa
     assert not blocked, f"the page asked for what a test cannot serve: {blocked}"
     return Session(mode=mode, csv=csv, file_name=file_name, console=console, given=given,
                    seconds=seconds, preload_seconds=preload, fonts=fonts,
-                   screenshots=screenshots, api_calls=mock.calls)
+                   screenshots=screenshots, dialog_fields=fields, api_calls=mock.calls)
 
 
 def _participate(page, answers: Answers, shot, timeout_s: float) -> dict[int, dict]:
     """Answer every screen until the experiment quits; returns what was answered, by position.
 
-    A component counts as ready two frames after it started (PsychoJS starts a keyboard, and
-    clears its events, on the flip after the component's status changes); an answer that did
-    not end the screen within four frames is given again (it came too early).
+    A component counts as ready one frame after it was seen running (PsychoJS starts a
+    keyboard, and clears its events, on the flip after the component's status changes); an
+    answer that did not end the screen within three frames is given again (it came too early).
     """
     given: dict[int, dict] = {}
     seen: dict[tuple, int] = {}        # (component, position) -> frame it was first seen running
@@ -459,7 +460,7 @@ def _participate(page, answers: Answers, shot, timeout_s: float) -> dict[int, di
         def due(component: str) -> bool:
             key = (component, position)
             seen.setdefault(key, frame)
-            if frame - seen[key] < 2 or frame - acted.get(key, -10) < 4:
+            if frame - seen[key] < 1 or frame - acted.get(key, -10) < 3:
                 return False
             acted[key] = frame
             return True
