@@ -157,7 +157,7 @@ def write_web_font(folder: Path) -> list[Path]:
         raise BuildError(f"the installed PsychoPy has no {source.name} (looked in {source.parent})",
                          hint="install the PsychoPy of requirements-psychopy.txt: "
                               "pip install --no-deps -r requirements-psychopy.txt")
-    font = TTFont(str(source))
+    font = TTFont(str(source), recalcTimestamp=False)     # the same bytes on every build
     notice = font["name"].getDebugName(0) or ""       # the copyright line
     font.flavor = "woff"
     target = folder / WEB_FONT_FILE
