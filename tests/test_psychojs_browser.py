@@ -5,7 +5,8 @@ that group's trial order and every answer the simulated participant gave; and th
 data come back into `stimgen norms`.
 
 Skips, saying why, where Chromium, ../shared/psychojs or the CDN libraries (make browser-deps)
-are missing; see tests/psychojs_browser.py. STIMGEN_SCREENSHOTS=DIR keeps the screenshots
+are missing (in CI, missing CDN libraries or Playwright are an error: make test installs
+them); see tests/psychojs_browser.py. STIMGEN_SCREENSHOTS=DIR keeps the screenshots
 (docs/images/online-*.png come from such a run).
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 
 import psychojs_browser as harness
 
+if os.environ.get("CI") and harness.missing(ours=True):   # make test installs these
+    raise RuntimeError("PsychoJS browser tests: " + "; ".join(harness.missing(ours=True)))
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(harness.missing()),
                                  reason="PsychoJS browser tests: " + "; ".join(harness.missing()))]
