@@ -49,7 +49,8 @@ experiment:
 {extra}"""
 
 #: One small protocol per task type; display options, practice, breaks and timings vary
-#: between them, so that each is run once without making every run long.
+#: between them, so that each is run once without making every run long. Catch prompts wait
+#: 8 s: a browser on a loaded test machine draws a few frames a second.
 PRACTICE, NO_PRACTICE = "{trials: 1, source: repeat}", "{trials: 0}"
 BUNDLES = {
     "rating": dict(task_section="{type: rating, advance: key, advance_key: space}",
@@ -60,12 +61,13 @@ BUNDLES = {
                            timing="{fixation_ms: 0, iti_ms: 100}", practice=NO_PRACTICE,
                            breaks="{every: 2}", display="{text_height: 0.05}",
                            design="{type: random, participants: 3}"),
-    "norming": dict(task_section="{type: norming, labels: [Happy, Sad], catch: {trials: 1},"
+    "norming": dict(task_section="{type: norming, labels: [Happy, Sad],"
+                                 " catch: {trials: 1, response_ms: 8000},"
                                  " intensity: {question: 'How intense?', labels: [weak, strong]}}",
                     timing="{fixation_ms: 0, iti_ms: 0}", practice=PRACTICE, breaks="{}",
                     display="{image_height: 0.3}",
                     design="{type: random, participants: 4, lists: 2}"),
-    "passive": dict(task_section="{type: passive, catch: {trials: 1}}",
+    "passive": dict(task_section="{type: passive, catch: {trials: 1, response_ms: 8000}}",
                     timing="{fixation_ms: 100, stimulus_ms: 300, iti_ms: 0}",
                     practice=NO_PRACTICE, breaks="{}", display="{image_height: 0.6}",
                     design="{type: latin-square, conditions: emotion}"),

@@ -173,6 +173,170 @@ def literal(text: str) -> str:
 
 def choices_text(choices: tuple[tuple[str, str], ...]) -> str:
     """The key legend of a categorization screen, e.g. ``"1 = Happy    2 = Sad"``. Every space
+    inside an option (``key = label``) is a no-break space, so lines wrap only between options;
+    between options, three no-break spaces and a space: a browser collapses a run of plain
+    spaces into one, but keeps no-break ones.
+
+    >>> choices_text((("1", "Happy"), ("2", "Sad"))).replace("\N{NO-BREAK SPACE}", "~")
+    '1~=~Happy~~~ 2~=~Sad'
+    """
+    nbsp = "\N{NO-BREAK SPACE}"
+    return (nbsp * 3 + " ").join(f"{key}{nbsp}={nbsp}{label.replace(' ', nbsp)}"
+                                 for key, label in choices)
+
+
+# -- screen geometry, in height units (1.0 = the window's height) ------------------------------
+#: Screens are laid out for windows at least as wide as 5:4 (1.25 heights): 1024x768, 1280x1024
+#: and every wide screen. All text wraps at TEXT_WRAP, inside that width with a margin.
+NARROWEST_WINDOW, TEXT_WRAP = 1.25, 1.1
+SLIDER_WIDTH, SLIDER_HEIGHT = 0.8, 0.03   # rating sliders, centred
+GAP = 0.02                                # between neighbouring elements and from the edges
+LINE = 1.3                                # line pitch, as a multiple of the letter height
+#: Width of one character as a fraction of the letter height, generous for Latin text (Noto Sans
+#: and Arial average about 0.5): estimates that keep slider labels' words whole.
+CHAR_WIDTH = 0.6
+#: Font of the slider labels and the key legend; shipped with PsychoPy, and as a web font in
+#: online bundles, so the same everywhere.
+BOX_FONT = psychojs.WEB_FONT
+
+_GROUP = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+# -- what the experiment shows ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Slider:
+    """One rating slider as it appears on screen."""
+
+    scale: str                 # "valence" or "arousal"; names the components
+    question: str              # text above the slider (protocol text)
+    labels: tuple[str, ...]    # labels along the slider (protocol text)
+    low: int                   # value of the left end
+    high: int                  # value of the right end
+
+
+@dataclass(frozen=True)
+class ScreenText:
+    """Every piece of protocol text the participant reads, by screen."""
+
+    instructions: str
+    practice_intro: str
+    practice_done: str
+    pause: str
+    goodbye: str
+
+
+@dataclass(frozen=True)
+class ExperimentLayout:
+    """The protocol's experiment section reduced to what the .psyexp needs; built by
+    :func:`layout_from_spec` so that only that function knows the protocol's field names."""
+
+    task: str                              # "rating" | "categorization" | "passive" | "norming"
+    groups: tuple[str, ...]                # group names; the start dialog's dropdown
+    text: ScreenText                       # screens' text
+    has_practice: bool                     # a practice loop is written
+    fixation_s: float                      # fixation cross, seconds (0 = none)
+    stimulus_s: float | None               # face duration, seconds; None = until response
+    timeout_s: float | None                # longest wait for a response, seconds
+    iti_s: float                           # blank inter-trial interval, seconds
+    image_height: float                    # face height, height units
+    text_height: float                     # letter height, height units
+    fullscreen: bool                       # full-screen window
+    sliders: tuple[Slider, ...] = ()       # rating: the sliders, top to bottom
+    advance_key: str | None = None         # rating: key confirming the ratings; None = click
+    choice_prompt: str = ""                # categorization, norming: question (protocol text)
+    choices: tuple[tuple[str, str], ...] = ()  # categorization, norming: (key, label) per option
+    catch_prompt: str = ""                 # passive, norming: catch prompt (protocol text)
+    catch_key: str | None = None           # passive, norming: catch key; None = no catch trials
+    catch_s: float = 2.0                   # passive: how long the catch prompt waits
+    online: bool = False                   # groups assigned by PsychoPy's Counterbalance routine
+    clip_s: float | None = None            # show: clip: the clip's duration, s; None = stills
+
+
+def _seconds(ms) -> float:
+    return round(float(ms) / 1000.0, 6)
+
+
+def layout_from_spec(spec, groups: list[str],
+                     answers: list[tuple[str, str]] = ()) -> ExperimentLayout:
+    """Reduce a validated ``ExperimentSpec`` to an :class:`ExperimentLayout`.
+
+    Parameters
+    ----------
+    spec : stimgen.protocol.experiment.ExperimentSpec
+        The protocol's validated `experiment:` section.
+    groups : list of str
+        Group names of the planned design (``Design.groups``).
+    answers : list of (key, label)
+        Categorization options found in the design's trials; used when the protocol lists
+        no ``choices`` (the design then assigns keys "1", "2", ... itself).
+
+    Returns
+    -------
+    ExperimentLayout
+    """
+    for group in groups:
+        if not _GROUP.match(group):
+            raise ValueError(f"group name {group!r} is not a safe identifier")  # a design bug
+    task, timing, display = spec.task, spec.timing, spec.display
+    stimulus_s = None if timing.stimulus_ms == "until_response" else _seconds(timing.stimulus_ms)
+    text = ScreenText(instructions=spec.instructions, practice_intro=spec.text.practice_intro,
+                      practice_done=spec.text.practice_done, pause=spec.text.break_text,
+                      goodbye=spec.text.goodbye)
+    common = dict(
+        task=task.type, groups=tuple(groups), text=text,
+        has_practice=spec.practice.trials > 0,
+        fixation_s=_seconds(timing.fixation_ms), stimulus_s=stimulus_s,
+        timeout_s=None if timing.response_timeout_ms is None
+        else _seconds(timing.response_timeout_ms),
+        iti_s=_seconds(timing.iti_ms), image_height=float(display.image_height),
+        text_height=float(display.text_height), fullscreen=bool(display.fullscreen),
+        online=bool(spec.online))
+    if task.type == "norming":
+        catch = task.catch
+        return ExperimentLayout(
+            **common, sliders=_sliders(task),
+            choice_prompt=task.label_prompt,
+            choices=tuple((c.key, c.label) for c in task.choices or ()),
+            catch_prompt=catch.prompt, catch_key=catch.key if catch.trials > 0 else None,
+            catch_s=_seconds(catch.response_ms))
+    if task.type == "rating":
+        return ExperimentLayout(**common, sliders=_sliders(task),
+                                advance_key=task.advance_key if task.advance == "key" else None)
+    if task.type == "categorization":
+        choices = tuple((c.key, c.label) for c in task.choices) if task.choices else tuple(answers)
+        if not choices:
+            raise StimgenError(
+                "experiment.task: a categorization task has no response options",
+                hint="list them, e.g. `choices: [Happy, Sad]`")
+        return ExperimentLayout(**common, choice_prompt=task.prompt, choices=choices)
+    catch = task.catch
+    return ExperimentLayout(**common, catch_prompt=catch.prompt,
+                            catch_key=catch.key if catch.trials > 0 else None,
+                            catch_s=_seconds(catch.response_ms))
+
+
+def _sliders(task) -> tuple[Slider, ...]:
+    return tuple(Slider(scale=name, question=getattr(task, name).question,
+                        labels=tuple(getattr(task, name).labels),
+                        low=int(getattr(task, name).low), high=int(getattr(task, name).high))
+                 for name in task.scales)
+
+
+# -- literal text ------------------------------------------------------------------------------
+def literal(text: str) -> str:
+    """Protocol text as a PsychoPy *string* parameter value that is never read as code.
+
+    PsychoPy reads a string parameter containing an unescaped ``$`` as code; escaping every
+    ``$`` as ``\\$`` makes the whole value literal (PsychoPy turns ``\\$`` back into ``$``).
+
+    >>> literal("Costs $5")
+    'Costs \\\\$5'
+    """
+    return str(text).replace("$", "\\$")
+
+
+def choices_text(choices: tuple[tuple[str, str], ...]) -> str:
+    """The key legend of a categorization screen, e.g. ``"1 = Happy    2 = Sad"``. Every space
     inside an option (``key = label``) is a no-break space, so lines wrap only between options.
 
     >>> choices_text((("1", "Happy"), ("2", "Sad"))).replace("\N{NO-BREAK SPACE}", "~")
