@@ -552,3 +552,24 @@ def test_python_left_in_js_looks_outside_strings_and_comments(js, found):
     from stimgen.export.psychojs import python_left_in_js
 
     assert python_left_in_js(js) == found
+
+
+@pytest.mark.parametrize("answer, simulated, group, source", [
+    (2, False, "g03", "shelf"),            # PsychoPy's local Counterbalancer: a 0-based number
+    ("g02", False, "g02", "shelf"),
+    (3, False, "g01", "random"),           # out of range: not trusted
+    (None, False, "g01", "random"),
+    (0, True, "g02", "launcher"),          # run_simulated.py's group is kept
+])
+def test_python_group_assignment_takes_only_a_group_of_the_design(answer, simulated, group,
+                                                                   source):
+    from stimgen.export.psychojs import assign_group_code
+
+    added = {}
+    session = {"counterbalance": SimpleNamespace(group=answer), "simulated": simulated,
+               "expInfo": {"group": "g02"} if simulated else {},
+               "thisExp": SimpleNamespace(addData=added.__setitem__),
+               "randchoice": lambda names: names[0]}
+    exec(assign_group_code(("g01", "g02", "g03"), "counterbalance")["py"], session)
+    assert (session["expInfo"]["group"], session["expInfo"]["group_source"]) == (group, source)
+    assert added == {"group": group}
