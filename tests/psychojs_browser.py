@@ -353,7 +353,7 @@ _SCREENS = {"welcome_keys", "practice_intro_keys", "practice_done_keys", "pause_
 def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participant: str,
                 shelf: Shelf | None = None, url_group: str | None = None,
                 shots: Path | None = None, timeout_s: float = 90.0,
-                viewport=(500, 400)) -> Session:
+                preload_timeout_s: float = 60.0, viewport=(500, 400)) -> Session:
     """Run one session of the served ``bundle`` (see :func:`served_copy`) to its end.
 
     ``mode`` is ``"pavlovia"`` (https://pavlovia.org/run/..., the API mocked) or ``"local"``
@@ -399,7 +399,7 @@ def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participa
     try:
         t0 = time.monotonic()
         page.goto(start)
-        page.wait_for_selector("#dialogOK:not(.disabled)", timeout=60_000)
+        page.wait_for_selector("#dialogOK:not(.disabled)", timeout=preload_timeout_s * 1000)
         preload = time.monotonic() - t0
         fields = page.eval_on_selector_all("#experiment-dialog label",
                                            "labels => labels.map(l => l.textContent.trim())")
