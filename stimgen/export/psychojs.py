@@ -21,9 +21,9 @@ WEB_FONT_FILE, WEB_FONT_LICENCE = "fonts/NotoSans-Regular.woff", "fonts/OFL.txt"
 _FONT_SOURCE = "NotoSans-Regular.ttf"          # in PsychoPy's assets/fonts
 
 #: URL parameter naming the group when Pavlovia's shelf cannot (a local pilot), e.g. ?group=g03.
+#: The data column ``group_source`` says where a session's group came from: ``shelf``, ``url``,
+#: ``random`` or ``launcher`` (run_simulated.py).
 GROUP_PARAMETER = "group"
-#: Values of the data column ``group_source``: where the session's group came from.
-GROUP_SOURCES = ("shelf", "url", "random", "launcher")
 
 
 # -- group assignment ------------------------------------------------------------------------
@@ -31,9 +31,10 @@ def shelf_fallback_js() -> str:
     """Begin-Experiment JavaScript: the Counterbalance routine's shelf calls never stop a session.
 
     Pavlovia's shelf exists on the server only: in a local pilot PsychoJS throws ("shelf
-    commands are not available locally"), and on Pavlovia a shelf without a counterbalance
-    record answers with an error. Either way the routine then gets no group (the welcome screen
-    picks one, see :func:`assign_group_code`) and no participant token (nothing to confirm).
+    commands are not available locally"), and on Pavlovia a shelf call that fails (no
+    counterbalance record, a server error) throws too. Either way the routine then gets no
+    group (the welcome screen picks one, see :func:`assign_group_code`) and no participant
+    token (so nothing is confirmed to the shelf at the end).
     """
     return (
         "// Pavlovia's shelf answers the Counterbalance routine on the server only: in a local\n"
