@@ -12,7 +12,8 @@ from dataclasses import dataclass
 #: (requirements-psychopy.txt), so every later `pip install` would list PsychoPy's own,
 #: deliberately absent, dependencies.
 PIP = "pip install --no-warn-conflicts"
-#: PsychoPy and what writing and running an experiment needs (in a clone of stimgen).
+#: PsychoPy and what writing and running an experiment needs (in a clone of stimgen), exactly
+#: as the README says (tests/test_packaging.py checks that).
 PSYCHOPY_INSTALL = "pip install --no-deps -r requirements-psychopy.txt"
 
 

@@ -40,7 +40,6 @@ STIMULI_PREFIX, ONLINE_STIMULI_PREFIX = "../", ""
 _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
 #: Trial columns naming a file of the build's stimuli/: the image, and the video of clip trials.
 _FILE_COLUMNS = ("stim_file", CLIP_FILE)
-#: How to install PsychoPy, exactly as the README says (tests/test_packaging.py checks that).
 
 
 def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> dict[str, Path]:
