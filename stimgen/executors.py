@@ -16,11 +16,12 @@ import sys
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from stimgen.build_folder import JOBS_DIR, store_records
 from stimgen.errors import BackendUnavailableError, BuildError
@@ -156,6 +157,29 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
             on_result(chunk, records)
             if on_progress:
                 on_progress(chunk.stop - chunk.start)
+
+
+@contextmanager
+def worker_map(workers: int, gpus: Sequence[str] = ()) -> Iterator[Callable]:
+    """``run(function, items)``: ``function`` of each item, in order (an iterator), in
+    ``workers`` local processes, or in this process when ``workers`` <= 1. For stages that
+    need every stimulus at once (the set stage of `match:`), between the units' chunks."""
+    if workers <= 1:
+        yield lambda function, items: map(function, items)
+        return
+    with _worker_pool(workers, gpus) as pool:
+        def run(function: Callable, items) -> Iterator:
+            items = list(items)
+            chunk = max(1, len(items) // (4 * workers))
+            try:
+                yield from pool.map(function, items, chunksize=chunk)
+            except BrokenProcessPool:
+                raise BuildError(
+                    "a worker process died while matching (killed, or out of memory)",
+                    hint="run the same command again to resume; if it happens again, use "
+                         "fewer workers with -j") from None
+
+        yield run
 
 
 @dataclass
