@@ -186,6 +186,10 @@ class _SSIMObjective:
         self.mean_x = _window(self.x)
         self.variance_x = _window(self.x * self.x) - self.mean_x * self.mean_x
 
+    def value(self, y: np.ndarray) -> float:
+        """Mean SSIM over the region."""
+        return float((self.weights * _ssim_terms(self.x, y, self.mean_x, self.variance_x)[0]).sum())
+
     def __call__(self, y: np.ndarray) -> tuple[float, np.ndarray]:
         """(mean SSIM over the region, d mean SSIM / d y)."""
         ssim, (a1, a2, b1, b2, mean_y) = _ssim_terms(self.x, y, self.mean_x, self.variance_x)
@@ -205,29 +209,38 @@ SSIM_ITERATIONS = 10
 SSIM_STEP, SSIM_STEP_UP, SSIM_STEP_DOWN = 100.0, 1.3, 0.5
 
 
+#: Directions of the sweeps that order a grey level's pixels (:func:`tie_orders`), degrees.
+SWEEP_DIRECTIONS = tuple(range(0, 360, 30))
+
+
 def tie_orders(image: np.ndarray) -> dict[str, np.ndarray]:
     """Ways to order the pixels of one grey level (ties): candidate secondary keys of
     :func:`exact_order`, each a float array [H, W] (lower comes first).
 
-    Four sweeps (top to bottom, bottom to top, left to right, right to left) give the pixels
-    of a flat area the target's levels in a few large blocks, the arrangement that changes
-    its local structure least; ``neighbourhood`` orders by the mean of the 3 x 3, then 5 x 5
-    neighbourhood (Coltuc, Bolon & Chassery, 2006, SHINE's histMatch), then top to bottom,
-    which suits textured (photographic) faces.
+    Sweeps across the image in each of :data:`SWEEP_DIRECTIONS` (``sweep_0``: left to
+    right, ``sweep_90``: top to bottom, ...; pixels within 1/16 pixel of one line by row,
+    then column) give the pixels of a flat area the target's levels in a few large blocks
+    with straight boundaries, the arrangement that changes its local structure least;
+    ``neighbourhood`` orders by the sum of the 3 x 3, then the 5 x 5 neighbourhood (Coltuc,
+    Bolon & Chassery, 2006, as SHINE's histMatch does), then by row, which suits textured
+    (photographic) faces.
 
-    >>> sorted(tie_orders(np.zeros((2, 3), np.uint8)))
-    ['bottom_up', 'left_right', 'neighbourhood', 'right_left', 'top_down']
+    >>> keys = tie_orders(np.zeros((2, 3), np.uint8))
+    >>> len(keys), keys["sweep_90"].tolist()
+    (13, [[0.0, 1.0, 2.0], [99.0, 100.0, 101.0]])
     """
     height, width = image.shape
     rows, columns = np.indices((height, width), dtype=np.float64)
-    top_down = rows * width + columns
+    raster = rows * width + columns
+    orders = {}
+    for degrees in SWEEP_DIRECTIONS:
+        angle = np.radians(degrees)
+        across = np.floor((columns * np.cos(angle) + rows * np.sin(angle)) * 16 + 1e-9)
+        orders[f"sweep_{degrees}"] = (across - across.min()) * (height * width) + raster
     # one exact key from three: 3 x 3 sums (< 2296), then 5 x 5 sums (< 6376), then position
     nine, twenty_five = (_neighbourhood_sum(image, radius) for radius in (1, 2))
-    neighbourhood = (nine * 6400.0 + twenty_five) * (height * width) + top_down
-    return {"top_down": top_down, "bottom_up": top_down[::-1].copy(),
-            "left_right": columns * height + rows,
-            "right_left": (width - 1 - columns) * height + rows,
-            "neighbourhood": neighbourhood}
+    orders["neighbourhood"] = (nine * 6400.0 + twenty_five) * (height * width) + raster
+    return orders
 
 
 def _neighbourhood_sum(image: np.ndarray, radius: int) -> np.ndarray:
@@ -242,7 +255,7 @@ def _neighbourhood_sum(image: np.ndarray, radius: int) -> np.ndarray:
 def exact_order(image: np.ndarray, region: np.ndarray, ties: np.ndarray | None = None
                 ) -> np.ndarray:
     """The region's pixels (flat indices) from darkest to brightest, equal grey levels in the
-    order of ``ties`` (a key per pixel, see :func:`tie_orders`; default: top to bottom).
+    order of ``ties`` (a key per pixel, see :func:`tie_orders`; default: row by row).
 
     >>> exact_order(np.array([[5, 1], [5, 0]], np.uint8), np.ones((2, 2), bool)).tolist()
     [3, 1, 0, 2]
@@ -363,26 +376,31 @@ def specify_histogram(image: np.ndarray, region: np.ndarray, target: np.ndarray,
     unmatched = face.astype(np.float64)
 
     flat = np.flatnonzero(inside)
-    grey = unmatched.ravel()[flat]
+    grey = face.ravel()[flat]                  # uint8: numpy sorts it by radix
 
-    def specified(values: np.ndarray, ties: np.ndarray) -> np.ndarray:
-        # the unmatched grey level first: a darker pixel never ends brighter; within a level
-        # the order of ``values`` (the SSIM step), then ``ties``
-        order = flat[np.lexsort((ties.ravel()[flat], values.ravel()[flat], grey))]
+    def specified(order: np.ndarray) -> np.ndarray:
         result = unmatched.copy().ravel()
-        result[order] = levels
+        result[flat[order]] = levels
         return result.reshape(face.shape)
+
+    def ranked(values: np.ndarray, by_ties: np.ndarray) -> np.ndarray:
+        """Region pixels by grey level (a darker pixel never ends brighter), then ``values``,
+        then the tie order (``by_ties``: positions sorted by it), with two stable sorts."""
+        by_values = by_ties[np.argsort(values.ravel()[flat][by_ties], kind="stable")]
+        return by_values[np.argsort(grey[by_values], kind="stable")]
 
     candidates = []
     for ties in tie_orders(face).values():     # in a fixed order: equal SSIM keeps the first
-        matched = specified(face, ties)
-        candidates.append((*objective(matched), matched, ties))
-    best_ssim, gradient, matched, ties = max(candidates, key=lambda c: c[0])
+        by_ties = np.argsort(ties.ravel()[flat], kind="stable")
+        matched = specified(by_ties[np.argsort(grey[by_ties], kind="stable")])
+        candidates.append((objective.value(matched), matched, by_ties))
+    best_ssim, matched, by_ties = max(candidates, key=lambda c: c[0])
+    best = current = (best_ssim, None, matched)
     step, pixels = SSIM_STEP, float(inside.sum())
-    current = (best_ssim, gradient, matched)
-    best = current
     for _ in range(int(iterations)):
-        proposal = specified(current[2] + step * pixels * current[1], ties)
+        if current[1] is None:
+            current = (*objective(current[2]), current[2])
+        proposal = specified(ranked(current[2] + step * pixels * current[1], by_ties))
         ssim, gradient = objective(proposal)
         if ssim > best[0]:
             best = current = (ssim, gradient, proposal)
