@@ -178,25 +178,29 @@ def _ssim_terms(x: np.ndarray, y: np.ndarray, mean_x: np.ndarray,
 class _SSIMObjective:
     """Mean SSIM over a region against a fixed reference, and its gradient with respect to
     every pixel of the image (Avanaki 2009, eqs. 7-8; the window is symmetric, so its
-    adjoint is itself)."""
+    adjoint is itself). In float32 by default: twice as fast as float64, and its rounding
+    (about 1e-6 of SSIM) is far below what the optimisation resolves."""
 
-    def __init__(self, reference: np.ndarray, region: np.ndarray):
-        self.x = reference.astype(np.float64)
-        self.weights = region / region.sum()
+    def __init__(self, reference: np.ndarray, region: np.ndarray, dtype=np.float32):
+        self.dtype = dtype
+        self.x = reference.astype(dtype)
+        self.weights = (region / region.sum()).astype(dtype)
         self.mean_x = _window(self.x)
         self.variance_x = _window(self.x * self.x) - self.mean_x * self.mean_x
 
     def value(self, y: np.ndarray) -> float:
         """Mean SSIM over the region."""
-        return float((self.weights * _ssim_terms(self.x, y, self.mean_x, self.variance_x)[0]).sum())
+        ssim = _ssim_terms(self.x, y.astype(self.dtype), self.mean_x, self.variance_x)[0]
+        return float(np.sum(self.weights * ssim, dtype=np.float64))
 
     def __call__(self, y: np.ndarray) -> tuple[float, np.ndarray]:
         """(mean SSIM over the region, d mean SSIM / d y)."""
+        y = y.astype(self.dtype)
         ssim, (a1, a2, b1, b2, mean_y) = _ssim_terms(self.x, y, self.mean_x, self.variance_x)
         w, d = self.weights, b1 * b2
         gradient = 2 * (_window(w * a1 / d) * self.x - _window(w * ssim / b2) * y
                         + _window(w * (self.mean_x * (a2 - a1) - mean_y * (b2 - b1) * ssim) / d))
-        return float((w * ssim).sum()), gradient
+        return float(np.sum(w * ssim, dtype=np.float64)), gradient
 
 
 # -- histMatch ----------------------------------------------------------------------------------
