@@ -213,34 +213,43 @@ SSIM_ITERATIONS = 10
 SSIM_STEP, SSIM_STEP_UP, SSIM_STEP_DOWN = 100.0, 1.3, 0.5
 
 
-#: Directions of the sweeps that order a grey level's pixels (:func:`tie_orders`), degrees.
-SWEEP_DIRECTIONS = tuple(range(0, 360, 30))
+#: Slopes of the sweeps that order a grey level's pixels (:func:`tie_orders`): bands across
+#: the face bent into chevrons, ``row +/- slope * |column - midline|``, each from the top and
+#: from the bottom; ``None`` stands for bands parallel to the midline (from it, or to it).
+SWEEP_SLOPES = (0.0, 0.5, 1.0, 2.0, None)
 
 
-def tie_orders(image: np.ndarray) -> dict[str, np.ndarray]:
+def tie_orders(image: np.ndarray, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Ways to order the pixels of one grey level (ties): candidate secondary keys of
     :func:`exact_order`, each a float array [H, W] (lower comes first).
 
-    Sweeps across the image in each of :data:`SWEEP_DIRECTIONS` (``sweep_0``: left to
-    right, ``sweep_90``: top to bottom, ...; pixels within 1/16 pixel of one line by row,
-    then column) give the pixels of a flat area the target's levels in a few large blocks
-    with straight boundaries, the arrangement that changes its local structure least;
-    ``neighbourhood`` orders by the sum of the 3 x 3, then the 5 x 5 neighbourhood (Coltuc,
-    Bolon & Chassery, 2006, as SHINE's histMatch does), then by row, which suits textured
-    (photographic) faces.
+    Sweeps (:data:`SWEEP_SLOPES`) give the pixels of a flat area the target's levels in a
+    few large blocks with short boundaries, the arrangement that changes its local structure
+    least; every sweep is mirror-symmetric about the face's vertical midline (the mean column
+    of ``region``), so the two halves of a symmetric face stay equally bright (a lateral
+    difference would be a confound in studies of visual hemifields). ``neighbourhood``
+    orders by the sum of the 3 x 3, then the 5 x 5 neighbourhood (Coltuc, Bolon & Chassery,
+    2006, as SHINE's histMatch does), then by row, which suits textured (photographic) faces.
+    Within 1/16 pixel of one sweep line, pixels are taken row by row.
 
     >>> keys = tie_orders(np.zeros((2, 3), np.uint8))
-    >>> len(keys), keys["sweep_90"].tolist()
-    (13, [[0.0, 1.0, 2.0], [99.0, 100.0, 101.0]])
+    >>> len(keys), keys["down_0"].tolist()
+    (17, [[0.0, 1.0, 2.0], [99.0, 100.0, 101.0]])
     """
     height, width = image.shape
     rows, columns = np.indices((height, width), dtype=np.float64)
     raster = rows * width + columns
+    midline = (width - 1) / 2 if region is None else float(np.nonzero(region)[1].mean())
+    aside = np.abs(columns - midline)
     orders = {}
-    for degrees in SWEEP_DIRECTIONS:
-        angle = np.radians(degrees)
-        across = np.floor((columns * np.cos(angle) + rows * np.sin(angle)) * 16 + 1e-9)
-        orders[f"sweep_{degrees}"] = (across - across.min()) * (height * width) + raster
+    for slope in SWEEP_SLOPES:
+        for direction, sign in (("down", 1.0), ("up", -1.0)):
+            for bend in ((1.0,) if not slope else (1.0, -1.0)):
+                lines = sign * aside if slope is None else sign * rows + bend * slope * aside
+                lines = np.floor(lines * 16 + 1e-9)
+                name = (f"{direction}_midline" if slope is None else f"{direction}_0"
+                        if slope == 0 else f"{direction}_{'+' if bend > 0 else '-'}{slope:g}")
+                orders[name] = (lines - lines.min()) * (height * width) + raster
     # one exact key from three: 3 x 3 sums (< 2296), then 5 x 5 sums (< 6376), then position
     nine, twenty_five = (_neighbourhood_sum(image, radius) for radius in (1, 2))
     orders["neighbourhood"] = (nine * 6400.0 + twenty_five) * (height * width) + raster
@@ -394,7 +403,7 @@ def specify_histogram(image: np.ndarray, region: np.ndarray, target: np.ndarray,
         return by_values[np.argsort(grey[by_values], kind="stable")]
 
     candidates = []
-    for ties in tie_orders(face).values():     # in a fixed order: equal SSIM keeps the first
+    for ties in tie_orders(face, inside).values():   # fixed order: a tie keeps the first
         by_ties = np.argsort(ties.ravel()[flat], kind="stable")
         matched = specified(by_ties[np.argsort(grey[by_ties], kind="stable")])
         candidates.append((objective.value(matched), matched, by_ties))

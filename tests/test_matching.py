@@ -118,7 +118,8 @@ def random_tie_breaking(image, region, target):
 def flat_face(size=48):
     """A schematic face: flat skin, two dark eyes, a mouth, in an oval region."""
     y, x = np.mgrid[0:size, 0:size]
-    region = ((x - size / 2) / (0.42 * size)) ** 2 + ((y - size / 2) / (0.48 * size)) ** 2 < 1
+    centre = (size - 1) / 2                      # a region symmetric about the midline
+    region = ((x - centre) / (0.42 * size)) ** 2 + ((y - centre) / (0.48 * size)) ** 2 < 1
     image = np.full((size, size), 150, np.uint8)
     image[size // 3 - 2:size // 3 + 2, size // 3 - 3:size // 3 + 3] = 40
     image[size // 3 - 2:size // 3 + 2, 2 * size // 3 - 3:2 * size // 3 + 3] = 40
@@ -147,6 +148,20 @@ def test_a_flat_area_gets_large_blocks_not_grain_and_keeps_its_structure():
     # the SSIM steps only ever keep a better arrangement than the best ordering alone
     assert ours >= structural_similarity(image, specify_histogram(image, region, target,
                                                                   iterations=0), region)
+
+
+def test_the_two_halves_of_a_symmetric_face_stay_equally_bright():
+    image, region = flat_face()
+    assert np.array_equal(image, image[:, ::-1]) and np.array_equal(region, region[:, ::-1])
+    target = np.zeros(256)
+    target[[30, 100, 160, 220]] = [0.1, 0.3, 0.3, 0.3]
+    for iterations in (0, 10):
+        matched = specify_histogram(image, region, target, iterations=iterations).astype(float)
+        half = image.shape[1] // 2
+        left, right = matched[:, :half][region[:, :half]], matched[:, half:][region[:, half:]]
+        assert abs(left.mean() - right.mean()) < 2.0           # grey levels
+        if iterations == 0:                 # the ordering alone: a mirror image, row by row
+            assert (matched != matched[:, ::-1]).mean() < 0.05
 
 
 def test_specify_histogram_is_deterministic_and_keeps_the_outside():
