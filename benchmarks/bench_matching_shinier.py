@@ -124,7 +124,8 @@ def report(label, seconds, outputs, faces, regions, exact=None) -> list[np.ndarr
     default = [skimage_default(f, o) for f, o in zip(faces, outputs)]
     unchanged = all(np.array_equal(o[~r], f[~r]) for o, f, r in zip(outputs, faces, regions))
     print(f"{label:<40} {seconds:>7.2f} {histogram_spread(outputs, regions):>7.1f} "
-          f"{'' if exact is None else exact:>7} {np.mean(region):>8.4f} {np.min(region):>7.3f} "
+          f"{'' if exact is None else exact:>7} {np.mean(region):>8.4f} "
+          f"{np.min(region):>6.3f}-{np.max(region):.3f} "
           f"{np.mean(whole):>8.4f} "
           f"{'-' if default[0] is None else f'{np.mean(default):.4f}':>9} "
           f"{'yes' if unchanged else 'NO':>8}")
@@ -145,8 +146,8 @@ def main() -> None:
               f"{stimgen.__version__}); face regions of {min(r.sum() for r in regions)}-"
               f"{max(r.sum() for r in regions)} pixels")
         print(f"{'method':<40} {'time s':>7} {'spread':>7} {'exact':>7} {'SSIM':>8} "
-              f"{'min':>7} {'whole':>8} {'skimage':>9} {'outside':>8}")
-        print(f"{'':<40} {'':>7} {'(px)':>7} {'(px)':>7} {'region':>8} {'':>7} {'image':>8} "
+              f"{'range':>12} {'whole':>8} {'skimage':>9} {'outside':>8}")
+        print(f"{'':<40} {'':>7} {'(px)':>7} {'(px)':>7} {'region':>8} {'':>12} {'image':>8} "
               f"{'default':>9} {'kept':>8}")
         results = {"unmatched": faces}
 
