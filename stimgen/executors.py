@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -172,7 +173,10 @@ def worker_map(workers: int, gpus: Sequence[str] = ()) -> Iterator[Callable]:
             items = list(items)
             chunk = max(1, len(items) // (4 * workers))
             try:
-                yield from pool.map(function, items, chunksize=chunk)
+                for result, raised in pool.map(partial(_collecting, function), items,
+                                               chunksize=chunk):
+                    raised.show()
+                    yield result
             except BrokenProcessPool:
                 raise BuildError(
                     "a worker process died while matching (killed, or out of memory)",
@@ -206,6 +210,21 @@ class _Collect(logging.Handler):
 
     def emit(self, record):
         self.logged.append((record.levelno, record.getMessage()))
+
+
+def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings]:
+    """``function(item)`` in a worker process, its warnings collected, not printed."""
+    logger = logging.getLogger("stimgen")
+    collect = _Collect()
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [collect], False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            result = function(item)
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+    return result, WorkerWarnings(collect.logged, [
+        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
 
 
 def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings]:
