@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from stimgen.matching import (exact_order, histogram_match, luminance_match, match_images,
                               region_histogram, specified_counts, specify_histogram,
-                              spectrum_match, ssim_map, structural_similarity, tie_orders)
+                              spectrum_match, ssim_map, structural_similarity, tie_order)
 
 
 def faces(seed: int, n: int = 4, size: int = 32):
@@ -98,7 +98,7 @@ def test_exact_order_breaks_ties_by_neighbourhood_when_asked():
     image = np.zeros((5, 5), np.uint8)
     image[2, 2] = 50                  # a bright pixel lifts its 8 neighbours above the zeros
     everywhere = np.ones_like(image, bool)
-    order = exact_order(image, everywhere, tie_orders(image)["neighbourhood"]).tolist()
+    order = exact_order(image, everywhere, tie_order(image, "neighbourhood")).tolist()
     assert order[-1] == 12
     assert sorted(order[-9:-1]) == [6, 7, 8, 11, 13, 16, 17, 18]
     assert sorted(order) == list(range(25))
@@ -133,7 +133,7 @@ def test_a_flat_area_gets_large_blocks_not_grain_and_keeps_its_structure():
     image, region = flat_face()
     target = np.zeros(256)
     target[[30, 100, 160, 220]] = [0.1, 0.3, 0.3, 0.3]
-    matched = specify_histogram(image, region, target)
+    matched = specify_histogram(image, region, target, iterations=10)
     grain = random_tie_breaking(image, region, target)
     for result in (matched, grain):
         assert np.array_equal(np.bincount(result[region], minlength=256),
@@ -252,3 +252,10 @@ def test_errors_name_the_argument():
         match_images(images, regions, "colour")
     with pytest.raises(ValueError, match="one image size"):
         spectrum_match([images[0], images[1][:10]])
+
+
+def test_the_protocols_default_is_the_functions():
+    from stimgen.matching import SSIM_ITERATIONS
+    from stimgen.protocol.models import Output
+
+    assert Output().match_ssim_iterations == SSIM_ITERATIONS
