@@ -1,5 +1,7 @@
 """Low-level image matching as the SHINE toolbox defines it (Willenbockel et al., 2010):
-lumMatch, histMatch (exact histogram specification) and specMatch, over a face region.
+lumMatch, histMatch (exact histogram specification, arranged to keep each face's structure)
+and specMatch, over a face region; and SSIM (Wang et al., 2004), which measures what
+matching cost a face.
 
 Pure numpy functions on grey-level images (``uint8`` arrays ``[H, W]``) and boolean regions
 of the same shape; the build stage that applies them to a stimulus set is
@@ -8,7 +10,6 @@ package: see docs/standardise.md ("Why not shinier").
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
