@@ -107,12 +107,17 @@ SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)         # 5 pixels
 SSIM_C1, SSIM_C2 = (0.01 * (LEVELS - 1)) ** 2, (0.03 * (LEVELS - 1)) ** 2
 
 
+#: SSIM's window along one axis: the normalised Gaussian scipy's ``gaussian_filter1d`` uses.
+_KERNEL = np.exp(-0.5 * np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1) ** 2 / SSIM_SIGMA ** 2)
+_KERNEL /= _KERNEL.sum()
+
+
 def _window(values: np.ndarray) -> np.ndarray:
     """Gaussian-weighted local mean (SSIM's window; edges mirrored, as scikit-image)."""
-    from scipy.ndimage import gaussian_filter1d
+    from scipy.ndimage import correlate1d
 
-    smoothed = gaussian_filter1d(values, SSIM_SIGMA, axis=0, truncate=SSIM_TRUNCATE, mode="reflect")
-    return gaussian_filter1d(smoothed, SSIM_SIGMA, axis=1, truncate=SSIM_TRUNCATE, mode="reflect")
+    smoothed = correlate1d(values, _KERNEL, axis=0, mode="reflect")
+    return correlate1d(smoothed, _KERNEL, axis=1, mode="reflect")
 
 
 def ssim_map(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -147,8 +152,21 @@ def structural_similarity(reference: np.ndarray, image: np.ndarray,
     >>> round(structural_similarity(face, 255 - face), 2) < 0
     True
     """
-    values = ssim_map(reference, image)
-    return float(values.mean() if region is None else values[np.asarray(region, bool)].mean())
+    if region is None:
+        return float(ssim_map(reference, image).mean())
+    region = np.asarray(region, bool)
+    # the region's box and SSIM's window around it: the rest cannot change its values
+    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if len(rows) == 0:
+        raise ValueError("region is empty: no pixel to average SSIM over")
+    margin = SSIM_RADIUS + 1
+    box = (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+           slice(max(columns[0] - margin, 0), columns[-1] + margin + 1))
+    reference, image = np.asarray(reference), np.asarray(image)
+    if reference.shape != image.shape or reference.shape != region.shape:
+        raise ValueError(f"reference {reference.shape}, image {image.shape} and region "
+                         f"{region.shape} must have one size")
+    return float(ssim_map(reference[box], image[box])[region[box]].mean())
 
 
 def _ssim_terms(x: np.ndarray, y: np.ndarray, mean_x: np.ndarray,
