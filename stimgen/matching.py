@@ -113,11 +113,12 @@ _KERNEL /= _KERNEL.sum()
 
 
 def _window(values: np.ndarray) -> np.ndarray:
-    """Gaussian-weighted local mean (SSIM's window; edges mirrored, as scikit-image)."""
+    """Gaussian-weighted local mean (SSIM's window; edges mirrored, as scikit-image) of an
+    image [H, W], or of each image of a stack [K, H, W]."""
     from scipy.ndimage import correlate1d
 
-    smoothed = correlate1d(values, _KERNEL, axis=0, mode="reflect")
-    return correlate1d(smoothed, _KERNEL, axis=1, mode="reflect")
+    smoothed = correlate1d(values, _KERNEL, axis=-2, mode="reflect")
+    return correlate1d(smoothed, _KERNEL, axis=-1, mode="reflect")
 
 
 def ssim_map(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -173,11 +174,11 @@ def _ssim_terms(x: np.ndarray, y: np.ndarray, mean_x: np.ndarray,
                 variance_x: np.ndarray | None):
     """SSIM map of float images ``y`` against ``x`` and the terms its gradient needs
     (Avanaki 2009, eqs. 7-8): A1, A2, B1, B2 and the local means."""
-    mean_y = _window(y)
     if variance_x is None:
         variance_x = _window(x * x) - mean_x * mean_x
-    variance_y = _window(y * y) - mean_y * mean_y
-    covariance = _window(x * y) - mean_x * mean_y
+    mean_y, mean_yy, mean_xy = _window(np.stack([y, y * y, x * y]))   # one call, three maps
+    variance_y = mean_yy - mean_y * mean_y
+    covariance = mean_xy - mean_x * mean_y
     a1, a2 = 2 * mean_x * mean_y + SSIM_C1, 2 * covariance + SSIM_C2
     b1, b2 = mean_x * mean_x + mean_y * mean_y + SSIM_C1, variance_x + variance_y + SSIM_C2
     return a1 * a2 / (b1 * b2), (a1, a2, b1, b2, mean_y)
@@ -440,10 +441,10 @@ def specify_histogram(image: np.ndarray, region: np.ndarray, target: np.ndarray,
     name = _best_tie_order(*((face[::2, ::2], inside[::2, ::2])
                              if inside.sum() >= HALF_SIZE_CHOICE else (face, inside)), target)
     specify = _Specification(face, inside, target)
-    by_ties = specify.by_key(tie_order(face, name, inside))
-    matched = specify(specify.ranked(None, by_ties))
+    key = tie_order(face, name, inside)
+    matched = specify(specify.by_grey_then_key(key))
     if iterations:
-        matched = _ssim_steps(specify, matched, by_ties, int(iterations))
+        matched = _ssim_steps(specify, matched, specify.by_key(key), int(iterations))
     out = image.copy()
     out[box] = matched.astype(np.uint8)
     return out
@@ -464,6 +465,16 @@ class _Specification:
     def by_key(self, key: np.ndarray) -> np.ndarray:
         """The region's pixels (positions in ``flat``) sorted by a tie key."""
         return np.argsort(key.ravel()[self.flat], kind="stable")
+
+    def by_grey_then_key(self, key: np.ndarray) -> np.ndarray:
+        """Region pixels by grey level, then by a tie key of distinct whole numbers (those of
+        :func:`tie_order`): :meth:`ranked` without values, in one sort when the two keys
+        fit one float exactly."""
+        key = key.ravel()[self.flat]
+        span = float(key.max()) + 1.0
+        if span * LEVELS >= 2.0 ** 53:            # images of many megapixels
+            return self.ranked(None, np.argsort(key, kind="stable"))
+        return np.argsort(self.grey * span + key)
 
     def ranked(self, values: np.ndarray | None, by_ties: np.ndarray) -> np.ndarray:
         """Region pixels by grey level (a darker pixel never ends brighter), then by
@@ -486,7 +497,7 @@ def _best_tie_order(face: np.ndarray, inside: np.ndarray, target: np.ndarray) ->
     specify = _Specification(face, inside, target)
     objective = _SSIMObjective(face, inside)
     keys = _TieKeys(face, inside)
-    scores = [objective.value(specify(specify.ranked(None, specify.by_key(keys(name)))))
+    scores = [objective.value(specify(specify.by_grey_then_key(keys(name))))
               for name in TIE_ORDERS]
     return TIE_ORDERS[int(np.argmax(scores))]
 
