@@ -16,11 +16,13 @@ import sys
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from stimgen.build_folder import JOBS_DIR, store_records
 from stimgen.errors import BackendUnavailableError, BuildError
@@ -158,6 +160,32 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
                 on_progress(chunk.stop - chunk.start)
 
 
+@contextmanager
+def worker_map(workers: int, gpus: Sequence[str] = ()) -> Iterator[Callable]:
+    """``run(function, items)``: ``function`` of each item, in order (an iterator), in
+    ``workers`` local processes, or in this process when ``workers`` <= 1. For stages that
+    need every stimulus at once (the set stage of `match:`), between the units' chunks."""
+    if workers <= 1:
+        yield lambda function, items: map(function, items)
+        return
+    with _worker_pool(workers, gpus) as pool:
+        def run(function: Callable, items) -> Iterator:
+            items = list(items)
+            chunk = max(1, len(items) // (4 * workers))
+            try:
+                for result, raised in pool.map(partial(_collecting, function), items,
+                                               chunksize=chunk):
+                    raised.show()
+                    yield result
+            except BrokenProcessPool:
+                raise BuildError(
+                    "a worker process died while matching (killed, or out of memory)",
+                    hint="run the same command again to resume; if it happens again, use "
+                         "fewer workers with -j") from None
+
+        yield run
+
+
 @dataclass
 class WorkerWarnings:
     """What a worker process logged on the "stimgen" logger and raised with `warnings.warn`,
@@ -182,6 +210,21 @@ class _Collect(logging.Handler):
 
     def emit(self, record):
         self.logged.append((record.levelno, record.getMessage()))
+
+
+def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings]:
+    """``function(item)`` in a worker process, its warnings collected, not printed."""
+    logger = logging.getLogger("stimgen")
+    collect = _Collect()
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [collect], False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            result = function(item)
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+    return result, WorkerWarnings(collect.logged, [
+        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
 
 
 def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings]:

@@ -183,7 +183,8 @@ def test_build_option_defaults_in_the_help_are_the_models():
 def test_emostyle_defaults_and_limits_as_documented():
     import inspect
 
-    from stimgen.backends.emostyle import align, invert, losses, personalize, photo
+    from stimgen import photos as photo
+    from stimgen.backends.emostyle import align, invert, losses, personalize
     from stimgen.protocol.models import EmoStyleOptions, PersonalizationWeights
 
     text = page("docs/backends-emostyle.md")
