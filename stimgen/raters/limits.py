@@ -48,10 +48,10 @@ def _misplaced(emotion: str, term: str, term_angle: int, point_angle: int, dista
 #: accuracy for prototype accuracy (docs/raters.md, "Basic emotions").
 KNOWN_LIMITS: dict[str, dict[str, RaterLimit]] = {
     "geometric": {limit.emotion: limit for limit in (
-        RaterLimit("geometric", "contempt", 1.50, False,
+        RaterLimit("geometric", "contempt", 1.27, False,
                    "geometric cannot read contempt's one-sided smile (AU14 on one side; it "
                    "averages both mouth corners, so it reads a mild positive face)"),
-        _misplaced("anger", "Angry", 99, 131, 0.62),
+        _misplaced("anger", "Angry", 99, 131, 0.60),
         _misplaced("happiness", "Happy", 8, 32, 0.58),
         _misplaced("fear", "Afraid", 116, 137, 0.45),
     )},

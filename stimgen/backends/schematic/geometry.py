@@ -215,7 +215,8 @@ def _mouth(identity: SchematicIdentity, stomion_y: float, a: dict[str, float],
     square = (1 - np.abs(u) ** 3).clip(0) ** 0.8
     parted = 0.05 * w * a["AU25"] * (1 - 0.5 * tight) + 0.025 * w * smile * (1 - tight)
     gap_up = (0.18 * jaw_drop + 0.4 * parted) * profile + 0.09 * w * raise_upper * square
-    gap_low = (0.82 * jaw_drop + 0.6 * parted) * profile + 0.08 * w * lower_down * square
+    # the lower lip rides on the jaw: a jaw drop moves it as far as the chin
+    gap_low = (jaw_drop + 0.6 * parted) * profile + 0.08 * w * lower_down * square
     upper_inner = line - gap_up
     lower_inner = line + gap_low
     bow = 1 + 0.15 * np.exp(-((np.abs(u) - 0.3) / 0.16) ** 2) - 0.15 * np.exp(-(u / 0.1) ** 2)
