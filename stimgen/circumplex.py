@@ -89,6 +89,7 @@ class NamedEmotion:
                                         # emotion ("Afraid" for Fear), if any
     source_term: str | None = None  # basic emotions: the term of the source the point is from
     source: str = CIRCUMPLEX_SOURCE  # where the angle or point comes from
+    source_key: str | None = None    # basic emotions: key of BASIC_SOURCES
 
     @property
     def vocabulary(self) -> str:
@@ -142,16 +143,34 @@ def basic_emotions() -> tuple[NamedEmotion, ...]:
     ``stimgen/data/basic_emotions_va.csv`` for the source of every number). Their angle is
     the direction of that point; a target is ``intensity`` times the unit vector there, as
     for the circumplex terms, so that intensity 1 shows the full prototype."""
+    return tuple(e for e, default in _basic_rows() if default)
+
+
+def basic_emotion_sources(key: str) -> dict[str, NamedEmotion]:
+    """Every published point of basic emotion ``key``, by source key (``BASIC_SOURCES``):
+    contempt has two, Warriner et al. 2013 (the default) and Russell & Mehrabian 1977.
+
+    >>> sorted(basic_emotion_sources("contempt"))
+    ['russell_mehrabian_1977', 'warriner_2013']
+    >>> round(basic_emotion_sources("contempt")["russell_mehrabian_1977"].angle)
+    127
+    """
+    return {e.source_key: e for e, _ in _basic_rows() if e.key == key}
+
+
+@lru_cache(maxsize=1)
+def _basic_rows() -> tuple[tuple[NamedEmotion, bool], ...]:
     out = []
     for row in _data_rows(BASIC_EMOTIONS_FILE):
         v, a = float(row["valence"]), float(row["arousal"])
         angle, _ = va_to_angle(v, a)
-        out.append(NamedEmotion(
+        out.append((NamedEmotion(
             name=row["emotion"], key=normalise_emotion_name(row["emotion"]), angle=angle,
             point=(v, a), prototype=row["prototype"],
             aliases=tuple(normalise_emotion_name(x) for x in row["aliases"].split("|")),
             circumplex_term=row["circumplex_term"] or None, source_term=row["source_term"],
-            source=f'{BASIC_SOURCES[row["source"]][1]} "{row["source_term"]}"'))
+            source=f'{BASIC_SOURCES[row["source"]][1]} "{row["source_term"]}"',
+            source_key=row["source"]), row["default"] == "yes"))
     return tuple(out)
 
 
@@ -222,6 +241,111 @@ def all_emotions() -> tuple[NamedEmotion, ...]:
     return named_emotions() + basic_emotions()
 
 
+#: Prefixes that pick a vocabulary explicitly (``circumplex:happy``, ``basic:happy``).
+CIRCUMPLEX_PREFIX, BASIC_PREFIX = "circumplex:", "basic:"
+
+#: The one rule for emotion names in a protocol, as `stimgen emotions`, the protocol
+#: reference and the starter protocol state it.
+VOCABULARY_RULE = (
+    "A basic emotion's word in any form names the basic emotion (its FACS prototype, at the "
+    "direction of its published valence-arousal point): happy/happiness, sad/sadness, "
+    "angry/anger, fear/fearful, surprise/surprised, disgust/disgusted, contempt/contemptuous. "
+    "Every other name is one of the 28 circumplex terms of Darne, Quan & Luo's table (at its "
+    "angle). Happy, Sad and Angry are circumplex terms too: write them circumplex:happy, "
+    "circumplex:sad, circumplex:angry (any term may carry the prefix, and basic: picks a "
+    "basic emotion). Case, spaces and separators are ignored.")
+
+
+def _split_prefix(name: str) -> tuple[str | None, str]:
+    """(vocabulary or None, the name after a ``circumplex:``/``basic:`` prefix)."""
+    text = str(name).strip()
+    for prefix, vocabulary in ((CIRCUMPLEX_PREFIX, "circumplex"), (BASIC_PREFIX, "basic")):
+        if text.lower().startswith(prefix):
+            return vocabulary, text[len(prefix):]
+    return None, text
+
+
+@lru_cache(maxsize=1)
+def ambiguous_emotion_words() -> dict[str, tuple[NamedEmotion, NamedEmotion]]:
+    """Words that are both a basic emotion's form and a circumplex term, by normalised key,
+    with (the basic emotion the rule picks, the circumplex term it does not).
+
+    >>> sorted(ambiguous_emotion_words())
+    ['angry', 'happy', 'sad']
+    """
+    terms = {e.key: e for e in named_emotions()}
+    return {alias: (basic, terms[alias]) for basic in basic_emotions()
+            for alias in (basic.key, *basic.aliases) if alias in terms}
+
+
+def resolve_emotion(name: str) -> NamedEmotion:
+    """The emotion a researcher means by ``name`` in a protocol, by ``VOCABULARY_RULE``.
+
+    >>> resolve_emotion("happy").name, resolve_emotion("circumplex:happy").name
+    ('Happiness', 'Happy')
+    >>> resolve_emotion("fearful").name, resolve_emotion("Afraid").name
+    ('Fear', 'Afraid')
+
+    Raises
+    ------
+    UnknownEmotionError
+        As ``emotion_by_name``; also for a circumplex: prefix on a word that is not one of
+        the 28 terms (and basic: on one that is not a basic emotion), with the fix.
+    """
+    vocabulary, word = _split_prefix(name)
+    key = normalise_emotion_name(word)
+    pool = {"circumplex": named_emotions(), "basic": basic_emotions(),
+            None: basic_emotions() + named_emotions()}[vocabulary]
+    for emotion in pool:
+        if key == emotion.key or key in emotion.aliases:
+            return emotion
+    if vocabulary is not None:
+        try:
+            other = resolve_emotion(word)
+        except UnknownEmotionError:
+            other = None
+        if other is not None:
+            raise UnknownEmotionError(None, f'"{word}" is not a {vocabulary} emotion: write '
+                                            f'{other.vocabulary}:{other.key} or just {word}')
+    return emotion_by_name(word)
+
+
+def canonical_emotion_name(emotion: NamedEmotion) -> str:
+    """The name that ``resolve_emotion`` maps back to ``emotion``: its display name, with
+    the circumplex: prefix where the display name alone would name a basic emotion.
+
+    >>> canonical_emotion_name(emotion_by_name("circumplex:happy"))
+    'circumplex:Happy'
+    >>> canonical_emotion_name(emotion_by_name("glad")), canonical_emotion_name(resolve_emotion("happy"))
+    ('Glad', 'Happiness')
+    """
+    if emotion.vocabulary == "circumplex" and emotion.key in ambiguous_emotion_words():
+        return CIRCUMPLEX_PREFIX + emotion.name
+    return emotion.name
+
+
+def vocabulary_warning(name: str) -> str | None:
+    """What a protocol should be told about an emotion name the rule resolves but that
+    also names something else (happy, sad, angry); None for an unambiguous name.
+
+    >>> print(vocabulary_warning("happy"))   # doctest: +NORMALIZE_WHITESPACE
+    "happy" means the basic emotion Happiness (FACS prototype, 32.2°), not the circumplex
+    term Happy (8°); write happiness to keep this meaning without the warning, or
+    circumplex:happy for the circumplex term
+    >>> vocabulary_warning("happiness") is None, vocabulary_warning("circumplex:happy") is None
+    (True, True)
+    """
+    vocabulary, word = _split_prefix(name)
+    key = normalise_emotion_name(word)
+    if vocabulary is not None or key not in ambiguous_emotion_words():
+        return None
+    basic, term = ambiguous_emotion_words()[key]
+    return (f'"{word}" means the basic emotion {basic.name} (FACS prototype, '
+            f"{basic.angle:.1f}°), not the circumplex term {term.name} ({term.angle:g}°); "
+            f"write {basic.key} to keep this meaning without the warning, or "
+            f"circumplex:{key} for the circumplex term")
+
+
 class UnknownEmotionError(KeyError):
     """A name in neither vocabulary; ``args[0]`` is the did-you-mean suggestion or None."""
 
@@ -231,7 +355,10 @@ class UnknownEmotionError(KeyError):
 
 
 def emotion_by_name(name: str) -> NamedEmotion:
-    """Look up a named emotion in both vocabularies (case and separators ignored).
+    """Look up a name as stimgen writes it (the ``emotion`` column of stimuli.tsv), in both
+    vocabularies, case and separators ignored: a display name ("Happy", "Happiness") names
+    itself. A researcher's word in a protocol goes through ``resolve_emotion`` instead (the
+    vocabulary rule); a ``circumplex:``/``basic:`` prefix is honoured by both.
 
     Raises
     ------
@@ -239,7 +366,10 @@ def emotion_by_name(name: str) -> NamedEmotion:
         A KeyError whose ``hint`` proposes the closest known name, never one of the
         opposite valence, or says why a known word (neutral) is not a target.
     """
-    key = normalise_emotion_name(name)
+    vocabulary, word = _split_prefix(name)
+    if vocabulary is not None:
+        return resolve_emotion(name)
+    key = normalise_emotion_name(word)
     for emotion in all_emotions():
         if key == emotion.key or key in emotion.aliases:
             return emotion

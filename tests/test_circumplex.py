@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stimgen.circumplex import (angle_to_va, basic_emotion_angles, basic_emotions,
+from stimgen.circumplex import (UnknownEmotionError, angle_to_va, basic_emotion_angles, basic_emotions,
                                 emotion_by_name, emotion_label_key, in_angle_interval,
                                 named_emotions, nearest_basic_emotion,
                                 normalise_emotion_name, va_to_angle,
@@ -147,3 +147,57 @@ def test_the_shipped_published_table_is_the_shared_anchor_and_cites_its_source()
         pytest.skip("../shared/anchors is not beside this checkout")
     with anchor.open(encoding="utf-8") as handle:
         assert read_anchor_table() == list(csv.DictReader(handle))
+
+
+# ----------------------------------------------------------------------------- one vocabulary
+
+@pytest.mark.parametrize("basic, word", [("Happiness", "happy"), ("Sadness", "sad"),
+                                         ("Anger", "angry"), ("Fear", "fearful"),
+                                         ("Surprise", "surprised"), ("Disgust", "disgusted"),
+                                         ("Contempt", "contemptuous")])
+def test_every_form_of_a_basic_emotion_word_names_the_basic_emotion(basic, word):
+    from stimgen.circumplex import resolve_emotion
+
+    assert resolve_emotion(word).name == basic
+    assert resolve_emotion(basic.lower()).name == basic
+    assert resolve_emotion(f"basic:{word}").name == basic
+
+
+def test_circumplex_terms_keep_their_table_names_or_the_prefix():
+    from stimgen.circumplex import canonical_emotion_name, resolve_emotion
+
+    assert resolve_emotion("circumplex:happy").name == "Happy"
+    assert resolve_emotion("Afraid").vocabulary == "circumplex"
+    assert resolve_emotion("at ease").name == "At ease"
+    # what a protocol stores resolves back to the same emotion
+    for emotion in named_emotions() + basic_emotions():
+        assert resolve_emotion(canonical_emotion_name(emotion)) == emotion
+    with pytest.raises(UnknownEmotionError) as err:
+        resolve_emotion("basic:excited")
+    assert "not a basic emotion" in err.value.hint and "circumplex:excited" in err.value.hint
+
+
+def test_the_ambiguous_words_warn_with_the_other_meaning():
+    from stimgen.circumplex import vocabulary_warning
+
+    for word, term in (("happy", "Happy (8°)"), ("sad", "Sad (208°)"), ("Angry", "Angry (99°)")):
+        note = vocabulary_warning(word)
+        assert term in note and f"circumplex:{word.lower()}" in note
+    assert vocabulary_warning("fearful") is None and vocabulary_warning("circumplex:sad") is None
+
+
+def test_contempt_has_both_published_points_and_a_protocol_picks_one():
+    from stimgen.circumplex import basic_emotion_sources
+    from stimgen.plan import plan_targets
+    from stimgen.protocol.models import Targets
+
+    points = basic_emotion_sources("contempt")
+    assert points["warriner_2013"].point == pytest.approx((-0.445, -0.0975))
+    assert points["russell_mehrabian_1977"].point == (-0.23, 0.31)
+    default = plan_targets(Targets(emotions=["contempt"], intensities=[1.0]))[0]
+    chosen = plan_targets(Targets(emotions=["contempt"], intensities=[1.0],
+                                  basic_sources={"contempt": "russell_mehrabian_1977"}))[0]
+    assert round(default.angle) == 192 and round(chosen.angle) == 127
+    assert chosen.expression == "contempt"
+    with pytest.raises(ValueError, match="has no point from"):
+        Targets(emotions=["contempt"], basic_sources={"contempt": "nobody_2020"})

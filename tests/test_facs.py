@@ -128,7 +128,8 @@ def test_basic_emotions_carry_their_published_points():
     assert emotion_by_name("fearful") == emotion_by_name("FEAR")
     v, a = emotion_by_name("disgusted").target_va(0.5)      # half the unit vector toward it
     assert (v, a) == pytest.approx(0.5 * np.array([-0.60, 0.35]) / np.hypot(0.60, 0.35))
-    assert emotion_by_name("angry") in named_emotions()       # the circumplex term stays
+    assert emotion_by_name("Angry") in named_emotions()       # a display name names itself
+    assert emotion_by_name("circumplex:angry") in named_emotions()
 
 
 @pytest.mark.parametrize("typo", ["disgustd", "digusted", "disgustet", "angr", "sadnes",
@@ -156,7 +157,8 @@ def test_basic_emotion_names_build_with_action_unit_columns(tmp_path):
     protocol = Protocol.model_validate({
         "study": {"name": "basic"}, "identities": [{"id": "id01", "seed": 3}],
         "targets": {"emotions": ["anger", "fearful", "surprised", "disgusted", "happiness",
-                                 "sadness", "angry", "contemptuous"], "intensities": [1.0],
+                                 "sadness", "circumplex:angry", "contemptuous"],
+                    "intensities": [1.0],
                     "neutral": True},
         "output": {"image_size": 128}})
     stimgen.build(protocol, out=tmp_path / "b", progress=False, jobs=1)

@@ -355,3 +355,36 @@ def test_key_valid_one_level_away_gets_indent_or_dedent_hint(tmp_path, text, hin
     with pytest.raises(ProtocolError) as caught:
         load_protocol(path)
     assert any(hint in (p.hint or "") for p in caught.value.problems), str(caught.value)
+
+
+def test_validate_warns_about_an_emotion_word_with_two_meanings(tmp_path):
+    from click.testing import CliRunner
+
+    from stimgen.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text("study: {name: v}\nidentities: [{id: a, seed: 1}]\n"
+                    "targets:\n  emotions: [happy, excited]\n  intensities: [1.0]\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    # the word, where it is, what it now means and how to write the other meaning
+    assert f"{path}:4:14: targets.emotions.0: \"happy\" means the basic emotion Happiness" \
+        in result.output
+    assert "circumplex:happy" in result.output
+    assert "targets mix basic emotions (Happiness" in result.output
+    path.write_text("study: {name: v}\nidentities: [{id: a, seed: 1}]\n"
+                    "targets:\n  emotions: [circumplex:happy, excited]\n  intensities: [1.0]\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+def test_emotions_command_and_starter_state_the_vocabulary_rule():
+    from click.testing import CliRunner
+
+    from stimgen.cli import main
+    from stimgen.starter import STARTER_PROTOCOL
+
+    listing = CliRunner().invoke(main, ["emotions"]).output
+    assert "How to write them: A basic emotion's word in any form" in listing
+    assert "basic_sources: {contempt: russell_mehrabian_1977}" in listing
+    assert "circumplex:happy" in STARTER_PROTOCOL
