@@ -25,7 +25,7 @@ from stimgen.protocol.models import Targets
 
 
 def make_stimuli(identities=("id01", "id02", "id03"),
-                 emotions=("Happy", "Sad", "Afraid", "Calm"),
+                 emotions=("circumplex:Happy", "circumplex:Sad", "Afraid", "Calm"),
                  intensities=(0.5, 1.0), neutral=False) -> pd.DataFrame:
     """A stimuli.tsv-like table with the build contract's columns and stable ids."""
     targets = plan_targets(Targets(emotions=list(emotions), intensities=list(intensities),
