@@ -20,8 +20,8 @@ from importlib import resources
 
 import numpy as np
 
-#: Default weak region of published EmoStyle (bored ... serene), degrees.
-WEAK_REGION_DEFAULT: tuple[float, float] = (242.0, 329.0)
+#: Default weak region of published EmoStyle (Bored 242 ... Serene 328.6), degrees.
+WEAK_REGION_DEFAULT: tuple[float, float] = (242.0, 328.6)
 #: The backend whose weakness the default region describes.
 WEAK_REGION_BACKEND = "emostyle"
 
@@ -43,6 +43,9 @@ def weak_region_flagged(setting: str, backend: str) -> bool:
     return setting == "always" or (setting == "auto" and backend == WEAK_REGION_BACKEND)
 
 ANCHORS_FILE = "emostyle_28x4_per_emotion_mae.csv"
+#: The 28 terms' exact angles (one decimal, as Darne et al.'s code requests them) beside the
+#: whole degrees the paper prints; the file's header gives the source.
+ANGLES_FILE = "emostyle_circumplex_angles.csv"
 #: Where the shipped 28 x 4 table and the weak region come from. Not Azari & Lim (WACV 2024),
 #: the EmoStyle paper, which reports FID, LPIPS, ArcFace identity and a VA RMSE only.
 PUBLISHED_TABLE_CITATION = (
@@ -124,11 +127,16 @@ def read_anchor_table() -> list[dict[str, str]]:
 
 @lru_cache(maxsize=1)
 def named_emotions() -> tuple[NamedEmotion, ...]:
-    """The 28 named emotions, in the published order (by angle)."""
+    """The 28 named emotions, in the published order (by angle), at the exact angles of
+    Darne et al.'s code (``ANGLES_FILE``); the paper's table prints them rounded.
+
+    >>> [(e.name, e.angle) for e in named_emotions()][:2]
+    [('Happy', 7.8), ('Delighted', 24.9)]
+    """
     return tuple(
         NamedEmotion(name=row["emotion"], key=normalise_emotion_name(row["emotion"]),
                      angle=float(row["angle_deg"]))
-        for row in read_anchor_table()
+        for row in _data_rows(ANGLES_FILE)
     )
 
 
@@ -201,8 +209,10 @@ def emotion_label_key(label: str) -> str:
     ('fear', 'fear', 'happiness')
     >>> emotion_label_key("At ease"), emotion_label_key("none of these")
     ('at_ease', 'none_of_these')
+    >>> emotion_label_key("circumplex:happy")    # the prefix picks a vocabulary, not an answer
+    'happiness'
     """
-    key = normalise_emotion_name(label)
+    key = normalise_emotion_name(_split_prefix(label)[1])
     return _same_emotion_keys().get(key, key)
 
 
@@ -254,6 +264,24 @@ VOCABULARY_RULE = (
     "angle). Happy, Sad and Angry are circumplex terms too: write them circumplex:happy, "
     "circumplex:sad, circumplex:angry (any term may carry the prefix, and basic: picks a "
     "basic emotion). Case, spaces and separators are ignored.")
+
+
+def pinned_emotion_name(name: str) -> str | None:
+    """The display name of the one emotion a prefixed name picks (``circumplex:happy`` ->
+    "Happy"), or None for a name without a prefix (or an unknown one), which matches every
+    stimulus of its emotion in either vocabulary (``emotion_label_key``).
+
+    >>> pinned_emotion_name("circumplex:happy"), pinned_emotion_name("basic:happy")
+    ('Happy', 'Happiness')
+    >>> pinned_emotion_name("happy") is None
+    True
+    """
+    if _split_prefix(name)[0] is None:
+        return None
+    try:
+        return resolve_emotion(name).name
+    except UnknownEmotionError:
+        return None
 
 
 def _split_prefix(name: str) -> tuple[str | None, str]:
@@ -330,7 +358,7 @@ def vocabulary_warning(name: str) -> str | None:
 
     >>> print(vocabulary_warning("happy"))   # doctest: +NORMALIZE_WHITESPACE
     "happy" means the basic emotion Happiness (FACS prototype, 32.2°), not the circumplex
-    term Happy (8°); write happiness to keep this meaning without the warning, or
+    term Happy (7.8°); write happiness to keep this meaning without the warning, or
     circumplex:happy for the circumplex term
     >>> vocabulary_warning("happiness") is None, vocabulary_warning("circumplex:happy") is None
     (True, True)
@@ -344,6 +372,52 @@ def vocabulary_warning(name: str) -> str | None:
             f"{basic.angle:.1f}°), not the circumplex term {term.name} ({term.angle:g}°); "
             f"write {basic.key} to keep this meaning without the warning, or "
             f"circumplex:{key} for the circumplex term")
+
+
+def mixed_vocabulary_warning(words: list[str]) -> tuple[str, str] | None:
+    """(message, hint) when a target list, as written, mixes basic emotions with circumplex
+    terms without saying so; None for one vocabulary, or for a mix whose circumplex terms all
+    carry the ``circumplex:`` prefix (the researcher has said the mix is meant). The hint
+    spells out each list the researcher may have meant.
+
+    >>> message, hint = mixed_vocabulary_warning(["happy", "afraid", "sad"])
+    >>> print(hint)   # doctest: +NORMALIZE_WHITESPACE
+    write [circumplex:happy, afraid, circumplex:sad] for circumplex terms only, or
+    [happiness, fear, sadness] for basic emotions only, or [happiness, circumplex:afraid,
+    sadness] to keep the mix without this warning
+    >>> mixed_vocabulary_warning(["happiness", "circumplex:calm"]) is None
+    True
+    """
+    resolved = [(word, resolve_emotion(word)) for word in words]
+    basic = [e for _, e in resolved if e.vocabulary == "basic"]
+    terms = [(w, e) for w, e in resolved if e.vocabulary == "circumplex"]
+    if not basic or not terms or all(_split_prefix(w)[0] == "circumplex" for w, _ in terms):
+        return None
+
+    def as_term(emotion: NamedEmotion) -> str:
+        return canonical_emotion_name(emotion).lower()
+
+    by_term = {normalise_emotion_name(e.circumplex_term): e for e in basic_emotions()
+               if e.circumplex_term}
+    terms_of = {e.key: by_term_key for by_term_key, e in by_term.items()}
+    fixes = []
+    if all(e.key in terms_of for e in basic):
+        only_terms = [as_term(e) if e.vocabulary == "circumplex" else
+                      as_term(next(t for t in named_emotions() if t.key == terms_of[e.key]))
+                      for _, e in resolved]
+        fixes.append(f"[{', '.join(only_terms)}] for circumplex terms only")
+    if all(e.key in by_term for _, e in terms):
+        only_basic = [(e if e.vocabulary == "basic" else by_term[e.key]).key
+                      for _, e in resolved]
+        fixes.append(f"[{', '.join(only_basic)}] for basic emotions only")
+    mix = [e.key if e.vocabulary == "basic" else CIRCUMPLEX_PREFIX + e.name.lower()
+           for _, e in resolved]
+    fixes.append(f"[{', '.join(mix)}] to keep the mix without this warning")
+    message = (f"targets mix basic emotions ({', '.join(e.name for e in basic)}: FACS "
+               f"prototypes at their published points) with circumplex terms "
+               f"({', '.join(e.name for _, e in terms)}: faces at the terms' angles); tables "
+               f"and file names will show both")
+    return message, "write " + ", or ".join(fixes)
 
 
 class UnknownEmotionError(KeyError):

@@ -37,7 +37,7 @@ validation:
   tolerance:
     distance: 0.35               # flag stimuli whose achieved VA misses by more than this
     direction: 45                # ... or whose direction is off by more degrees than this
-  weak_region: [242, 329]        # where published EmoStyle is weak (bored ... serene)
+  weak_region: [242, 328.6]        # where published EmoStyle is weak (bored ... serene)
 
 output:
   image_size: 512

@@ -31,7 +31,7 @@ identities:
   - {id: id02, seed: 5}
   - {id: id03, seed: 6}
 targets:
-  emotions: [happy, sad, angry]
+  emotions: [circumplex:happy, circumplex:sad, circumplex:angry]
   intensities: [0.5, 1.0]
   neutral: true
 validation: {rater: geometric}

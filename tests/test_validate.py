@@ -28,7 +28,7 @@ identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
 targets:
-  emotions: [happy, afraid, sad, angry]
+  emotions: [circumplex:happy, afraid, circumplex:sad, circumplex:angry]
   intensities: [0.5, 1.0]
   neutral: true
 output: {image_size: 64}
@@ -311,7 +311,7 @@ def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
 WEAK_TARGETS = """\
 study: {name: weak}
 identities: [{id: id01, seed: 1}]
-targets: {emotions: [tired, happy], intensities: [1.0]}
+targets: {emotions: [tired, circumplex:happy], intensities: [1.0]}
 output: {image_size: 64}
 """
 

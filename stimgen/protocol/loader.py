@@ -90,27 +90,20 @@ def protocol_from_text(text: str, path: str | Path = "<protocol>") -> Protocol:
 def _vocabulary_warnings(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
     """An emotion word that also names the other vocabulary (happy, sad, angry), and a target
     list that mixes basic emotions with circumplex terms, positioned at the word."""
-    from stimgen.circumplex import VOCABULARY_RULE, emotion_by_name, vocabulary_warning
+    from stimgen.circumplex import mixed_vocabulary_warning, vocabulary_warning
 
-    raw = (doc.data.get("targets") or {}).get("emotions") if isinstance(
-        doc.data.get("targets"), dict) else None
+    targets = doc.data.get("targets")
+    raw = targets.get("emotions") if isinstance(targets, dict) else None
+    if not isinstance(raw, list) or not all(isinstance(word, str) for word in raw):
+        return []        # `all`, or nothing: the 28 circumplex terms or no named emotion
     found = []
-    if isinstance(raw, list):
-        for index, word in enumerate(raw):
-            note = vocabulary_warning(word) if isinstance(word, str) else None
-            if note:
-                found.append(problem_at(doc, ("targets", "emotions", index), note, None))
-    kinds: dict[str, list[str]] = {}
-    for name in protocol.targets.emotions:
-        emotion = emotion_by_name(name)
-        kinds.setdefault(emotion.vocabulary, []).append(emotion.name)
-    if len(kinds) == 2:
-        found.append(problem_at(
-            doc, ("targets", "emotions"),
-            f"targets mix basic emotions ({', '.join(kinds['basic'])}: FACS prototypes at "
-            f"their published points) with circumplex terms ({', '.join(kinds['circumplex'])}:"
-            f" blends at the terms' angles); tables and file names will show both",
-            f"if that is not what you meant: {VOCABULARY_RULE}"))
+    for index, word in enumerate(raw):
+        note = vocabulary_warning(word)
+        if note:
+            found.append(problem_at(doc, ("targets", "emotions", index), note, None))
+    mixed = mixed_vocabulary_warning(raw)
+    if mixed:
+        found.append(problem_at(doc, ("targets", "emotions"), *mixed))
     return found
 
 

@@ -361,7 +361,7 @@ class Validation(ProtocolModel):
     """Per-stimulus tolerances; stimuli outside them are flagged `out_of_tolerance`."""
     weak_region: tuple[float, float] = WEAK_REGION_DEFAULT
     """Angle interval [start, end] in degrees (may wrap past 360) where the generator is known
-    to be weak; the `weak_region` column of stimuli.tsv marks targets inside. Default: 242-329
+    to be weak; the `weak_region` column of stimuli.tsv marks targets inside. Default: 242-328.6
     (bored ... serene), where published EmoStyle misses by 0.4-0.7 (Darne, Quan & Luo, 2025)."""
     flag_weak_region: Literal["auto", "always", "never"] = "auto"
     """Whether a target in the weak region is a reason to look at its stimulus (a flag in

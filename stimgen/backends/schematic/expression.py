@@ -120,14 +120,15 @@ PROTOTYPES: dict[str, Prototype] = {p.name: p for p in (
 )}
 
 #: Where each prototype sits on the circumplex for blending, in degrees. The six basic
-#: emotions sit at the angle of the circumplex term that names them (Happy 8, Astonished 70,
-#: Angry 99, Afraid 116, Sad 208; disgust, which has no term, at the angle of Russell &
-#: Mehrabian's "disgusted", 150), so that the named circumplex emotions show the prototypes.
+#: emotions sit at the exact angle of the circumplex term that names them (Happy 7.8,
+#: Astonished 69.8, Angry 99, Afraid 116, Sad 207.5: stimgen/data/emostyle_circumplex_angles.csv;
+#: disgust, which has no term, at the angle of Russell & Mehrabian's "disgusted", 150), so that
+#: the named circumplex emotions show the prototypes.
 #: Contempt is not on the circle: it is drawn only when named (``prototype="contempt"``), so
 #: that its one-sided face never leaks into the blends of Miserable or Sad.
 BLEND_ANGLES: dict[str, float] = {
-    "happiness": 8.0, "surprise": 70.0, "anger": 99.0, "fear": 116.0, "disgust": 150.0,
-    "sadness": 208.0, "sleepiness": 270.0, "relaxation": 318.0,
+    "happiness": 7.8, "surprise": 69.8, "anger": 99.0, "fear": 116.0, "disgust": 150.0,
+    "sadness": 207.5, "sleepiness": 270.0, "relaxation": 318.0,
 }
 
 
