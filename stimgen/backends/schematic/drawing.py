@@ -191,7 +191,7 @@ def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout
             canvas.line(_arc(CENTRE_X, y + 0.25 * w, half, 0.25 * w, np.pi / 2 - 0.9 * half / w,
                              np.pi / 2 + 0.9 * half / w, 24), mix(skin, fold, 0.8 * strength),
                         0.0045)
-    lower = max(a["AU04"], 0.6 * a["AU09"])
+    lower = a["AU04"]          # AU9's wrinkles run across the nose root instead (below)
     if lower > 0.2:
         strength = min(1.0, (lower - 0.2) / 0.5)
         inner_y = max(face.brows[0][-1, 1], face.brows[1][0, 1])
@@ -215,6 +215,9 @@ def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout
             canvas.line(bulge, mix(skin, fold, 0.6 * strength), 0.003)
     if a["AU09"] > 0.2:
         strength = min(1.0, (a["AU09"] - 0.2) / 0.5)
+        for eye in face.eyes:   # the infraorbital triangle pushed up bags the skin under the eye
+            bag = eye.lower[3:-3] + (0, 0.3 * identity.eye_half_width)
+            canvas.line(bag, mix(skin, fold, 0.7 * strength), 0.0035)
         top = face.nose_bridge[0, 1] + 0.03 * w
         for k in range(3):
             y = top + k * 0.05 * w

@@ -125,9 +125,10 @@ def _eye(identity: SchematicIdentity, side: int, eye_y: float, a: dict[str, floa
     centre_x = CENTRE_X + side * identity.eye_spacing
     outer = np.array([centre_x + side * half, eye_y - identity.eye_tilt * 2 * half])
     inner = np.array([centre_x - side * half, eye_y])
-    opening = 1 + 1.1 * a["AU05"] - 0.75 * a["AU43"] - 0.25 * a["AU04"] * (1 - a["AU05"]) \
-        - 0.2 * a["AU06"] - 0.2 * a["AU07"] - 0.15 * a["AU09"]
-    lowering = 1 + 0.2 * a["AU05"] - 0.45 * a["AU06"] - 0.65 * a["AU07"] - 0.35 * a["AU09"] \
+    # lid retraction grows fastest at low intensity, so that 5B already bares a line of white
+    opening = 1 + 1.2 * a["AU05"] ** 0.8 - 0.75 * a["AU43"] - 0.25 * a["AU04"] * (1 - a["AU05"]) \
+        - 0.2 * a["AU06"] - 0.2 * a["AU07"] - 0.2 * a["AU09"]
+    lowering = 1 + 0.2 * a["AU05"] - 0.45 * a["AU06"] - 0.65 * a["AU07"] - 0.55 * a["AU09"] \
         - 0.1 * a["AU43"]
     upper_h = half * identity.eye_openness * max(0.12, opening) / 0.75
     lower_h = half * identity.eye_openness * 0.62 * max(0.15, lowering) / 0.75
@@ -152,21 +153,26 @@ def _brow(identity: SchematicIdentity, side: int, eye_y: float, eye: EyeLayout,
 
     AU1 lifts the inner end (an oblique brow), AU2 the outer end (an arched brow); AU4 pulls
     the brow down and together, the inner end most, so that it slants down toward the nose;
-    AU9 lowers the inner end too. With AU1 (fear, sadness) the inner end stays raised and the
-    brow flattens and draws in instead (FACS, Ekman, Friesen & Hager 2002).
+    AU9 lowers the inner end too, less, without drawing the brows together; 1+2 together lift
+    the whole brow higher and curve it (surprise). With AU1 (fear, sadness) the inner end
+    stays raised and the brow flattens and draws in instead (FACS, Ekman, Friesen & Hager
+    2002).
     """
     w, half = identity.face_half_width, identity.eye_half_width
     centre_x = CENTRE_X + side * identity.eye_spacing
     inner_up, outer_up = a["AU01"], a["AU02"]
-    lower = min(1.0, a["AU04"] + 0.5 * a["AU09"])
+    lower = min(1.0, a["AU04"] + 0.35 * a["AU09"])
     inner_drop = lower * (1 - 0.7 * inner_up)
     base = eye_y - identity.brow_gap
-    inner_y = base + w * (-0.22 * inner_up - 0.05 * outer_up + 0.3 * inner_drop)
-    outer_y = base + 0.04 * w + w * (-0.2 * outer_up + 0.03 * inner_up + 0.01 * lower)
-    inner_x = centre_x - side * (half * 1.05 + 0.1 * w * lower)   # drawn together
+    # with 1+2 the whole brow rises and curves (surprise), the skin below it stretched
+    both_up = min(inner_up, outer_up)
+    inner_y = base + w * (-0.22 * inner_up - 0.05 * outer_up - 0.04 * both_up + 0.3 * inner_drop)
+    outer_y = base + 0.04 * w + w * (-0.2 * outer_up + 0.03 * inner_up - 0.05 * both_up
+                                     + 0.01 * lower)
+    inner_x = centre_x - side * (half * 1.05 + 0.1 * w * a["AU04"])   # AU4 draws them together
     outer_x = centre_x + side * half * 1.3
-    arch = identity.brow_arch * max(0.0, 1 + 0.8 * outer_up - 0.8 * inner_up * (1 - outer_up)
-                                    - 0.8 * lower)
+    arch = identity.brow_arch * max(0.0, 1 + 0.8 * outer_up + 0.6 * both_up
+                                    - 0.8 * inner_up * (1 - outer_up) - 0.8 * lower)
     lid_top = float(eye.upper[:, 1].min())
     # brows never sink into the eye: the outer end stays above the lid, the inner end (beside
     # the nose root, where there is no lid under it) above the inner eye corner
@@ -198,7 +204,7 @@ def _mouth(identity: SchematicIdentity, stomion_y: float, a: dict[str, float],
     raise_upper = min(1.0, a["AU10"] + 0.6 * a["AU09"])
     relaxed_open = a["AU26"] * (1 - smile) * (1 - stretch)
     half = identity.mouth_half_width * (1 + 0.14 * smile + 0.3 * stretch - 0.05 * frown
-                                        - 0.2 * tight - 0.22 * relaxed_open
+                                        - 0.2 * tight - 0.3 * relaxed_open
                                         + 0.06 * lower_down)
     corner_dy = w * (-0.2 * smile + 0.17 * frown + 0.06 * stretch + 0.02 * lower_down)
     centre_y = stomion_y - 0.02 * w * smile - 0.03 * w * chin
