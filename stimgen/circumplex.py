@@ -263,7 +263,8 @@ VOCABULARY_RULE = (
     "Every other name is one of the 28 circumplex terms of Darne, Quan & Luo's table (at its "
     "angle). Happy, Sad and Angry are circumplex terms too: write them circumplex:happy, "
     "circumplex:sad, circumplex:angry (any term may carry the prefix, and basic: picks a "
-    "basic emotion). Case, spaces and separators are ignored.")
+    "basic emotion). Case, spaces and separators are ignored. (docs/protocol.md, "
+    "\"Emotion names\")")
 
 
 def pinned_emotion_name(name: str) -> str | None:

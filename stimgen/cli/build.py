@@ -217,7 +217,8 @@ def emotions(fmt):
         header = f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}"
         for vocabulary, title in (("circumplex", "28 circumplex terms: target = intensity x "
                                    "(cos angle, sin angle); angles from the EmoStyle "
-                                   "evaluation protocol (Darne, Quan & Luo 2025)"),
+                                   "evaluation protocol (Darne, Quan & Luo 2025), as their "
+                                   "code requests them (the paper prints whole degrees)"),
                                   ("basic", "basic emotions: target = intensity x the unit "
                                    "vector toward the published (valence, arousal) of the "
                                    "source term (Russell & Mehrabian 1977; contempt: Warriner, "

@@ -36,7 +36,8 @@ ACTION_UNITS: dict[str, ActionUnit] = {
                                             "nose; horizontal lines in the middle of the "
                                             "forehead"),
     "AU02": ActionUnit("outer brow raiser", "outer brow ends rise, the brow arches; horizontal "
-                                            "lines across the forehead"),
+                                            "lines across the forehead; with AU1 the whole "
+                                            "brow rises higher and curves"),
     "AU04": ActionUnit("brow lowerer", "brows lowered and drawn together, the inner ends most, "
                                        "so they slant down toward the nose; vertical furrows "
                                        "between the brows; the upper lid is narrowed from "
@@ -49,7 +50,8 @@ ACTION_UNITS: dict[str, ActionUnit] = {
                                         "the iris, a bulge under it; the eye narrows"),
     "AU09": ActionUnit("nose wrinkler", "wrinkles across the root and along the sides of the "
                                         "nose; alae raised and flared; upper lip raised; inner "
-                                        "brows pulled down; lower lids pushed up"),
+                                        "brows pulled down (less than AU4, and not together); "
+                                        "lower lids pushed up, the skin below them bagged"),
     "AU10": ActionUnit("upper lip raiser", "upper lip raised, its sides too (a squarer mouth), "
                                            "baring the upper teeth; nasolabial furrows deepened"),
     "AU12": ActionUnit("lip corner puller", "mouth corners pulled up and out; nasolabial folds"),
