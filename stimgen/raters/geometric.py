@@ -120,37 +120,37 @@ MIN_COEFFICIENTS: dict[tuple[str, int], float] = {("mouth_opening", 1): 2.0}
 # Rows follow MEASUREMENT_NAMES; columns are (valence, arousal).
 RELATIVE_COEFFICIENTS = np.array([
     #  valence  arousal
-    [  7.0416,   2.1013],   # lip_corner_height
-    [ -4.2567,   2.0000],   # mouth_opening
-    [  2.4626,   0.0000],   # brow_height
-    [ -0.0000,   2.0211],   # brow_obliqueness
-    [  1.4963,  -0.0000],   # inner_brow_gap
-    [ -3.4284,  21.1749],   # eye_aperture
+    [  7.1847,   2.1395],   # lip_corner_height
+    [ -3.2533,   2.0000],   # mouth_opening
+    [  0.4662,   0.0000],   # brow_height
+    [ -0.0000,   2.2653],   # brow_obliqueness
+    [  1.8622,  -0.0000],   # inner_brow_gap
+    [ -4.0480,  21.3194],   # eye_aperture
     [ 30.0000, -30.0000],   # lower_lid_height
-    [  0.0000,  -1.3240],   # nose_length
-    [ -0.0000,  -4.4933],   # nose_width
-    [-30.0000,   0.0000],   # upper_lip_height
-    [ -0.3669,   0.0000],   # mouth_width
-    [  1.4938,  -0.0000],   # lip_thickness
-    [  4.9355,  -9.0287],   # lip_to_chin
-    [ -0.1587,  -3.6734],   # inner_brow_height
+    [  0.0000,  -1.7824],   # nose_length
+    [ -0.0000,  -4.4390],   # nose_width
+    [-28.8142,   0.0000],   # upper_lip_height
+    [ -0.5428,   0.0000],   # mouth_width
+    [  2.7588,  -0.0000],   # lip_thickness
+    [  6.3943,  -8.8771],   # lip_to_chin
+    [  0.7363,  -3.9050],   # inner_brow_height
 ])
 ABSOLUTE_COEFFICIENTS = np.array([
     #  valence  arousal
-    [  9.0068,   0.9561],   # lip_corner_height
-    [  2.7134,   2.0000],   # mouth_opening
-    [ -4.1859,   6.3540],   # brow_height
-    [ -1.8540,   4.3085],   # brow_obliqueness
+    [  9.0207,   0.9829],   # lip_corner_height
+    [  2.7496,   2.0000],   # mouth_opening
+    [ -4.1268,   6.1292],   # brow_height
+    [ -1.7443,   4.3085],   # brow_obliqueness
     [  0.0000,  -0.0000],   # inner_brow_gap
-    [ -5.2961,  19.6261],   # eye_aperture
-    [  8.3168, -30.0000],   # lower_lid_height
-    [  0.6283,  -0.1249],   # nose_length
-    [ -0.0000,   0.5060],   # nose_width
-    [ -0.3406,   0.0000],   # upper_lip_height
-    [ -0.6815,   0.0000],   # mouth_width
-    [ -1.3158,  -0.0000],   # lip_thickness
-    [  0.4180,  -0.4795],   # lip_to_chin
-    [  4.2671,  -8.8486],   # inner_brow_height
+    [ -5.2754,  19.6246],   # eye_aperture
+    [  8.3237, -30.0000],   # lower_lid_height
+    [  0.6237,  -0.1139],   # nose_length
+    [ -0.0000,   0.5275],   # nose_width
+    [ -0.3335,   0.0000],   # upper_lip_height
+    [ -0.6877,   0.0000],   # mouth_width
+    [ -1.3017,  -0.0000],   # lip_thickness
+    [  0.4166,  -0.4731],   # lip_to_chin
+    [  4.1315,  -8.7412],   # inner_brow_height
 ])
 POPULATION_NEUTRAL = np.array([0.0000, 0.0000, 0.1642, 0.0273, 0.3474, 0.1011, 0.0387, 0.5090,
                                0.1865, 0.7045, 0.6070, 0.1342, 0.3077, 0.1740])

@@ -48,12 +48,12 @@ def _misplaced(emotion: str, term: str, term_angle: float, point_angle: int, dis
 #: accuracy for prototype accuracy (docs/raters.md, "Basic emotions").
 KNOWN_LIMITS: dict[str, dict[str, RaterLimit]] = {
     "geometric": {limit.emotion: limit for limit in (
-        RaterLimit("geometric", "contempt", 1.26, False,
+        RaterLimit("geometric", "contempt", 1.27, False,
                    "geometric cannot read contempt's one-sided smile (AU14 on one side; it "
                    "averages both mouth corners, so it reads a mild positive face)"),
-        _misplaced("anger", "Angry", 99, 131, 0.61),
-        _misplaced("happiness", "Happy", 7.8, 32, 0.59),
-        _misplaced("fear", "Afraid", 116, 137, 0.46),
+        _misplaced("anger", "Angry", 99, 131, 0.60),
+        _misplaced("happiness", "Happy", 7.8, 32, 0.58),
+        _misplaced("fear", "Afraid", 116, 137, 0.44),
     )},
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from stimgen.backends.schematic.geometry import CENTRE_X, EyeLayout, FaceLayout
+from stimgen.backends.schematic.geometry import CENTRE_X, EyeLayout, FaceLayout, hairline
 from stimgen.backends.schematic.identity import Colour, SchematicIdentity, crease, mix, shade
 
 SCLERA: Colour = (238, 234, 228)
@@ -70,22 +70,16 @@ def _offset_curve(curve: np.ndarray, distance) -> np.ndarray:
 # ----------------------------------------------------------------------------- hair
 
 def _hair_cap(identity: SchematicIdentity, face: FaceLayout, volume: float,
-              side_y: float, hairline_y: float, fringe: float = 0.0) -> np.ndarray:
-    """Polygon of the hair covering the skull: outer silhouette, then the hairline.
-
-    ``fringe`` in [0, 1] flattens and lowers the hairline into a straight-cut fringe.
-    """
+              side_y: float) -> np.ndarray:
+    """Polygon of the hair covering the skull: outer silhouette, then the hairline
+    (``geometry.hairline``: a bob's fringe is flatter and lower)."""
     w = identity.face_half_width
     rx, ry = w + volume, identity.crown_height + 1.2 * volume
     start = np.arcsin(np.clip((face.cheek_y - side_y) / ry, -1.0, 1.0))
     outer = _arc(CENTRE_X, face.cheek_y, rx, ry, start, np.pi - start, 64)   # right -> left
     u = np.linspace(-1.0, 1.0, 41)                                           # left -> right
-    temple_y = face.eye_y - 0.12 * w
-    rise = (1 - fringe) * (1 - np.abs(u) ** 2.4) + fringe * 0.35 * (1 - u**4)
-    parting = 0.06 * w * (1 - fringe) * np.exp(-((u - 0.45 * identity.hair_part) / 0.12) ** 2)
-    hairline = np.stack([CENTRE_X + 0.97 * w * u,
-                         temple_y - (temple_y - hairline_y) * rise - parting], axis=1)
-    return np.concatenate([outer, hairline])
+    front = np.stack([CENTRE_X + 0.97 * w * u, hairline(identity, face.eye_y, u)], axis=1)
+    return np.concatenate([outer, front])
 
 
 def _draw_back_hair(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
@@ -122,9 +116,8 @@ def _draw_front_hair(canvas: Canvas, identity: SchematicIdentity, face: FaceLayo
     volume = {"short": v, "long": v * 0.7, "bob": v * 0.8, "bun": 0.45 * v, "curly": 1.4 * v,
               "shaved": 0.02 * w}[style]
     side_y = face.eye_y - (0.02 if style in ("long", "bob") else 0.06 * w)
-    fringe = 0.55 if style == "bob" else 0.0
     colour = mix(identity.skin, identity.hair, 0.55) if style == "shaved" else identity.hair
-    cap = _hair_cap(identity, face, volume, side_y, hairline_y, fringe)
+    cap = _hair_cap(identity, face, volume, side_y)
     canvas.polygon(cap, colour)
     if style == "shaved":
         return

@@ -112,6 +112,22 @@ def head_contours(identity: SchematicIdentity, jaw_drop: float = 0.0):
     return jaw, skull, cheek_y
 
 
+#: How far a bob's straight-cut fringe flattens and lowers the hairline (0: none, 1: flat).
+FRINGE = {"bob": 0.55}
+
+
+def hairline(identity: SchematicIdentity, eye_y: float, u: np.ndarray) -> np.ndarray:
+    """Height of the front hairline at positions ``u`` (-1 image left ... +1 right, over
+    0.97 face half-widths): rounded, with a dip at the parting, or a fringe's straighter,
+    lower line. The drawing cuts the hair along it; a raised brow stays below it."""
+    w, fringe = identity.face_half_width, FRINGE.get(identity.hair_style, 0.0)
+    temple_y = eye_y - 0.12 * w
+    top_y = eye_y - identity.hairline
+    rise = (1 - fringe) * (1 - np.abs(u) ** 2.4) + fringe * 0.35 * (1 - u**4)
+    parting = 0.06 * w * (1 - fringe) * np.exp(-((u - 0.45 * identity.hair_part) / 0.12) ** 2)
+    return temple_y - (temple_y - top_y) * rise - parting
+
+
 def _eye(identity: SchematicIdentity, side: int, eye_y: float, a: dict[str, float]) -> EyeLayout:
     """Eye on ``side`` (-1 image left = subject's right, +1 image right) under action units ``a``.
 
@@ -183,6 +199,11 @@ def _brow(identity: SchematicIdentity, side: int, eye_y: float, eye: EyeLayout,
     t = np.linspace(0.0, 1.0, 21)[:, None]
     line = (1 - t) ** 2 * outer + 2 * (1 - t) * t * peak + t**2 * inner  # outer -> inner
     width = identity.brow_thickness * (0.45 + 0.55 * np.sqrt(t[:, 0])) * (1 + 0.15 * lower)
+    if identity.hair_style != "bald":
+        # a brow raised into the hair would vanish against it: it stops just below the hairline
+        ceiling = hairline(identity, eye_y, (line[:, 0] - CENTRE_X) / (0.97 * w))
+        overlap = float(np.max(ceiling + 0.6 * width + 0.01 * w - line[:, 1]))
+        line = line + (0.0, max(0.0, overlap))
     if side > 0:  # store left -> right in the image
         line, width = line[::-1], width[::-1]
     return line, width
