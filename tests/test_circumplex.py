@@ -203,3 +203,20 @@ def test_contempt_has_both_published_points_and_a_protocol_picks_one():
     assert chosen.expression == "contempt"
     with pytest.raises(ValueError, match="has no point from"):
         Targets(emotions=["contempt"], basic_sources={"contempt": "nobody_2020"})
+
+
+def test_exact_angles_are_the_codes_and_round_to_the_published_table():
+    """The 28 terms at Darne et al.'s one-decimal angles; the paper prints them rounded."""
+    from importlib import resources
+
+    from stimgen.circumplex import ANGLES_FILE, read_anchor_table
+
+    text = resources.files("stimgen.data").joinpath(ANGLES_FILE).read_text(encoding="utf-8")
+    assert "ClementDrn/emostyle" in text and "8c17939090b8e0c46f5c5b745fdc406dec054a9f" in text
+    published = {row["emotion"]: float(row["angle_deg"]) for row in read_anchor_table()}
+    exact = {e.name: e.angle for e in named_emotions()}
+    assert list(exact) == list(published)
+    assert all(abs(exact[name] - published[name]) <= 0.5 for name in exact)
+    assert (exact["Happy"], exact["Excited"], exact["Serene"], exact["Pleased"]) == \
+        (7.8, 48.6, 328.6, 353.2)
+    assert WEAK_REGION_DEFAULT == (exact["Bored"], exact["Serene"])

@@ -103,6 +103,44 @@ def test_a_target_at_a_prototype_angle_shows_exactly_that_prototype():
         assert units == pytest.approx(expected, abs=1e-9), name
 
 
+def test_the_named_circumplex_terms_show_the_prototypes_at_their_exact_angles():
+    # Happy 7.8, Astonished 69.8, Angry 99, Afraid 116, Sad 207.5: the angles targets use
+    for term, prototype in (("circumplex:happy", "happiness"), ("astonished", "surprise"),
+                            ("circumplex:angry", "anger"), ("afraid", "fear"),
+                            ("circumplex:sad", "sadness")):
+        assert BLEND_ANGLES[prototype] == emotion_by_name(term).angle, term
+        assert units_of(term) == pytest.approx(
+            {au: PROTOTYPES[prototype].units.get(au, 0.0) for au in AU_NAMES}, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_raised_brow_stays_below_the_hairline(seed):
+    from stimgen.backends.schematic.geometry import face_layout, hairline
+
+    identity = sample_identity(seed)
+    if identity.hair_style == "bald":
+        pytest.skip("no hairline")
+    for prototype in ("surprise", "fear"):
+        layout = face_layout(identity, expression_units(0.0, 1.0, prototype=prototype))
+        w = identity.face_half_width
+        for brow, width in zip(layout.brows, layout.brow_widths):
+            top = brow[:, 1] - width / 2
+            assert (top > hairline(identity, layout.eye_y, (brow[:, 0] - 0.5) / (0.97 * w))).all()
+
+
+def test_disgust_lowers_the_brows_less_than_anger_and_does_not_draw_them_together():
+    for seed in (1, 4, 9):
+        rest, anger, disgust = (action_measurements(face_landmarks(
+            sample_identity(seed), *((0.0, 0.0) if p is None else (0.0, 1.0)), prototype=p))
+            for p in (None, "anger", "disgust"))
+        assert rest["inner_brow_height"] > disgust["inner_brow_height"] > anger["inner_brow_height"]
+        assert disgust["inner_brow_gap"] == pytest.approx(rest["inner_brow_gap"], abs=1e-9)
+        assert anger["inner_brow_gap"] < rest["inner_brow_gap"]
+        # the eyes narrow from below (the lower lid pushed up), not by a glare
+        assert disgust["lower_lid_height"] < rest["lower_lid_height"]
+        assert disgust["eye_aperture"] < rest["eye_aperture"] < anger["eye_aperture"]
+
+
 def test_blending_is_continuous_around_the_circle():
     angles = np.linspace(0.0, 360.0, 3601)
     vectors = np.array([[expression_units(*angle_to_va(a, 1.0))[au] for au in AU_NAMES]
