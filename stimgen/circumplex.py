@@ -406,11 +406,11 @@ def mixed_vocabulary_warning(words: list[str]) -> tuple[str, str] | None:
         only_terms = [as_term(e) if e.vocabulary == "circumplex" else
                       as_term(next(t for t in named_emotions() if t.key == terms_of[e.key]))
                       for _, e in resolved]
-        fixes.append(f"[{', '.join(only_terms)}] for circumplex terms only")
+        fixes.append(f"[{', '.join(dict.fromkeys(only_terms))}] for circumplex terms only")
     if all(e.key in by_term for _, e in terms):
         only_basic = [(e if e.vocabulary == "basic" else by_term[e.key]).key
                       for _, e in resolved]
-        fixes.append(f"[{', '.join(only_basic)}] for basic emotions only")
+        fixes.append(f"[{', '.join(dict.fromkeys(only_basic))}] for basic emotions only")
     mix = [e.key if e.vocabulary == "basic" else CIRCUMPLEX_PREFIX + e.name.lower()
            for _, e in resolved]
     fixes.append(f"[{', '.join(mix)}] to keep the mix without this warning")
