@@ -75,9 +75,7 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
         click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
                     "protocol end to end, not the stimuli", fg="yellow", err=True)
     say(ctx, plan_summary(loaded, out))
-    show_build_warnings()
-    for warning in loaded.warnings:
-        show_warning_line(warning.render(str(protocol)))
+    show_build_warnings()                       # the protocol's warnings come from build()
     result = stimgen.build(loaded, out=out, force=force, execution=execution,
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
