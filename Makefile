@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install install-test system-deps bench clean
+.PHONY: demo test install install-test system-deps browser-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,14 +33,23 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# Debian packages the end-to-end tests use (Xvfb for PsychoPy, Chromium for the report).
+# Debian packages the end-to-end tests use (Xvfb for PsychoPy, Chromium for the report and
+# the online experiments).
 system-deps:
 	bash .ci/system-deps.sh
+
+# The libraries PsychoJS's index.html loads from a CDN (jquery, jquery-ui, preloadjs), as their
+# npm packages (pinned, sha512-checked), for the browser tests of online bundles: they run
+# offline. Fetched with npm once (without npm the tests are skipped, saying so); see
+# tests/psychojs_browser.py.
+BROWSER_DEPS ?= build/browser-deps
+browser-deps: install-test
+	$(BIN)/python tests/psychojs_browser.py --fetch $(BROWSER_DEPS)
 
 demo: install
 	$(BIN)/stimgen build protocols/demo.yaml
 
-test: install-test system-deps
+test: install-test system-deps browser-deps
 	$(BIN)/python -m pytest
 
 bench: install-test

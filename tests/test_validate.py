@@ -248,6 +248,37 @@ experiment:
         in result.output
 
 
+def test_plan_of_an_online_norming_study_with_lists_says_what_to_upload(tmp_path):
+    path = write(tmp_path, BASE + """\
+experiment:
+  online: true
+  task: {type: norming, catch: {trials: 1}}
+  design: {participants: 6, lists: 3}
+""")
+    result = CliRunner().invoke(main, ["validate", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = {line[:12].strip(): line[12:] for line in result.output.splitlines()}
+    # 2 identities x 4 emotions x 2 intensities + 2 neutral faces = 18, in 3 lists of 6
+    assert "6 main (one of 3 lists of 6 of the 18 stimuli)" in lines["trials"]
+    assert "drawn by Pavlovia's shelf" in lines["assignment"]
+    assert "each stimulus is rated by 2 of every 6 participants" in lines["assignment"]
+    assert lines["online"].startswith(f"upload the folder {tmp_path / 'out' / 'experiment'}/ "
+                                      "as a whole to Pavlovia (open plan.psyexp")
+    offline = validate(write(tmp_path, BASE + "experiment: {}\n", "offline.yaml"))
+    assert "which Pavlovia would not get (set experiment.online: true" in offline.output
+
+
+def test_lists_that_cannot_fill_equally_are_refused_at_the_field(tmp_path):
+    result = validate(write(tmp_path, BASE + """\
+experiment:
+  task: {type: norming}
+  design: {participants: 5, lists: 2}
+"""))
+    assert result.exit_code == 2
+    assert "experiment.design" in result.output and "multiple of lists (2)" in result.output
+    assert "participants: 6" in result.output
+
+
 # -- warnings ------------------------------------------------------------------------------------
 BLOCKED_CATEGORIZATION = BASE + """\
 experiment:

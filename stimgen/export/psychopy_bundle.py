@@ -23,6 +23,7 @@ from stimgen.build_folder import DESIGN_CSV, EXPERIMENT_DIR, as_bool
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.clips import CLIP_FILE
+from stimgen.export.psychojs import check_compiled_js, write_web_font
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.ledger import Ledger
 from stimgen.protocol.experiment import evaluated_by_psychopy
@@ -95,6 +96,8 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
         files = {}
         if spec.online:
             files["stimuli"] = copy_stimuli(build_dir, shown, staging)
+            if psyexp.uses_web_font(layout):
+                files.update((path.as_posix(), path) for path in write_web_font(staging))
         files.update(_write_files(staging, exp, name, layout, tables, protocol, stimuli,
                                   design, prefix, online=spec.online))
         final = build_dir / BUNDLE_DIR
@@ -156,6 +159,7 @@ def _write_psychojs(folder: Path, psyexp_path: Path) -> dict[str, Path]:
     for key, file_name, modular in (("js", f"{name}.js", True),
                                     ("js_legacy", f"{name}-legacy-browsers.js", False)):
         js = exp.writeScript(expPath=str(folder / file_name), target="PsychoJS", modular=modular)
+        check_compiled_js(js, file_name)
         (folder / file_name).write_text(portable_js(js, folder), encoding="utf-8")
         files[key] = Path(file_name)
     if (folder / "index.html").is_file():
@@ -371,7 +375,8 @@ def main(argv=None):
                                                   os.path.join(HERE, {script_name!r}))
     experiment = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(experiment)
-    groups = experiment.expInfo["group"]
+    groups = sorted(name[:-len("_trials.csv")] for name in os.listdir("conditions")
+                    if name.endswith("_trials.csv") and not name.endswith("_practice_trials.csv"))
     if args.group not in groups:
         sys.exit(f"unknown group {{args.group!r}}; choose one of {{', '.join(groups)}}")
     info = dict(experiment.expInfo)

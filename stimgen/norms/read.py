@@ -43,6 +43,7 @@ class Experiment:
     label_keys: dict[str, str]            # forced-choice key -> label
     catch_key: str | None                 # key an attention check asks for
     trials_per_group: dict[str, int]      # main trials a complete session has, per group
+    stimulus_lists: dict[str, int] = field(default_factory=dict)  # id -> its list (design.lists)
 
 
 @dataclass
