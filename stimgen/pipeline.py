@@ -147,6 +147,8 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     >>> result = stimgen.build(stimgen.load_protocol("protocols/demo.yaml"))  # doctest: +SKIP
     >>> result.stimuli[["stimulus_id", "distance_error"]].head()  # doctest: +SKIP
     """
+    for warning in protocol.warnings:           # an emotion word with two meanings, and so on
+        log.warning(warning.render(str(protocol.source_path) if protocol.source_path else None))
     if dry_run:
         return _dry_run(protocol, out, force=force, jobs=jobs, execution=execution,
                         progress=progress, command=command)

@@ -22,7 +22,7 @@ PROTOCOL = """\
 study: {name: images}
 identities:
   - {id: id01, seed: 1}
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}
 output: {image_size: 96, format: FORMAT}
 experiment:
   task: {type: rating}

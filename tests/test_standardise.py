@@ -30,7 +30,7 @@ identities:
   - {{id: a, seed: 4}}
   - {{id: b, seed: 6}}
 targets:
-  emotions: [happy, sad, afraid, sleepy]
+  emotions: [circumplex:happy, circumplex:sad, afraid, sleepy]
   intensities: [1.0]
   neutral: true
 validation: {{rater: geometric}}
@@ -324,7 +324,7 @@ study: {name: tiny-emostyle}
 seed: 3
 backend: {name: emostyle, options: {batch_size: 2}}
 identities: [{id: s1, seed: 1}]
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: false}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: false}
 output: {image_size: 64, greyscale: true, mask: oval, background: 0}
 """)
     with warnings.catch_warnings():
