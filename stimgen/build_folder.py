@@ -94,6 +94,9 @@ IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
 #: Low-level image measures of every stimulus (stimgen/standardise.py: luminance in [0, 1]
 #: from PIL's "L" conversion, over the face mask when there is one), after the extras.
 LOW_LEVEL_COLUMNS = ("mean_luminance", "rms_contrast", "spectral_slope")
+#: With `output.match`: each stimulus's SSIM to its unmatched self over the face region (what
+#: matching cost it; stimgen/standardise.py), after the low-level columns.
+MATCH_SSIM_COLUMN = "ssim_unmatched"
 QUALITY_PREFIX = "quality_"
 
 

@@ -23,11 +23,13 @@ import sys
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from stimgen.build_folder import JOBS_DIR, clear_journals, journaled_records, store_records
 from stimgen.errors import BackendUnavailableError, BuildError
@@ -114,21 +116,21 @@ STOP_GRACE_SECONDS = 2.0
 
 
 class _Worker:
-    """The state of a local worker process: whether it is rendering, whether it must stop."""
+    """The state of a local worker process: whether it is working, whether it must stop."""
 
-    rendering = False
+    busy = False                     # running a task (a chunk, a matched identity)
     stop: int | None = None          # the signal that asked it to stop
 
 
 def _on_stop_signal(signum, frame) -> None:
     # A worker's SIGINT/SIGTERM (from the terminal's Ctrl-C, a scheduler, or the build
-    # passing its own on): stop the chunk being rendered, at once, through the same
-    # KeyboardInterrupt path as the build's own process; between chunks, only remember it.
+    # passing its own on): stop the task under way, at once, through the same
+    # KeyboardInterrupt path as the build's own process; between tasks, only remember it.
     # Once only: a second signal (Ctrl-C reaches both the build and its workers, and the
     # build passes its own on) must not cut short the journaling of the first one's stop.
     first = _Worker.stop is None
     _Worker.stop = signum
-    if _Worker.rendering and first:
+    if _Worker.busy and first:
         raise StopRequested(signum)
 
 
@@ -241,9 +243,49 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
             if on_progress:
                 on_progress(len(set(chunk.stimulus_ids) - chunk.done))
     except BaseException as error:     # a stop, or a failure: the other workers stop too
-        signum = (getattr(error, "signum", signal.SIGINT)
-                  if isinstance(error, KeyboardInterrupt) else signal.SIGTERM)
-        stop_workers(pool, _pool_processes(before), signum)
+        stop_workers(pool, _pool_processes(before), _stop_signal(error))
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_signal(error: BaseException) -> int:
+    """The signal to pass on to workers: the stop's own, or SIGTERM after a failure."""
+    if isinstance(error, KeyboardInterrupt):
+        return getattr(error, "signum", signal.SIGINT)
+    return signal.SIGTERM
+
+
+@contextmanager
+def worker_map(workers: int, gpus: Sequence[str] = ()) -> Iterator[Callable]:
+    """``run(function, items)``: ``function`` of each item, in order (an iterator), in
+    ``workers`` local processes, or in this process when ``workers`` <= 1. For stages that
+    need every stimulus at once (the set stage of `match:`), between the units' chunks."""
+    if workers <= 1:
+        yield lambda function, items: map(function, items)
+        return
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = _worker_pool(workers, gpus)
+
+    def run(function: Callable, items) -> Iterator:
+        items = list(items)
+        chunk = max(1, len(items) // (4 * workers))
+        try:
+            for result, raised, stopped in pool.map(partial(_collecting, function), items,
+                                                    chunksize=chunk):
+                raised.show()
+                if stopped is not None:     # a signal reached the worker first
+                    raise StopRequested(stopped)
+                yield result
+        except BrokenProcessPool:
+            raise BuildError(
+                "a worker process died while matching (killed, or out of memory)",
+                hint="run the same command again to resume; if it happens again, use "
+                     "fewer workers with -j") from None
+
+    try:
+        yield run
+    except BaseException as error:     # a stop, or a failure: the workers stop now
+        stop_workers(pool, _pool_processes(before), _stop_signal(error))
         raise
     pool.shutdown(wait=True)
 
@@ -274,30 +316,36 @@ class _Collect(logging.Handler):
         self.logged.append((record.levelno, record.getMessage()))
 
 
-def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
-    """:func:`render_and_rate` in a worker process, its warnings collected, not printed;
-    the last value is the signal that stopped it (None: it finished the chunk)."""
+def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings, int | None]:
+    """``function(item)`` in a worker process, its warnings collected, not printed; the last
+    value is the signal that stopped it (None: it finished), the first None then."""
     logger = logging.getLogger("stimgen")
     collect = _Collect()
     handlers, propagate = logger.handlers[:], logger.propagate
     logger.handlers, logger.propagate = [collect], False
-    records, stopped = [], _Worker.stop
+    result, stopped = None, _Worker.stop
     try:
         with warnings.catch_warnings(record=True) as caught:
             if stopped is None:
-                _Worker.rendering = True
+                _Worker.busy = True
                 try:
-                    if _Worker.stop is not None:      # it came just before `rendering`
+                    if _Worker.stop is not None:      # it came just before `busy`
                         raise StopRequested(_Worker.stop)
-                    records = render_and_rate(protocol, chunk, out)
+                    result = function(item)
                 finally:
-                    _Worker.rendering = False
-    except StopRequested as stop:     # its finished stimuli are journaled
+                    _Worker.busy = False
+    except StopRequested as stop:     # what it finished is journaled (render_and_rate)
         stopped = stop.signum
     finally:
         logger.handlers, logger.propagate = handlers, propagate
-    return records, WorkerWarnings(collect.logged, [
+    return result, WorkerWarnings(collect.logged, [
         (str(w.message), w.category, w.filename, w.lineno) for w in caught]), stopped
+
+
+def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
+    """:func:`render_and_rate` of one chunk in a worker process (see :func:`_collecting`)."""
+    records, raised, stopped = _collecting(partial(render_and_rate, protocol, out=out), chunk)
+    return records or [], raised, stopped
 
 
 # --------------------------------------------------------------------------------------

@@ -166,6 +166,8 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
 
 def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command, dry_run
            ) -> BuildResult:
+    for warning in protocol.warnings:           # an emotion word with two meanings, and so on
+        log.warning(warning.render(str(protocol.source_path) if protocol.source_path else None))
     if dry_run:
         return _dry_run(protocol, out, force=force, jobs=jobs, execution=execution,
                         progress=progress, command=command)
@@ -240,7 +242,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         timings["render_and_rate"] = time.perf_counter() - clock
         unit_records = list(records.values())      # with `match:`, its inputs
         records = _standardise_set(protocol, units, keys, records, out, ledger, timings,
-                                   progress)
+                                   progress, execution)
         remove_stale_stimuli(out, [*unit_records, *records.values()], earlier,
                              {u.identity.id for u in units},
                              matched=protocol.output.match != "none")
@@ -426,19 +428,22 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
     for unit, key in pending:          # finished before the last run stopped, not yet stored
         if left[unit.identity.id] == 0:
             finish(unit, key)
+    preparing: list = []
     try:
         run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
                    on_progress=bar.update, gpus=gpus,
-                   while_waiting=lambda: _prepare_writers(protocol))
+                   while_waiting=lambda: preparing.append(_prepare_writers(protocol)))
     finally:
         bar.close()
+    for thread in preparing:       # done before anything forks again (the set stage's workers)
+        thread.join()
     return records, reused, repairs, kept
 
 
-def _prepare_writers(protocol: Protocol) -> None:
+def _prepare_writers(protocol: Protocol):
     """While worker processes draw, load in this otherwise idle process what the last stages
     need (the report's plotting libraries; PsychoPy's Builder components, whose loading
-    imports half of scipy), so that those stages start at once."""
+    imports half of scipy), so that those stages start at once; returns the thread."""
     import threading
 
     def load() -> None:
@@ -452,17 +457,21 @@ def _prepare_writers(protocol: Protocol) -> None:
         except Exception:          # noqa: BLE001 - the stage itself will import and report it
             pass
 
-    threading.Thread(target=load, name="stimgen-prepare-writers", daemon=True).start()
+    thread = threading.Thread(target=load, name="stimgen-prepare-writers", daemon=True)
+    thread.start()
+    return thread
 
 
-def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress):
+def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress,
+                     execution=None):
     """Issue 17's set-level step: masks/ for oval-masked builds and, with `match:`, the
-    matching stage, which matches, rates and writes the faces (stimgen/standardise.py)."""
+    matching stage, which matches, rates and writes the faces (stimgen/standardise.py), in
+    the build's local workers (issue 30)."""
     from functools import partial
 
     from stimgen.build_folder import MASKS_DIR
-    from stimgen.raters import create_rater
-    from stimgen.render import _save_stimulus, rate_faces
+    from stimgen.executors import worker_map
+    from stimgen.render import rate_matched
     from stimgen.standardise import match_stage, write_masks
 
     ledger.remove_stale(MASKS_DIR, keep=write_masks(ledger, records, units))
@@ -474,13 +483,15 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
                      f"{'stimulus set' if output.match_scope == 'set' else 'identity'}"
                      " and rating the matched faces")
     clock = time.perf_counter()
-    names = protocol.rater_names()
-    raters = {name: create_rater(name, protocol.backend.name) for name in names}
-    records = match_stage(protocol, units, keys, records, out,
-                          rate=partial(rate_faces, raters, multiple=len(names) > 1),
-                          save=lambda sid, face, columns, framing: _save_stimulus(
-                              out, sid, output.format, face, columns, framing),
-                          timings=timings)
+    total = sum(len(unit.targets) for unit in units)
+    local = execution is None or execution.executor == "local"
+    gpus = visible_gpus() if uses_gpu(protocol) else []
+    workers = _worker_count(execution.jobs if execution is not None else None, protocol,
+                            total, gpus) if local else 1
+    with worker_map(workers, gpus) as run:
+        records = match_stage(protocol, units, keys, records, out,
+                              finish=partial(rate_matched, protocol, out), run=run,
+                              timings=timings)
     timings["match"] = time.perf_counter() - clock
     return records
 

@@ -27,8 +27,8 @@ from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
 from stimgen.raters.quality import build_quality
-from stimgen.standardise import (UNFRAMED_KEY, Standardisation, deferred_fields,
-                                 standardisation)
+from stimgen.standardise import (UNFRAMED_KEY, MatchedIdentity, Standardisation,
+                                 deferred_fields, finish_matched, standardisation)
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
 from stimgen.thumbnails import thumbnail_bytes, thumbnail_name
 
@@ -178,6 +178,20 @@ def _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pendin
                                                                    points))))
         if on_stimuli:
             on_stimuli(sum(new(part) for part, _, _ in drawn))
+
+
+def rate_matched(protocol: Protocol, out: Path, task: MatchedIdentity) -> list[dict[str, Any]]:
+    """The set stage of `match:` for one identity (in a worker process, or this one):
+    composite its matched faces, rate them with the protocol's raters and save them
+    (:func:`stimgen.standardise.finish_matched`); returns its records."""
+    names = protocol.rater_names()
+    raters = {name: create_rater(name, protocol.backend.name) for name in names}
+    output = protocol.output
+    return finish_matched(
+        task, rate=lambda faces, neutral, alone: rate_faces(raters, faces, neutral, alone,
+                                                            multiple=len(names) > 1),
+        save=lambda sid, face, columns, framing: _save_stimulus(out, sid, output.format, face,
+                                                                columns, framing))
 
 
 def unframed(face: Rendered) -> Rendered:

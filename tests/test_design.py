@@ -25,7 +25,7 @@ from stimgen.protocol.models import Targets
 
 
 def make_stimuli(identities=("id01", "id02", "id03"),
-                 emotions=("Happy", "Sad", "Afraid", "Calm"),
+                 emotions=("circumplex:Happy", "circumplex:Sad", "Afraid", "Calm"),
                  intensities=(0.5, 1.0), neutral=False) -> pd.DataFrame:
     """A stimuli.tsv-like table with the build contract's columns and stable ids."""
     targets = plan_targets(Targets(emotions=list(emotions), intensities=list(intensities),
@@ -402,15 +402,17 @@ def test_categorization_needs_a_choice_for_every_emotion():
         plan_design(spec(task={"type": "categorization", "choices": [
             {"label": "a", "emotions": ["Happy", "Sad"]}, {"label": "b", "emotions": ["sad"]}]}),
             make_stimuli(), 0)
-    many = make_stimuli(emotions=("Happy", "Delighted", "Excited", "Astonished", "Aroused",
-                                  "Tense", "Alarmed", "Angry", "Afraid", "Annoyed", "Sad"))
+    many = make_stimuli(emotions=("circumplex:Happy", "Delighted", "Excited", "Astonished",
+                                  "Aroused", "Tense", "Alarmed", "circumplex:Angry", "Afraid",
+                                  "Annoyed", "circumplex:Sad"))
     with pytest.raises(StimgenError, match="needs explicit choices"):
         plan_design(spec(task={"type": "categorization"}), many, 0)
 
 
 def test_choice_labels_match_other_names_of_the_target_emotion():
-    # "fearful" answers "Afraid" faces, "happiness" "Happy" ones, "disgusted" "Disgust" ones
-    stimuli = make_stimuli(emotions=("Happy", "Afraid", "Disgust", "Sadness"))
+    # "fearful" answers "Afraid" faces, "happiness" "Happy" ones (the circumplex term),
+    # "disgusted" "Disgust" ones
+    stimuli = make_stimuli(emotions=("circumplex:Happy", "Afraid", "Disgust", "Sadness"))
     section = spec(task={"type": "categorization",
                          "choices": ["happiness", "fearful", "disgusted", "sad"]})
     table = plan_design(section, stimuli, 0).trials["g01"]
@@ -428,11 +430,33 @@ def test_choice_labels_match_other_names_of_the_target_emotion():
 
 
 def test_default_choices_give_two_names_of_one_emotion_one_option():
-    stimuli = make_stimuli(emotions=("Happy", "Happiness", "Sad"))
+    stimuli = make_stimuli(emotions=("circumplex:Happy", "Happiness", "circumplex:Sad"))
     table = plan_design(spec(task={"type": "categorization"}), stimuli, 0).trials["g01"]
     answers = table.drop_duplicates("emotion").set_index("emotion")
     assert answers.loc["Happy", "correct_key"] == answers.loc["Happiness", "correct_key"]
     assert table["correct_key"].nunique() == 2
+
+
+def test_a_prefix_selects_one_vocabulary_a_plain_word_both():
+    stimuli = make_stimuli(emotions=("circumplex:Happy", "Happiness", "circumplex:Sad"))
+
+    def selected(*names):
+        design = plan_design(spec(stimuli={"emotions": list(names)}), stimuli, 0)
+        return set(main_trials(design.trials["g01"])["emotion"])
+
+    assert selected("happy") == {"Happy", "Happiness"}         # answers either face
+    assert selected("circumplex:happy") == {"Happy"}
+    assert selected("basic:happy", "circumplex:sad") == {"Happiness", "Sad"}
+    with pytest.raises(DesignError) as raised:
+        selected("circumplex:happy", "basic:sad")
+    assert raised.value.field == ("experiment", "stimuli", "emotions", 1)
+    assert "'basic:sad' (Sadness) is not among the built stimuli" in raised.value.render()
+    # a choice with a prefix is answered like the plain word
+    section = spec(task={"type": "categorization", "choices": ["circumplex:happy", "sad"]})
+    table = plan_design(section, stimuli, 0).trials["g01"]
+    answers = table.drop_duplicates("emotion").set_index("emotion")["correct_label"]
+    assert answers.to_dict() == {"Happy": "circumplex:happy", "Happiness": "circumplex:happy",
+                                 "Sad": "sad"}
 
 
 def test_passive_catch_trials_are_marked_on_main_trials():
@@ -494,7 +518,7 @@ def test_stimuli_table_must_have_the_contract_columns():
 
 def test_demo_sized_design_is_complete():
     stimuli = make_stimuli(identities=("id01", "id02", "id03", "id04"), emotions=(
-        "Happy", "Delighted", "Excited", "Astonished", "Aroused", "Tense", "Alarmed"),
+        "circumplex:Happy", "Delighted", "Excited", "Astonished", "Aroused", "Tense", "Alarmed"),
         intensities=(0.25, 0.5, 0.75, 1.0), neutral=True)
     design = plan_design(spec(), stimuli, 2024)
     assert len(design.groups) == 24

@@ -25,7 +25,7 @@ identities:
   - {id: photo, image: face.png, source: "schematic face drawn by the test"}
   - {id: s1, seed: 1}
   - {id: lat, latent: w.npy}
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}
 output: {image_size: 64}
 """
 
@@ -89,7 +89,7 @@ def test_photo_seed_and_latent_identities_build_completely_and_reuse_the_cache(s
 
 
 def test_seed_and_latent_build_records_models_and_similarity(study):
-    text = PROTOCOL.replace(PHOTO_LINE, "").replace("emotions: [happy, sad]", "emotions: [sad]")
+    text = PROTOCOL.replace(PHOTO_LINE, "").replace("emotions: [circumplex:happy, circumplex:sad]", "emotions: [circumplex:sad]")
     (study / "protocol.yaml").write_text(text)
     result = build(study)
     assert len(result.stimuli) == 4
@@ -152,7 +152,7 @@ def test_dry_run_shows_each_photo_step_with_an_estimate_unless_quiet(study, tiny
 
     text = (PROTOCOL.replace("  - {id: s1, seed: 1}\n", "")
             .replace("  - {id: lat, latent: w.npy}\n", "")
-            .replace("emotions: [happy, sad]", "emotions: [happy]")
+            .replace("emotions: [circumplex:happy, circumplex:sad]", "emotions: [circumplex:happy]")
             .replace("neutral: true", "neutral: false"))
     (study / "protocol.yaml").write_text(text)
     build_args = ["build", str(study / "protocol.yaml"), "--dry-run", "-o"]

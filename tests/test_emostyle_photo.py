@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stimgen.backends.emostyle import photo
-from stimgen.backends.emostyle.photo import PhotoError, load_photo
+from stimgen import photos as photo
+from stimgen.photos import PhotoError, load_photo
 from stimgen.backends.schematic import render_face, sample_identity
 from stimgen.errors import StimgenError
 

@@ -35,7 +35,7 @@ identities:
   - {id: id01, seed: 4}
   - {id: id02, seed: 5}
 targets:
-  emotions: [happy, sad, angry]
+  emotions: [circumplex:happy, circumplex:sad, circumplex:angry]
   intensities: [1.0]
 validation: {rater: geometric}
 output: {image_size: 64, format: png}

@@ -35,7 +35,7 @@ backend: {{name: schematic}}
 identities:
   - {{id: id01, seed: 4}}
   - {{id: id02, seed: 5}}
-targets: {{emotions: [happy, sad], intensities: [1.0], neutral: false}}
+targets: {{emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: false}}
 validation: {{rater: geometric}}
 output: {{image_size: 96{dynamic}}}
 experiment:

@@ -28,7 +28,7 @@ identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
 targets:
-  emotions: [happy, afraid, sad, angry]
+  emotions: [circumplex:happy, afraid, circumplex:sad, circumplex:angry]
   intensities: [0.5, 1.0]
   neutral: true
 output: {image_size: 64}
@@ -328,6 +328,23 @@ def test_build_prints_the_warnings_before_drawing(tmp_path, monkeypatch):
     assert "a categorization task blocked by emotion" in result.stderr
 
 
+def test_python_build_logs_the_vocabulary_warnings_of_a_loaded_protocol(tmp_path, monkeypatch,
+                                                                        caplog):
+    import stimgen.pipeline
+
+    def no_faces(protocol):
+        raise stimgen.StimgenError("stopped where the faces would be drawn")
+
+    monkeypatch.setattr(stimgen.pipeline, "create_backend", no_faces)
+    path = write(tmp_path, BASE.replace("circumplex:happy, afraid", "happy, afraid"))
+    with caplog.at_level(logging.WARNING, logger="stimgen"), pytest.raises(stimgen.StimgenError):
+        stimgen.build(load_protocol(path), out=tmp_path / "o", progress=False, jobs=1)
+    logged = [r.getMessage() for r in caplog.records]
+    assert f'{path}:6:14: targets.emotions.0: "happy" means the basic emotion Happiness' \
+        in logged[0]
+    assert any("targets mix basic emotions (Happiness" in line for line in logged)
+
+
 def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
     protocol = load_protocol(write(tmp_path, BLOCKED_CATEGORIZATION))
     with caplog.at_level(logging.WARNING, logger="stimgen"):
@@ -342,7 +359,7 @@ def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
 WEAK_TARGETS = """\
 study: {name: weak}
 identities: [{id: id01, seed: 1}]
-targets: {emotions: [tired, happy], intensities: [1.0]}
+targets: {emotions: [tired, circumplex:happy], intensities: [1.0]}
 output: {image_size: 64}
 """
 

@@ -9,6 +9,7 @@ import json
 import logging
 import shlex
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
         click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
                     "protocol end to end, not the stimuli", fg="yellow", err=True)
     say(ctx, plan_summary(loaded, out))
-    show_build_warnings()
+    show_build_warnings()                       # the protocol's warnings come from build()
     result = stimgen.build(loaded, out=out, force=force, execution=execution,
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
@@ -163,7 +164,7 @@ def validate(ctx, protocol, out):
     loaded = stimgen.load_protocol(protocol)
     plan = plan_experiment(loaded)
     say(ctx, plan_summary(loaded, out, plan))
-    found = [w.render(str(protocol)) for w in (plan.warnings if plan else ())]
+    found = [w.render(str(protocol)) for w in loaded.warnings + (plan.warnings if plan else ())]
     flicker = unmeasured_flicker(loaded.output.dynamic)
     if flicker is not None:
         found.append(flicker.render(str(protocol)))
@@ -226,7 +227,8 @@ def init(ctx, path, force):
 def emotions(fmt):
     """List the named emotions: the 28 circumplex terms and the basic emotions, with their
     valence-arousal at intensity 1 and the source of each number."""
-    from stimgen.circumplex import BASIC_SOURCES, all_emotions
+    from stimgen.circumplex import (BASIC_SOURCES, VOCABULARY_RULE, all_emotions,
+                                    basic_emotion_sources, basic_emotions)
 
     rows = [{"name": e.name, "key": e.key, "vocabulary": e.vocabulary,
              "aliases": [a for a in e.aliases if a != e.key], "angle": round(e.angle, 1),
@@ -239,10 +241,13 @@ def emotions(fmt):
     elif fmt == "csv":
         click.echo(_emotions_csv(rows), nl=False)
     else:
+        click.echo(textwrap.fill("How to write them: " + VOCABULARY_RULE, width=96))
+        click.echo("")
         header = f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}"
         for vocabulary, title in (("circumplex", "28 circumplex terms: target = intensity x "
                                    "(cos angle, sin angle); angles from the EmoStyle "
-                                   "evaluation protocol (Darne, Quan & Luo 2025)"),
+                                   "evaluation protocol (Darne, Quan & Luo 2025), as their "
+                                   "code requests them (the paper prints whole degrees)"),
                                   ("basic", "basic emotions: target = intensity x the unit "
                                    "vector toward the published (valence, arousal) of the "
                                    "source term (Russell & Mehrabian 1977; contempt: Warriner, "
@@ -266,6 +271,15 @@ def emotions(fmt):
                          if r.get("circumplex_term"))
         click.echo(f"As answer choices and norming labels, a basic emotion's names also match "
                    f"the circumplex term of the same emotion: {same}.")
+        for emotion in basic_emotions():
+            others = [e for k, e in basic_emotion_sources(emotion.key).items()
+                      if k != emotion.source_key]
+            for other in others:
+                click.echo(f"{emotion.name} also has a published point from "
+                           f"{BASIC_SOURCES[other.source_key][0]}: ({other.point[0]:+.3f}, "
+                           f"{other.point[1]:+.3f}), {other.angle:.0f} deg; a protocol picks it "
+                           f"with targets: {{basic_sources: {{{emotion.key}: "
+                           f"{other.source_key}}}}}.")
         click.echo("Not a target: neutral (use targets.neutral: true).")
 
 

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from stimgen.build_folder import as_bool
-from stimgen.circumplex import emotion_label_key, suggest
+from stimgen.circumplex import emotion_label_key, pinned_emotion_name, suggest
 from stimgen.design.counterbalance import (CATCH_STREAM, LIST_STREAM, PRACTICE_STREAM,
                                            constrained_shuffle, group_name,
                                            group_rng, longest_run, participant_rule,
@@ -195,15 +195,25 @@ def _check_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> None:
 
 
 def _known(names: Sequence, column: pd.Series, where: tuple[str, ...], *,
-           by_key=str, made_by: str = "") -> list[str]:
-    """Every spelling in ``column`` of ``names`` (matched by ``by_key``); unknown ones raise
-    DesignError pointing at ``experiment.<where>.<index>`` (``made_by``: the protocol key that
-    would make such stimuli, named in the hint)."""
+           by_key=str, pinned=lambda name: None, made_by: str = "") -> list[str]:
+    """Every spelling in ``column`` of ``names`` (matched by ``by_key``, or exactly where
+    ``pinned`` gives the one value a name stands for); unknown ones raise DesignError pointing
+    at ``experiment.<where>.<index>`` (``made_by``: the protocol key that would make such
+    stimuli, named in the hint)."""
     spelling: dict[str, list[str]] = {}
     for value in column.astype(str).unique():
         spelling.setdefault(by_key(value), []).append(str(value))
     found = []
     for index, name in enumerate(names):
+        exact = pinned(name)
+        if exact is not None and exact in spelling.get(by_key(exact), []):
+            found.append(exact)
+            continue
+        if exact is not None:
+            raise DesignError(("experiment", *where, index),
+                              f"{name!r} ({exact}) is not among the built stimuli",
+                              hint=f"choose from {', '.join(sorted(column.astype(str).unique()))}"
+                                   + (f", or add it to {made_by}" if made_by else ""))
         if by_key(name) not in spelling:
             lower = {value.lower(): value for values in spelling.values() for value in values}
             close = suggest(str(name).lower(), list(lower))
@@ -223,7 +233,8 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
     keep = pd.Series(True, index=stimuli.index)
     if chosen.emotions is not None:
         names = _known(chosen.emotions, stimuli["emotion"], ("stimuli", "emotions"),
-                       by_key=emotion_label_key, made_by="targets")
+                       by_key=emotion_label_key, pinned=pinned_emotion_name,
+                       made_by="targets")
         keep &= stimuli["emotion"].astype(str).isin(names)
     if chosen.identities is not None:
         names = _known(chosen.identities, stimuli["identity"], ("stimuli", "identities"),

@@ -83,7 +83,28 @@ def protocol_from_text(text: str, path: str | Path = "<protocol>") -> Protocol:
     unplannable = _plan_problems(protocol, doc)
     if unplannable:
         raise ProtocolError(path, unplannable)
+    protocol._warnings = tuple(_vocabulary_warnings(protocol, doc))
     return protocol
+
+
+def _vocabulary_warnings(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
+    """An emotion word that also names the other vocabulary (happy, sad, angry), and a target
+    list that mixes basic emotions with circumplex terms, positioned at the word."""
+    from stimgen.circumplex import mixed_vocabulary_warning, vocabulary_warning
+
+    targets = doc.data.get("targets")
+    raw = targets.get("emotions") if isinstance(targets, dict) else None
+    if not isinstance(raw, list) or not all(isinstance(word, str) for word in raw):
+        return []        # `all`, or nothing: the 28 circumplex terms or no named emotion
+    found = []
+    for index, word in enumerate(raw):
+        note = vocabulary_warning(word)
+        if note:
+            found.append(problem_at(doc, ("targets", "emotions", index), note, None))
+    mixed = mixed_vocabulary_warning(raw)
+    if mixed:
+        found.append(problem_at(doc, ("targets", "emotions"), *mixed))
+    return found
 
 
 def _plan_problems(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:

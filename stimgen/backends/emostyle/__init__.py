@@ -147,7 +147,7 @@ class EmoStyleBackend:
         """A photo's inverted ws, personalised synthesis state and EmoNet VA of the photo
         (the VA the personalisation reconstructed it with), from the cache if there."""
         from stimgen.backends.emostyle.cache import identity_cache_key, load_cached, store_cached
-        from stimgen.backends.emostyle.photo import load_photo
+        from stimgen.photos import load_photo
         from stimgen.backends.emostyle.steps import say_reused
 
         path = self._protocol.resolve(identity.image)

@@ -2,6 +2,8 @@
 
 Owns :func:`load_photo` and its errors (missing file, not an image, too small, too many
 pixels); EXIF orientation is applied, every colour mode becomes RGB and no tag survives.
+Photo identities (the emostyle backend) and `stimgen rate` read images through it; it
+needs Pillow and numpy only, so rating images never imports torch.
 """
 from __future__ import annotations
 
@@ -73,7 +75,8 @@ def load_photo(path: str | Path, *, min_side: int = MIN_PHOTO_SIDE) -> np.ndarra
             with Image.open(path, formats=PHOTO_FORMATS) as image:
                 check_photo_size(image.size, path, min_side=min_side)
                 image.load()
-                upright = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)   # upright, without a copy
+                return to_rgb_array(image)
         except UnidentifiedImageError as err:
             raise PhotoError(f"{path} is not an image stimgen can read",
                              hint=f"save it as JPEG or PNG (readable formats: "
@@ -94,7 +97,6 @@ def load_photo(path: str | Path, *, min_side: int = MIN_PHOTO_SIDE) -> np.ndarra
             raise PhotoError(f"{path} could not be decoded: {err}",
                              hint="the file may be truncated or damaged; export it again "
                                   "as JPEG or PNG") from err
-    return to_rgb_array(upright)
 
 
 def check_photo_file(path: Path) -> None:
@@ -158,7 +160,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
         image = Image.alpha_composite(background, rgba)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(rgb)
 
 
