@@ -197,12 +197,12 @@ def open_photo(protocol: Protocol, path: Path, *, identity: bool, detect: bool =
     """Read one photo and find its face exactly as the build does; raises the StimgenError the
     build would raise (the message names the file).
 
-    An identity photo is read by :func:`stimgen.backends.emostyle.photo.load_photo` and its
+    An identity photo is read by :func:`stimgen.photos.load_photo` and its
     face chosen by ``backend.options.multiple_faces``; a reference face is read and located as
     `stimgen rate --framing detect` does (:mod:`stimgen.raters.images`).
     """
     if identity:
-        from stimgen.backends.emostyle.photo import load_photo
+        from stimgen.photos import load_photo
 
         image = load_photo(path)
         if detect:

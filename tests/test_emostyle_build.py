@@ -192,6 +192,7 @@ def test_replacing_a_latent_or_photo_in_place_redraws_its_identity(study):
 
 @pytest.mark.slow
 def test_a_stop_keeps_the_inversion_the_personalisation_and_every_drawn_stimulus(study,
+                                                                               tiny_home,
                                                                                monkeypatch):
     """Ctrl-C or SIGTERM (a StopRequested) during personalisation keeps the photo's inversion;
     during the edits it keeps the personalised generator and every stimulus drawn so far: the
@@ -199,6 +200,9 @@ def test_a_stop_keeps_the_inversion_the_personalisation_and_every_drawn_stimulus
     from stimgen.backends.emostyle import invert, personalize
     from stimgen.interrupt import StopRequested
 
+    import shutil
+
+    shutil.rmtree(tiny_home / "cache", ignore_errors=True)     # other tests cached the photo
     (study / "protocol.yaml").write_text(SEEDS_ONLY.replace(
         "  - {id: s1, seed: 1}\n", PHOTO_LINE))
     real_personalize, real_edit = personalize.personalize, EmoStyleBackend.render

@@ -34,7 +34,7 @@ backend: {{name: emostyle, options: {{inversion_steps: 1, personalization_steps:
 identities:
   - {{id: ok01, image: ok.jpg}}
   - {{id: {identity}, image: {photo}}}
-targets: {{emotions: [happy], intensities: [1.0]}}
+targets: {{emotions: [calm], intensities: [1.0]}}
 output: {{image_size: 64}}
 """
 
@@ -118,7 +118,7 @@ def test_validate_refuses_every_photo_the_build_refuses(tmp_path, kind):
     # faces with: its preflight before anything is drawn, its own alignment step after)
     if kind == "no_face":
         backend = _backend(stimgen.load_protocol(path))
-        from stimgen.backends.emostyle.photo import load_photo
+        from stimgen.photos import load_photo
         from stimgen.detection import FaceNotFoundError, choose_face
 
         with pytest.raises(FaceNotFoundError, match="house.jpg"):
@@ -148,7 +148,7 @@ def test_validate_passes_every_photo_the_build_accepts(tmp_path, photo):
     protocol = stimgen.load_protocol(path)
     assert check_photos(protocol).problems == []
     # the build's own steps accept it: its preflight, and its detector finds one face
-    from stimgen.backends.emostyle.photo import load_photo
+    from stimgen.photos import load_photo
     from stimgen.detection import choose_face
 
     backend = _backend(protocol)
@@ -203,7 +203,7 @@ def test_each_optional_package_is_checked_with_its_install_command(tmp_path, mon
                                                                    setting, module, package):
     path = tmp_path / "protocol.yaml"
     path.write_text("study: {name: packages}\nidentities: [{id: id01, seed: 1}]\n"
-                    f"targets: {{emotions: [happy], intensities: [1.0]}}\n{setting}\n",
+                    f"targets: {{emotions: [calm], intensities: [1.0]}}\n{setting}\n",
                     encoding="utf-8")
     protocol = stimgen.load_protocol(path)
     assert missing_packages(protocol) is None             # all installed here

@@ -11,7 +11,7 @@ from stimgen.protocol.loader import protocol_from_text
 from stimgen.protocol.schema import protocol_json_schema
 
 BASE = {"study": "{name: x}", "identities": "[{id: a, seed: 1}]",
-        "targets": "{emotions: [happy]}"}
+        "targets": "{emotions: [calm]}"}
 
 
 def text(**sections) -> str:
@@ -49,9 +49,9 @@ def test_a_list_written_as_one_mapping_says_how_to_write_a_list():
 
 
 @pytest.mark.parametrize("written,field,value", [
-    ("{emotions: happy, intensities: 0.5}", "intensities", [0.5]),
-    ("{emotions: happy, angles: 30}", "angles", [30.0]),
-    ("{emotions: happy}", "emotions", ["Happy"]),
+    ("{emotions: calm, intensities: 0.5}", "intensities", [0.5]),
+    ("{emotions: calm, angles: 30}", "angles", [30.0]),
+    ("{emotions: calm}", "emotions", ["Calm"]),
 ])
 def test_one_value_where_a_list_is_expected_is_a_list_of_one(written, field, value):
     protocol = protocol_from_text(text(targets=written))
@@ -66,15 +66,15 @@ def test_the_rule_holds_in_every_section():
 
 
 def test_a_single_value_is_still_checked_like_a_list_item():
-    message = problem(targets="{emotions: happy, intensities: 1.5}")
-    assert "p.yaml:3:41: targets.intensities: " in message and "(got 1.5)" in message
+    message = problem(targets="{emotions: calm, intensities: 1.5}")
+    assert "p.yaml:3:40: targets.intensities: " in message and "(got 1.5)" in message
 
 
 def test_the_json_schema_accepts_what_the_loader_accepts():
     import yaml
 
     schema = protocol_json_schema()
-    jsonschema.validate(yaml.safe_load(text(targets="{emotions: happy, intensities: 0.5}")),
+    jsonschema.validate(yaml.safe_load(text(targets="{emotions: calm, intensities: 0.5}")),
                         schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(yaml.safe_load(text(study="h")), schema)

@@ -53,7 +53,7 @@ def test_the_build_ends_with_its_folder_not_with_psychopy_log_lines(tmp_path):
     found' and would print it at exit, below the build's output."""
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text("study: {name: last line}\nidentities: [{id: id01, seed: 1}]\n"
-                        "targets: {emotions: [happy, sad], intensities: [1.0]}\n"
+                        "targets: {emotions: [calm, tired], intensities: [1.0]}\n"
                         "output: {image_size: 64}\n"
                         "experiment: {task: {type: rating}, design: {type: random, "
                         "participants: 1}}\n", encoding="utf-8")

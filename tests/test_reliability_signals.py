@@ -35,7 +35,7 @@ identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
 targets:
-  emotions: [happy, sad, afraid, tired]
+  emotions: [calm, bored, afraid, tired]
   intensities: [0.5, 1.0]
   neutral: true
 output: {image_size: 96}

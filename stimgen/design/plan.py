@@ -666,7 +666,7 @@ def planned_stimuli(units: Sequence[IdentityUnit], image_format: str = "png") ->
     ...     "identities": [{"id": "id01", "seed": 1}],
     ...     "targets": {"emotions": ["happy"], "intensities": [1.0], "neutral": True}})
     >>> planned_stimuli(plan_units(protocol))["stimulus_id"].tolist()
-    ['id01_happy_i100', 'id01_neutral']
+    ['id01_happiness_i100', 'id01_neutral']
     """
     rows = []
     for unit in units:
