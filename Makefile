@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+):
-#   make demo   # virtual environment + everything stimgen needs, then the demo build
+#   make demo   # virtual environment + everything stimgen needs (photos and experiments
+#               # included), then the demo build
 #   make test   # the same, plus test tools and system packages, then the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,9 +21,11 @@ $(BIN)/python:
 # everything it installs, and the tests import each PsychoPy module that stimgen uses.
 PIP := $(BIN)/python -m pip install --quiet --no-warn-conflicts
 
+# The `photos` extra (face-alignment, for photo identities) goes in with stimgen, before
+# PsychoPy, so that every protocol in docs/ builds from this environment.
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements-psychopy.txt
 	$(PIP) "$(TORCH)"
-	$(PIP) -e .
+	$(PIP) -e ".[photos]"
 	$(PIP) --no-deps -r requirements-psychopy.txt
 	touch $@
 

@@ -456,21 +456,24 @@ def emotion_by_name(name: str) -> NamedEmotion:
 
 
 def suggest_emotion(word: str, among=None) -> str | None:
-    """The closest emotion name to ``word``, or None when close names disagree in valence.
+    """The closest emotion name to ``word``, or None when a name of the opposite valence is
+    about as close.
 
-    A misspelling close to both a pleasant and an unpleasant term ("contnt": content or
-    contempt?) gets no suggestion rather than a guess that could reverse the valence.
+    Closeness is counted in typing edits (a letter added, dropped, changed, or two swapped).
+    A misspelling about as close to a pleasant as to an unpleasant term ("contnt": content,
+    one edit, or contempt, three?) gets no suggestion rather than a guess that could reverse
+    the valence; one whose nearest names of the other valence are far ("digusted": disgusted
+    is one edit away, delighted four) gets the nearest name.
     ``among``: look only at the names of these emotions (``NamedEmotion``; a basic emotion's
     names include the circumplex term of the same emotion), e.g. the ones a choice list
     leaves unanswered; default all of them.
 
-    >>> suggest_emotion("contnt") is None
-    True
-
-    >>> suggest_emotion("disgustd"), suggest_emotion("hapy")
-    ('disgusted', 'happy')
+    >>> suggest_emotion("contnt") is None, suggest_emotion("contemt") is None
+    (True, True)
+    >>> suggest_emotion("disgustd"), suggest_emotion("digusted"), suggest_emotion("hapy")
+    ('disgusted', 'disgusted', 'happy')
     >>> suggest_emotion("contemptous"), suggest_emotion("contemptous", [emotion_by_name("contempt")])
-    (None, 'contemptuous')
+    ('contemptuous', 'contemptuous')
     """
     names: dict[str, float] = {}
     for emotion in all_emotions() if among is None else among:
@@ -481,10 +484,40 @@ def suggest_emotion(word: str, among=None) -> str | None:
     close = difflib.get_close_matches(word, list(names), n=4, cutoff=0.6)
     if not close:
         return None
-    signs = {np.sign(round(names[c], 6)) for c in close}
-    if len(signs - {0.0}) > 1 or close[0] in NOT_TARGETS:
+    edits = {name: typing_distance(word, name) for name in close}
+    best = min(close, key=lambda name: edits[name])     # ties: difflib's order
+    sign = np.sign(round(names[best], 6))
+    rivals = [name for name in close if sign and np.sign(round(names[name], 6)) == -sign]
+    if best in NOT_TARGETS or any(edits[name] <= edits[best] + AMBIGUOUS_EDITS
+                                  for name in rivals):
         return None
-    return close[0]
+    return best
+
+
+#: A name of the opposite valence within this many more typing edits than the nearest name
+#: makes a misspelling ambiguous (no did-you-mean).
+AMBIGUOUS_EDITS = 2
+
+
+def typing_distance(a: str, b: str) -> int:
+    """Typing edits between two words: letters inserted, deleted or changed, and two
+    neighbouring letters swapped (optimal string alignment distance).
+
+    >>> typing_distance("digusted", "disgusted"), typing_distance("afriad", "afraid")
+    (1, 1)
+    >>> typing_distance("contnt", "contempt")
+    3
+    """
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1,
+                         rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def suggest(word: str, choices: list[str]) -> str | None:

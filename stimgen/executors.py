@@ -4,14 +4,21 @@ Local workers render chunks (slices of one identity's targets) and hand their re
 submitit jobs (a SLURM job array, or submitit's local processes) each render one whole
 identity and write its cache record, which the build then merges. Either way the build
 folder is the same file for file.
+
+Stopping (Ctrl-C, SIGTERM: stimgen/interrupt.py): :func:`run_chunks` stops its workers
+(:func:`stop_workers`) and :func:`run_units` cancels its jobs (:func:`cancel_jobs`) before the
+stop goes on up; workers and jobs journal every stimulus they finished, so nothing finished
+is drawn again.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -24,8 +31,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
-from stimgen.build_folder import JOBS_DIR, store_records
+from stimgen.build_folder import JOBS_DIR, clear_journals, journaled_records, store_records
 from stimgen.errors import BackendUnavailableError, BuildError
+from stimgen.interrupt import STOP_SIGNALS, StopRequested
 from stimgen.plan import plan_units
 from stimgen.render import Chunk, render_and_rate
 
@@ -102,27 +110,94 @@ def gpu_for_worker(worker: int, gpus: Sequence[str]) -> str:
     return gpus[worker % len(gpus)]
 
 
-def _claim_gpu(slots) -> None:
-    # Runs first in each worker process, before anything imports torch.cuda.
-    os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
+#: Seconds that stopped worker processes get to finish the stimulus they are writing and
+#: exit, before they are killed (what they finished is already journaled).
+STOP_GRACE_SECONDS = 2.0
+
+
+class _Worker:
+    """The state of a local worker process: whether it is working, whether it must stop."""
+
+    busy = False                     # running a task (a chunk, a matched identity)
+    stop: int | None = None          # the signal that asked it to stop
+
+
+def _on_stop_signal(signum, frame) -> None:
+    # A worker's SIGINT/SIGTERM (from the terminal's Ctrl-C, a scheduler, or the build
+    # passing its own on): stop the task under way, at once, through the same
+    # KeyboardInterrupt path as the build's own process; between tasks, only remember it.
+    # Once only: a second signal (Ctrl-C reaches both the build and its workers, and the
+    # build passes its own on) must not cut short the journaling of the first one's stop.
+    first = _Worker.stop is None
+    _Worker.stop = signum
+    if _Worker.busy and first:
+        raise StopRequested(signum)
+
+
+def _start_worker(slots) -> None:
+    """Runs first in each worker process: its stop signals, and its GPU (with GPUs) before
+    anything imports torch.cuda."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+    if slots is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
 
 
 def _worker_pool(workers: int, gpus: Sequence[str]) -> ProcessPoolExecutor:
     """``workers`` processes; with GPUs, each sees only its own through CUDA_VISIBLE_DEVICES."""
     if not gpus:
-        return ProcessPoolExecutor(max_workers=workers)
+        return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                   initargs=(None,))
     context = multiprocessing.get_context("spawn")     # CUDA does not survive fork
     slots = context.Queue()
     for worker in range(workers):
         slots.put(gpu_for_worker(worker, gpus))
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_claim_gpu, initargs=(slots,))
+                               initializer=_start_worker, initargs=(slots,))
+
+
+def stop_workers(pool: ProcessPoolExecutor, workers: Sequence[multiprocessing.Process],
+                 signum: int, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a pool of render workers now: queued chunks are cancelled, running ones are sent
+    ``signum`` (they journal the stimuli being written and return), and a worker still
+    alive after ``grace`` seconds is killed.
+
+    Parameters
+    ----------
+    pool : ProcessPoolExecutor
+        The pool of :func:`run_chunks`.
+    workers : sequence of multiprocessing.Process
+        Its processes (:func:`_pool_processes`).
+    signum : int
+        The signal the build is stopping on; the workers get the same.
+    grace : float
+        Seconds before the workers still running are killed.
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signum)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(1.0)
+    pool.shutdown(wait=True)
+
+
+def _pool_processes(before: set[int]) -> list[multiprocessing.Process]:
+    """The worker processes started since ``before`` (the pids of the children alive then)."""
+    return [p for p in multiprocessing.active_children() if p.pid not in before]
 
 
 def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, workers: int,
                on_result: Callable[["Chunk", list[dict]], None],
                on_progress: Callable[[int], None] | None = None,
-               gpus: Sequence[str] = ()) -> None:
+               gpus: Sequence[str] = (), while_waiting: Callable[[], None] | None = None
+               ) -> None:
     """Render and rate every chunk, serially (``workers`` <= 1) or in worker processes.
 
     Parameters
@@ -137,27 +212,47 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
         Called with the number of stimuli just finished.
     gpus : sequence of str
         GPUs to share among the workers, one per worker (round robin); empty on CPU.
+    while_waiting : callable, optional
+        With worker processes, called once every chunk is submitted (the workers exist,
+        so starting threads is safe for ``fork``), while this process only waits.
     """
     if workers <= 1:
         for chunk in chunks:
             on_result(chunk, render_and_rate(protocol, chunk, out, on_stimuli=on_progress))
         return
-    with _worker_pool(workers, gpus) as pool:
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = _worker_pool(workers, gpus)
+    try:
         futures = {pool.submit(_render_in_worker, protocol, chunk, out): chunk
                    for chunk in chunks}
+        if while_waiting is not None:
+            while_waiting()
         for future in as_completed(futures):
             chunk = futures[future]
             try:
-                records, raised = future.result()
+                records, raised, stopped = future.result()
             except BrokenProcessPool:
                 raise BuildError(
                     "a worker process died while rendering (killed, or out of memory)",
-                    hint="run the same command again to resume; if it happens again, use "
-                         "fewer workers with -j") from None
+                    hint="run the same command again to resume (finished stimuli are kept); "
+                         "if it happens again, use fewer workers with -j") from None
             raised.show()
+            if stopped is not None:     # a signal reached the worker first: stop the build
+                raise StopRequested(stopped)
             on_result(chunk, records)
             if on_progress:
-                on_progress(chunk.stop - chunk.start)
+                on_progress(len(set(chunk.stimulus_ids) - chunk.done))
+    except BaseException as error:     # a stop, or a failure: the other workers stop too
+        stop_workers(pool, _pool_processes(before), _stop_signal(error))
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_signal(error: BaseException) -> int:
+    """The signal to pass on to workers: the stop's own, or SIGTERM after a failure."""
+    if isinstance(error, KeyboardInterrupt):
+        return getattr(error, "signum", signal.SIGINT)
+    return signal.SIGTERM
 
 
 @contextmanager
@@ -168,22 +263,31 @@ def worker_map(workers: int, gpus: Sequence[str] = ()) -> Iterator[Callable]:
     if workers <= 1:
         yield lambda function, items: map(function, items)
         return
-    with _worker_pool(workers, gpus) as pool:
-        def run(function: Callable, items) -> Iterator:
-            items = list(items)
-            chunk = max(1, len(items) // (4 * workers))
-            try:
-                for result, raised in pool.map(partial(_collecting, function), items,
-                                               chunksize=chunk):
-                    raised.show()
-                    yield result
-            except BrokenProcessPool:
-                raise BuildError(
-                    "a worker process died while matching (killed, or out of memory)",
-                    hint="run the same command again to resume; if it happens again, use "
-                         "fewer workers with -j") from None
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = _worker_pool(workers, gpus)
 
+    def run(function: Callable, items) -> Iterator:
+        items = list(items)
+        chunk = max(1, len(items) // (4 * workers))
+        try:
+            for result, raised, stopped in pool.map(partial(_collecting, function), items,
+                                                    chunksize=chunk):
+                raised.show()
+                if stopped is not None:     # a signal reached the worker first
+                    raise StopRequested(stopped)
+                yield result
+        except BrokenProcessPool:
+            raise BuildError(
+                "a worker process died while matching (killed, or out of memory)",
+                hint="run the same command again to resume; if it happens again, use "
+                     "fewer workers with -j") from None
+
+    try:
         yield run
+    except BaseException as error:     # a stop, or a failure: the workers stop now
+        stop_workers(pool, _pool_processes(before), _stop_signal(error))
+        raise
+    pool.shutdown(wait=True)
 
 
 @dataclass
@@ -212,34 +316,36 @@ class _Collect(logging.Handler):
         self.logged.append((record.levelno, record.getMessage()))
 
 
-def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings]:
-    """``function(item)`` in a worker process, its warnings collected, not printed."""
+def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings, int | None]:
+    """``function(item)`` in a worker process, its warnings collected, not printed; the last
+    value is the signal that stopped it (None: it finished), the first None then."""
     logger = logging.getLogger("stimgen")
     collect = _Collect()
     handlers, propagate = logger.handlers[:], logger.propagate
     logger.handlers, logger.propagate = [collect], False
+    result, stopped = None, _Worker.stop
     try:
         with warnings.catch_warnings(record=True) as caught:
-            result = function(item)
+            if stopped is None:
+                _Worker.busy = True
+                try:
+                    if _Worker.stop is not None:      # it came just before `busy`
+                        raise StopRequested(_Worker.stop)
+                    result = function(item)
+                finally:
+                    _Worker.busy = False
+    except StopRequested as stop:     # what it finished is journaled (render_and_rate)
+        stopped = stop.signum
     finally:
         logger.handlers, logger.propagate = handlers, propagate
     return result, WorkerWarnings(collect.logged, [
-        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
+        (str(w.message), w.category, w.filename, w.lineno) for w in caught]), stopped
 
 
-def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings]:
-    """:func:`render_and_rate` in a worker process, its warnings collected, not printed."""
-    logger = logging.getLogger("stimgen")
-    collect = _Collect()
-    handlers, propagate = logger.handlers[:], logger.propagate
-    logger.handlers, logger.propagate = [collect], False
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            records = render_and_rate(protocol, chunk, out)
-    finally:
-        logger.handlers, logger.propagate = handlers, propagate
-    return records, WorkerWarnings(collect.logged, [
-        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
+def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
+    """:func:`render_and_rate` of one chunk in a worker process (see :func:`_collecting`)."""
+    records, raised, stopped = _collecting(partial(render_and_rate, protocol, out=out), chunk)
+    return records or [], raised, stopped
 
 
 # --------------------------------------------------------------------------------------
@@ -262,13 +368,18 @@ def render_identity(job: UnitJob) -> int:
     the build sees either a complete identity or none.
     """
     unit = next(u for u in plan_units(job.protocol) if u.identity.id == job.identity_id)
-    print(f"stimgen: identity {job.identity_id}, {len(unit.targets)} stimuli -> {job.out}",
+    finished = journaled_records(job.out, job.identity_id, job.key)   # an earlier attempt's
+    print(f"stimgen: identity {job.identity_id}, {len(unit.targets)} stimuli -> {job.out}"
+          + (f" ({len(finished)} finished by an earlier attempt)" if finished else ""),
           flush=True)
     started = time.perf_counter()
-    records = render_and_rate(job.protocol, Chunk(unit, 0, len(unit.targets)), job.out)
+    fresh = render_and_rate(job.protocol, Chunk(unit, 0, len(unit.targets), job.key,
+                                                frozenset(finished)), job.out)
+    finished.update({r["stimulus_id"]: r for r in fresh})
     order = {sid: i for i, sid in enumerate(unit.stimulus_ids())}
-    records.sort(key=lambda r: order[r["stimulus_id"]])
+    records = sorted(finished.values(), key=lambda r: order[r["stimulus_id"]])
     store_records(job.out, job.identity_id, job.key, records)
+    clear_journals(job.out, job.identity_id)
     print(f"stimgen: identity {job.identity_id} done in {time.perf_counter() - started:.1f} s",
           flush=True)
     return len(records)
@@ -395,6 +506,10 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
     ------
     UnitsFailedError
         Naming every identity that failed all its attempts and its log file.
+    KeyboardInterrupt
+        Ctrl-C, or :class:`~stimgen.interrupt.StopRequested` for SIGTERM: every job in
+        flight is cancelled first (:func:`cancel_jobs`); the stimuli they finished are
+        journaled in the build folder, and the next run's jobs draw only the rest.
     """
     if not pending:
         return
@@ -444,8 +559,7 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
             if queue or flights:
                 time.sleep(POLL_SECONDS[execution.executor])
     except KeyboardInterrupt:
-        for flight in flights:
-            flight.job.cancel(check=False)
+        cancel_jobs([flight.job for flight in flights])
         raise
     finally:
         bar.close()
@@ -454,6 +568,19 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
     retried = sum(1 for n in attempts.values() if n > 1)
     _say(progress, bar, f"... {len(attempts)} identity job(s) finished"
                         + (f", {retried} after a retry" if retried else ""))
+
+
+def cancel_jobs(jobs: Sequence[Any]) -> None:
+    """Tell submitted identity jobs to stop, without waiting for them.
+
+    submitit-local sends each job's process SIGINT; SLURM runs ``scancel``, which sends the
+    job SIGTERM and SIGKILL after the cluster's ``KillWait``. Either way a job keeps every
+    stimulus it finished (:class:`stimgen.build_folder.StimulusJournal`), so a cancelled or
+    preempted identity resumes where it stopped.
+    """
+    for job in jobs:
+        with contextlib.suppress(Exception):      # a job that already ended, an sacct hiccup
+            job.cancel(check=False)
 
 
 def uses_gpu(protocol: "Protocol") -> bool:

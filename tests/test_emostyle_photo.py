@@ -108,7 +108,7 @@ def test_formats_that_run_external_programs_are_refused(tmp_path):
 
 
 def test_missing_photo(tmp_path):
-    with pytest.raises(PhotoError, match="photo not found: .*absent.jpg"):
+    with pytest.raises(PhotoError, match="photo .*absent.jpg: not found"):
         load_photo(tmp_path / "absent.jpg")
 
 

@@ -54,8 +54,9 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
           time_limit, array_parallelism, max_retries, dry_run):
     """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
 
-    An interrupted build resumes: run the same command again and finished
-    identities are reused after their files are checked. Execution settings come
+    A stopped build resumes: run the same command again and every finished
+    stimulus is reused after its files are checked (Ctrl-C and SIGTERM stop
+    within seconds, with status 130 and 143; see docs/reliability.md). Execution settings come
     from these options, else the protocol's execution: section, else the user
     config file (~/.config/stimgen/config.yaml or $STIMGEN_CONFIG).
     """
@@ -80,6 +81,8 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
     timing = sum(result.manifest["timings"].values())
+    if result.kept_stimuli:
+        say(ctx, f"kept {result.kept_stimuli} stimuli finished before the build was stopped")
     if result.reused_identities:
         say(ctx, f"reused finished identities: {', '.join(result.reused_identities)}")
     if result.repairs:
@@ -144,14 +147,17 @@ def validate(ctx, protocol, out):
 
     Everything a build would refuse about the protocol is refused here, with
     file:line:column, including an experiment that cannot be planned over the
-    stimuli the protocol makes. Designs that run but undermine themselves, clips
-    too short to be checked for flicker, and model files the build needs but this
-    machine lacks are printed as warnings on stderr.
+    stimuli the protocol makes and every photo the build could not use (opened,
+    size-checked and face-detected as the build does). Designs that run but undermine
+    themselves, clips too short to be checked for flicker, and model files or
+    packages the build needs but this machine lacks (with the command that installs
+    each) are printed as warnings on stderr.
     """
     import stimgen
     from stimgen.backends import backend_models
     from stimgen.design import plan_experiment
     from stimgen.dynamic import unmeasured_flicker
+    from stimgen.preflight import missing_packages
     from stimgen.raters.selection import rater_models, resolve_raters
     from stimgen.weights import weights_missing
 
@@ -163,13 +169,38 @@ def validate(ctx, protocol, out):
     if flicker is not None:
         found.append(flicker.render(str(protocol)))
     _, raters = resolve_raters(loaded)      # the raters the build will load, as it resolves them
-    missing = weights_missing(backend_models(loaded) + rater_models(raters.names))
-    if missing is not None:     # the protocol is valid; a build on this machine would stop
-        found.append(f"a build on this machine would stop: {missing.render()}")
-    for warning in found:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    # this machine: a valid protocol, but a build here would stop (weights, packages)
+    for missing in (weights_missing(backend_models(loaded) + rater_models(raters.names)),
+                    missing_packages(loaded, raters.names)):
+        if missing is not None:
+            found.append(f"a build on this machine would stop: {missing.render()}")
+    try:
+        found += _check_photos(ctx, loaded)     # every photo, opened as the build opens it
+    finally:                                    # the warnings too when a photo is refused
+        for warning in found:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
     counted = f" ({len(found)} warning{'s' if len(found) > 1 else ''})" if found else ""
     click.secho(f"{protocol}: valid{counted}", fg="green")
+
+
+def _check_photos(ctx, protocol) -> list[str]:
+    """Open every photo of ``protocol`` as the build will and find its face; raise the
+    ProtocolError of those the build would refuse; return the build's warnings about them."""
+    from stimgen.preflight import check_photos, photo_error, photos_of
+
+    count = len(photos_of(protocol))
+    if not count:
+        return []
+    say(ctx, f"checking {count} photo(s) as the build will read them (decoding, size limits, "
+             "face detection on the CPU) ...", err=True)
+    progress = None
+    if not is_quiet(ctx) and count > 1 and sys.stderr.isatty():
+        def progress(done, total):
+            click.echo(f"\r  {done}/{total} photos", err=True, nl=done == total)
+    check = check_photos(protocol, progress=progress)
+    if check.problems:
+        raise photo_error(protocol, check.problems)
+    return check.warnings
 
 
 @click.command()

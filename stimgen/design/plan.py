@@ -666,7 +666,7 @@ def planned_stimuli(units: Sequence[IdentityUnit], image_format: str = "png") ->
     ...     "identities": [{"id": "id01", "seed": 1}],
     ...     "targets": {"emotions": ["happy"], "intensities": [1.0], "neutral": True}})
     >>> planned_stimuli(plan_units(protocol))["stimulus_id"].tolist()
-    ['id01_happy_i100', 'id01_neutral']
+    ['id01_happiness_i100', 'id01_neutral']
     """
     rows = []
     for unit in units:
@@ -720,6 +720,21 @@ def plan_experiment(protocol: Protocol) -> ExperimentPlan | None:
     experiment = protocol.experiment
     if experiment is None:
         return None
+    # loading a protocol, the CLI's plan summary and the build's fail-fast check all plan
+    # the same protocol: plan it once (a plan is read, never changed)
+    key = protocol.model_dump_json()
+    if key not in _RECENT_PLANS:
+        _RECENT_PLANS[key] = _plan_experiment(protocol, experiment)
+        while len(_RECENT_PLANS) > 4:
+            _RECENT_PLANS.pop(next(iter(_RECENT_PLANS)))
+    return _RECENT_PLANS[key]
+
+
+#: The last few plans by protocol (its JSON): see plan_experiment.
+_RECENT_PLANS: dict[str, ExperimentPlan] = {}
+
+
+def _plan_experiment(protocol: Protocol, experiment: ExperimentSpec) -> ExperimentPlan:
     stimuli = planned_stimuli(plan_units(protocol), protocol.output.format)
     design = plan_design(experiment, stimuli, protocol.seed)
     _check_psychopy_cells(design)
