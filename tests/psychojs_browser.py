@@ -275,8 +275,9 @@ def _form(request) -> dict[str, str]:
 class LocalServer:
     """``python -m http.server`` in a thread: the experiment folder as a local pilot sees it."""
 
-    def __init__(self, folder: Path):
-        handler = functools.partial(_QuietHandler, directory=str(folder))
+    def __init__(self, folder: Path, media_delay_s: float = 0.0):
+        handler = functools.partial(_QuietHandler, directory=str(folder),
+                                    media_delay_s=media_delay_s)
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}/"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -287,6 +288,18 @@ class LocalServer:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves quietly; each file under stimuli/ arrives ``media_delay_s`` late, as faces and
+    clips do over a slow connection (a participant can press OK before they are all in)."""
+
+    def __init__(self, *args, media_delay_s: float = 0.0, **kwargs):
+        self.media_delay_s = media_delay_s
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):
+        if self.media_delay_s and "/stimuli/" in self.path:
+            time.sleep(self.media_delay_s)
+        super().do_GET()
+
     def log_message(self, *args):
         pass
 
@@ -353,12 +366,14 @@ _SCREENS = {"welcome_keys", "practice_intro_keys", "practice_done_keys", "pause_
 def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participant: str,
                 shelf: Shelf | None = None, url_group: str | None = None,
                 shots: Path | None = None, timeout_s: float = 90.0,
-                preload_timeout_s: float = 60.0, viewport=(500, 400)) -> Session:
+                preload_timeout_s: float = 60.0, viewport=(500, 400),
+                media_delay_s: float = 0.0) -> Session:
     """Run one session of the served ``bundle`` (see :func:`served_copy`) to its end.
 
     ``mode`` is ``"pavlovia"`` (https://pavlovia.org/run/..., the API mocked) or ``"local"``
     (a local HTTP server). Screenshots of the dialog, the first trial of each kind and the end
-    go to ``shots`` when given.
+    go to ``shots`` when given. ``media_delay_s`` delays every face and clip of a local pilot;
+    the participant still presses OK as soon as it is enabled (at once, locally).
     """
     index = (bundle / "index.html").read_text(encoding="utf-8")
     cdn = cdn_files(index)
@@ -369,7 +384,7 @@ def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participa
     page.on("console", lambda m: console.append((m.type, m.text)))
     page.on("pageerror", lambda e: console.append(("pageerror", str(e))))
     mock = PavloviaMock(bundle, shelf or Shelf())
-    server = LocalServer(bundle) if mode == "local" else None
+    server = LocalServer(bundle, media_delay_s) if mode == "local" else None
     blocked: list[str] = []
 
     def route(r):
@@ -405,7 +420,8 @@ def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participa
                                            "labels => labels.map(l => l.textContent.trim())")
         shot("dialog")
         page.click("#dialogOK")
-        given = _participate(page, answers, shot, timeout_s)
+        given = _participate(page, answers, shot, timeout_s,
+                             fatal=lambda: [t for k, t in console if k == "error" and "FATAL" in t])
         page.wait_for_selector("#dialogOK", timeout=30_000)     # "Thank you" and OK
         shot("end")
         seconds = time.monotonic() - t0
@@ -436,8 +452,10 @@ def run_session(browser, bundle: Path, answers: Answers, *, mode: str, participa
                    screenshots=screenshots, dialog_fields=fields, api_calls=mock.calls)
 
 
-def _participate(page, answers: Answers, shot, timeout_s: float) -> dict[int, dict]:
+def _participate(page, answers: Answers, shot, timeout_s: float,
+                 fatal=lambda: []) -> dict[int, dict]:
     """Answer every screen until the experiment quits; returns what was answered, by position.
+    Stops at once when ``fatal()`` names an error PsychoJS stopped the session for.
 
     A component counts as ready one frame after it was seen running (PsychoJS starts a
     keyboard, and clears its events, on the flip after the component's status changes); an
@@ -450,8 +468,9 @@ def _participate(page, answers: Answers, shot, timeout_s: float) -> dict[int, di
     deadline = time.monotonic() + timeout_s
     state = None
     while time.monotonic() < deadline:
+        if fatal():
+            raise AssertionError(f"PsychoJS stopped the session: {fatal()[0][:300]}")
         state = page.evaluate("window.__stimgen_probe && window.__stimgen_probe()")
-        if os.environ.get("PROBE_DEBUG") and state: print(round(time.monotonic() % 1000, 2), state["routine"], state["started"], state["frame"], (state["trial"] or {}).get("position"), flush=True)
         if state is None:
             page.wait_for_timeout(20)
             continue

@@ -141,7 +141,10 @@ def sessions(browser, builds, tmp_path_factory):
             done[task, mode] = build, harness.run_session(
                 browser, served, answers_for(build / "experiment"), mode=mode,
                 participant=f"p_{task}_{mode}", shelf=shelf, url_group=url_group, shots=shots,
-                viewport=(1000, 800) if keep else (500, 400))
+                viewport=(1000, 800) if keep else (500, 400),
+                # local pilots: faces arrive late, OK is pressed at once (PsychoJS enables it
+                # locally before the downloads end); the first screen must wait for them
+                media_delay_s=0.25 if mode == "local" else 0.0)
         return done[task, mode]
 
     return run

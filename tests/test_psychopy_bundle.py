@@ -419,6 +419,30 @@ def test_online_psychojs_script_preloads_every_conditions_file_and_image(online_
     assert './face_ratings_pilot.js' in files["html"].read_text(encoding="utf-8")
 
 
+def test_online_first_screen_waits_for_every_preloaded_file(online_pair):
+    """A local pilot enables the start dialog's OK before the downloads end: the welcome screen
+    holds until every file the script preloads has arrived (the browser test runs it)."""
+    (files, _), _ = online_pair
+    for key in ("js", "js_legacy"):
+        js = files[key].read_text(encoding="utf-8")
+        waited = re.search(r"preloaded_files = \[(.*?)\];", js, re.S)
+        assert waited, key
+        assert set(re.findall(r"'([^']+)'", waited.group(1))) == set(js_resources(js))
+        frame = js[js.index("function welcomeRoutineEachFrame"):]
+        frame = frame[:frame.index("function welcomeRoutineEnd")]
+        assert "getResourceStatus(preloaded_files)" in frame, key
+        assert frame.index("getResourceStatus(preloaded_files)") > frame.index("welcome_keys"), \
+            "the wait must come after the key that would end the screen"
+
+
+def test_preload_list_is_a_javascript_literal_whatever_the_name():
+    from stimgen.export.psychojs import preload_list_js
+
+    js = preload_list_js(["stimuli/a'b.png", "stimuli/</script>.png", "c\\d\n.png"])
+    assert js == ("preloaded_files = ['stimuli/a\\'b.png', 'stimuli/\\x3c/script>.png', "
+                  "'c\\\\d\\n.png'];\n")
+
+
 def test_online_psyexp_lists_its_resources_and_exports_without_warnings(online_pair):
     (files, design), _ = online_pair
     exp = ppexp.Experiment()

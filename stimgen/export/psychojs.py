@@ -1,6 +1,6 @@
 """What the online (PsychoJS / Pavlovia) version of a bundle needs beyond the Builder experiment:
-group assignment by Pavlovia's shelf with its fallbacks, the web font, slider ends that take a
-click, and the check that the compiled script is JavaScript with no Python left in it.
+group assignment by Pavlovia's shelf with its fallbacks, the web font, a first screen that waits
+for the preloaded faces, slider ends that take a click, and the check that the compiled script is JavaScript with no Python left in it.
 
 Everything here is Builder code (code components, files in the experiment folder), never an
 edit of a compiled script: Builder's *Sync* compiles the script again from the .psyexp, so what
@@ -168,6 +168,34 @@ def write_web_font(folder: Path) -> list[Path]:
         f"{source.stem}.woff: the {WEB_FONT} font of PsychoPy ({source.name}), converted to "
         "WOFF by stimgen for browsers.\n\n" + notice + "\n\n" + OFL_TEXT, encoding="utf-8")
     return [Path(WEB_FONT_FILE), Path(WEB_FONT_LICENCE)]
+
+
+# -- preloading --------------------------------------------------------------------------------
+def preload_list_js(resources) -> str:
+    """Begin-Experiment JavaScript: the names of the files PsychoJS preloads (the conditions
+    files and every face or clip), for :data:`WAIT_FOR_PRELOAD_JS`."""
+    names = ", ".join(_js_string(name) for name in resources)
+    return f"preloaded_files = [{names}];\n"
+
+
+#: Each-Frame JavaScript of the first screen: it does not end before every preloaded file has
+#: downloaded. On Pavlovia the start dialog's OK waits for them; in a local pilot PsychoJS
+#: enables OK at once (``OKAlwaysEnabledForLocal``), and a trial reached before its face or clip
+#: has arrived stops the session (``MovieStim.setMovie``: undefined is not a video). The check
+#: is the one PsychoPy's own Resource Manager component compiles to.
+WAIT_FOR_PRELOAD_JS = (
+    "if (preloaded_files.length > 0 && psychoJS.serverManager.getResourceStatus(preloaded_files)"
+    " !== core.ServerManager.ResourceStatus.DOWNLOADED) {\n"
+    "  continueRoutine = true;  // faces (or clips) still downloading\n"
+    "}\n")
+
+
+def _js_string(text: str) -> str:
+    """A single-quoted JavaScript string literal of ``text`` (file names from the build)."""
+    escaped = (text.replace("\\", "\\\\").replace("'", "\\'")
+               .replace("\n", "\\n").replace("\r", "\\r")
+               .replace("<", "\\x3c"))
+    return f"'{escaped}'"
 
 
 # -- slider ends -------------------------------------------------------------------------------

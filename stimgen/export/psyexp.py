@@ -401,9 +401,12 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
         setup.params["Begin Routine"].val = block["py"]
         setup.params["Begin JS Routine"].val = block["js"]
         setup.params["Begin JS Experiment"].val += psychojs.shelf_fallback_js()
+        # the first screen waits for the web font and for every face (or clip) to download
+        setup.params["Begin JS Experiment"].val += psychojs.preload_list_js(resources)
+        setup.params["Each JS Frame"].val = psychojs.WAIT_FOR_PRELOAD_JS
         if uses_web_font(layout):
             setup.params["Before JS Experiment"].val = psychojs.font_loader_js()
-            setup.params["Each JS Frame"].val = psychojs.WAIT_FOR_FONT_JS
+            setup.params["Each JS Frame"].val += psychojs.WAIT_FOR_FONT_JS
     flow.append(welcome)
     if layout.has_practice:
         flow.append(screen("practice_intro", layout.text.practice_intro))
