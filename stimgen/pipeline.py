@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -36,7 +35,8 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANI
 from stimgen.config import resolve_execution
 from stimgen.dynamic import unmeasured_flicker
 from stimgen.errors import BuildError
-from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
+from stimgen.executors import (check_available, cheap_identities, run_chunks, run_units, uses_gpu,
+                               visible_gpus)
 from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
                             protect_collected_data, remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
@@ -47,7 +47,7 @@ from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy, reference_targets
 from stimgen.raters.selection import circularity, rater_models, rater_versions, resolve_raters
-from stimgen.render import Chunk
+from stimgen.render import Chunk, identity_chunks
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
 from stimgen.storage import (crash_point, disk_error, remove_empty_folders, remove_leftovers,
@@ -362,8 +362,8 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
     gpus = visible_gpus() if uses_gpu(protocol) and pending else []
     workers = _worker_count(execution.jobs, protocol, total, gpus)
     by_identity: dict[str, list[dict]] = {unit.identity.id: [] for unit, _ in pending}
-    split = protocol.backend.name == "schematic"
-    chunks = [chunk for unit, _ in pending for chunk in _chunks(unit, workers, split)]
+    split = cheap_identities(protocol)
+    chunks = [chunk for unit, _ in pending for chunk in identity_chunks(unit, workers, split)]
 
     def collect(chunk: Chunk, chunk_records: list[dict]) -> None:
         by_identity[chunk.unit.identity.id].extend(chunk_records)
@@ -418,7 +418,7 @@ def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> 
         return max(1, int(jobs))
     if gpus:
         return len(gpus)
-    if protocol.backend.name != "schematic" or total < 64:
+    if not cheap_identities(protocol) or total < 64:
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -437,18 +437,6 @@ def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
                                   "with this machine, then run the same command again")
         records.update({r["stimulus_id"]: r for r in fresh})
     return records
-
-
-def _chunks(unit: IdentityUnit, workers: int, split: bool = True) -> list[Chunk]:
-    """Split an identity into a few slices so that several workers share the load.
-
-    Each slice prepares the identity again, which is cheap only for schematic faces
-    (``split``); a personalised generator is prepared once per identity.
-    """
-    n = len(unit.targets)
-    parts = 1 if workers <= 1 or not split else min(n, 4)
-    bounds = np.linspace(0, n, parts + 1).round().astype(int)
-    return [Chunk(unit, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _protocol_bytes(protocol: Protocol) -> bytes:

@@ -67,11 +67,13 @@ class SlurmOptions(ProtocolModel):
     gpus_per_job: int | None = Field(default=None, ge=0, le=16)
     """GPUs per identity job; default: 1 for the emostyle backend, 0 for schematic."""
     cpus_per_job: int = Field(default=4, ge=1, le=512)
-    """CPU cores per identity job (image encoding, data loading)."""
+    """CPU cores per job (image encoding, data loading); a schematic job renders its
+    identities with this many worker processes."""
     mem_gb: float = Field(default=16.0, gt=0.0, le=4096.0)
     """Memory per identity job in GB."""
     time: TimeLimit = 60
-    """Time limit of one identity job: minutes (120) or SLURM's "H:MM:SS" / "D-HH:MM:SS"."""
+    """Time limit of one job (all its identities): minutes (120) or SLURM's "H:MM:SS" /
+    "D-HH:MM:SS"."""
     array_parallelism: int = Field(default=32, ge=1, le=10_000)
     """Most identity jobs of the array running at once (be kind to a shared cluster)."""
     setup: list[str] = Field(default_factory=list)
@@ -100,6 +102,12 @@ class ExecutionSpec(ProtocolModel):
     schematic builds of 64 faces or more one per core, at most 8, else 1; for emostyle one per
     visible GPU, 1 without a GPU. With `submitit-local`: one per visible GPU, else one per core.
     On SLURM use `slurm.array_parallelism`."""
+    identities_per_job: Union[Literal["auto"], Annotated[int, Field(ge=1, le=100_000)]] = "auto"
+    """Identities rendered by one job (slurm, submitit-local). `auto`: one per job for emostyle
+    (each identity takes minutes; keep `gpus_per_job` per identity); for schematic, whose
+    identities take seconds, the identities are spread over the jobs that can run at once
+    (`array_parallelism`, the partition's CPUs), so that each job's start-up (a fresh
+    Python, imports) is paid once per job rather than once per identity."""
     max_retries: int = Field(default=2, ge=0, le=20)
     """Times a failed identity job is resubmitted before the build reports it (slurm,
     submitit-local)."""

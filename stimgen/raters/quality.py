@@ -78,10 +78,11 @@ def build_quality(face) -> dict[str, float]:
     Faces of other framings (schematic drawings) get no quality columns: their sharpness
     says nothing about generator artefacts and the detector was trained on photos.
     """
-    from stimgen.raters.hsemotion import crop_box, face_box, resize_bilinear
-
     if face.extras.get("framing") != "ffhq":
         return {}
+    # imported here: it brings torch, which schematic builds (and their jobs) never need
+    from stimgen.raters.hsemotion import crop_box, face_box, resize_bilinear
+
     pixels = np.asarray(face.image.convert("RGB"), dtype=np.uint8)
     crop = resize_bilinear(np.ascontiguousarray(crop_box(pixels, face_box(face))),
                            SHARPNESS_SIZE)
