@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 JOBS_FOLDER = JOBS_DIR                 # default job scripts and logs, inside the output folder
 #: Seconds a job that SLURM reports as ended may take to show its result file (shared file
 #: systems show new files late) before it counts as failed.
-ENDED_GRACE = 10.0
+ENDED_GRACE = 5.0
 #: Seconds a job that SLURM no longer knows at all (not in squeue, not in sacct, or no
 #: sacct) may take to show its result file before it counts as failed.
 GONE_GRACE = 60.0

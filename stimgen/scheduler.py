@@ -256,7 +256,13 @@ def log_tail(paths: Sequence[Path], lines: int = 3) -> list[str]:
         kept = [line.rstrip() for line in text.splitlines()
                 if line.strip() and not line.startswith("submitit INFO")]
         if kept:
-            return kept[-lines:]
+            tail = kept[-lines:]
+            # slurmstepd's "*** JOB 12 ON node CANCELLED AT ... ***" says why; srun's
+            # lines after it do not
+            said = [line for line in kept if _STEPD.search(line)]
+            if said and said[-1] not in tail:
+                tail = [said[-1], *tail[1:]]
+            return tail
     return []
 
 
