@@ -508,7 +508,8 @@ def _record_stamp(out: Path, identity: str) -> int | None:
 
 def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], out: Path,
               execution: "ExecutionSpec", *, progress: bool = True,
-              job: Callable[[JobBatch], Any] | None = None) -> None:
+              job: Callable[[JobBatch], Any] | None = None,
+              while_waiting: Callable[[], None] | None = None) -> None:
     """Run the identities as submitit jobs until each has written its record, retrying
     failures.
 
@@ -534,6 +535,9 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
         Show the pending/running/finished view on stderr.
     job : callable, optional
         The job function; default :func:`render_identities`.
+    while_waiting : callable, optional
+        Called once, right after the first jobs went out (the caller's own preparations,
+        done while the jobs start).
 
     Raises
     ------
@@ -554,6 +558,9 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
         run.executor = make_executor(execution, run.folder, gpu_backend=run.gpu_backend,
                                      job_name=f"stimgen-{study_slug(protocol.study.name)}")
         run.start()
+        run.launch()
+        if while_waiting is not None:
+            while_waiting()
         while run.queue or run.flights:
             run.step()
     except BaseException:

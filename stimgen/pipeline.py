@@ -425,7 +425,8 @@ def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> 
 
 def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
     """Run the pending identities as submitit jobs and merge the records they wrote."""
-    run_units(protocol, pending, out, execution, progress=progress)
+    run_units(protocol, pending, out, execution, progress=progress,
+              while_waiting=_load_later_stages)
     records: dict[str, dict] = {}
     for unit, key in pending:
         fresh, damage = cached_records(out, unit.identity.id, key)
@@ -437,6 +438,18 @@ def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
                                   "with this machine, then run the same command again")
         records.update({r["stimulus_id"]: r for r in fresh})
     return records
+
+
+def _load_later_stages() -> None:
+    """Import what the stages after rendering need (norms check, bundle, report), while the
+    identity jobs start: this process would only wait meanwhile, and the jobs' CPUs (on a
+    cluster, other machines') are not its own."""
+    import scipy.stats  # noqa: F401  (the report's low-level statistics)
+
+    import stimgen.design  # noqa: F401
+    import stimgen.export  # noqa: F401
+    import stimgen.norms.current  # noqa: F401
+    import stimgen.report  # noqa: F401
 
 
 def _protocol_bytes(protocol: Protocol) -> bytes:
