@@ -675,7 +675,10 @@ class _JobRun:
                                   f"extra options (the job script is in {self.folder}); "
                                   f"identities finished so far are kept") from None
         now = time.monotonic()
-        return [_Flight(batch, job, gpu, now, stamp, state="PENDING" if self.slurm else "RUNNING")
+        if self.slurm:             # SLURM says when they run
+            return [_Flight(batch, job, gpu, now, stamp)
+                    for batch, (job, gpu), stamp in zip(batches, jobs, stamps)]
+        return [_Flight(batch, job, gpu, now, stamp, state="RUNNING", running_since=now)
                 for batch, (job, gpu), stamp in zip(batches, jobs, stamps)]
 
     def _submit_jobs(self, batches: list[JobBatch]) -> list[tuple[Any, str | None]]:
