@@ -688,7 +688,15 @@ class _JobRun:
         if self.slurm:
             if len(batches) > min(SEPARATE_JOBS, self.execution.slurm.array_parallelism):
                 return [(j, None) for j in executor.map_array(self.job, batches)]
-            return [(executor.submit(self.job, batch), None) for batch in batches]
+            jobs = []
+            try:
+                for batch in batches:
+                    jobs.append((executor.submit(self.job, batch), None))
+            except BaseException:          # sbatch refused a later one: none left behind
+                for job, _ in jobs:
+                    job.cancel(check=False)
+                raise
+            return jobs
         busy = [f.gpu for f in self.flights]
         jobs = []
         for batch in batches:

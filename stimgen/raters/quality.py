@@ -80,8 +80,7 @@ def build_quality(face) -> dict[str, float]:
     """
     if face.extras.get("framing") != "ffhq":
         return {}
-    # imported here: it brings torch, which schematic builds (and their jobs) never need
-    from stimgen.raters.hsemotion import crop_box, face_box, resize_bilinear
+    from stimgen.raters.hsemotion import crop_box, face_box, resize_bilinear   # imports torch
 
     pixels = np.asarray(face.image.convert("RGB"), dtype=np.uint8)
     crop = resize_bilinear(np.ascontiguousarray(crop_box(pixels, face_box(face))),
