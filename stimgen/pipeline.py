@@ -35,8 +35,8 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANI
 from stimgen.config import resolve_execution
 from stimgen.dynamic import unmeasured_flicker
 from stimgen.errors import BuildError
-from stimgen.executors import (check_available, cheap_identities, run_chunks, run_units, uses_gpu,
-                               visible_gpus)
+from stimgen.executors import (check_available, cheap_identities, run_chunks, run_units,
+                               uses_gpu, visible_gpus)
 from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
                             protect_collected_data, remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity

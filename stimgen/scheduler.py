@@ -161,7 +161,8 @@ def partition_cpus(partition: str | None, run: Runner = run_tool) -> int | None:
 
     Examples
     --------
-    >>> fake = lambda cmd: subprocess.CompletedProcess(cmd, 0, "debug*|6/10/4/20\\ngpu|0/8/0/8\\n", "")
+    >>> answer = "debug*|6/10/4/20\\ngpu|0/8/0/8\\n"
+    >>> fake = lambda cmd: subprocess.CompletedProcess(cmd, 0, answer, "")
     >>> partition_cpus(None, run=fake), partition_cpus("gpu", run=fake)
     (16, 8)
     """
@@ -387,8 +388,10 @@ def poll_interval(waited: float, typical_job: float | None) -> float:
 
     Examples
     --------
-    >>> poll_interval(5, None), poll_interval(300, None), poll_interval(300, 40), poll_interval(1e5, None)
-    (2.0, 30.0, 4.0, 60.0)
+    >>> poll_interval(5, None), poll_interval(300, None), poll_interval(300, 40)
+    (2.0, 30.0, 4.0)
+    >>> poll_interval(1e5, None)
+    60.0
     """
     basis = typical_job if typical_job is not None else waited
     return float(min(60.0, max(2.0, basis / 10)))

@@ -54,7 +54,7 @@ def _identities_per_job(ctx, param, value):
               help="Identities one job renders (slurm, submitit-local; default auto: 1 for "
                    "emostyle, schematic identities spread over the jobs that can run at once).")
 @click.option("--time", "time_limit", metavar="TIME",
-              help='Time limit per identity job: minutes or "H:MM:SS" (default 60).')
+              help='Time limit per job: minutes or "H:MM:SS" (default 60).')
 @click.option("--array-parallelism", type=click.IntRange(min=1),
               help="Most SLURM jobs running at once (default 32).")
 @click.option("--max-retries", type=click.IntRange(min=0),
