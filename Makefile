@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+):
-#   make demo   # virtual environment + everything stimgen needs, then the demo build
+#   make demo   # virtual environment + everything stimgen needs (photos and experiments
+#               # included), then the demo build
 #   make test   # the same, plus test tools and system packages, then the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install install-test system-deps bench clean
+.PHONY: demo test install install-test system-deps browser-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +21,11 @@ $(BIN)/python:
 # everything it installs, and the tests import each PsychoPy module that stimgen uses.
 PIP := $(BIN)/python -m pip install --quiet --no-warn-conflicts
 
+# The `photos` extra (face-alignment, for photo identities) goes in with stimgen, before
+# PsychoPy, so that every protocol in docs/ builds from this environment.
 $(VENV)/.installed: $(BIN)/python pyproject.toml requirements-psychopy.txt
 	$(PIP) "$(TORCH)"
-	$(PIP) -e .
+	$(PIP) -e ".[photos]"
 	$(PIP) --no-deps -r requirements-psychopy.txt
 	touch $@
 
@@ -33,14 +36,23 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# Debian packages the end-to-end tests use (Xvfb for PsychoPy, Chromium for the report).
+# Debian packages the end-to-end tests use (Xvfb for PsychoPy, Chromium for the report and
+# the online experiments).
 system-deps:
 	bash .ci/system-deps.sh
+
+# The libraries PsychoJS's index.html loads from a CDN (jquery, jquery-ui, preloadjs), as their
+# npm packages (pinned, sha512-checked), for the browser tests of online bundles: they run
+# offline. Fetched with npm once (without npm the tests are skipped, saying so); see
+# tests/psychojs_browser.py.
+BROWSER_DEPS ?= build/browser-deps
+browser-deps: install-test
+	$(BIN)/python tests/psychojs_browser.py --fetch $(BROWSER_DEPS)
 
 demo: install
 	$(BIN)/stimgen build protocols/demo.yaml
 
-test: install-test system-deps
+test: install-test system-deps browser-deps
 	$(BIN)/python -m pytest
 
 bench: install-test

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stimgen.backends.emostyle.photo import load_photo
+from stimgen.photos import load_photo
 from stimgen.detection import detect_faces, load_detector
 from stimgen.nets import mtcnn as cascade
 

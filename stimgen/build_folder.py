@@ -46,6 +46,11 @@ NORMS_TSV = "norms.tsv"                          # human norms per stimulus (sti
 NORMS_SUMMARY_JSON = "norms_summary.json"        # their reliability, participants, exclusions
 STATE_DIR = ".stimgen"                           # bookkeeping, never a user's output
 IDENTITY_RECORDS_DIR = ".stimgen/identities"     # <identity>.json: key + records per stimulus
+#: <sha256 prefix>-<size>.jpg: each stimulus's thumbnail, made as it is saved (thumbnails.py)
+THUMBNAILS_DIR = ".stimgen/thumbnails"
+#: <identity>~<run>.jsonl: one line per stimulus finished while its identity is unfinished,
+#: so that an interrupted build keeps every finished stimulus (see StimulusJournal)
+STIMULUS_JOURNALS_DIR = ".stimgen/finished"
 LEDGER_JSON = ".stimgen/files.json"              # what stimgen wrote (stimgen/ledger.py)
 LOCK_FILE = ".stimgen/lock"                      # an OS lock, released when its process ends
 LOCK_OWNER_JSON = ".stimgen/lock.owner"          # pid and host of the lock's holder, for messages
@@ -56,12 +61,13 @@ UNMATCHED_DIR = ".stimgen/unmatched"             # faces before `match:`, input 
 MATCHED_RECORDS_DIR = ".stimgen/matched"         # <identity>.json: the set stage's records
 #: Folders where a killed build may have left temporary files (storage.remove_leftovers).
 TEMPORARY_FILE_FOLDERS = (STIMULI_DIR, STATE_DIR, IDENTITY_RECORDS_DIR, UNMATCHED_DIR,
-                          MATCHED_RECORDS_DIR)
-#: Folders a build writes into; none of them may be a link out of the build folder.
+                          MATCHED_RECORDS_DIR, THUMBNAILS_DIR)
 #: Copies (pixels only, at most 256 px) of the reference faces of `targets.from_images`.
 REFERENCES_DIR = "references"
+#: Folders a build writes into; none of them may be a link out of the build folder.
 WRITTEN_FOLDERS = (STIMULI_DIR, IDENTITY_RECORDS_DIR, EXPERIMENT_DIR, REPORT_ASSETS_DIR,
-                   REFERENCES_DIR, MASKS_DIR, UNMATCHED_DIR, MATCHED_RECORDS_DIR)
+                   REFERENCES_DIR, MASKS_DIR, UNMATCHED_DIR, MATCHED_RECORDS_DIR,
+                   STIMULUS_JOURNALS_DIR, THUMBNAILS_DIR)
 
 #: stimuli.tsv, in file order; the five errors are named where they are computed (metrics.py).
 STIMULI_COLUMNS = (
@@ -88,6 +94,9 @@ IDENTITY_SIMILARITY_COLUMN = "identity_similarity"
 #: Low-level image measures of every stimulus (stimgen/standardise.py: luminance in [0, 1]
 #: from PIL's "L" conversion, over the face mask when there is one), after the extras.
 LOW_LEVEL_COLUMNS = ("mean_luminance", "rms_contrast", "spectral_slope")
+#: With `output.match`: each stimulus's SSIM to its unmatched self over the face region (what
+#: matching cost it; stimgen/standardise.py), after the low-level columns.
+MATCH_SSIM_COLUMN = "ssim_unmatched"
 QUALITY_PREFIX = "quality_"
 
 
@@ -442,6 +451,104 @@ def store_records(out: Path, identity_id: str, key: str, records: list[dict],
     crash_point("identity")
 
 
+# -- stimulus journals: the finished stimuli of unfinished identities ---------------------------
+class StimulusJournal:
+    """Where one run of part of an identity records each stimulus as soon as its files are
+    written, so that a build stopped half-way (Ctrl-C, SIGTERM, kill -9, a preempted job)
+    keeps every finished stimulus, not only finished identities.
+
+    One file per run (``.stimgen/finished/<identity>~<run>.jsonl``), one JSON line per
+    stimulus: the identity's cache key and the stimulus's record, appended and flushed with
+    one ``write`` each. A line is written only after the stimulus's files are in place, so a
+    kill can only cut the last line short, and a short line is skipped when read
+    (:func:`journaled_records`). Once the identity is stored whole (:func:`store_records`),
+    :func:`clear_journals` removes its journals.
+    """
+
+    def __init__(self, out: Path, identity_id: str, key: str):
+        self.key = key
+        self.path = Path(out) / STIMULUS_JOURNALS_DIR / \
+            f"{identity_id}{_JOURNAL_SEPARATOR}{os.getpid()}-{os.urandom(4).hex()}.jsonl"
+        self._handle = None
+
+    def add(self, record: dict) -> None:
+        """Record one finished stimulus (its files must already be written)."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")
+        line = json.dumps({"key": self.key, "record": record}, allow_nan=False, default=str)
+        self._handle.write(line + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+_JOURNAL_SEPARATOR = "~"            # identity ids hold letters, digits, "_" and "-" only
+
+
+def _journal_files(out: Path, identity_id: str | None = None) -> list[Path]:
+    folder = Path(out) / STIMULUS_JOURNALS_DIR
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    pattern = f"{identity_id}{_JOURNAL_SEPARATOR}*.jsonl" if identity_id else "*.jsonl"
+    return sorted(path for path in folder.glob(pattern) if path.is_file()
+                  and not path.is_symlink())
+
+
+def _journal_lines(path: Path) -> Iterator[tuple[str, dict]]:
+    """(key, record) of every whole line of one journal; a line cut short is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            record = entry["record"]
+            record = dict(record, file=str(record["file"]), sha256=str(record["sha256"]),
+                          stimulus_id=str(record["stimulus_id"]))
+        except (ValueError, TypeError, KeyError):
+            continue
+        yield str(entry.get("key")), record
+
+
+def journaled_records(out: Path, identity_id: str, key: str) -> dict[str, dict]:
+    """The stimuli of identity ``identity_id`` that earlier runs finished with cache key
+    ``key``, by stimulus id: only those whose files are all in place with the recorded
+    sha256 (a file deleted or changed since is simply made again)."""
+    found: dict[str, dict] = {}
+    for path in _journal_files(out, identity_id):
+        for line_key, record in _journal_lines(path):
+            if line_key == key:
+                found[record["stimulus_id"]] = record
+    return {sid: record for sid, record in found.items()
+            if all((Path(out) / relative).is_file()
+                   and sha256_file(Path(out) / relative) == digest
+                   for relative, digest in record_files(record).items())}
+
+
+def remove_stale_thumbnails(out: Path, keep: Iterable[str]) -> None:
+    """Remove the thumbnails in ``.stimgen/thumbnails/`` whose names are not in ``keep``
+    (those of stimuli that a changed protocol no longer makes, or that were redrawn)."""
+    folder = Path(out) / THUMBNAILS_DIR
+    if folder.is_symlink() or not folder.is_dir():
+        return
+    keep = set(keep)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name not in keep:
+            path.unlink()
+
+
+def clear_journals(out: Path, identity_id: str | None = None) -> None:
+    """Remove the stimulus journals of ``identity_id`` (all journals when None)."""
+    for path in _journal_files(out, identity_id):
+        path.unlink(missing_ok=True)
+    remove_empty_folders(Path(out) / STIMULUS_JOURNALS_DIR, Path(out) / STATE_DIR)
+
+
 def supersede_record(out: Path, identity_id: str) -> None:
     """Mark an identity's record as no longer matching any protocol, before its stimuli are
     redrawn for a new one: a build killed half-way then leaves a record that nothing reuses
@@ -471,6 +578,9 @@ def recorded_stimuli(out: Path) -> dict[Path, str]:
                           for path, digest in record_files(r).items()})
         except (OSError, ValueError, KeyError, TypeError):
             continue                       # a damaged record: its files are left alone
+    for journal in _journal_files(out):    # stimuli of identities a stopped build left unfinished
+        files.update({out / path: digest for _, r in _journal_lines(journal)
+                      for path, digest in record_files(r).items()})
     return files
 
 
@@ -502,6 +612,10 @@ def remove_stale_stimuli(out: Path, records: Iterable[dict], earlier: dict[Path,
     for record_file in (Path(out) / IDENTITY_RECORDS_DIR).glob("*.json"):
         if record_file.stem not in identities:
             record_file.unlink()
+    for journal in _journal_files(out):
+        if journal.name.split(_JOURNAL_SEPARATOR)[0] not in identities:
+            journal.unlink()
+    remove_empty_folders(Path(out) / STIMULUS_JOURNALS_DIR, Path(out) / STATE_DIR)
     for record_file in (Path(out) / MATCHED_RECORDS_DIR).glob("*.json"):
         if (record_file.stem not in identities or not matched) and _is_record(record_file):
             record_file.unlink()

@@ -20,8 +20,8 @@ from importlib import resources
 
 import numpy as np
 
-#: Default weak region of published EmoStyle (bored ... serene), degrees.
-WEAK_REGION_DEFAULT: tuple[float, float] = (242.0, 329.0)
+#: Default weak region of published EmoStyle (Bored 242 ... Serene 328.6), degrees.
+WEAK_REGION_DEFAULT: tuple[float, float] = (242.0, 328.6)
 #: The backend whose weakness the default region describes.
 WEAK_REGION_BACKEND = "emostyle"
 
@@ -43,6 +43,9 @@ def weak_region_flagged(setting: str, backend: str) -> bool:
     return setting == "always" or (setting == "auto" and backend == WEAK_REGION_BACKEND)
 
 ANCHORS_FILE = "emostyle_28x4_per_emotion_mae.csv"
+#: The 28 terms' exact angles (one decimal, as Darne et al.'s code requests them) beside the
+#: whole degrees the paper prints; the file's header gives the source.
+ANGLES_FILE = "emostyle_circumplex_angles.csv"
 #: Where the shipped 28 x 4 table and the weak region come from. Not Azari & Lim (WACV 2024),
 #: the EmoStyle paper, which reports FID, LPIPS, ArcFace identity and a VA RMSE only.
 PUBLISHED_TABLE_CITATION = (
@@ -89,6 +92,7 @@ class NamedEmotion:
                                         # emotion ("Afraid" for Fear), if any
     source_term: str | None = None  # basic emotions: the term of the source the point is from
     source: str = CIRCUMPLEX_SOURCE  # where the angle or point comes from
+    source_key: str | None = None    # basic emotions: key of BASIC_SOURCES
 
     @property
     def vocabulary(self) -> str:
@@ -123,11 +127,16 @@ def read_anchor_table() -> list[dict[str, str]]:
 
 @lru_cache(maxsize=1)
 def named_emotions() -> tuple[NamedEmotion, ...]:
-    """The 28 named emotions, in the published order (by angle)."""
+    """The 28 named emotions, in the published order (by angle), at the exact angles of
+    Darne et al.'s code (``ANGLES_FILE``); the paper's table prints them rounded.
+
+    >>> [(e.name, e.angle) for e in named_emotions()][:2]
+    [('Happy', 7.8), ('Delighted', 24.9)]
+    """
     return tuple(
         NamedEmotion(name=row["emotion"], key=normalise_emotion_name(row["emotion"]),
                      angle=float(row["angle_deg"]))
-        for row in read_anchor_table()
+        for row in _data_rows(ANGLES_FILE)
     )
 
 
@@ -142,16 +151,34 @@ def basic_emotions() -> tuple[NamedEmotion, ...]:
     ``stimgen/data/basic_emotions_va.csv`` for the source of every number). Their angle is
     the direction of that point; a target is ``intensity`` times the unit vector there, as
     for the circumplex terms, so that intensity 1 shows the full prototype."""
+    return tuple(e for e, default in _basic_rows() if default)
+
+
+def basic_emotion_sources(key: str) -> dict[str, NamedEmotion]:
+    """Every published point of basic emotion ``key``, by source key (``BASIC_SOURCES``):
+    contempt has two, Warriner et al. 2013 (the default) and Russell & Mehrabian 1977.
+
+    >>> sorted(basic_emotion_sources("contempt"))
+    ['russell_mehrabian_1977', 'warriner_2013']
+    >>> round(basic_emotion_sources("contempt")["russell_mehrabian_1977"].angle)
+    127
+    """
+    return {e.source_key: e for e, _ in _basic_rows() if e.key == key}
+
+
+@lru_cache(maxsize=1)
+def _basic_rows() -> tuple[tuple[NamedEmotion, bool], ...]:
     out = []
     for row in _data_rows(BASIC_EMOTIONS_FILE):
         v, a = float(row["valence"]), float(row["arousal"])
         angle, _ = va_to_angle(v, a)
-        out.append(NamedEmotion(
+        out.append((NamedEmotion(
             name=row["emotion"], key=normalise_emotion_name(row["emotion"]), angle=angle,
             point=(v, a), prototype=row["prototype"],
             aliases=tuple(normalise_emotion_name(x) for x in row["aliases"].split("|")),
             circumplex_term=row["circumplex_term"] or None, source_term=row["source_term"],
-            source=f'{BASIC_SOURCES[row["source"]][1]} "{row["source_term"]}"'))
+            source=f'{BASIC_SOURCES[row["source"]][1]} "{row["source_term"]}"',
+            source_key=row["source"]), row["default"] == "yes"))
     return tuple(out)
 
 
@@ -182,8 +209,10 @@ def emotion_label_key(label: str) -> str:
     ('fear', 'fear', 'happiness')
     >>> emotion_label_key("At ease"), emotion_label_key("none of these")
     ('at_ease', 'none_of_these')
+    >>> emotion_label_key("circumplex:happy")    # the prefix picks a vocabulary, not an answer
+    'happiness'
     """
-    key = normalise_emotion_name(label)
+    key = normalise_emotion_name(_split_prefix(label)[1])
     return _same_emotion_keys().get(key, key)
 
 
@@ -222,6 +251,176 @@ def all_emotions() -> tuple[NamedEmotion, ...]:
     return named_emotions() + basic_emotions()
 
 
+#: Prefixes that pick a vocabulary explicitly (``circumplex:happy``, ``basic:happy``).
+CIRCUMPLEX_PREFIX, BASIC_PREFIX = "circumplex:", "basic:"
+
+#: The one rule for emotion names in a protocol, as `stimgen emotions`, the protocol
+#: reference and the starter protocol state it.
+VOCABULARY_RULE = (
+    "A basic emotion's word in any form names the basic emotion (its FACS prototype, at the "
+    "direction of its published valence-arousal point): happy/happiness, sad/sadness, "
+    "angry/anger, fear/fearful, surprise/surprised, disgust/disgusted, contempt/contemptuous. "
+    "Every other name is one of the 28 circumplex terms of Darne, Quan & Luo's table (at its "
+    "angle). Happy, Sad and Angry are circumplex terms too: write them circumplex:happy, "
+    "circumplex:sad, circumplex:angry (any term may carry the prefix, and basic: picks a "
+    "basic emotion). Case, spaces and separators are ignored. (docs/protocol.md, "
+    "\"Emotion names\")")
+
+
+def pinned_emotion_name(name: str) -> str | None:
+    """The display name of the one emotion a prefixed name picks (``circumplex:happy`` ->
+    "Happy"), or None for a name without a prefix (or an unknown one), which matches every
+    stimulus of its emotion in either vocabulary (``emotion_label_key``).
+
+    >>> pinned_emotion_name("circumplex:happy"), pinned_emotion_name("basic:happy")
+    ('Happy', 'Happiness')
+    >>> pinned_emotion_name("happy") is None
+    True
+    """
+    if _split_prefix(name)[0] is None:
+        return None
+    try:
+        return resolve_emotion(name).name
+    except UnknownEmotionError:
+        return None
+
+
+def _split_prefix(name: str) -> tuple[str | None, str]:
+    """(vocabulary or None, the name after a ``circumplex:``/``basic:`` prefix)."""
+    text = str(name).strip()
+    for prefix, vocabulary in ((CIRCUMPLEX_PREFIX, "circumplex"), (BASIC_PREFIX, "basic")):
+        if text.lower().startswith(prefix):
+            return vocabulary, text[len(prefix):]
+    return None, text
+
+
+@lru_cache(maxsize=1)
+def ambiguous_emotion_words() -> dict[str, tuple[NamedEmotion, NamedEmotion]]:
+    """Words that are both a basic emotion's form and a circumplex term, by normalised key,
+    with (the basic emotion the rule picks, the circumplex term it does not).
+
+    >>> sorted(ambiguous_emotion_words())
+    ['angry', 'happy', 'sad']
+    """
+    terms = {e.key: e for e in named_emotions()}
+    return {alias: (basic, terms[alias]) for basic in basic_emotions()
+            for alias in (basic.key, *basic.aliases) if alias in terms}
+
+
+def resolve_emotion(name: str) -> NamedEmotion:
+    """The emotion a researcher means by ``name`` in a protocol, by ``VOCABULARY_RULE``.
+
+    >>> resolve_emotion("happy").name, resolve_emotion("circumplex:happy").name
+    ('Happiness', 'Happy')
+    >>> resolve_emotion("fearful").name, resolve_emotion("Afraid").name
+    ('Fear', 'Afraid')
+
+    Raises
+    ------
+    UnknownEmotionError
+        As ``emotion_by_name``; also for a circumplex: prefix on a word that is not one of
+        the 28 terms (and basic: on one that is not a basic emotion), with the fix.
+    """
+    vocabulary, word = _split_prefix(name)
+    key = normalise_emotion_name(word)
+    pool = {"circumplex": named_emotions(), "basic": basic_emotions(),
+            None: basic_emotions() + named_emotions()}[vocabulary]
+    for emotion in pool:
+        if key == emotion.key or key in emotion.aliases:
+            return emotion
+    if vocabulary is not None:
+        try:
+            other = resolve_emotion(word)
+        except UnknownEmotionError:
+            other = None
+        if other is not None:
+            raise UnknownEmotionError(None, f'"{word}" is not a {vocabulary} emotion: write '
+                                            f'{other.vocabulary}:{other.key} or just {word}')
+    return emotion_by_name(word)
+
+
+def canonical_emotion_name(emotion: NamedEmotion) -> str:
+    """The name that ``resolve_emotion`` maps back to ``emotion``: its display name, with
+    the circumplex: prefix where the display name alone would name a basic emotion.
+
+    >>> canonical_emotion_name(emotion_by_name("circumplex:happy"))
+    'circumplex:Happy'
+    >>> canonical_emotion_name(emotion_by_name("glad")), canonical_emotion_name(resolve_emotion("happy"))
+    ('Glad', 'Happiness')
+    """
+    if emotion.vocabulary == "circumplex" and emotion.key in ambiguous_emotion_words():
+        return CIRCUMPLEX_PREFIX + emotion.name
+    return emotion.name
+
+
+def vocabulary_warning(name: str) -> str | None:
+    """What a protocol should be told about an emotion name the rule resolves but that
+    also names something else (happy, sad, angry); None for an unambiguous name.
+
+    >>> print(vocabulary_warning("happy"))   # doctest: +NORMALIZE_WHITESPACE
+    "happy" means the basic emotion Happiness (FACS prototype, 32.2°), not the circumplex
+    term Happy (7.8°); write happiness to keep this meaning without the warning, or
+    circumplex:happy for the circumplex term
+    >>> vocabulary_warning("happiness") is None, vocabulary_warning("circumplex:happy") is None
+    (True, True)
+    """
+    vocabulary, word = _split_prefix(name)
+    key = normalise_emotion_name(word)
+    if vocabulary is not None or key not in ambiguous_emotion_words():
+        return None
+    basic, term = ambiguous_emotion_words()[key]
+    return (f'"{word}" means the basic emotion {basic.name} (FACS prototype, '
+            f"{basic.angle:.1f}°), not the circumplex term {term.name} ({term.angle:g}°); "
+            f"write {basic.key} to keep this meaning without the warning, or "
+            f"circumplex:{key} for the circumplex term")
+
+
+def mixed_vocabulary_warning(words: list[str]) -> tuple[str, str] | None:
+    """(message, hint) when a target list, as written, mixes basic emotions with circumplex
+    terms without saying so; None for one vocabulary, or for a mix whose circumplex terms all
+    carry the ``circumplex:`` prefix (the researcher has said the mix is meant). The hint
+    spells out each list the researcher may have meant.
+
+    >>> message, hint = mixed_vocabulary_warning(["happy", "afraid", "sad"])
+    >>> print(hint)   # doctest: +NORMALIZE_WHITESPACE
+    write [circumplex:happy, afraid, circumplex:sad] for circumplex terms only, or
+    [happiness, fear, sadness] for basic emotions only, or [happiness, circumplex:afraid,
+    sadness] to keep the mix without this warning
+    >>> mixed_vocabulary_warning(["happiness", "circumplex:calm"]) is None
+    True
+    """
+    resolved = [(word, resolve_emotion(word)) for word in words]
+    basic = [e for _, e in resolved if e.vocabulary == "basic"]
+    terms = [(w, e) for w, e in resolved if e.vocabulary == "circumplex"]
+    if not basic or not terms or all(_split_prefix(w)[0] == "circumplex" for w, _ in terms):
+        return None
+
+    def as_term(emotion: NamedEmotion) -> str:
+        return canonical_emotion_name(emotion).lower()
+
+    by_term = {normalise_emotion_name(e.circumplex_term): e for e in basic_emotions()
+               if e.circumplex_term}
+    terms_of = {e.key: by_term_key for by_term_key, e in by_term.items()}
+    fixes = []
+    if all(e.key in terms_of for e in basic):
+        only_terms = [as_term(e) if e.vocabulary == "circumplex" else
+                      as_term(next(t for t in named_emotions() if t.key == terms_of[e.key]))
+                      for _, e in resolved]
+        fixes.append(f"[{', '.join(dict.fromkeys(only_terms))}] for circumplex terms only")
+    if all(e.key in by_term for _, e in terms):
+        only_basic = [(e if e.vocabulary == "basic" else by_term[e.key]).key
+                      for _, e in resolved]
+        fixes.append(f"[{', '.join(dict.fromkeys(only_basic))}] for basic emotions only")
+    mix = [e.key if e.vocabulary == "basic" else CIRCUMPLEX_PREFIX + e.name.lower()
+           for _, e in resolved]
+    fixes.append(f"[{', '.join(mix)}] to keep the mix without this warning")
+    message = (f"targets mix basic emotions ({', '.join(e.name for e in basic)}: FACS "
+               f"prototypes at their published points) with circumplex terms "
+               f"({', '.join(e.name for _, e in terms)}: faces at the terms' angles); tables "
+               f"and file names will show both")
+    return message, "write " + ", or ".join(fixes)
+
+
 class UnknownEmotionError(KeyError):
     """A name in neither vocabulary; ``args[0]`` is the did-you-mean suggestion or None."""
 
@@ -231,7 +430,10 @@ class UnknownEmotionError(KeyError):
 
 
 def emotion_by_name(name: str) -> NamedEmotion:
-    """Look up a named emotion in both vocabularies (case and separators ignored).
+    """Look up a name as stimgen writes it (the ``emotion`` column of stimuli.tsv), in both
+    vocabularies, case and separators ignored: a display name ("Happy", "Happiness") names
+    itself. A researcher's word in a protocol goes through ``resolve_emotion`` instead (the
+    vocabulary rule); a ``circumplex:``/``basic:`` prefix is honoured by both.
 
     Raises
     ------
@@ -239,7 +441,10 @@ def emotion_by_name(name: str) -> NamedEmotion:
         A KeyError whose ``hint`` proposes the closest known name, never one of the
         opposite valence, or says why a known word (neutral) is not a target.
     """
-    key = normalise_emotion_name(name)
+    vocabulary, word = _split_prefix(name)
+    if vocabulary is not None:
+        return resolve_emotion(name)
+    key = normalise_emotion_name(word)
     for emotion in all_emotions():
         if key == emotion.key or key in emotion.aliases:
             return emotion
@@ -251,21 +456,24 @@ def emotion_by_name(name: str) -> NamedEmotion:
 
 
 def suggest_emotion(word: str, among=None) -> str | None:
-    """The closest emotion name to ``word``, or None when close names disagree in valence.
+    """The closest emotion name to ``word``, or None when a name of the opposite valence is
+    about as close.
 
-    A misspelling close to both a pleasant and an unpleasant term ("contnt": content or
-    contempt?) gets no suggestion rather than a guess that could reverse the valence.
+    Closeness is counted in typing edits (a letter added, dropped, changed, or two swapped).
+    A misspelling about as close to a pleasant as to an unpleasant term ("contnt": content,
+    one edit, or contempt, three?) gets no suggestion rather than a guess that could reverse
+    the valence; one whose nearest names of the other valence are far ("digusted": disgusted
+    is one edit away, delighted four) gets the nearest name.
     ``among``: look only at the names of these emotions (``NamedEmotion``; a basic emotion's
     names include the circumplex term of the same emotion), e.g. the ones a choice list
     leaves unanswered; default all of them.
 
-    >>> suggest_emotion("contnt") is None
-    True
-
-    >>> suggest_emotion("disgustd"), suggest_emotion("hapy")
-    ('disgusted', 'happy')
+    >>> suggest_emotion("contnt") is None, suggest_emotion("contemt") is None
+    (True, True)
+    >>> suggest_emotion("disgustd"), suggest_emotion("digusted"), suggest_emotion("hapy")
+    ('disgusted', 'disgusted', 'happy')
     >>> suggest_emotion("contemptous"), suggest_emotion("contemptous", [emotion_by_name("contempt")])
-    (None, 'contemptuous')
+    ('contemptuous', 'contemptuous')
     """
     names: dict[str, float] = {}
     for emotion in all_emotions() if among is None else among:
@@ -276,10 +484,40 @@ def suggest_emotion(word: str, among=None) -> str | None:
     close = difflib.get_close_matches(word, list(names), n=4, cutoff=0.6)
     if not close:
         return None
-    signs = {np.sign(round(names[c], 6)) for c in close}
-    if len(signs - {0.0}) > 1 or close[0] in NOT_TARGETS:
+    edits = {name: typing_distance(word, name) for name in close}
+    best = min(close, key=lambda name: edits[name])     # ties: difflib's order
+    sign = np.sign(round(names[best], 6))
+    rivals = [name for name in close if sign and np.sign(round(names[name], 6)) == -sign]
+    if best in NOT_TARGETS or any(edits[name] <= edits[best] + AMBIGUOUS_EDITS
+                                  for name in rivals):
         return None
-    return close[0]
+    return best
+
+
+#: A name of the opposite valence within this many more typing edits than the nearest name
+#: makes a misspelling ambiguous (no did-you-mean).
+AMBIGUOUS_EDITS = 2
+
+
+def typing_distance(a: str, b: str) -> int:
+    """Typing edits between two words: letters inserted, deleted or changed, and two
+    neighbouring letters swapped (optimal string alignment distance).
+
+    >>> typing_distance("digusted", "disgusted"), typing_distance("afriad", "afraid")
+    (1, 1)
+    >>> typing_distance("contnt", "contempt")
+    3
+    """
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1,
+                         rows[-1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def suggest(word: str, choices: list[str]) -> str | None:

@@ -119,7 +119,7 @@ def detect_faces(image: np.ndarray, *, min_face_size: float = 20.0,
     Parameters
     ----------
     image : numpy.ndarray
-        uint8 RGB [H, W, 3] (e.g. :func:`stimgen.backends.emostyle.photo.load_photo`).
+        uint8 RGB [H, W, 3] (e.g. :func:`stimgen.photos.load_photo`).
     min_face_size : float
         Smallest face searched for, pixels (box side). Smaller finds tinier faces, slower.
     thresholds : (float, float, float)

@@ -6,9 +6,15 @@ identities and write each identity's cache record as soon as it is complete, whi
 build then merges. Either way the build folder is the same file for file. While jobs run,
 the build watches them through SLURM's own tools (stimgen/scheduler.py), so that a job that
 dies without a result is retried or reported, never waited for in silence.
+
+Stopping (Ctrl-C, SIGTERM: stimgen/interrupt.py): :func:`run_chunks` stops its workers
+(:func:`stop_workers`) and :func:`run_units` cancels its jobs (:meth:`_JobRun.cancel_all`)
+before the stop goes on up; workers and jobs journal every stimulus they finished, so
+nothing finished is drawn again.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
@@ -22,15 +28,19 @@ import sys
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from stimgen import scheduler
-from stimgen.build_folder import JOBS_DIR, cached_records, identity_record_path, store_records
+from stimgen.build_folder import (JOBS_DIR, cached_records, clear_journals, identity_record_path,
+                                  journaled_records, store_records)
 from stimgen.errors import BackendUnavailableError, BuildError
+from stimgen.interrupt import STOP_SIGNALS, StopRequested, signal_name
 from stimgen.plan import plan_units
 from stimgen.render import Chunk, identity_chunks, render_and_rate
 from stimgen.wording import quantity
@@ -118,27 +128,94 @@ def gpu_for_worker(worker: int, gpus: Sequence[str]) -> str:
     return gpus[worker % len(gpus)]
 
 
-def _claim_gpu(slots) -> None:
-    # Runs first in each worker process, before anything imports torch.cuda.
-    os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
+#: Seconds that stopped worker processes get to finish the stimulus they are writing and
+#: exit, before they are killed (what they finished is already journaled).
+STOP_GRACE_SECONDS = 2.0
+
+
+class _Worker:
+    """The state of a local worker process: whether it is working, whether it must stop."""
+
+    busy = False                     # running a task (a chunk, a matched identity)
+    stop: int | None = None          # the signal that asked it to stop
+
+
+def _on_stop_signal(signum, frame) -> None:
+    # A worker's SIGINT/SIGTERM (from the terminal's Ctrl-C, a scheduler, or the build
+    # passing its own on): stop the task under way, at once, through the same
+    # KeyboardInterrupt path as the build's own process; between tasks, only remember it.
+    # Once only: a second signal (Ctrl-C reaches both the build and its workers, and the
+    # build passes its own on) must not cut short the journaling of the first one's stop.
+    first = _Worker.stop is None
+    _Worker.stop = signum
+    if _Worker.busy and first:
+        raise StopRequested(signum)
+
+
+def _start_worker(slots) -> None:
+    """Runs first in each worker process: its stop signals, and its GPU (with GPUs) before
+    anything imports torch.cuda."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+    if slots is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slots.get()
 
 
 def _worker_pool(workers: int, gpus: Sequence[str]) -> ProcessPoolExecutor:
     """``workers`` processes; with GPUs, each sees only its own through CUDA_VISIBLE_DEVICES."""
     if not gpus:
-        return ProcessPoolExecutor(max_workers=workers)
+        return ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                   initargs=(None,))
     context = multiprocessing.get_context("spawn")     # CUDA does not survive fork
     slots = context.Queue()
     for worker in range(workers):
         slots.put(gpu_for_worker(worker, gpus))
     return ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_claim_gpu, initargs=(slots,))
+                               initializer=_start_worker, initargs=(slots,))
+
+
+def stop_workers(pool: ProcessPoolExecutor, workers: Sequence[multiprocessing.Process],
+                 signum: int, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a pool of render workers now: queued chunks are cancelled, running ones are sent
+    ``signum`` (they journal the stimuli being written and return), and a worker still
+    alive after ``grace`` seconds is killed.
+
+    Parameters
+    ----------
+    pool : ProcessPoolExecutor
+        The pool of :func:`run_chunks`.
+    workers : sequence of multiprocessing.Process
+        Its processes (:func:`_pool_processes`).
+    signum : int
+        The signal the build is stopping on; the workers get the same.
+    grace : float
+        Seconds before the workers still running are killed.
+    """
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signum)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(1.0)
+    pool.shutdown(wait=True)
+
+
+def _pool_processes(before: set[int]) -> list[multiprocessing.Process]:
+    """The worker processes started since ``before`` (the pids of the children alive then)."""
+    return [p for p in multiprocessing.active_children() if p.pid not in before]
 
 
 def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, workers: int,
                on_result: Callable[["Chunk", list[dict]], None],
                on_progress: Callable[[int], None] | None = None,
-               gpus: Sequence[str] = ()) -> None:
+               gpus: Sequence[str] = (), while_waiting: Callable[[], None] | None = None
+               ) -> None:
     """Render and rate every chunk, serially (``workers`` <= 1) or in worker processes.
 
     Parameters
@@ -153,27 +230,82 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
         Called with the number of stimuli just finished.
     gpus : sequence of str
         GPUs to share among the workers, one per worker (round robin); empty on CPU.
+    while_waiting : callable, optional
+        With worker processes, called once every chunk is submitted (the workers exist,
+        so starting threads is safe for ``fork``), while this process only waits.
     """
     if workers <= 1:
         for chunk in chunks:
             on_result(chunk, render_and_rate(protocol, chunk, out, on_stimuli=on_progress))
         return
-    with _worker_pool(workers, gpus) as pool:
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = _worker_pool(workers, gpus)
+    try:
         futures = {pool.submit(_render_in_worker, protocol, chunk, out): chunk
                    for chunk in chunks}
+        if while_waiting is not None:
+            while_waiting()
         for future in as_completed(futures):
             chunk = futures[future]
             try:
-                records, raised = future.result()
+                records, raised, stopped = future.result()
             except BrokenProcessPool:
                 raise BuildError(
                     "a worker process died while rendering (killed, or out of memory)",
-                    hint="run the same command again to resume; if it happens again, use "
-                         "fewer workers with -j") from None
+                    hint="run the same command again to resume (finished stimuli are kept); "
+                         "if it happens again, use fewer workers with -j") from None
             raised.show()
+            if stopped is not None:     # a signal reached the worker first: stop the build
+                raise StopRequested(stopped)
             on_result(chunk, records)
             if on_progress:
-                on_progress(chunk.stop - chunk.start)
+                on_progress(len(set(chunk.stimulus_ids) - chunk.done))
+    except BaseException as error:     # a stop, or a failure: the other workers stop too
+        stop_workers(pool, _pool_processes(before), _stop_signal(error))
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_signal(error: BaseException) -> int:
+    """The signal to pass on to workers: the stop's own, or SIGTERM after a failure."""
+    if isinstance(error, KeyboardInterrupt):
+        return getattr(error, "signum", signal.SIGINT)
+    return signal.SIGTERM
+
+
+@contextmanager
+def worker_map(workers: int, gpus: Sequence[str] = ()) -> Iterator[Callable]:
+    """``run(function, items)``: ``function`` of each item, in order (an iterator), in
+    ``workers`` local processes, or in this process when ``workers`` <= 1. For stages that
+    need every stimulus at once (the set stage of `match:`), between the units' chunks."""
+    if workers <= 1:
+        yield lambda function, items: map(function, items)
+        return
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = _worker_pool(workers, gpus)
+
+    def run(function: Callable, items) -> Iterator:
+        items = list(items)
+        chunk = max(1, len(items) // (4 * workers))
+        try:
+            for result, raised, stopped in pool.map(partial(_collecting, function), items,
+                                                    chunksize=chunk):
+                raised.show()
+                if stopped is not None:     # a signal reached the worker first
+                    raise StopRequested(stopped)
+                yield result
+        except BrokenProcessPool:
+            raise BuildError(
+                "a worker process died while matching (killed, or out of memory)",
+                hint="run the same command again to resume; if it happens again, use "
+                     "fewer workers with -j") from None
+
+    try:
+        yield run
+    except BaseException as error:     # a stop, or a failure: the workers stop now
+        stop_workers(pool, _pool_processes(before), _stop_signal(error))
+        raise
+    pool.shutdown(wait=True)
 
 
 @dataclass
@@ -202,19 +334,36 @@ class _Collect(logging.Handler):
         self.logged.append((record.levelno, record.getMessage()))
 
 
-def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings]:
-    """:func:`render_and_rate` in a worker process, its warnings collected, not printed."""
+def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings, int | None]:
+    """``function(item)`` in a worker process, its warnings collected, not printed; the last
+    value is the signal that stopped it (None: it finished), the first None then."""
     logger = logging.getLogger("stimgen")
     collect = _Collect()
     handlers, propagate = logger.handlers[:], logger.propagate
     logger.handlers, logger.propagate = [collect], False
+    result, stopped = None, _Worker.stop
     try:
         with warnings.catch_warnings(record=True) as caught:
-            records = render_and_rate(protocol, chunk, out)
+            if stopped is None:
+                _Worker.busy = True
+                try:
+                    if _Worker.stop is not None:      # it came just before `busy`
+                        raise StopRequested(_Worker.stop)
+                    result = function(item)
+                finally:
+                    _Worker.busy = False
+    except StopRequested as stop:     # what it finished is journaled (render_and_rate)
+        stopped = stop.signum
     finally:
         logger.handlers, logger.propagate = handlers, propagate
-    return records, WorkerWarnings(collect.logged, [
-        (str(w.message), w.category, w.filename, w.lineno) for w in caught])
+    return result, WorkerWarnings(collect.logged, [
+        (str(w.message), w.category, w.filename, w.lineno) for w in caught]), stopped
+
+
+def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
+    """:func:`render_and_rate` of one chunk in a worker process (see :func:`_collecting`)."""
+    records, raised, stopped = _collecting(partial(render_and_rate, protocol, out=out), chunk)
+    return records or [], raised, stopped
 
 
 # --------------------------------------------------------------------------------------
@@ -238,55 +387,130 @@ def render_identities(batch: JobBatch) -> dict[str, Any]:
     """Render and rate the batch's identities inside a job; runs in the job's process.
 
     Each identity's cache record is written atomically as soon as all its stimuli are, so
-    a job that dies half-way keeps the identities it finished. Returns the job's timings:
-    ``startup`` (seconds from the process's start until rendering begins: Python, imports,
-    unpickling the protocol; None where unknown), ``render`` (the rest) and ``identities``.
+    a job that dies half-way keeps the identities it finished; within an identity, every
+    stimulus is journaled as it is written, so that the identity's next job (a retry, or
+    the next run of the build) draws only the rest. Returns the job's timings: ``startup``
+    (seconds from the process's start until rendering begins: Python, imports, unpickling
+    the protocol; None where unknown), ``render`` (the rest) and ``identities``.
     """
     began = time.perf_counter()
     startup = process_age()
     _follow_slurm_signals()
-    protocol = batch.protocol
-    keys = dict(batch.identities)
-    units = [unit for unit in plan_units(protocol) if unit.identity.id in keys]
-    workers = max(1, min(batch.workers, len(_usable_cpus()), len(units) * 4))
-    chunks = [chunk for unit in units
-              for chunk in identity_chunks(unit, workers, cheap_identities(protocol))]
-    print(f"stimgen: job on {os.uname().nodename}: {quantity(len(units), 'identity')} "
-          f"({', '.join(keys)}), {quantity(sum(len(u.targets) for u in units), 'stimulus')}, "
-          f"{quantity(workers, 'worker')} -> {batch.out}", flush=True)
-    if startup is not None:
-        startup += time.perf_counter() - began
-        print(f"stimgen: start-up {startup:.1f} s (Python, imports, protocol)", flush=True)
-    rendering = time.perf_counter()
-    pieces: dict[str, list[dict]] = {unit.identity.id: [] for unit in units}
-    left = {unit.identity.id: sum(1 for c in chunks if c.unit is unit) for unit in units}
+    try:
+        protocol = batch.protocol
+        keys = dict(batch.identities)
+        pending = [(unit, keys[unit.identity.id]) for unit in plan_units(protocol)
+                   if unit.identity.id in keys]
+        workers = max(1, min(batch.workers, len(_usable_cpus()), len(pending) * 4))
+        finished = {unit.identity.id: journaled_records(batch.out, unit.identity.id, key)
+                    for unit, key in pending}
+        kept = sum(map(len, finished.values()))
+        print(f"stimgen: job on {os.uname().nodename}: {quantity(len(pending), 'identity')} "
+              f"({', '.join(keys)}), "
+              f"{quantity(sum(len(u.targets) for u, _ in pending), 'stimulus')}"
+              + (f" ({kept} finished by an earlier attempt)" if kept else "")
+              + f", {quantity(workers, 'worker')} -> {batch.out}", flush=True)
+        if startup is not None:
+            startup += time.perf_counter() - began
+            print(f"stimgen: start-up {startup:.1f} s (Python, imports, protocol)", flush=True)
+        rendering = time.perf_counter()
+
+        def stored(unit: "IdentityUnit", records: list[dict]) -> None:
+            print(f"stimgen: identity {unit.identity.id} done in "
+                  f"{time.perf_counter() - rendering:.1f} s", flush=True)
+
+        render_units(protocol, pending, batch.out, workers=workers,
+                     split=cheap_identities(protocol), finished=finished, on_stored=stored)
+        return {"startup": startup, "render": time.perf_counter() - rendering,
+                "identities": len(pending)}
+    except StopRequested as stop:      # SLURM ends the job (_follow_slurm_signals)
+        _end_job(stop.signum)
+        raise
+
+
+def render_units(protocol: "Protocol", pending: Sequence[tuple["IdentityUnit", str]],
+                 out: Path, *, workers: int, split: bool, gpus: Sequence[str] = (),
+                 finished: Mapping[str, Mapping[str, dict]] | None = None,
+                 on_stored: Callable[["IdentityUnit", list[dict]], None] | None = None,
+                 on_progress: Callable[[int], None] | None = None,
+                 while_waiting: Callable[[], None] | None = None) -> dict[str, list[dict]]:
+    """Render and rate identities in chunks (:func:`run_chunks`), storing each identity's
+    records (:func:`~stimgen.build_folder.store_records`) as soon as its last stimulus is
+    drawn and then forgetting its journals; returns the records by identity.
+
+    Every stimulus is journaled as its files are written; stimuli an earlier, stopped run
+    journaled are not drawn again (a chunk of only such stimuli is skipped), and their
+    records join the identity's.
+
+    Parameters
+    ----------
+    protocol : Protocol
+    pending : sequence of (IdentityUnit, key)
+        The identities to draw and their cache keys.
+    out : Path
+        The build folder.
+    workers, gpus, on_progress, while_waiting
+        As for :func:`run_chunks`.
+    split : bool
+        Whether an identity may be split among workers (:func:`cheap_identities`).
+    finished : mapping, optional
+        The journaled records of each identity (identity id -> stimulus id -> record), when
+        the caller has read them already (:func:`~stimgen.build_folder.journaled_records`).
+    on_stored : callable, optional
+        Called with each identity and its records, once stored.
+    """
+    if finished is None:
+        finished = {unit.identity.id: journaled_records(out, unit.identity.id, key)
+                    for unit, key in pending}
+    chunks: list[Chunk] = []
+    for unit, key in pending:
+        done = frozenset(finished[unit.identity.id])
+        chunks += [Chunk(unit, chunk.start, chunk.stop, key, done & set(chunk.stimulus_ids))
+                   for chunk in identity_chunks(unit, workers, split)]
+    chunks = [chunk for chunk in chunks if not chunk.done >= set(chunk.stimulus_ids)]
+    left = {unit.identity.id: 0 for unit, _ in pending}
+    for chunk in chunks:
+        left[chunk.unit.identity.id] += 1
+    by_identity = {unit.identity.id: dict(finished[unit.identity.id]) for unit, _ in pending}
+    stored: dict[str, list[dict]] = {}
+
+    def store(unit: "IdentityUnit", key: str) -> None:
+        order = {sid: i for i, sid in enumerate(unit.stimulus_ids())}
+        records = sorted(by_identity.pop(unit.identity.id).values(),
+                         key=lambda r: order[r["stimulus_id"]])
+        store_records(out, unit.identity.id, key, records)
+        clear_journals(out, unit.identity.id)
+        stored[unit.identity.id] = records
+        if on_stored is not None:
+            on_stored(unit, records)
 
     def collect(chunk: Chunk, records: list[dict]) -> None:
         identity = chunk.unit.identity.id
-        pieces[identity].extend(records)
+        by_identity[identity].update({r["stimulus_id"]: r for r in records})
         left[identity] -= 1
         if left[identity] == 0:
-            order = {sid: i for i, sid in enumerate(chunk.unit.stimulus_ids())}
-            store_records(batch.out, identity, keys[identity],
-                          sorted(pieces.pop(identity), key=lambda r: order[r["stimulus_id"]]))
-            print(f"stimgen: identity {identity} done in "
-                  f"{time.perf_counter() - rendering:.1f} s", flush=True)
+            store(chunk.unit, chunk.key)
 
-    run_chunks(protocol, chunks, batch.out, workers=workers, on_result=collect)
-    return {"startup": startup, "render": time.perf_counter() - rendering,
-            "identities": len(units)}
+    for unit, key in pending:          # finished before the last run stopped, not yet stored
+        if left[unit.identity.id] == 0:
+            store(unit, key)
+    run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
+               on_progress=on_progress, gpus=gpus, while_waiting=while_waiting)
+    return stored
 
 
 def _follow_slurm_signals() -> None:
-    """Under SLURM, run to the real time limit, and stop at once when SLURM ends the job.
+    """Under SLURM, run to the real time limit, and stop within seconds when SLURM ends the
+    job.
 
     submitit has SLURM send SIGUSR2 90 s before the time limit (for limits up to 1.5 min: at
     once) and then stops a job that cannot checkpoint itself, so short limits would end jobs
     that still had time: the job carries on instead. It also ignores SIGTERM, which SLURM
     sends when it cancels a job (scancel, time limit, preemption) and follows with SIGKILL
-    only ``KillWait`` seconds later: the job exits at once instead, so that the build sees
-    the job's end state (CANCELLED, TIMEOUT, ...) within seconds. Finished identities are
-    kept: their records are written atomically.
+    only ``KillWait`` seconds later: the job stops instead (a
+    :class:`~stimgen.interrupt.StopRequested`, as a build's own process stops), journals
+    the stimuli being written, stops its workers and exits (:func:`_end_job`), so that the
+    build sees the job's end state (CANCELLED, TIMEOUT, ...) within seconds.
     """
     if "SLURM_JOB_ID" not in os.environ:
         return
@@ -294,13 +518,25 @@ def _follow_slurm_signals() -> None:
     def carry_on(signum, frame) -> None:
         print("stimgen: SLURM signalled the approaching time limit; carrying on", flush=True)
 
+    stopping = []
+
     def stop(signum, frame) -> None:
+        if stopping:                   # already stopping: let the journaling finish
+            return
+        stopping.append(signum)
         print("stimgen: SLURM is ending this job (SIGTERM); stopping", flush=True)
-        sys.stderr.flush()
-        os._exit(128 + signum)
+        raise StopRequested(signum)
 
     signal.signal(signal.SIGUSR2, carry_on)
     signal.signal(signal.SIGTERM, stop)
+
+
+def _end_job(signum: int) -> None:
+    """Exit a stopped job at once, with the signal's status and no result file, so that the
+    build reports SLURM's end state (CANCELLED, TIMEOUT, ...) rather than an exception."""
+    print(f"stimgen: stopped by {signal_name(signum)}; finished stimuli are kept", flush=True)
+    sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def process_age() -> float | None:
@@ -543,6 +779,10 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
     ------
     UnitsFailedError
         Naming every identity that failed all its attempts, its last error and log file.
+    KeyboardInterrupt
+        Ctrl-C, or :class:`~stimgen.interrupt.StopRequested` for SIGTERM: every job in
+        flight is cancelled first (:meth:`_JobRun.cancel_all`); the stimuli they finished
+        are journaled in the build folder, and the next run's jobs draw only the rest.
     """
     if not pending:
         return
@@ -839,18 +1079,28 @@ class _JobRun:
         self.say(line)
 
     def cancel_all(self) -> None:
-        """Cancel every job still in flight (Ctrl-C, or an error of the build itself)."""
+        """Cancel every job still in flight (a stop: Ctrl-C, SIGTERM; or an error of the
+        build itself), without waiting for them.
+
+        SLURM: ``scancel``, which sends the jobs SIGTERM (they journal what they are writing
+        and exit, :func:`_follow_slurm_signals`) and SIGKILL after the cluster's
+        ``KillWait``; submitit-local sends each job's process SIGINT. Either way a job keeps
+        every stimulus it finished (:class:`stimgen.build_folder.StimulusJournal`), so a
+        cancelled or preempted identity resumes where it stopped.
+        """
         if not self.flights:
             return
         if self.slurm:
             # an array by its id: its tasks that already ended ignore scancel
             ids = sorted({f.job_id.split("_", 1)[0] for f in self.flights})
-            subprocess.call(["scancel", *ids], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+            with contextlib.suppress(OSError):       # scancel gone from PATH meanwhile
+                subprocess.call(["scancel", *ids], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
             self.say(f"... cancelled job(s) {' '.join(ids)}")
         else:
             for flight in self.flights:
-                flight.job.cancel(check=False)
+                with contextlib.suppress(Exception):  # a job that already ended
+                    flight.job.cancel(check=False)
         self.flights.clear()
 
     def finish(self) -> None:

@@ -26,17 +26,21 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANI
                                   METRICS_BY_EMOTION_CSV, METRICS_BY_INTENSITY_CSV,
                                   PROTOCOL_YAML, REFERENCES_DIR, STIMULI_DIR, STIMULI_TSV,
                                   TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
-                                  build_lock, cached_records, frame_folders, json_bytes,
+                                  build_lock, cached_records, clear_journals, frame_folders,
+                                  journaled_records, json_bytes,
                                   prepare_output,
-                                  recorded_stimuli, remove_stale_stimuli, store_records,
+                                  recorded_stimuli, remove_stale_stimuli,
+                                  remove_stale_thumbnails,
                                   record_files,
                                   supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
 from stimgen.dynamic import unmeasured_flicker
 from stimgen.errors import BuildError
-from stimgen.executors import (check_available, cheap_identities, run_chunks, run_units,
+from stimgen.executors import (check_available, cheap_identities, render_units, run_units,
                                uses_gpu, visible_gpus)
+from stimgen.interrupt import stopping_on_signals
+from stimgen.preflight import check_photos, missing_packages, photo_error
 from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
                             protect_collected_data, remove_partial_snapshots)
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
@@ -47,11 +51,11 @@ from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy, reference_targets
 from stimgen.raters.selection import circularity, rater_models, rater_versions, resolve_raters
-from stimgen.render import Chunk, identity_chunks
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
 from stimgen.storage import (crash_point, disk_error, remove_empty_folders, remove_leftovers,
                              sha256_bytes, sha256_file)
+from stimgen.thumbnails import thumbnail_name
 from stimgen.validate import stimulus_table
 
 log = logging.getLogger("stimgen")
@@ -67,6 +71,8 @@ class BuildResult:
     manifest: dict[str, Any]
     reused_identities: list[str] = field(default_factory=list)
     repairs: list[dict[str, str]] = field(default_factory=list)   # damaged files recomputed
+    #: stimuli an interrupted earlier run finished, of identities it left unfinished
+    kept_stimuli: int = 0
 
 
 # --------------------------------------------------------------------------------------
@@ -146,7 +152,21 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     >>> import stimgen
     >>> result = stimgen.build(stimgen.load_protocol("protocols/demo.yaml"))  # doctest: +SKIP
     >>> result.stimuli[["stimulus_id", "distance_error"]].head()  # doctest: +SKIP
+
+    Stopping: SIGINT (Ctrl-C) and SIGTERM raise :class:`stimgen.interrupt.StopRequested` (a
+    ``KeyboardInterrupt``) within about a second, unless the program installed its own
+    handlers; worker processes and jobs are stopped, and every stimulus finished so far is
+    kept for the next run (docs/reliability.md).
     """
+    with stopping_on_signals():
+        return _build(protocol, out, force=force, jobs=jobs, execution=execution,
+                      progress=progress, command=command, dry_run=dry_run)
+
+
+def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command, dry_run
+           ) -> BuildResult:
+    for warning in protocol.warnings:           # an emotion word with two meanings, and so on
+        log.warning(warning.render(str(protocol.source_path) if protocol.source_path else None))
     if dry_run:
         return _dry_run(protocol, out, force=force, jobs=jobs, execution=execution,
                         progress=progress, command=command)
@@ -165,6 +185,12 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     from stimgen.weights import require_weights
 
     require_weights(rater_models(raters.names))  # fails fast: a rater's weights missing
+    missing = missing_packages(protocol, raters.names)   # fails fast: PsychoPy, face-alignment...
+    if missing is not None:
+        raise missing
+    photos = check_photos(protocol, references=False, detect=False)   # every identity photo
+    if photos.problems:                         # (references are read first thing below)
+        raise photo_error(protocol, photos.problems)
     rater_info = [describe_rater(name, protocol.backend.name) for name in raters.names]
     for note in raters.notes:
         _stage(progress, note)
@@ -180,10 +206,6 @@ def build(protocol: Protocol, out: str | Path | None = None, *, force: bool = Fa
     elif jobs is not None:
         execution = execution.model_copy(update={"jobs": jobs})
     check_available(execution)                  # fails fast: no sbatch, no submitit
-    if protocol.experiment is not None:         # fails fast: PsychoPy missing or broken
-        from stimgen.export.psychopy_bundle import psychopy_experiment_module
-
-        psychopy_experiment_module()
     timings["plan"] = time.perf_counter() - clock
 
     try:
@@ -214,11 +236,12 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         ledger.remove(MANIFEST_JSON)        # not complete until written again
         clock = time.perf_counter()
         earlier = recorded_stimuli(out)
-        records, reused, repairs = _run_units(protocol, units, keys, out, execution, progress)
+        records, reused, repairs, kept = _run_units(protocol, units, keys, out, execution,
+                                                    progress)
         timings["render_and_rate"] = time.perf_counter() - clock
         unit_records = list(records.values())      # with `match:`, its inputs
         records = _standardise_set(protocol, units, keys, records, out, ledger, timings,
-                                   progress)
+                                   progress, execution)
         remove_stale_stimuli(out, [*unit_records, *records.values()], earlier,
                              {u.identity.id for u in units},
                              matched=protocol.output.match != "none")
@@ -263,6 +286,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         from stimgen.report import write_report   # matplotlib: only where a report is made
 
         paths["report"] = write_report(out, command=command, manifest=manifest)
+        remove_stale_thumbnails(out, {thumbnail_name(r) for r in records.values()})
         timings["report"] = time.perf_counter() - clock
         crash_point("report")
 
@@ -270,7 +294,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         manifest.update(files=_written_files(out, records), timings=_rounded(timings))
         Ledger.load(out).write_bytes(MANIFEST_JSON, json_bytes(manifest))
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
-                       reused_identities=reused, repairs=repairs)
+                       reused_identities=reused, repairs=repairs, kept_stimuli=kept)
 
 
 def _remove_leftovers(out: Path) -> None:
@@ -333,6 +357,14 @@ def _write_experiment(protocol: Protocol, out: Path, table: pd.DataFrame) -> dic
 
 
 def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
+    """Render and rate every identity not already finished; returns their records by
+    stimulus id, the identities reused whole, the repairs and the number of stimuli kept
+    from an interrupted run.
+
+    Each identity is stored as soon as its last stimulus is done, and each stimulus is
+    journaled as soon as its files are written (render.render_and_rate), so that a build
+    stopped at any point keeps its finished work; the next run draws only the rest.
+    """
     from tqdm import tqdm
 
     records: dict[str, dict] = {}
@@ -353,42 +385,75 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
         else:
             reused.append(unit.identity.id)
             records.update({r["stimulus_id"]: r for r in cached})
+            clear_journals(out, unit.identity.id)   # left if a stop came just after storing
+    finished = {unit.identity.id: journaled_records(out, unit.identity.id, key)
+                for unit, key in pending}
+    kept = sum(map(len, finished.values()))
+    preparing: list = []          # while this process only waits: the later stages' imports
+
+    def prepare() -> None:
+        preparing.append(_load_later_stages(protocol))
+
     if execution.executor != "local":
-        records.update(_run_jobs(protocol, pending, out, execution, progress))
-        return records, reused, repairs
-    total = sum(len(unit.targets) for unit, _ in pending)
-    bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
-               file=sys.stderr, leave=False)
-    gpus = visible_gpus() if uses_gpu(protocol) and pending else []
-    workers = _worker_count(execution.jobs, protocol, total, gpus)
-    by_identity: dict[str, list[dict]] = {unit.identity.id: [] for unit, _ in pending}
-    split = cheap_identities(protocol)
-    chunks = [chunk for unit, _ in pending for chunk in identity_chunks(unit, workers, split)]
-
-    def collect(chunk: Chunk, chunk_records: list[dict]) -> None:
-        by_identity[chunk.unit.identity.id].extend(chunk_records)
-
-    try:
-        run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
-                   on_progress=bar.update, gpus=gpus)
-    finally:
-        bar.close()
-    for unit, key in pending:
-        order = {sid: i for i, sid in enumerate(unit.stimulus_ids())}
-        unit_records = sorted(by_identity[unit.identity.id], key=lambda r: order[r["stimulus_id"]])
-        store_records(out, unit.identity.id, key, unit_records)
-        records.update({r["stimulus_id"]: r for r in unit_records})
-    return records, reused, repairs
+        records.update(_run_jobs(protocol, pending, out, execution, progress, prepare))
+    else:
+        total = sum(len(unit.targets) for unit, _ in pending) - kept
+        bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
+                   file=sys.stderr, leave=False)
+        gpus = visible_gpus() if uses_gpu(protocol) and total else []
+        workers = _worker_count(execution.jobs, protocol, total, gpus)
+        try:
+            stored = render_units(protocol, pending, out, workers=workers,
+                                  split=cheap_identities(protocol), gpus=gpus,
+                                  finished=finished, on_progress=bar.update,
+                                  while_waiting=prepare)
+        finally:
+            bar.close()
+        for unit_records in stored.values():
+            records.update({r["stimulus_id"]: r for r in unit_records})
+    for thread in preparing:       # done before anything forks again (the set stage's workers)
+        thread.join()
+    return records, reused, repairs, kept
 
 
-def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress):
+def _load_later_stages(protocol: Protocol):
+    """While worker processes or identity jobs draw, load in this otherwise idle process
+    what the stages after drawing need (norms check, bundle, report: scipy, matplotlib,
+    jinja2; PsychoPy's Builder components, whose loading imports half of scipy), so that
+    those stages start at once; returns the thread (join it before anything forks)."""
+    import threading
+
+    def load() -> None:
+        try:
+            import scipy.stats  # noqa: F401  (the report's low-level statistics)
+
+            import stimgen.design  # noqa: F401
+            import stimgen.export  # noqa: F401
+            import stimgen.norms.current  # noqa: F401
+            import stimgen.report  # noqa: F401  (matplotlib, jinja2)
+
+            if protocol.experiment is not None:
+                from psychopy.experiment.components import getAllComponents
+
+                getAllComponents(fetchIcons=False)
+        except Exception:          # noqa: BLE001 - the stage itself will import and report it
+            pass
+
+    thread = threading.Thread(target=load, name="stimgen-load-later-stages", daemon=True)
+    thread.start()
+    return thread
+
+
+def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress,
+                     execution=None):
     """Issue 17's set-level step: masks/ for oval-masked builds and, with `match:`, the
-    matching stage, which matches, rates and writes the faces (stimgen/standardise.py)."""
+    matching stage, which matches, rates and writes the faces (stimgen/standardise.py), in
+    the build's local workers (issue 30)."""
     from functools import partial
 
     from stimgen.build_folder import MASKS_DIR
-    from stimgen.raters import create_rater
-    from stimgen.render import _save_stimulus, rate_faces
+    from stimgen.executors import worker_map
+    from stimgen.render import rate_matched
     from stimgen.standardise import match_stage, write_masks
 
     ledger.remove_stale(MASKS_DIR, keep=write_masks(ledger, records, units))
@@ -400,13 +465,15 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
                      f"{'stimulus set' if output.match_scope == 'set' else 'identity'}"
                      " and rating the matched faces")
     clock = time.perf_counter()
-    names = protocol.rater_names()
-    raters = {name: create_rater(name, protocol.backend.name) for name in names}
-    records = match_stage(protocol, units, keys, records, out,
-                          rate=partial(rate_faces, raters, multiple=len(names) > 1),
-                          save=lambda sid, face, columns, framing: _save_stimulus(
-                              out, sid, output.format, face, columns, framing),
-                          timings=timings)
+    total = sum(len(unit.targets) for unit in units)
+    local = execution is None or execution.executor == "local"
+    gpus = visible_gpus() if uses_gpu(protocol) else []
+    workers = _worker_count(execution.jobs if execution is not None else None, protocol,
+                            total, gpus) if local else 1
+    with worker_map(workers, gpus) as run:
+        records = match_stage(protocol, units, keys, records, out,
+                              finish=partial(rate_matched, protocol, out), run=run,
+                              timings=timings)
     timings["match"] = time.perf_counter() - clock
     return records
 
@@ -423,10 +490,11 @@ def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> 
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
+def _run_jobs(protocol, pending, out, execution, progress, while_waiting=None
+              ) -> dict[str, dict]:
     """Run the pending identities as submitit jobs and merge the records they wrote."""
     run_units(protocol, pending, out, execution, progress=progress,
-              while_waiting=_load_later_stages)
+              while_waiting=while_waiting)
     records: dict[str, dict] = {}
     for unit, key in pending:
         fresh, damage = cached_records(out, unit.identity.id, key)
@@ -438,18 +506,6 @@ def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
                                   "with this machine, then run the same command again")
         records.update({r["stimulus_id"]: r for r in fresh})
     return records
-
-
-def _load_later_stages() -> None:
-    """Import what the stages after rendering need (norms check, bundle, report), while the
-    identity jobs start: this process would only wait meanwhile, and the jobs' CPUs (on a
-    cluster, other machines') are not its own."""
-    import scipy.stats  # noqa: F401  (the report's low-level statistics)
-
-    import stimgen.design  # noqa: F401
-    import stimgen.export  # noqa: F401
-    import stimgen.norms.current  # noqa: F401
-    import stimgen.report  # noqa: F401
 
 
 def _protocol_bytes(protocol: Protocol) -> bytes:

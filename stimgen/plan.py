@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stimgen.circumplex import angle_to_va, emotion_by_name, va_to_angle
+from stimgen.circumplex import angle_to_va, va_to_angle
 from stimgen.errors import StimgenError
 from stimgen.protocol.models import Identity, Protocol, Targets
 
@@ -56,8 +56,8 @@ def _angle_key(angle: float) -> str:
 def plan_targets(targets: Targets) -> list[Target]:
     """Expand the protocol's targets into an ordered list (emotions, angles, points, neutral)."""
     planned: list[Target] = []
-    for name in targets.emotion_list():
-        emotion = emotion_by_name(name)
+    for name in targets.emotions:
+        emotion = targets.named_emotion(name)
         for r in targets.intensities:
             v, a = emotion.target_va(r)
             planned.append(Target("named", emotion.name, emotion.key, emotion.angle, r, v, a,

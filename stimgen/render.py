@@ -19,26 +19,39 @@ from PIL import Image
 
 from stimgen.backends import create_backend
 from stimgen.backends.base import Rendered
-from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, UNMATCHED_DIR,
-                                  rater_columns)
+from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, THUMBNAILS_DIR,
+                                  UNMATCHED_DIR, StimulusJournal, rater_columns)
 from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
 from stimgen.raters.quality import build_quality
-from stimgen.standardise import (UNFRAMED_KEY, Standardisation, deferred_fields,
-                                 standardisation)
+from stimgen.standardise import (UNFRAMED_KEY, MatchedIdentity, Standardisation,
+                                 deferred_fields, finish_matched, standardisation)
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
+from stimgen.thumbnails import thumbnail_bytes, thumbnail_name
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A slice of one identity's targets; the unit a worker process runs."""
+    """A slice of one identity's targets; the unit a worker process runs.
+
+    With ``key`` (the identity's cache key) every stimulus is recorded in a
+    :class:`~stimgen.build_folder.StimulusJournal` as soon as its files are written; batches
+    whose stimuli are all in ``done`` (finished by an earlier, interrupted run) are skipped.
+    """
 
     unit: IdentityUnit
     start: int
     stop: int
+    key: str | None = None                  # the identity's cache key: journal its stimuli
+    done: frozenset[str] = frozenset()      # stimulus ids finished earlier: not drawn again
+
+    @property
+    def stimulus_ids(self) -> list[str]:
+        identity = self.unit.identity.id
+        return [t.stimulus_id(identity) for t in self.unit.targets[self.start:self.stop]]
 
 
 def identity_chunks(unit: IdentityUnit, workers: int, split: bool = True) -> list[Chunk]:
@@ -55,11 +68,26 @@ def identity_chunks(unit: IdentityUnit, workers: int, split: bool = True) -> lis
 
 def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
                     on_stimuli: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
-    """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus.
+    """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus drawn.
 
     Targets go to the backend in batches of ``backend.batch_size``; encoding and writing
     the images runs in background threads so that the generator is never kept waiting.
+    A batch whose stimuli are all in ``chunk.done`` is skipped (its records are the
+    caller's); any other batch is drawn whole, so that a resumed build batches, and so draws,
+    exactly as an uninterrupted one. With ``chunk.key``, each stimulus is journaled once its
+    files are written, also when the run is stopped (a ``KeyboardInterrupt`` from Ctrl-C or
+    :mod:`stimgen.interrupt`): the writes under way finish and are recorded first.
     """
+    journal = (StimulusJournal(out, chunk.unit.identity.id, chunk.key)
+               if chunk.key is not None else None)
+    try:
+        return _render_and_rate(protocol, chunk, out, on_stimuli, journal)
+    finally:
+        if journal is not None:
+            journal.close()
+
+
+def _render_and_rate(protocol, chunk, out, on_stimuli, journal) -> list[dict[str, Any]]:
     backend = create_backend(protocol)
     names = protocol.rater_names()
     raters = {name: create_rater(name, protocol.backend.name) for name in names}
@@ -71,63 +99,111 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
     # matches, rates and saves, so the units keep the unmasked faces and rate only to correct
     framing = standardisation(protocol.output, neutral)
     neutral = framing.apply(neutral)
+
+    pending: list[tuple] = []          # (still, clip) futures of each stimulus, in order
+    journaled = 0
+
+    def journal_finished(wait: bool = False) -> None:
+        """Journal the stimuli whose files are written, in order (all of them with ``wait``,
+        once the writers have stopped)."""
+        nonlocal journaled
+        while journaled < len(pending):
+            still, clip = pending[journaled]
+            if not wait and not (still.done() and (clip is None or clip.done())):
+                return
+            if (still.cancelled() or still.exception() is not None
+                    or (clip is not None and (clip.cancelled() or clip.exception() is not None))):
+                return                  # a failed write: it and what follows are redone
+            if journal is not None:
+                journal.add(dict(still.result(), **(clip.result() if clip else {})))
+            journaled += 1
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as writers:
+            _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pending,
+                           framing, neutral, handle, journal_finished, on_stimuli)
+    finally:
+        journal_finished(wait=True)     # the writers have finished: record what they wrote
+    return [dict(still.result(), **(clip.result() if clip else {})) for still, clip in pending]
+
+
+def _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pending, framing,
+                   neutral, handle, journal_finished, on_stimuli) -> None:
+    """Draw and rate every batch of ``chunk`` not already ``done``, hand its faces to
+    ``writers`` and add their futures to ``pending``."""
+    identity = chunk.unit.identity
     matched_later = protocol.output.match != "none"
     targets = chunk.unit.targets[chunk.start:chunk.stop]
     batch = max(1, int(getattr(backend, "batch_size", 1)))
-    records: list[dict[str, Any]] = []
     correction = protocol.validation.correction
     dynamic = protocol.output.dynamic
 
     def framed(faces) -> list:
         return [framing.apply(face, keep_unframed=matched_later) for face in faces]
 
-    with ThreadPoolExecutor(max_workers=2) as writers:
-        pending = []
-        def save(part, faces, ratings) -> None:
-            # issue 19: each stimulus's clip, neutral -> the VA its still was drawn at (after
-            # issue 18's correction, the kept request); the apex is the still, so the still's
-            # rating is the clip's
-            clips = ([None] * len(part) if dynamic is None else write_clips(
-                writers, out, [t.stimulus_id(identity.id) for t in part],
-                render_clips(lambda ts: framed(_render(backend, handle, ts)),
-                             _as_drawn(part, ratings), faces, neutral, dynamic, batch),
-                dynamic, _png))
-            for index, (target, face) in enumerate(zip(part, faces)):
-                sid = target.stimulus_id(identity.id)
-                columns = {key: values[index] for key, values in ratings.items()}
-                columns.update(framing.record_fields())
-                if matched_later:      # the unmasked face, for the set stage
-                    face = unframed(face)
-                    columns.update(deferred_fields(face, neutral, framing.oval))
-                    job = writers.submit(_save_stimulus, out, sid, "png", face, columns, None,
-                                         UNMATCHED_DIR)
-                else:
-                    job = writers.submit(_save_stimulus, out, sid, protocol.output.format,
-                                         face, columns, framing)
-                pending.append((job, clips[index]))
-
-        drawn: list[tuple] = []       # the whole chunk, held for correction (issue 18)
-        for first in range(0, len(targets), batch):
-            part = targets[first:first + batch]
-            faces = framed(_render(backend, handle, part))
-            alone = [target.kind == "neutral" for target in part]
-            ratings = ({} if matched_later and correction is None    # rated after matching
-                       else rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1))
-            if correction is None:
-                save(part, faces, ratings)
+    def save(part, faces, ratings) -> None:
+        # issue 19: each stimulus's clip, neutral -> the VA its still was drawn at (after
+        # issue 18's correction, the kept request); the apex is the still, so the still's
+        # rating is the clip's
+        clips = ([None] * len(part) if dynamic is None else write_clips(
+            writers, out, [t.stimulus_id(identity.id) for t in part],
+            render_clips(lambda ts: framed(_render(backend, handle, ts)),
+                         _as_drawn(part, ratings), faces, neutral, dynamic, batch),
+            dynamic, _png))
+        for index, (target, face) in enumerate(zip(part, faces)):
+            sid = target.stimulus_id(identity.id)
+            columns = {key: values[index] for key, values in ratings.items()}
+            columns.update(framing.record_fields())
+            if matched_later:      # the unmasked face, for the set stage
+                face = unframed(face)
+                columns.update(deferred_fields(face, neutral, framing.oval))
+                job = writers.submit(_save_stimulus, out, sid, "png", face, columns, None,
+                                     UNMATCHED_DIR)
             else:
-                drawn.append((part, faces, ratings))
-            if on_stimuli and correction is None:   # with correction: once it is done
-                on_stimuli(len(part))
-        if correction is not None:   # closed-loop correction: every stimulus of the chunk at once
-            save(*_correct(protocol, raters, drawn, neutral,
-                           lambda part, points: framed(_render_batches(backend, handle, part,
-                                                                       points))))
+                job = writers.submit(_save_stimulus, out, sid, protocol.output.format,
+                                     face, columns, framing)
+            pending.append((job, clips[index]))
+
+    def new(part) -> int:
+        return sum(1 for t in part if t.stimulus_id(identity.id) not in chunk.done)
+
+    drawn: list[tuple] = []       # the whole chunk, held for correction (issue 18)
+    for first in range(0, len(targets), batch):
+        part = targets[first:first + batch]
+        if not new(part):         # finished by an earlier run
+            continue
+        faces = framed(_render(backend, handle, part))
+        alone = [target.kind == "neutral" for target in part]
+        ratings = ({} if matched_later and correction is None    # rated after matching
+                   else rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1))
+        if correction is None:
+            save(part, faces, ratings)
+            journal_finished()
             if on_stimuli:
-                on_stimuli(len(targets))
-        records = [dict(still.result(), **(clip.result() if clip else {}))
-                   for still, clip in pending]
-    return records
+                on_stimuli(new(part))
+            crash_point("batch")      # tests: stop here, in the process that draws
+        else:
+            drawn.append((part, faces, ratings))
+    if drawn:                     # closed-loop correction: every stimulus of the chunk at once
+        save(*_correct(protocol, raters, drawn, neutral,
+                       lambda part, points: framed(_render_batches(backend, handle, part,
+                                                                   points))))
+        if on_stimuli:
+            on_stimuli(sum(new(part) for part, _, _ in drawn))
+
+
+def rate_matched(protocol: Protocol, out: Path, task: MatchedIdentity) -> list[dict[str, Any]]:
+    """The set stage of `match:` for one identity (in a worker process, or this one):
+    composite its matched faces, rate them with the protocol's raters and save them
+    (:func:`stimgen.standardise.finish_matched`); returns its records."""
+    names = protocol.rater_names()
+    raters = {name: create_rater(name, protocol.backend.name) for name in names}
+    output = protocol.output
+    return finish_matched(
+        task, rate=lambda faces, neutral, alone: rate_faces(raters, faces, neutral, alone,
+                                                            multiple=len(names) > 1),
+        save=lambda sid, face, columns, framing: _save_stimulus(out, sid, output.format, face,
+                                                                columns, framing))
 
 
 def unframed(face: Rendered) -> Rendered:
@@ -237,9 +313,12 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any],
               **ratings, "width": face.image.width, "height": face.image.height}
     record.update({k: float(v) for k, v in face.extras.items() if k in EXTRA_COLUMNS})
     record.update(build_quality(face))        # FFHQ-aligned (emostyle) faces only
+    written = face.image if fmt == "png" else Image.open(io.BytesIO(data))   # its pixels
     if framing is not None:                   # low-level measures (stimgen/standardise.py)
-        written = face.image if fmt == "png" else Image.open(io.BytesIO(data))
         record.update(framing.measures(written))
+    if folder == STIMULI_DIR:                 # the report's thumbnail, made here in parallel
+        atomic_write_bytes(out / THUMBNAILS_DIR / thumbnail_name(record),
+                           thumbnail_bytes(written))
     return record
 
 

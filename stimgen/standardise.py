@@ -12,19 +12,21 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from stimgen.backends.base import FRAMING_KEY, Rendered
-from stimgen.build_folder import MASKS_DIR, MATCHED_RECORDS_DIR, cached_records, store_records
+from stimgen.build_folder import (MASKS_DIR, MATCH_SSIM_COLUMN, MATCHED_RECORDS_DIR,
+                                  cached_records, store_records)
 from stimgen.errors import BuildError
 from stimgen.landmarks import JAW, LEFT_BROW, RIGHT_BROW, check_landmarks, eye_centres
-from stimgen.matching import (LEVELS, MATCHING_VERSION, histogram_match, histogram_target,
-                              luminance_match, luminance_target, spectrum_match)
+from stimgen.matching import (LEVELS, MATCHING_VERSION, histogram_target, luminance_match,
+                              luminance_target, specify_histogram, spectrum_match,
+                              structural_similarity)
 from stimgen.storage import sha256_bytes
 
 #: Width of the oval's soft edge, as a fraction of the oval's radius.
@@ -300,16 +302,36 @@ def mask_png(oval_values, width: int, height: int) -> bytes:
 
 
 # -- the set-level stage --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MatchedIdentity:
+    """One identity's matched faces, ready to be composited, rated and saved
+    (:func:`finish_matched`, in a worker process)."""
+
+    unit: Any                          # the identity's plan.IdentityUnit
+    records: list[dict]                # its units' records: the unmatched faces
+    faces: dict[str, np.ndarray]       # stimulus id -> matched grey face, before the mask
+    background: int                    # grey level outside the oval
+    folder: str                        # the build folder, where the unmatched faces are
+
+
+def serial_map(function: Callable, items) -> Iterator:
+    """``map`` in this process: what :func:`match_stage` runs with when no worker is given."""
+    return map(function, items)
+
+
 def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict], out: Path,
-                rate: Callable, save: Callable, timings: dict[str, float] | None = None
-                ) -> dict[str, dict]:
+                finish: Callable[[MatchedIdentity], list[dict]], run: Callable = serial_map,
+                timings: dict[str, float] | None = None) -> dict[str, dict]:
     """Match every group's images (the whole set, or each identity), then rate and save them.
 
     ``records`` are the units' records, whose files are the unmatched faces (greyscale,
-    before the mask); ``rate(faces, neutral, alone) -> columns`` and ``save(sid, face,
-    columns, framing) -> record`` are the unit's own rating and saving steps. Each
-    identity's matched records are cached under a key of everything its group depends on, so
-    an interrupted stage resumes and a rebuild reproduces the same files. ``timings`` gets the
+    before the mask). ``finish(MatchedIdentity) -> records`` composites, rates and saves one
+    identity's matched faces (:func:`stimgen.render.finish_matched`). ``run(function,
+    items)`` maps a picklable function over items, in order: :func:`serial_map`, or worker
+    processes (:func:`stimgen.executors.worker_map`); matching runs face by face and
+    finishing identity by identity through it, so both use every worker. Each identity's
+    matched records are cached under a key of everything its group depends on, so an
+    interrupted stage resumes and a rebuild reproduces the same files. ``timings`` gets the
     seconds spent matching (``match_images``) and rating and writing (``match_rate_write``).
     """
     timings = {} if timings is None else timings
@@ -317,36 +339,40 @@ def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict],
     timings.setdefault("match_rate_write", 0.0)
     output = protocol.output
     by_identity = {unit.identity.id: unit for unit in units}
+    method = {"match": output.match, "passes": COMBINED_PASSES, "version": MATCHING_VERSION}
+    if output.match in ("histogram", "histogram+spectrum"):     # the others never read it
+        method["ssim_iterations"] = output.match_ssim_iterations
     if output.match_scope == "set":
-        whole = _digest({"units": sorted(keys.items()), "match": output.match,
-                         "passes": COMBINED_PASSES, "version": MATCHING_VERSION})
-        groups = [(list(by_identity), whole)]
+        groups = [(list(by_identity), _digest({"units": sorted(keys.items()), **method}))]
     else:
-        groups = [([identity], _digest({"unit": keys[identity], "match": output.match,
-                                        "passes": COMBINED_PASSES,
-                                        "version": MATCHING_VERSION}))
+        groups = [([identity], _digest({"unit": keys[identity], **method}))
                   for identity in by_identity]
+    background = grey_level(output.background)
     final: dict[str, dict] = {}
     for identities, group_key in groups:
         unit_keys = {i: _digest({"group": group_key, "identity": i}) for i in identities}
-        cached = {i: cached_records(out, i, unit_keys[i], folder=MATCHED_RECORDS_DIR)[0]
-                  for i in identities}
-        matched = None
-        for identity in identities:
-            fresh = cached[identity]
-            if fresh is None:
-                if matched is None:      # every face of the group, once, when one is missing
-                    clock = time.perf_counter()
-                    matched = _match_group(output, [_unit_records(by_identity[i], records)
-                                                    for i in identities], out)
-                    timings["match_images"] += time.perf_counter() - clock
-                clock = time.perf_counter()
-                unit = by_identity[identity]
-                fresh = _rate_and_save(unit, _unit_records(unit, records), matched, rate, save)
-                timings["match_rate_write"] += time.perf_counter() - clock
+        done = {i: cached_records(out, i, unit_keys[i], folder=MATCHED_RECORDS_DIR)[0]
+                for i in identities}
+        missing = [i for i in identities if done[i] is None]
+        if missing:              # every face of the group, once, when one identity is missing
+            clock = time.perf_counter()
+            matched = _match_group(output, [_unit_records(by_identity[i], records)
+                                            for i in identities], out, run)
+            timings["match_images"] += time.perf_counter() - clock
+            clock = time.perf_counter()
+            tasks = []
+            for identity in missing:
+                unit_records = _unit_records(by_identity[identity], records)
+                tasks.append(MatchedIdentity(by_identity[identity], unit_records,
+                                             {r["stimulus_id"]: matched[r["stimulus_id"]]
+                                              for r in unit_records}, background, str(out)))
+            for identity, fresh in zip(missing, run(finish, tasks)):     # as each is done
                 store_records(out, identity, unit_keys[identity], fresh,
                               folder=MATCHED_RECORDS_DIR)
-            final.update({r["stimulus_id"]: r for r in fresh})
+                done[identity] = fresh
+            timings["match_rate_write"] += time.perf_counter() - clock
+        for identity in identities:
+            final.update({r["stimulus_id"]: r for r in done[identity]})
     return final
 
 
@@ -354,9 +380,24 @@ def _unit_records(unit, records: dict[str, dict]) -> list[dict]:
     return [records[t.stimulus_id(unit.identity.id)] for t in unit.targets]
 
 
-def _rate_and_save(unit, unit_records, matched: dict[str, np.ndarray], rate, save
-                   ) -> list[dict]:
-    faces = [Rendered(Image.fromarray(matched[r["stimulus_id"]], "L").convert("RGB"),
+def finish_matched(task: MatchedIdentity, rate: Callable, save: Callable) -> list[dict]:
+    """Composite one identity's matched faces onto the background, rate them and save them,
+    with ``ssim_unmatched``: each stimulus's SSIM to its unmatched self over the face region
+    (:func:`stimgen.matching.structural_similarity`).
+
+    ``rate(faces, neutral, alone) -> columns`` and ``save(sid, face, columns, framing) ->
+    record`` are the unit's own rating and saving steps (stimgen/render.py).
+    """
+    unit, unit_records = task.unit, task.records
+    grey, similarity = {}, {}
+    for record in unit_records:
+        sid = record["stimulus_id"]
+        mask = _mask_of(record, task.faces[sid].shape)
+        grey[sid] = composite(task.faces[sid], mask, task.background)
+        unmatched = composite(_read_grey(Path(task.folder) / record["file"]), mask,
+                              task.background)
+        similarity[sid] = structural_similarity(unmatched, grey[sid], mask == 255)
+    faces = [Rendered(Image.fromarray(grey[r["stimulus_id"]], "L").convert("RGB"),
                       None if r[LANDMARKS_KEY] is None else np.asarray(r[LANDMARKS_KEY]),
                       {} if r[FRAMING_RECORD_KEY] is None
                       else {FRAMING_KEY: r[FRAMING_RECORD_KEY]}) for r in unit_records]
@@ -369,55 +410,79 @@ def _rate_and_save(unit, unit_records, matched: dict[str, np.ndarray], rate, sav
     def finish(index: int) -> dict:
         record, face = unit_records[index], faces[index]
         sid = record["stimulus_id"]
-        grey = Image.fromarray(matched[sid], "L")
-        mask = None if record[OVAL_KEY] is None else _mask_of(record, matched[sid].shape)
+        mask = None if record[OVAL_KEY] is None else _mask_of(record, grey[sid].shape)
         framing = Standardisation(True, mask, 0, None)      # measures over the mask's face
         kept = {k: v for k, v in public(record).items()
                 if k not in ("stimulus_id", "file", "sha256", "width", "height")}
         ratings = {key: values[index] for key, values in columns.items()}
-        return save(sid, Rendered(grey, face.landmarks, face.extras), {**kept, **ratings},
-                    framing)
+        ratings[MATCH_SSIM_COLUMN] = similarity[sid]
+        return save(sid, Rendered(Image.fromarray(grey[sid], "L"), face.landmarks, face.extras),
+                    {**kept, **ratings}, framing)
 
     with ThreadPoolExecutor(max_workers=2) as writers:     # as the units write theirs
         return list(writers.map(finish, range(len(unit_records))))
 
 
-def _match_group(output, group: list[list[dict]], out: Path) -> dict[str, np.ndarray]:
-    """The matched, masked images of one group, by stimulus id."""
+def _match_group(output, group: list[list[dict]], out: Path, run: Callable
+                 ) -> dict[str, np.ndarray]:
+    """The matched faces of one group (before the mask), by stimulus id."""
     flat = [record for unit_records in group for record in unit_records]
-    faces = [np.asarray(Image.open(out / r["file"]).convert("L")) for r in flat]
+    faces = list(run(_read_grey, [out / record["file"] for record in flat]))
     masks = [_mask_of(r, face.shape) for r, face in zip(flat, faces)]
     regions = [m == 255 for m in masks]
     background = grey_level(output.background)
     method = output.match
     for _ in range(COMBINED_PASSES if method == "histogram+spectrum" else 1):
         if method in ("spectrum", "histogram+spectrum"):
-            faces = spectrum_match([composite(f, m, background) for f, m in zip(faces, masks)])
+            framed = list(zip(faces, masks))
+            shares = [framed[i::_SHARES] for i in range(min(_SHARES, len(framed)))]
+            sums = list(run(partial(_amplitude_sum, background=background), shares))
+            target = np.sum(sums, axis=0) / len(faces)
+            faces = list(run(partial(_spectrum_matched, target=target, background=background),
+                             framed))
         if method != "spectrum":
-            faces = _match_regions(method, faces, regions)
-    return {r["stimulus_id"]: composite(f, m, background) for r, f, m in zip(flat, faces, masks)}
+            if method == "luminance":
+                target = luminance_target(faces, regions)
+            else:
+                target = histogram_target(faces, regions)
+            faces = list(run(partial(_region_matched, method=method, target=target,
+                                     iterations=output.match_ssim_iterations),
+                             list(zip(faces, regions))))
+    return {r["stimulus_id"]: f for r, f in zip(flat, faces)}
 
 
-def _match_regions(method: str, faces: list[np.ndarray], regions: list[np.ndarray]
-                   ) -> list[np.ndarray]:
-    """Luminance or histogram matching of the face regions, carried onto the soft edge."""
+#: Shares of a group whose amplitude spectra the workers sum (each returns one sum).
+_SHARES = 16
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+def _amplitude_sum(framed: list[tuple[np.ndarray, np.ndarray]], background: int) -> np.ndarray:
+    """Summed half-plane amplitude spectra of faces framed onto the background."""
+    total = None
+    for face, mask in framed:
+        amplitude = np.abs(np.fft.rfft2(composite(face, mask, background).astype(np.float64)))
+        total = amplitude if total is None else total + amplitude
+    return total
+
+
+def _spectrum_matched(item: tuple[np.ndarray, np.ndarray], target: np.ndarray,
+                      background: int) -> np.ndarray:
+    face, mask = item
+    return spectrum_match([composite(face, mask, background)], target)[0]
+
+
+def _region_matched(item: tuple[np.ndarray, np.ndarray], method: str, target,
+                    iterations: int) -> np.ndarray:
+    """Luminance or histogram matching of one face region, carried onto the soft edge."""
+    face, region = item
     if method == "luminance":
-        target = luminance_target(faces, regions)
-
-        def match_one(face, region):
-            return luminance_match([face], [region], target)[0]
+        matched = luminance_match([face], [region], target)[0]
     else:
-        target = histogram_target(faces, regions)
-
-        def match_one(face, region):
-            return histogram_match([face], [region], target)[0]
-
-    def finish(index: int) -> np.ndarray:
-        face, region = faces[index], regions[index]
-        return _extend_to_face(face, match_one(face, region), region)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:        # one face at a time, given the target
-        return list(pool.map(finish, range(len(faces))))
+        matched = specify_histogram(face, region, target, iterations=iterations)
+    return _extend_to_face(face, matched, region)
 
 
 def _mask_of(record: dict, shape) -> np.ndarray:

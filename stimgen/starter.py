@@ -7,7 +7,7 @@ STARTER_PROTOCOL = """\
 
 study:
   name: my-study                 # also names the output folder build/my-study/
-  description: Faces at four intensities of six emotions.
+  description: Faces at four intensities of the six basic emotions.
   authors: [Your Name]
 
 seed: 1                          # every random choice of the build derives from it
@@ -22,7 +22,12 @@ identities:                      # each needs exactly one of seed / image / late
   # - {id: p01, image: photos/p01.jpg, consent: "signed form 2026-03"}   # emostyle only
 
 targets:
-  emotions: [happy, excited, afraid, angry, sad, calm]   # or `all`; `stimgen emotions` lists them
+  # Emotion names: a basic emotion's word in any form names the basic emotion (happy or
+  # happiness, sad/sadness, angry/anger, fear/fearful, surprise/surprised, disgust/disgusted,
+  # contempt); any other name is one of the 28 circumplex terms (`all` for all of them).
+  # Happy, Sad and Angry are circumplex terms too: write circumplex:happy for the term.
+  # `stimgen emotions` lists every name with its source.
+  emotions: [happiness, sadness, anger, fear, surprise, disgust]   # or e.g. [circumplex:happy, excited, calm]
   angles: []                     # extra angles in degrees (0 = pleasant, 90 = aroused)
   intensities: [0.25, 0.5, 0.75, 1.0]
   neutral: true                  # also a neutral face per identity
@@ -32,7 +37,7 @@ validation:
   tolerance:
     distance: 0.35               # flag stimuli whose achieved VA misses by more than this
     direction: 45                # ... or whose direction is off by more degrees than this
-  weak_region: [242, 329]        # where published EmoStyle is weak (bored ... serene)
+  weak_region: [242, 328.6]        # where published EmoStyle is weak (bored ... serene)
 
 output:
   image_size: 512

@@ -11,7 +11,7 @@ import pandas as pd
 
 from stimgen.build_folder import (CLIP_JITTER_COLUMN, CORRECTION_COLUMNS, DYNAMIC_COLUMNS,
                                   EXTRA_COLUMNS, FLICKER_FLAG, LOW_LEVEL_COLUMNS,
-                                  RATERS_DISAGREE_FLAG,
+                                  MATCH_SSIM_COLUMN, RATERS_DISAGREE_FLAG,
                                   STIMULI_COLUMNS, rater_columns)
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.metrics import stimulus_errors
@@ -63,6 +63,7 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
     extras = [c for c in EXTRA_COLUMNS + DYNAMIC_COLUMNS if c in table.columns]
     extras += [c for c in CORRECTION_COLUMNS if c in table.columns]     # validation.correction
     extras += [c for c in LOW_LEVEL_COLUMNS if c in table.columns]      # every build (issue 17)
+    extras += [c for c in (MATCH_SSIM_COLUMN,) if c in table.columns]   # matched builds (issue 30)
     return table[list(STIMULI_COLUMNS) + per_rater + extras]
 
 

@@ -27,7 +27,7 @@ identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
 targets:
-  emotions: [happy, afraid, sad, tired]
+  emotions: [circumplex:happy, afraid, circumplex:sad, tired]
   angles: [45]
   intensities: [0.5, 1.0]
   points: [{label: mildjoy, valence: 0.3, arousal: 0.1}]
@@ -69,8 +69,8 @@ def test_build_folder_is_complete(small_build):
 def test_targets_and_errors_are_consistent(small_build):
     table = small_build.stimuli
     happy = table[table.stimulus_id == "id01_happy_i050"].iloc[0]
-    assert happy.angle == 8 and happy.intensity == 0.5 and happy.emotion == "Happy"
-    assert happy.target_valence == pytest.approx(0.5 * np.cos(np.deg2rad(8)))
+    assert happy.angle == 7.8 and happy.intensity == 0.5 and happy.emotion == "Happy"
+    assert happy.target_valence == pytest.approx(0.5 * np.cos(np.deg2rad(7.8)))
     distance = np.hypot(table.target_valence - table.achieved_valence,
                         table.target_arousal - table.achieved_arousal)
     assert np.allclose(distance, table.distance_error)

@@ -15,7 +15,7 @@ study: {name: warnings under the bar}
 identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
-targets: {emotions: [happy, sad], intensities: [1.0]}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0]}
 output: {image_size: 64}
 """
 # Every rendered chunk logs a warning and raises a MultipleFacesWarning while the bar shows.

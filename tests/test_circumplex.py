@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stimgen.circumplex import (angle_to_va, basic_emotion_angles, basic_emotions,
+from stimgen.circumplex import (WEAK_REGION_DEFAULT, UnknownEmotionError, angle_to_va,
+                                basic_emotion_angles, basic_emotions,
                                 emotion_by_name, emotion_label_key, in_angle_interval,
                                 named_emotions, nearest_basic_emotion,
                                 normalise_emotion_name, va_to_angle,
@@ -22,8 +23,9 @@ radii = st.floats(min_value=1e-3, max_value=1.0, allow_nan=False)
 def test_28_named_emotions_as_published():
     emotions = named_emotions()
     assert len(emotions) == 28
-    assert emotion_by_name("happy").angle == 8
-    assert emotion_by_name("tired").angle == 268
+    # the exact angles of Darne et al.'s code; the paper prints them rounded (8, 268)
+    assert emotion_by_name("circumplex:happy").angle == 7.8
+    assert emotion_by_name("tired").angle == 267.7
     assert emotion_by_name("AT-EASE").name == "At ease"
     assert [e.angle for e in emotions] == sorted(e.angle for e in emotions)
 
@@ -65,7 +67,7 @@ def test_wrapped_difference_examples():
 
 
 def test_weak_region_default_membership():
-    inside = [e.name for e in named_emotions() if in_angle_interval(e.angle, 242, 329)]
+    inside = [e.name for e in named_emotions() if in_angle_interval(e.angle, *WEAK_REGION_DEFAULT)]
     assert inside[0] == "Bored" and inside[-1] == "Serene" and len(inside) == 10
 
 
@@ -109,7 +111,7 @@ def test_names_of_one_emotion_share_a_label_key():
 
 def test_nearest_basic_emotion_by_direction():
     angles = basic_emotion_angles()
-    assert angles["anger"] == 99.0 and angles["surprise"] == 70.0     # Angry, Astonished
+    assert angles["anger"] == 99.0 and angles["surprise"] == 69.8     # Angry, Astonished
     assert angles["disgust"] == pytest.approx(emotion_by_name("disgust").angle)
     # the circumplex term of a basic emotion is nearest its own basic emotion
     for emotion in basic_emotions():
@@ -147,3 +149,74 @@ def test_the_shipped_published_table_is_the_shared_anchor_and_cites_its_source()
         pytest.skip("../shared/anchors is not beside this checkout")
     with anchor.open(encoding="utf-8") as handle:
         assert read_anchor_table() == list(csv.DictReader(handle))
+
+
+# ----------------------------------------------------------------------------- one vocabulary
+
+@pytest.mark.parametrize("basic, word", [("Happiness", "happy"), ("Sadness", "sad"),
+                                         ("Anger", "angry"), ("Fear", "fearful"),
+                                         ("Surprise", "surprised"), ("Disgust", "disgusted"),
+                                         ("Contempt", "contemptuous")])
+def test_every_form_of_a_basic_emotion_word_names_the_basic_emotion(basic, word):
+    from stimgen.circumplex import resolve_emotion
+
+    assert resolve_emotion(word).name == basic
+    assert resolve_emotion(basic.lower()).name == basic
+    assert resolve_emotion(f"basic:{word}").name == basic
+
+
+def test_circumplex_terms_keep_their_table_names_or_the_prefix():
+    from stimgen.circumplex import canonical_emotion_name, resolve_emotion
+
+    assert resolve_emotion("circumplex:happy").name == "Happy"
+    assert resolve_emotion("Afraid").vocabulary == "circumplex"
+    assert resolve_emotion("at ease").name == "At ease"
+    # what a protocol stores resolves back to the same emotion
+    for emotion in named_emotions() + basic_emotions():
+        assert resolve_emotion(canonical_emotion_name(emotion)) == emotion
+    with pytest.raises(UnknownEmotionError) as err:
+        resolve_emotion("basic:excited")
+    assert "not a basic emotion" in err.value.hint and "circumplex:excited" in err.value.hint
+
+
+def test_the_ambiguous_words_warn_with_the_other_meaning():
+    from stimgen.circumplex import vocabulary_warning
+
+    for word, term in (("happy", "Happy (7.8°)"), ("sad", "Sad (207.5°)"), ("Angry", "Angry (99°)")):
+        note = vocabulary_warning(word)
+        assert term in note and f"circumplex:{word.lower()}" in note
+    assert vocabulary_warning("fearful") is None and vocabulary_warning("circumplex:sad") is None
+
+
+def test_contempt_has_both_published_points_and_a_protocol_picks_one():
+    from stimgen.circumplex import basic_emotion_sources
+    from stimgen.plan import plan_targets
+    from stimgen.protocol.models import Targets
+
+    points = basic_emotion_sources("contempt")
+    assert points["warriner_2013"].point == pytest.approx((-0.445, -0.0975))
+    assert points["russell_mehrabian_1977"].point == (-0.23, 0.31)
+    default = plan_targets(Targets(emotions=["contempt"], intensities=[1.0]))[0]
+    chosen = plan_targets(Targets(emotions=["contempt"], intensities=[1.0],
+                                  basic_sources={"contempt": "russell_mehrabian_1977"}))[0]
+    assert round(default.angle) == 192 and round(chosen.angle) == 127
+    assert chosen.expression == "contempt"
+    with pytest.raises(ValueError, match="has no point from"):
+        Targets(emotions=["contempt"], basic_sources={"contempt": "nobody_2020"})
+
+
+def test_exact_angles_are_the_codes_and_round_to_the_published_table():
+    """The 28 terms at Darne et al.'s one-decimal angles; the paper prints them rounded."""
+    from importlib import resources
+
+    from stimgen.circumplex import ANGLES_FILE, read_anchor_table
+
+    text = resources.files("stimgen.data").joinpath(ANGLES_FILE).read_text(encoding="utf-8")
+    assert "ClementDrn/emostyle" in text and "8c17939090b8e0c46f5c5b745fdc406dec054a9f" in text
+    published = {row["emotion"]: float(row["angle_deg"]) for row in read_anchor_table()}
+    exact = {e.name: e.angle for e in named_emotions()}
+    assert list(exact) == list(published)
+    assert all(abs(exact[name] - published[name]) <= 0.5 for name in exact)
+    assert (exact["Happy"], exact["Excited"], exact["Serene"], exact["Pleased"]) == \
+        (7.8, 48.6, 328.6, 353.2)
+    assert WEAK_REGION_DEFAULT == (exact["Bored"], exact["Serene"])

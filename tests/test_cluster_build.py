@@ -29,7 +29,7 @@ identities:
   - {id: id02, seed: 2}
   - {id: id03, seed: 3}
 targets:
-  emotions: [happy, afraid, sad, tired]
+  emotions: [circumplex:happy, afraid, circumplex:sad, tired]
   intensities: [0.5, 1.0]
   neutral: true
 output: {image_size: 96}

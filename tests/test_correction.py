@@ -122,7 +122,7 @@ study: {name: corrected}
 seed: 3
 backend: {name: schematic}
 identities: [{id: id01, seed: 4}]
-targets: {emotions: [bored, tired, relaxed, serene, happy, afraid], intensities: [0.5, 1.0],
+targets: {emotions: [bored, tired, relaxed, serene, circumplex:happy, afraid], intensities: [0.5, 1.0],
           neutral: true}
 validation:
   rater: geometric
@@ -250,7 +250,7 @@ backend:
   name: emostyle
   options: {batch_size: 2}
 identities: [{id: s1, seed: 1}]
-targets: {emotions: [tired, happy], intensities: [1.0], neutral: true}
+targets: {emotions: [tired, circumplex:happy], intensities: [1.0], neutral: true}
 validation: {correction: {iterations: 2, tolerance: 0.001}}
 output: {image_size: 64}
 """

@@ -25,7 +25,7 @@ from stimgen.protocol.models import Targets
 
 
 def make_stimuli(identities=("id01", "id02", "id03"),
-                 emotions=("Happy", "Sad", "Afraid", "Calm"),
+                 emotions=("circumplex:Happy", "circumplex:Sad", "Afraid", "Calm"),
                  intensities=(0.5, 1.0), neutral=False) -> pd.DataFrame:
     """A stimuli.tsv-like table with the build contract's columns and stable ids."""
     targets = plan_targets(Targets(emotions=list(emotions), intensities=list(intensities),
@@ -402,15 +402,17 @@ def test_categorization_needs_a_choice_for_every_emotion():
         plan_design(spec(task={"type": "categorization", "choices": [
             {"label": "a", "emotions": ["Happy", "Sad"]}, {"label": "b", "emotions": ["sad"]}]}),
             make_stimuli(), 0)
-    many = make_stimuli(emotions=("Happy", "Delighted", "Excited", "Astonished", "Aroused",
-                                  "Tense", "Alarmed", "Angry", "Afraid", "Annoyed", "Sad"))
+    many = make_stimuli(emotions=("circumplex:Happy", "Delighted", "Excited", "Astonished",
+                                  "Aroused", "Tense", "Alarmed", "circumplex:Angry", "Afraid",
+                                  "Annoyed", "circumplex:Sad"))
     with pytest.raises(StimgenError, match="needs explicit choices"):
         plan_design(spec(task={"type": "categorization"}), many, 0)
 
 
 def test_choice_labels_match_other_names_of_the_target_emotion():
-    # "fearful" answers "Afraid" faces, "happiness" "Happy" ones, "disgusted" "Disgust" ones
-    stimuli = make_stimuli(emotions=("Happy", "Afraid", "Disgust", "Sadness"))
+    # "fearful" answers "Afraid" faces, "happiness" "Happy" ones (the circumplex term),
+    # "disgusted" "Disgust" ones
+    stimuli = make_stimuli(emotions=("circumplex:Happy", "Afraid", "Disgust", "Sadness"))
     section = spec(task={"type": "categorization",
                          "choices": ["happiness", "fearful", "disgusted", "sad"]})
     table = plan_design(section, stimuli, 0).trials["g01"]
@@ -428,11 +430,33 @@ def test_choice_labels_match_other_names_of_the_target_emotion():
 
 
 def test_default_choices_give_two_names_of_one_emotion_one_option():
-    stimuli = make_stimuli(emotions=("Happy", "Happiness", "Sad"))
+    stimuli = make_stimuli(emotions=("circumplex:Happy", "Happiness", "circumplex:Sad"))
     table = plan_design(spec(task={"type": "categorization"}), stimuli, 0).trials["g01"]
     answers = table.drop_duplicates("emotion").set_index("emotion")
     assert answers.loc["Happy", "correct_key"] == answers.loc["Happiness", "correct_key"]
     assert table["correct_key"].nunique() == 2
+
+
+def test_a_prefix_selects_one_vocabulary_a_plain_word_both():
+    stimuli = make_stimuli(emotions=("circumplex:Happy", "Happiness", "circumplex:Sad"))
+
+    def selected(*names):
+        design = plan_design(spec(stimuli={"emotions": list(names)}), stimuli, 0)
+        return set(main_trials(design.trials["g01"])["emotion"])
+
+    assert selected("happy") == {"Happy", "Happiness"}         # answers either face
+    assert selected("circumplex:happy") == {"Happy"}
+    assert selected("basic:happy", "circumplex:sad") == {"Happiness", "Sad"}
+    with pytest.raises(DesignError) as raised:
+        selected("circumplex:happy", "basic:sad")
+    assert raised.value.field == ("experiment", "stimuli", "emotions", 1)
+    assert "'basic:sad' (Sadness) is not among the built stimuli" in raised.value.render()
+    # a choice with a prefix is answered like the plain word
+    section = spec(task={"type": "categorization", "choices": ["circumplex:happy", "sad"]})
+    table = plan_design(section, stimuli, 0).trials["g01"]
+    answers = table.drop_duplicates("emotion").set_index("emotion")["correct_label"]
+    assert answers.to_dict() == {"Happy": "circumplex:happy", "Happiness": "circumplex:happy",
+                                 "Sad": "sad"}
 
 
 def test_passive_catch_trials_are_marked_on_main_trials():
@@ -494,7 +518,7 @@ def test_stimuli_table_must_have_the_contract_columns():
 
 def test_demo_sized_design_is_complete():
     stimuli = make_stimuli(identities=("id01", "id02", "id03", "id04"), emotions=(
-        "Happy", "Delighted", "Excited", "Astonished", "Aroused", "Tense", "Alarmed"),
+        "circumplex:Happy", "Delighted", "Excited", "Astonished", "Aroused", "Tense", "Alarmed"),
         intensities=(0.25, 0.5, 0.75, 1.0), neutral=True)
     design = plan_design(spec(), stimuli, 2024)
     assert len(design.groups) == 24
@@ -559,3 +583,61 @@ def test_session_estimate_of_passive_viewing_counts_catch_prompts():
     assert estimate.minutes == pytest.approx((60 * 3.0 + 6 * TYPICAL_CATCH_S) / 60, abs=0.01)
     assert estimate.longest_minutes == pytest.approx((60 * 3.0 + 6 * 3.0) / 60, abs=0.01)
     assert estimate.assumption.startswith("0.5 s fixation + 2 s face + 0.5 s blank")
+
+
+# -- lists (design.lists) ----------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(1, 4), st.integers(1, 8),
+       st.integers(0, 10_000))
+def test_stimulus_lists_share_out_sizes_emotions_and_cells_to_one(n_ids, n_emotions,
+                                                                 n_intensities, n_lists, seed):
+    from stimgen.design.counterbalance import stimulus_lists
+
+    stimuli = [(f"e{e}", i / n_intensities, f"id{k}") for k in range(n_ids)
+               for e in range(n_emotions) for i in range(1, n_intensities + 1)]
+    n_lists = min(n_lists, len(stimuli))
+    lists = stimulus_lists(*zip(*stimuli), n_lists, np.random.default_rng(seed))
+    assert len(lists) == len(stimuli) and set(lists) <= set(range(n_lists))
+
+    def spread(key):
+        counts = Counter((key(s), k) for s, k in zip(stimuli, lists))
+        return max(max(counts[v, k] for k in range(n_lists))
+                   - min(counts[v, k] for k in range(n_lists))
+                   for v in {key(s) for s in stimuli})
+
+    assert spread(lambda s: "all") <= 1                 # list sizes
+    assert spread(lambda s: s[0]) <= 1                  # each emotion
+    assert spread(lambda s: s[:2]) <= 1                 # each emotion x intensity cell
+    again = stimulus_lists(*zip(*stimuli), n_lists, np.random.default_rng(seed))
+    assert again == lists                                # from the seed
+
+
+def test_lists_give_each_order_one_balanced_list():
+    design = plan_design(spec(task={"type": "norming", "catch": {"trials": 1}},
+                              design={"participants": 6, "lists": 3},
+                              practice={"trials": 1, "source": "repeat"}),
+                         make_stimuli(), seed=4)
+    table = main_trials(design.table)
+    assert design.summary["lists"] == 3 and design.summary["list_sizes"] == [8, 8, 8]
+    assert design.summary["raters_per_stimulus"] == 2
+    assert design.columns[-1] == "stimulus_list"
+    for g, group in enumerate(design.groups):
+        rows = table[table["group"] == group]
+        assert set(rows["stimulus_list"]) == {g % 3 + 1}
+        assert design.summary["group_lists"][group] == g % 3 + 1
+        # 3 identities x 4 emotions x 2 intensities in 3 lists: 2 of each emotion, 4 per intensity
+        assert set(Counter(rows["emotion"]).values()) == {2}
+        assert set(Counter(rows["intensity"]).values()) == {4}
+    # every stimulus in exactly one list, shown by 2 of the 6 orders
+    lists = table.groupby("stim_id")["stimulus_list"].nunique()
+    assert (lists == 1).all() and len(lists) == 24
+    assert set(table.groupby("stim_id")["group"].nunique()) == {2}
+    assert "order g shows list ((g - 1) mod 3) + 1" in design.rule
+
+
+def test_more_lists_than_stimuli_is_a_design_error_at_the_field():
+    with pytest.raises(DesignError, match="5 lists, but the experiment has only 4 stimuli") \
+            as caught:
+        plan_design(spec(design={"participants": 5, "lists": 5}),
+                    make_stimuli(identities=("id01",), intensities=(1.0,)), seed=1)
+    assert caught.value.field == ("experiment", "design", "lists")

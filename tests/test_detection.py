@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stimgen.backends.emostyle.photo import load_photo
+from stimgen.photos import load_photo
 from stimgen.detection import (DetectedFace, FaceNotFoundError, MultipleFacesError,
                                MultipleFacesWarning, choose_face, detect_faces)
 from stimgen.errors import StimgenError

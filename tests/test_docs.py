@@ -184,7 +184,8 @@ def test_build_option_defaults_in_the_help_are_the_models():
 def test_emostyle_defaults_and_limits_as_documented():
     import inspect
 
-    from stimgen.backends.emostyle import align, invert, losses, personalize, photo
+    from stimgen import photos as photo
+    from stimgen.backends.emostyle import align, invert, losses, personalize
     from stimgen.protocol.models import EmoStyleOptions, PersonalizationWeights
 
     text = page("docs/backends-emostyle.md")
@@ -238,12 +239,17 @@ def test_weak_region_and_published_misses_as_documented():
     from stimgen.report.tables import published_anchors
 
     region = tuple(f"{a:g}" for a in WEAK_REGION_DEFAULT)
-    for path, pattern in (("README.md", r"weak region \((\d+)°–(\d+)°"),
-                          ("docs/metrics.md", r"\*\*weak region\*\* (\d+)°–(\d+)°"),
-                          ("docs/report.md", r"weak region \(default (\d+)°–(\d+)°")):
+    for path, pattern in (("README.md", r"weak region \(([\d.]+)°–([\d.]+)°"),
+                          ("docs/metrics.md", r"\*\*weak region\*\* ([\d.]+)°–([\d.]+)°"),
+                          ("docs/report.md", r"weak region \(default ([\d.]+)°–([\d.]+)°")):
         assert stated(path, pattern) == region, path
     anchors = published_anchors()
-    weak = anchors[in_angle_interval(anchors["angle_deg"].to_numpy(), *WEAK_REGION_DEFAULT)]
+    from stimgen.circumplex import named_emotions
+
+    exact = {e.name: e.angle for e in named_emotions()}    # 328.6 for Serene, printed 329
+    weak = anchors[in_angle_interval(anchors["emotion"].map(exact).to_numpy(),
+                                     *WEAK_REGION_DEFAULT)]
+    assert list(weak["emotion"])[-1] == "Serene"
     low, high = stated("docs/metrics.md", r"misses by ([\d.]+)–([\d.]+) in VA distance")
     assert (float(low), float(high)) == (weak["dist_mae"].min(), weak["dist_mae"].max())
 

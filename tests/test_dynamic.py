@@ -241,7 +241,7 @@ def test_emostyle_clips_follow_one_latent_path_and_score_identity(tmp_path, tiny
 study: {name: dyn-emostyle}
 backend: {name: emostyle, options: {device: cpu, batch_size: 3}}   # batches cross clips
 identities: [{id: a, seed: 1}]
-targets: {emotions: [happy], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy], intensities: [1.0], neutral: true}
 validation: {rater: emonet}
 output: {image_size: 64, dynamic: {frames: 6, fps: 12, hold_ms: 0, png_frames: true}}
 """)

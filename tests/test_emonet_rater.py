@@ -102,7 +102,7 @@ def test_a_build_does_not_load_emonet_to_describe_it(tmp_path, monkeypatch):
     install_tiny({"emonet_8": make_tiny(tmp_path / "tiny", resolution=8)["emonet_8"]})
     path = tmp_path / "protocol.yaml"
     path.write_text("study: {name: described}\nidentities: [{id: id01, seed: 1}]\n"
-                    "targets: {emotions: [happy], intensities: [1.0]}\n"
+                    "targets: {emotions: [circumplex:happy], intensities: [1.0]}\n"
                     "validation: {rater: emonet}\noutput: {image_size: 64}\n")
     protocol = stimgen.load_protocol(path)
     out = tmp_path / "build"

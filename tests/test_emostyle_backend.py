@@ -18,7 +18,7 @@ PROTOCOL = """
 study: {name: emostyle-unit}
 backend: {name: emostyle, options: {batch_size: %(batch)d, precision: %(precision)s}}
 identities: [{id: s1, seed: 1}]
-targets: {emotions: [happy], intensities: [1.0]}
+targets: {emotions: [circumplex:happy], intensities: [1.0]}
 output: {image_size: 64}
 """
 

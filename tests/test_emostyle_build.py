@@ -25,7 +25,7 @@ identities:
   - {id: photo, image: face.png, source: "schematic face drawn by the test"}
   - {id: s1, seed: 1}
   - {id: lat, latent: w.npy}
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}
 output: {image_size: 64}
 """
 
@@ -89,7 +89,7 @@ def test_photo_seed_and_latent_identities_build_completely_and_reuse_the_cache(s
 
 
 def test_seed_and_latent_build_records_models_and_similarity(study):
-    text = PROTOCOL.replace(PHOTO_LINE, "").replace("emotions: [happy, sad]", "emotions: [sad]")
+    text = PROTOCOL.replace(PHOTO_LINE, "").replace("emotions: [circumplex:happy, circumplex:sad]", "emotions: [circumplex:sad]")
     (study / "protocol.yaml").write_text(text)
     result = build(study)
     assert len(result.stimuli) == 4
@@ -152,7 +152,7 @@ def test_dry_run_shows_each_photo_step_with_an_estimate_unless_quiet(study, tiny
 
     text = (PROTOCOL.replace("  - {id: s1, seed: 1}\n", "")
             .replace("  - {id: lat, latent: w.npy}\n", "")
-            .replace("emotions: [happy, sad]", "emotions: [happy]")
+            .replace("emotions: [circumplex:happy, circumplex:sad]", "emotions: [circumplex:happy]")
             .replace("neutral: true", "neutral: false"))
     (study / "protocol.yaml").write_text(text)
     build_args = ["build", str(study / "protocol.yaml"), "--dry-run", "-o"]
@@ -188,3 +188,47 @@ def test_replacing_a_latent_or_photo_in_place_redraws_its_identity(study):
     face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(study / "face.png")
     third = build(study)
     assert "photo" not in third.reused_identities
+
+
+@pytest.mark.slow
+def test_a_stop_keeps_the_inversion_the_personalisation_and_every_drawn_stimulus(study,
+                                                                               tiny_home,
+                                                                               monkeypatch):
+    """Ctrl-C or SIGTERM (a StopRequested) during personalisation keeps the photo's inversion;
+    during the edits it keeps the personalised generator and every stimulus drawn so far: the
+    rerun neither inverts nor personalises again and draws only the rest."""
+    from stimgen.backends.emostyle import invert, personalize
+    from stimgen.interrupt import StopRequested
+
+    import shutil
+
+    shutil.rmtree(tiny_home / "cache", ignore_errors=True)     # other tests cached the photo
+    (study / "protocol.yaml").write_text(SEEDS_ONLY.replace(
+        "  - {id: s1, seed: 1}\n", PHOTO_LINE))
+    real_personalize, real_edit = personalize.personalize, EmoStyleBackend.render
+
+    def stop(*args, **kwargs):
+        raise StopRequested(15)
+
+    monkeypatch.setattr(personalize, "personalize", stop)
+    with pytest.raises(StopRequested):
+        build(study)
+    monkeypatch.setattr(invert, "invert", lambda *a, **k: pytest.fail("inverted again"))
+    monkeypatch.setattr(personalize, "personalize", real_personalize)
+    calls = []
+
+    def render_then_stop(self, handle, targets):
+        calls.append(len(targets))
+        if len(calls) == 3:                    # the neutral reference, one batch, then stop
+            raise StopRequested(15)
+        return real_edit(self, handle, targets)
+
+    monkeypatch.setattr(EmoStyleBackend, "render", render_then_stop)
+    with pytest.raises(StopRequested):
+        build(study)
+    monkeypatch.setattr(personalize, "personalize",
+                        lambda *a, **k: pytest.fail("personalised again"))
+    monkeypatch.setattr(EmoStyleBackend, "render", real_edit)
+    result = build(study)
+    assert result.kept_stimuli == 2            # batch_size 2: the first batch was kept
+    assert len(result.stimuli) == 3

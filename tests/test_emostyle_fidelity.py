@@ -36,7 +36,7 @@ PROTOCOL = """
 study: {name: emostyle-fidelity}
 backend: {name: emostyle, options: {batch_size: 4, inversion_wplus_steps: %(wplus)d}}
 identities: [{id: s1, seed: 1}]
-targets: {emotions: [happy], intensities: [1.0]}
+targets: {emotions: [circumplex:happy], intensities: [1.0]}
 output: {image_size: 64}
 """
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stimgen.backends.emostyle import photo
-from stimgen.backends.emostyle.photo import PhotoError, load_photo
+from stimgen import photos as photo
+from stimgen.photos import PhotoError, load_photo
 from stimgen.backends.schematic import render_face, sample_identity
 from stimgen.errors import StimgenError
 
@@ -108,7 +108,7 @@ def test_formats_that_run_external_programs_are_refused(tmp_path):
 
 
 def test_missing_photo(tmp_path):
-    with pytest.raises(PhotoError, match="photo not found: .*absent.jpg"):
+    with pytest.raises(PhotoError, match="photo .*absent.jpg: not found"):
         load_photo(tmp_path / "absent.jpg")
 
 

@@ -26,7 +26,7 @@ from stimgen.protocol.loader import protocol_from_text
 BASE = """\
 study: {name: exec}
 identities: [{id: id01, seed: 1}]
-targets: {emotions: [happy]}
+targets: {emotions: [circumplex:happy]}
 """
 
 
@@ -317,7 +317,7 @@ def test_dead_worker_becomes_a_build_error(tmp_path, monkeypatch):
     protocol_file = tmp_path / "p.yaml"
     protocol_file.write_text(
         "study: {name: dead}\nidentities: [{id: a, seed: 1}, {id: b, seed: 2}]\n"
-        "targets: {emotions: [happy, sad], intensities: [1.0]}\noutput: {image_size: 64}\n")
+        "targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0]}\noutput: {image_size: 64}\n")
     protocol = stimgen.load_protocol(protocol_file)
     # The test-only crash hook (docs/reliability.md) ends the worker like kill -9 would.
     monkeypatch.setenv("STIMGEN_TEST_CRASH_AT", "stimulus@2")

@@ -177,7 +177,7 @@ def test_protocol_loader_reports_experiment_problems_with_line_numbers(tmp_path)
     path.write_text(textwrap.dedent("""\
         study: {name: t}
         identities: [{id: id01, seed: 1}]
-        targets: {emotions: [happy], intensities: [1.0]}
+        targets: {emotions: [circumplex:happy], intensities: [1.0]}
         experiment:
           design:
             type: blocked

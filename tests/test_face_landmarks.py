@@ -95,8 +95,10 @@ def test_missing_fan_weights_name_file_and_source(tmp_path):
 
 def test_missing_package_is_a_clear_error(monkeypatch, fan_file):
     monkeypatch.setitem(sys.modules, "face_alignment", None)
-    with pytest.raises(BackendUnavailableError, match="pip install face-alignment"):
+    with pytest.raises(BackendUnavailableError, match="which is not installed") as err:
         FaceLandmarker(fan_file)
+    assert err.value.hint.startswith('pip install --no-warn-conflicts "face-alignment>=1.5"')
+    assert 'pip install --no-warn-conflicts -e ".[photos]"' in err.value.hint
 
 
 def test_missing_detector_weights(tmp_path, fan_file):

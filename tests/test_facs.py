@@ -35,8 +35,9 @@ def landmarks_of(name: str, seed: int = 4) -> np.ndarray:
                                                       ("anger", "fearful", "surprised")])
 def test_angry_afraid_surprised_show_the_units_their_prototypes_name(angry, afraid, surprised):
     a, f, s = units_of(angry), units_of(afraid), units_of(surprised)
-    # anger: brows lowered and drawn together, lids tightened, lips pressed
-    assert a["AU04"] > 0.9 and a["AU07"] > 0.7 and a["AU23"] > 0.9
+    # anger (4+5*+7+10*+23+25): brows lowered and drawn together, lids tightened, lips
+    # tightened and parted under a raised upper lip
+    assert a["AU04"] > 0.9 and a["AU07"] > 0.7 and a["AU23"] > 0.9 and a["AU10"] > 0.5
     assert a["AU01"] == a["AU20"] == a["AU26"] == 0.0
     # fear: inner and outer brows raised and drawn together, upper lid raised, lips stretched
     assert f["AU01"] > 0.9 and f["AU04"] > 0.5 and f["AU05"] > 0.9 and f["AU20"] > 0.9
@@ -60,10 +61,14 @@ def test_angry_afraid_surprised_differ_in_those_features_on_the_landmarks(seed):
     # brows: lowered in anger, raised in fear and most in surprise
     assert m["angry"]["brow_height"] < neutral["brow_height"] < m["afraid"]["brow_height"]
     assert m["afraid"]["brow_height"] < m["astonished"]["brow_height"]
-    # mouth: pressed shut and narrowed in anger, stretched wide in fear, dropped open in surprise
-    assert m["angry"]["mouth_opening"] < 0.01
+    # mouth: tightened (narrowed, barely parted) in anger, stretched wide in fear, dropped
+    # open in surprise
+    assert m["angry"]["mouth_opening"] < m["afraid"]["mouth_opening"] - 0.1
     assert width["afraid"] > width["angry"] + 0.05
-    assert m["astonished"]["mouth_opening"] > m["afraid"]["mouth_opening"] + 0.05
+    # both drop the jaw (26); the surprised mouth opens round and narrow, the afraid one
+    # is stretched wide (20)
+    assert m["astonished"]["mouth_opening"] > m["angry"]["mouth_opening"] + 0.1
+    assert width["afraid"] > width["astonished"] + 0.2
     # eyes: wide in fear and surprise, narrowed in anger (AU7)
     assert m["afraid"]["eye_aperture"] > m["angry"]["eye_aperture"] + 0.03
 
@@ -98,6 +103,44 @@ def test_a_target_at_a_prototype_angle_shows_exactly_that_prototype():
         assert units == pytest.approx(expected, abs=1e-9), name
 
 
+def test_the_named_circumplex_terms_show_the_prototypes_at_their_exact_angles():
+    # Happy 7.8, Astonished 69.8, Angry 99, Afraid 116, Sad 207.5: the angles targets use
+    for term, prototype in (("circumplex:happy", "happiness"), ("astonished", "surprise"),
+                            ("circumplex:angry", "anger"), ("afraid", "fear"),
+                            ("circumplex:sad", "sadness")):
+        assert BLEND_ANGLES[prototype] == emotion_by_name(term).angle, term
+        assert units_of(term) == pytest.approx(
+            {au: PROTOTYPES[prototype].units.get(au, 0.0) for au in AU_NAMES}, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_raised_brow_stays_below_the_hairline(seed):
+    from stimgen.backends.schematic.geometry import face_layout, hairline
+
+    identity = sample_identity(seed)
+    if identity.hair_style == "bald":
+        pytest.skip("no hairline")
+    for prototype in ("surprise", "fear"):
+        layout = face_layout(identity, expression_units(0.0, 1.0, prototype=prototype))
+        w = identity.face_half_width
+        for brow, width in zip(layout.brows, layout.brow_widths):
+            top = brow[:, 1] - width / 2
+            assert (top > hairline(identity, layout.eye_y, (brow[:, 0] - 0.5) / (0.97 * w))).all()
+
+
+def test_disgust_lowers_the_brows_less_than_anger_and_does_not_draw_them_together():
+    for seed in (1, 4, 9):
+        rest, anger, disgust = (action_measurements(face_landmarks(
+            sample_identity(seed), *((0.0, 0.0) if p is None else (0.0, 1.0)), prototype=p))
+            for p in (None, "anger", "disgust"))
+        assert rest["inner_brow_height"] > disgust["inner_brow_height"] > anger["inner_brow_height"]
+        assert disgust["inner_brow_gap"] == pytest.approx(rest["inner_brow_gap"], abs=1e-9)
+        assert anger["inner_brow_gap"] < rest["inner_brow_gap"]
+        # the eyes narrow from below (the lower lid pushed up), not by a glare
+        assert disgust["lower_lid_height"] < rest["lower_lid_height"]
+        assert disgust["eye_aperture"] < rest["eye_aperture"] < anger["eye_aperture"]
+
+
 def test_blending_is_continuous_around_the_circle():
     angles = np.linspace(0.0, 360.0, 3601)
     vectors = np.array([[expression_units(*angle_to_va(a, 1.0))[au] for au in AU_NAMES]
@@ -123,7 +166,8 @@ def test_basic_emotions_carry_their_published_points():
     assert emotion_by_name("fearful") == emotion_by_name("FEAR")
     v, a = emotion_by_name("disgusted").target_va(0.5)      # half the unit vector toward it
     assert (v, a) == pytest.approx(0.5 * np.array([-0.60, 0.35]) / np.hypot(0.60, 0.35))
-    assert emotion_by_name("angry") in named_emotions()       # the circumplex term stays
+    assert emotion_by_name("Angry") in named_emotions()       # a display name names itself
+    assert emotion_by_name("circumplex:angry") in named_emotions()
 
 
 @pytest.mark.parametrize("typo", ["disgustd", "digusted", "disgustet", "angr", "sadnes",
@@ -151,7 +195,8 @@ def test_basic_emotion_names_build_with_action_unit_columns(tmp_path):
     protocol = Protocol.model_validate({
         "study": {"name": "basic"}, "identities": [{"id": "id01", "seed": 3}],
         "targets": {"emotions": ["anger", "fearful", "surprised", "disgusted", "happiness",
-                                 "sadness", "angry", "contemptuous"], "intensities": [1.0],
+                                 "sadness", "circumplex:angry", "contemptuous"],
+                    "intensities": [1.0],
                     "neutral": True},
         "output": {"image_size": 128}})
     stimgen.build(protocol, out=tmp_path / "b", progress=False, jobs=1)

@@ -113,15 +113,16 @@ def test_rating_ignores_position_scale_and_roll():
 
 
 def test_accuracy_on_held_out_identities(held_out):
-    # Measured when calibrating on the FACS faces (seeds 2000-2039): distance MAE 0.084 with
-    # the neutral face, 0.158 without (0.141 and 0.235 before the lower-lid, nose, upper-lip,
-    # mouth-width and lip-thickness proxies). The bounds leave a margin; they fail if face or
-    # rater drift, or if the rater stops measuring AU6/7, AU9, AU10, AU20 and AU23.
+    # Measured when calibrating on the FACS faces as redrawn in issue 28, surprise and disgust
+    # included (seeds 2000-2039): distance MAE 0.129 with the neutral face, 0.173 without
+    # (the faces before issue 28 read 0.084 and 0.158). The
+    # bounds leave a margin; they fail if face or rater drift, or if the rater stops
+    # measuring AU6/7, AU9, AU10, AU16/17, AU20 and AU23.
     landmarks, neutral, targets = held_out
     rater = GeometricModel()
     with_neutral = np.linalg.norm(rater.rate_many(landmarks, neutral) - targets, axis=1)
     without = np.linalg.norm(rater.rate_many(landmarks) - targets, axis=1)
-    assert with_neutral.mean() < 0.10
+    assert with_neutral.mean() < 0.14
     assert without.mean() < 0.18
     assert with_neutral.mean() < without.mean()
     # the signs of valence and arousal agree (SAGR) for clearly off-axis targets

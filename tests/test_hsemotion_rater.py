@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,8 +94,8 @@ def blue_value(level):
 # ----------------------------------------------------------------------------- the reference
 
 def reference_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize with half-pixel centres and clamped edges, rounded to uint8: OpenCV's
-    INTER_LINEAR as documented, written out here independently of stimgen."""
+    """Bilinear resize with half-pixel centres and clamped edges, in float64, rounded to uint8:
+    the textbook definition of OpenCV's INTER_LINEAR, written out here independently."""
     h, w = image.shape[:2]
 
     def taps(n_in):
@@ -113,9 +114,40 @@ def reference_resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
 
+def opencv_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """OpenCV's INTER_LINEAR on 8-bit images as its source computes it (imgproc/src/resize.cpp),
+    one output row and column at a time: positions in float32, weights rounded to 11 bits,
+    an integer horizontal pass, the vectorised vertical pass ((S0 >> 4) * b0 >> 16) +
+    ((S1 >> 4) * b1 >> 16) rounded by 2 bits; an exact halving is the 2 x 2 mean (INTER_AREA)."""
+    h, w = image.shape[:2]
+    src = image.astype(np.int64)
+    if (h, w) == (2 * size, 2 * size):
+        return ((src[0::2, 0::2] + src[1::2, 0::2] + src[0::2, 1::2] + src[1::2, 1::2] + 2)
+                >> 2).astype(np.uint8)
+
+    def coefficients(n_in, clamp):
+        rows = []
+        for d in range(size):
+            f = np.float32((d + 0.5) * (1.0 / (size / n_in)) - 0.5)
+            s = int(np.floor(f))
+            f = np.float32(f - np.float32(s))
+            if clamp and (s < 0 or s >= n_in - 1):
+                f = np.float32(0.0)
+            rows.append((min(max(s, 0), n_in - 1), min(max(s + 1, 0), n_in - 1),
+                         int(np.rint((np.float32(1.0) - f) * np.float32(2048))),
+                         int(np.rint(f * np.float32(2048)))))
+        return rows
+
+    horizontal = np.stack([src[:, a] * w0 + src[:, b] * w1
+                           for a, b, w0, w1 in coefficients(w, True)], axis=1)
+    rows = [(((horizontal[a] >> 4) * w0) >> 16) + (((horizontal[b] >> 4) * w1) >> 16)
+            for a, b, w0, w1 in coefficients(h, False)]
+    return np.clip((np.stack(rows) + 2) >> 2, 0, 255).astype(np.uint8)
+
+
 def reference_input(crop: np.ndarray) -> np.ndarray:
     """[3, 224, 224]: resized, /255, ImageNet-normalised, channels first in RGB order."""
-    x = reference_resize(crop, SIZE) / 255.0
+    x = opencv_resize(crop, SIZE) / 255.0
     return ((x - MEAN) / STD).transpose(2, 0, 1)
 
 
@@ -125,23 +157,35 @@ def random_image(rng, height, width):
 
 # ----------------------------------------------------------------------------- preprocessing
 
-@pytest.mark.parametrize("shape", [(97, 131), (300, 260), (224, 224), (448, 448)])
-def test_resize_agrees_with_the_reference_resize(shape):
+SHAPES = [(97, 131), (300, 260), (600, 520), (224, 224), (448, 448), (40, 500), (1000, 17)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_resize_is_opencvs_fixed_point_bilinear(shape):
     image = random_image(np.random.default_rng(1), *shape)
-    ours, ref = resize_bilinear(image, SIZE).astype(int), reference_resize(image, SIZE).astype(int)
-    assert ours.shape == (SIZE, SIZE, 3)
-    assert np.abs(ours - ref).max() <= 1                 # float32 vs float64 at exact halves
-    assert (ours != ref).mean() < 1e-3
+    ours = resize_bilinear(image, SIZE)
+    assert ours.shape == (SIZE, SIZE, 3) and ours.dtype == np.uint8
+    np.testing.assert_array_equal(ours, opencv_resize(image, SIZE))
+    # and that is bilinear: within one grey level of exact float64 arithmetic
+    assert np.abs(ours.astype(int) - reference_resize(image, SIZE).astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize("shape", [(97, 131), (300, 260), (600, 520), (448, 448)])
-def test_resize_is_opencv_inter_linear_within_one_grey_level(shape):
+@pytest.mark.parametrize("shape", SHAPES)
+def test_resize_equals_cv2_resize(shape):
     cv2 = pytest.importorskip("cv2")
     image = random_image(np.random.default_rng(2), *shape)
-    theirs = cv2.resize(image, (SIZE, SIZE)).astype(int)      # the reference package's call
-    ours = resize_bilinear(image, SIZE).astype(int)
-    assert np.abs(ours - theirs).max() <= 1           # OpenCV's 11-bit fixed point
-    assert (ours != theirs).mean() < 0.2
+    np.testing.assert_array_equal(resize_bilinear(image, SIZE),
+                                  cv2.resize(image, (SIZE, SIZE)))   # the reference package's call
+
+
+def test_preprocess_equals_the_reference_packages_input():
+    cv2 = pytest.importorskip("cv2")
+    crop = random_image(np.random.default_rng(5), 211, 173)
+    # hsemotion_onnx's HSEmotionRecognizer.preprocess, step by step
+    x = cv2.resize(crop, (SIZE, SIZE)) / 255
+    for channel in range(3):
+        x[..., channel] = (x[..., channel] - MEAN[channel]) / STD[channel]
+    np.testing.assert_array_equal(preprocess([crop])[0], x.transpose(2, 0, 1).astype("float32"))
 
 
 def test_network_sees_the_reference_input_and_columns_map_to_va_and_categories(tmp_path):
@@ -403,6 +447,75 @@ def test_rate_prints_the_table_without_an_output_file(tmp_path, channel_onnx):
                                        "--weights", str(channel_onnx), "--framing", "full"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0].startswith("file\trater\tframing\tvalence\tarousal")
+
+
+def test_rate_dash_output_is_standard_output(tmp_path, channel_onnx):
+    (path,) = write_images(tmp_path, {"face.png": (255, 0, 0)})
+    result = CliRunner().invoke(main, ["rate", str(path), "--rater", "hsemotion", "--weights",
+                                       str(channel_onnx), "--framing", "full", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("file\trater\tframing\tvalence\tarousal")
+    assert "face.png" in result.stdout
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+
+
+def test_rate_warns_about_a_random_tiny_emonet_file(tmp_path):
+    pytest.importorskip("torch")
+    from stimgen.weights.tiny import TINY_MARKER, write_emonet
+
+    folder = tmp_path / "faces"
+    write_images(folder, {f"{i}.png": (40 * i, 255 - 30 * i, 90) for i in range(4)})
+    weights = tmp_path / "emonet_8.pth"
+    write_emonet(weights, 8, {"warning": "tiny", "resolution": 32, "seed": 0})
+    assert TINY_MARKER.encode() in weights.read_bytes()
+    result = rate_cli(folder, "--rater", "emonet", "--weights", weights, "--framing", "full",
+                      "-o", tmp_path / "out.tsv")
+    assert result.exit_code == 0, result.output
+    assert f"warning: {weights} is a RANDOM TINY MODEL" in result.output
+    assert "stimgen models fetch emonet_8" in result.output
+
+
+def test_rate_warns_about_an_onnx_file_that_make_tiny_lists(tmp_path, channel_onnx):
+    import json
+
+    from stimgen.storage import sha256_file
+
+    (path,) = write_images(tmp_path / "faces", {"face.png": "red"})
+    (channel_onnx.parent / "tiny.json").write_text(json.dumps(
+        {"models": {"hsemotion_enet_b0_8_va_mtl": {"sha256": sha256_file(channel_onnx)}}}))
+    result = rate_cli(path, "--rater", "hsemotion", "--weights", channel_onnx, "--framing",
+                      "full", "-o", tmp_path / "out.tsv")
+    assert result.exit_code == 0, result.output
+    assert "RANDOM TINY MODEL" in result.output and "tiny.json" in result.output
+
+
+def test_a_network_that_ignores_the_face_is_called_out(tmp_path):
+    constant = channel_mean_model(tmp_path / "constant.onnx", np.zeros((3, 10)))
+    folder = tmp_path / "faces"
+    write_images(folder, {"a.png": "red", "b.png": "blue"})
+    for name, seed in (("c.png", 1), ("d.png", 2)):      # differ in sharpness too
+        Image.fromarray(random_image(np.random.default_rng(seed), 48, 64)).save(folder / name)
+    result = rate_cli(folder, "--rater", "hsemotion", "--weights", constant, "--framing", "full",
+                      "-o", tmp_path / "out.tsv")
+    assert result.exit_code == 0, result.output
+    assert "warning: all 4 images got the same rating from hsemotion" in result.output
+    varied = rate_cli(folder, "--rater", "hsemotion", "--weights",
+                      channel_mean_model(tmp_path / "varied.onnx", CHANNEL_WEIGHTS),
+                      "--framing", "full", "-o", tmp_path / "varied.tsv")
+    assert varied.exit_code == 0 and "same rating" not in varied.output
+
+
+def test_threads_do_not_change_the_table(tmp_path, channel_onnx):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(9):          # sizes 30-166 px high, each tinted its own way
+        noise = random_image(np.random.default_rng(i), 30 + 17 * i, 90) // 2
+        Image.fromarray(noise + np.uint8(14 * i)).save(folder / f"{i}.png")
+    rater = create_rater("hsemotion", "x", weights=channel_onnx)
+    one = rate_images([folder], rater, framing="full", batch_size=2, threads=1)
+    four = rate_images([folder], rater, framing="full", batch_size=4, threads=4)
+    pd.testing.assert_frame_equal(one, four)
+    assert [Path(f).name for f in one["file"]] == [f"{i}.png" for i in range(9)]
 
 
 def test_build_folders_are_rated_on_their_stimuli(tmp_path):

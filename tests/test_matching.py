@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from stimgen.matching import (exact_order, histogram_match, luminance_match, match_images,
-                              region_histogram, spectrum_match, specified_counts)
+                              region_histogram, specified_counts, specify_histogram,
+                              spectrum_match, ssim_map, structural_similarity, tie_order)
 
 
 def faces(seed: int, n: int = 4, size: int = 32):
@@ -93,25 +94,117 @@ def test_histogram_match_is_deterministic_with_ties():
     assert (first[8:12, 8:12] == 200).all()
 
 
-def test_exact_order_breaks_ties_by_neighbourhood_first():
+def test_exact_order_breaks_ties_by_neighbourhood_when_asked():
     image = np.zeros((5, 5), np.uint8)
     image[2, 2] = 50                  # a bright pixel lifts its 8 neighbours above the zeros
-    order = exact_order(image, np.ones_like(image, bool)).tolist()
+    everywhere = np.ones_like(image, bool)
+    order = exact_order(image, everywhere, tie_order(image, "neighbourhood")).tolist()
     assert order[-1] == 12
     assert sorted(order[-9:-1]) == [6, 7, 8, 11, 13, 16, 17, 18]
     assert sorted(order) == list(range(25))
-    assert exact_order(image, np.ones_like(image, bool)).tolist() == order     # deterministic
+    assert exact_order(image, everywhere).tolist()[:3] == [0, 1, 2]     # default: top down
 
 
-def test_a_flat_area_gets_the_target_levels_spread_over_it_not_in_bands():
-    """A flat cheek matched to a two-level histogram: each half of it gets both levels in
-    about equal shares (breaking ties by position would put all dark pixels on top)."""
-    image = np.full((40, 40), 120, np.uint8)
+def random_tie_breaking(image, region, target):
+    """SHINE's noise option: ties in a random order (the arrangement stimgen replaced)."""
+    flat = np.flatnonzero(region)
+    noise = np.random.default_rng(0).random(flat.size)
+    order = flat[np.lexsort((noise, image.ravel()[flat]))]
+    out = image.copy().ravel()
+    out[order] = np.repeat(np.arange(256), specified_counts(target, flat.size))
+    return out.reshape(image.shape)
+
+
+def flat_face(size=48):
+    """A schematic face: flat skin, two dark eyes, a mouth, in an oval region."""
+    y, x = np.mgrid[0:size, 0:size]
+    centre = (size - 1) / 2                      # a region symmetric about the midline
+    region = ((x - centre) / (0.42 * size)) ** 2 + ((y - centre) / (0.48 * size)) ** 2 < 1
+    image = np.full((size, size), 150, np.uint8)
+    image[size // 3 - 2:size // 3 + 2, size // 3 - 3:size // 3 + 3] = 40
+    image[size // 3 - 2:size // 3 + 2, 2 * size // 3 - 3:2 * size // 3 + 3] = 40
+    image[2 * size // 3:2 * size // 3 + 2, size // 3:2 * size // 3] = 90
+    return image, region
+
+
+def test_a_flat_area_gets_large_blocks_not_grain_and_keeps_its_structure():
+    """A flat cheek matched to a four-level histogram: exact, in a few blocks (short
+    boundaries between levels), with a far higher SSIM than random tie-breaking."""
+    image, region = flat_face()
     target = np.zeros(256)
-    target[[100, 140]] = 0.5
-    matched = histogram_match([image], [np.ones_like(image, bool)], target=target)[0]
-    for half in (matched[:20], matched[20:], matched[:, :20], matched[:, 20:]):
-        assert abs(half.mean() - 120) < 3
+    target[[30, 100, 160, 220]] = [0.1, 0.3, 0.3, 0.3]
+    matched = specify_histogram(image, region, target, iterations=10)
+    grain = random_tie_breaking(image, region, target)
+    for result in (matched, grain):
+        assert np.array_equal(np.bincount(result[region], minlength=256),
+                              specified_counts(target, int(region.sum())))
+        assert np.array_equal(result[~region], image[~region])
+    def boundaries(result):
+        inner = region[1:, :] & region[:-1, :]
+        return int((np.diff(result.astype(int), axis=0)[inner] != 0).sum())
+    assert boundaries(matched) < 0.2 * boundaries(grain)
+    ours = structural_similarity(image, matched, region)
+    assert ours > structural_similarity(image, grain, region) + 0.2
+    # the SSIM steps only ever keep a better arrangement than the best ordering alone
+    assert ours >= structural_similarity(image, specify_histogram(image, region, target,
+                                                                  iterations=0), region)
+
+
+def test_the_two_halves_of_a_symmetric_face_stay_equally_bright():
+    image, region = flat_face()
+    assert np.array_equal(image, image[:, ::-1]) and np.array_equal(region, region[:, ::-1])
+    target = np.zeros(256)
+    target[[30, 100, 160, 220]] = [0.1, 0.3, 0.3, 0.3]
+    for iterations in (0, 10):
+        matched = specify_histogram(image, region, target, iterations=iterations).astype(float)
+        half = image.shape[1] // 2
+        left, right = matched[:, :half][region[:, :half]], matched[:, half:][region[:, half:]]
+        assert abs(left.mean() - right.mean()) < 2.0           # grey levels
+        if iterations == 0:                 # the ordering alone: a mirror image, row by row
+            assert (matched != matched[:, ::-1]).mean() < 0.05
+
+
+def test_specify_histogram_is_deterministic_and_keeps_the_outside():
+    image, region = flat_face(40)
+    target = np.bincount(np.random.default_rng(1).integers(0, 256, 500), minlength=256)
+    first = specify_histogram(image, region, target)
+    assert np.array_equal(first, specify_histogram(image.copy(), region.copy(), target))
+    assert np.array_equal(first[~region], image[~region])
+    with pytest.raises(ValueError, match="iterations"):
+        specify_histogram(image, region, target, iterations=-1)
+
+
+def test_ssim_is_scikit_images_gaussian_ssim():
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (40, 50)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    _, theirs = metrics.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                                              use_sample_covariance=False, data_range=255,
+                                              full=True)
+    np.testing.assert_allclose(ssim_map(a, b), theirs, atol=1e-12)
+    region = rng.random(a.shape) < 0.5
+    assert structural_similarity(a, b, region) == pytest.approx(theirs[region].mean())
+    assert structural_similarity(a, a) == 1.0
+
+
+def test_the_ssim_gradient_is_the_derivative():
+    from stimgen.matching import _SSIMObjective
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (30, 30)).astype(float)
+    y = np.clip(x + rng.normal(0, 25, x.shape), 0, 255)
+    region = np.zeros(x.shape, bool)
+    region[4:26, 6:24] = True
+    value, gradient = _SSIMObjective(x, region, dtype=np.float64)(y)
+    assert value == pytest.approx(structural_similarity(x, y, region))
+    for i, j in ((10, 10), (4, 6), (2, 2), (25, 23)):
+        bumped = [y.copy(), y.copy()]
+        bumped[0][i, j] += 1e-4
+        bumped[1][i, j] -= 1e-4
+        numeric = (structural_similarity(x, bumped[0], region)
+                   - structural_similarity(x, bumped[1], region)) / 2e-4
+        assert gradient[i, j] == pytest.approx(numeric, rel=1e-4, abs=1e-12)
 
 
 @settings(max_examples=40, deadline=None)
@@ -159,3 +252,10 @@ def test_errors_name_the_argument():
         match_images(images, regions, "colour")
     with pytest.raises(ValueError, match="one image size"):
         spectrum_match([images[0], images[1][:10]])
+
+
+def test_the_protocols_default_is_the_functions():
+    from stimgen.matching import SSIM_ITERATIONS
+    from stimgen.protocol.models import Output
+
+    assert Output().match_ssim_iterations == SSIM_ITERATIONS

@@ -205,7 +205,7 @@ study: {name: tiny-added}
 seed: 3
 backend: {name: emostyle, options: {batch_size: 2}}
 identities: [{id: s1, seed: 1}]
-targets: {emotions: [happy], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy], intensities: [1.0], neutral: true}
 output: {image_size: 64}
 """
 

@@ -35,7 +35,7 @@ identities:
   - {id: id01, seed: 4}
   - {id: id02, seed: 5}
 targets:
-  emotions: [happy, sad, angry]
+  emotions: [circumplex:happy, circumplex:sad, circumplex:angry]
   intensities: [1.0]
 validation: {rater: geometric}
 output: {image_size: 64, format: png}
@@ -154,6 +154,43 @@ def test_compute_norms_recovers_known_truth_on_the_circumplex():
     labels = pd.DataFrame(rows).query("stimulus_id == 's0'")["label"]
     assert norms.loc[0, "hit_rate"] == pytest.approx((labels == "Happy").mean())
     assert 0 < norms.loc[0, "unbiased_hit_rate"] < norms.loc[0, "hit_rate"]
+
+
+@pytest.mark.parametrize("named_lists", [True, False])
+def test_lists_give_alpha_over_every_rating_and_icc_per_list(named_lists):
+    # 3 lists of 4 stimuli, 5 raters per list (one of list 3 skipped a stimulus): each
+    # participant rates one list, as design.lists makes them
+    truth, bias, ratings = synthetic_ratings(n_stimuli=12, n_raters=15, noise=0.4, seed=5)
+    ids = [f"s{i:02d}" for i in range(12)]
+    stimuli = pd.DataFrame({"stimulus_id": ids, "identity": "id01", "emotion": "Happy",
+                            "intensity": 1.0, "target_valence": 0.0, "target_arousal": 0.0,
+                            "achieved_valence": 0.0, "achieved_arousal": 0.0})
+    lists = {sid: 1 + i // 4 for i, sid in enumerate(ids)}
+    rows = [{"participant": f"p{r:02d}", "stimulus_id": ids[s], "valence": ratings[s, r],
+             "arousal": ratings[s, r], "label": None, "intensity": np.nan}
+            for r in range(15) for s in range(12) if lists[ids[s]] == 1 + r // 5
+            and not (r == 14 and s == 11)]
+    _, summary = compute_norms(pd.DataFrame(rows), stimuli,
+                               {"valence": (1, 9), "arousal": (1, 9)},
+                               lists=lists if named_lists else None)
+    reliability = summary["reliability"]["valence"]
+    assert reliability["icc2_1"] is None and "per list" in reliability["icc_note"]
+    matrix = np.full((15, 12), np.nan)
+    for row in rows:
+        matrix[int(row["participant"][1:]), ids.index(row["stimulus_id"])] = row["valence"]
+    assert reliability["krippendorff_alpha_interval"] == pytest.approx(
+        krippendorff_alpha_interval(rescale(matrix, 1, 9)), abs=1e-6)
+    by_list = reliability["by_list"]
+    if named_lists:        # list 3: its 5 raters over the 3 stimuli they all rated
+        assert [(b["list"], b["raters"], b["stimuli"]) for b in by_list] == [
+            ("1", 5, 4), ("2", 5, 4), ("3", 5, 3)]
+    else:                  # lists found as sets of stimuli rated: the partial one stands alone
+        assert sorted((b["raters"], b["stimuli"]) for b in by_list) == [
+            (1, 3), (4, 4), (5, 4), (5, 4)]
+    expected = icc2(rescale(ratings[0:4, 0:5], 1, 9))
+    first = next(b for b in by_list if b["raters"] == 5 and b["stimuli"] == 4)
+    assert (first["icc2_1"], first["icc2_k"]) == pytest.approx(expected, abs=1e-6)
+    assert all(b["icc2_1"] is None for b in by_list if b["raters"] < 2)
 
 
 def test_hit_rates_count_another_name_of_the_emotion_as_a_hit():

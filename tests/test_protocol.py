@@ -64,7 +64,7 @@ def test_all_emotions_and_defaults(tmp_path):
     protocol = load_protocol(write(tmp_path, VALID.replace("[happy]", "all")))
     assert len(protocol.targets.emotion_list()) == 28
     assert protocol.targets.intensities == [0.25, 0.5, 0.75, 1.0]
-    assert protocol.validation.weak_region == (242.0, 329.0)
+    assert protocol.validation.weak_region == (242.0, 328.6)
     assert protocol.backend.name == "schematic"
     assert protocol.resolved_rater() == "geometric"
     assert protocol.experiment is None
@@ -243,7 +243,7 @@ def test_cli_emotions_lists_28_and_the_basic_emotions_with_sources():
     result = CliRunner().invoke(main, ["emotions", "--format", "csv"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 + 28 + 7 and lines[1].startswith("Happy,happy,circumplex,,8.0,")
+    assert len(lines) == 1 + 28 + 7 and lines[1].startswith("Happy,happy,circumplex,,7.8,")
     anger = next(line for line in lines if line.startswith("Anger,"))
     assert "Russell & Mehrabian (1977)" in anger
     contempt = next(line for line in lines if line.startswith("Contempt,"))
@@ -355,3 +355,40 @@ def test_key_valid_one_level_away_gets_indent_or_dedent_hint(tmp_path, text, hin
     with pytest.raises(ProtocolError) as caught:
         load_protocol(path)
     assert any(hint in (p.hint or "") for p in caught.value.problems), str(caught.value)
+
+
+def test_validate_warns_about_an_emotion_word_with_two_meanings(tmp_path):
+    from click.testing import CliRunner
+
+    from stimgen.cli import main
+
+    path = tmp_path / "p.yaml"
+    path.write_text("study: {name: v}\nidentities: [{id: a, seed: 1}]\n"
+                    "targets:\n  emotions: [happy, excited]\n  intensities: [1.0]\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    # the word, where it is, what it now means and how to write the other meaning
+    assert f"{path}:4:14: targets.emotions.0: \"happy\" means the basic emotion Happiness" \
+        in result.output
+    assert "circumplex:happy" in result.output
+    assert "targets mix basic emotions (Happiness" in result.output
+    # the hint spells out each list meant; excited has no basic emotion, so no basic-only list
+    assert ("(hint: write [circumplex:happy, excited] for circumplex terms only, or "
+            "[happiness, circumplex:excited] to keep the mix without this warning)") \
+        in " ".join(result.output.split())
+    path.write_text("study: {name: v}\nidentities: [{id: a, seed: 1}]\n"
+                    "targets:\n  emotions: [circumplex:happy, excited]\n  intensities: [1.0]\n")
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+def test_emotions_command_and_starter_state_the_vocabulary_rule():
+    from click.testing import CliRunner
+
+    from stimgen.cli import main
+    from stimgen.starter import STARTER_PROTOCOL
+
+    listing = CliRunner().invoke(main, ["emotions"]).output
+    assert "How to write them: A basic emotion's word in any form" in listing
+    assert "basic_sources: {contempt: russell_mehrabian_1977}" in listing
+    assert "circumplex:happy" in STARTER_PROTOCOL

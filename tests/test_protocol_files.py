@@ -77,7 +77,7 @@ def test_emostyle_protocol_dry_runs_cut_down_to_one_identity(path, tmp_path, mon
     monkeypatch.setenv("STIMGEN_HOME", str(tmp_path / "home"))
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     raw["identities"] = raw["identities"][:1]
-    raw["targets"] = {**raw["targets"], "emotions": ["happy", "sad"], "intensities": [1.0]}
+    raw["targets"] = {**raw["targets"], "emotions": ["circumplex:happy", "circumplex:sad"], "intensities": [1.0]}
     raw["output"] = {**raw.get("output", {}), "image_size": 64}
     cut = tmp_path / path.name
     cut.write_text(yaml.safe_dump(raw), encoding="utf-8")

@@ -442,7 +442,7 @@ def test_online_python_experiment_is_the_offline_one_plus_counterbalancing(onlin
     online_script = online["script"].read_text(encoding="utf-8")
     offline_script = offline["script"].read_text(encoding="utf-8")
     assert "data.Counterbalancer(" in online_script and "Counterbalancer" not in offline_script
-    assert "expInfo['group'] = ['g01'," in online_script
+    assert "group_names = ['g01', 'g02', 'g03']" in online_script
     assert "psychoJS.shelf.counterbalanceSelect" in online["js"].read_text(encoding="utf-8")
     for script in (online_script, offline_script):     # useVersion recorded, never run
         assert "psychopy.useVersion(" not in script and "written for this version" in script
@@ -508,3 +508,68 @@ def test_online_hostile_protocol_text_stays_literal(tmp_path):
                for n in ast.walk(tree))
     assert not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                    and n.func.id == "__import__" for n in ast.walk(tree))
+
+
+def test_online_start_dialog_asks_only_what_a_participant_fills_in(online_pair):
+    (files, _), _ = online_pair
+    exp = ppexp.Experiment()
+    exp.loadFromXML(str(files["psyexp"]))
+    assert list(exp.settings.getInfo()) == ["participant", "session"]
+    js = files["js"].read_text(encoding="utf-8")
+    assert "'simulate'" not in js.split("let expInfo = {", 1)[1].split("};", 1)[0]
+
+
+@pytest.mark.parametrize("task", ["categorization", "norming"])
+def test_online_keyboards_take_a_flat_list_of_keys(tmp_path, task):
+    # a list literal in allowedKeys compiles to [['1', '2']] in PsychoJS: no key ever matches
+    files, _ = build_online(tmp_path, make_spec(task, "random"))
+    for key in ("js", "js_legacy"):
+        js = files[key].read_text(encoding="utf-8")
+        key_lists = re.findall(r"keyList: typeof (\[.*?\]) === 'string'", js)
+        assert key_lists and all(not k.startswith("[[") for k in key_lists), key_lists
+        assert "['1', '2', '3'" in js.replace('"', "'") or "['1','2','3'" in js
+
+
+def test_online_script_is_checked_for_python_left_in_it(tmp_path, monkeypatch):
+    # without PsychoPy's JavaScript translator, Python literals reach the script; the build
+    # stops instead of shipping a script that crashes in the browser
+    import psychopy.experiment.py2js_transpiler as transpiler
+
+    monkeypatch.setattr(transpiler, "translates", None)
+    with pytest.raises(BuildError, match="Python into the JavaScript") as caught:
+        build_online(tmp_path, make_spec("rating", "random"))
+    assert "requirements-psychopy.txt" in caught.value.hint
+    assert not (tmp_path / "experiment").exists()
+
+
+@pytest.mark.parametrize("js, found", [
+    ("draggable: False,", [(1, "draggable: False,")]),
+    ("units: win.units, x = 'None'; // True", [(1, "units: win.units, x = 'None'; // True")]),
+    ("a = \"False\"; /* None\n True */ b = psychoJS.window.units;", []),
+    ("s = `True ${x}`;\nt = None", [(2, "t = None")]),
+])
+def test_python_left_in_js_looks_outside_strings_and_comments(js, found):
+    from stimgen.export.psychojs import python_left_in_js
+
+    assert python_left_in_js(js) == found
+
+
+@pytest.mark.parametrize("answer, simulated, group, source", [
+    (2, False, "g03", "shelf"),            # PsychoPy's local Counterbalancer: a 0-based number
+    ("g02", False, "g02", "shelf"),
+    (3, False, "g01", "random"),           # out of range: not trusted
+    (None, False, "g01", "random"),
+    (0, True, "g02", "launcher"),          # run_simulated.py's group is kept
+])
+def test_python_group_assignment_takes_only_a_group_of_the_design(answer, simulated, group,
+                                                                   source):
+    from stimgen.export.psychojs import assign_group_code
+
+    added = {}
+    session = {"counterbalance": SimpleNamespace(group=answer), "simulated": simulated,
+               "expInfo": {"group": "g02"} if simulated else {},
+               "thisExp": SimpleNamespace(addData=added.__setitem__),
+               "randchoice": lambda names: names[0]}
+    exec(assign_group_code(("g01", "g02", "g03"), "counterbalance")["py"], session)
+    assert (session["expInfo"]["group"], session["expInfo"]["group_source"]) == (group, source)
+    assert added == {"group": group}

@@ -17,7 +17,7 @@ study: {{name: quiet build, description: "no noise", authors: [Tester]}}
 seed: 5
 identities:
   - {{id: id01, seed: 1}}
-targets: {{emotions: [happy, sad], intensities: [1.0], neutral: true}}
+targets: {{emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}}
 output: {{image_size: 96}}
 experiment:
   online: {online}

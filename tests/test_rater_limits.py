@@ -52,7 +52,7 @@ study: {name: limits}
 seed: 3
 backend: {name: schematic}
 identities: [{id: id01, seed: 4}]
-targets: {emotions: [contempt, disgust, angry], intensities: [1.0], neutral: true}
+targets: {emotions: [contempt, disgust, circumplex:angry], intensities: [1.0], neutral: true}
 validation: {rater: geometric}
 output: {image_size: 64}
 """

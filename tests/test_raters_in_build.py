@@ -20,7 +20,7 @@ study: {name: two raters}
 seed: 5
 backend: {name: schematic}
 identities: [{id: id01, seed: 1}, {id: id02, seed: 2}]
-targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad, tired], intensities: [0.5, 1.0], neutral: true}
 validation:
   rater: geometric
   also: [emonet]
@@ -140,7 +140,7 @@ def test_a_reference_face_becomes_a_target_of_every_identity(tmp_path, monkeypat
     expected = rate_images([photo], create_rater("hsemotion", "schematic")).iloc[0]
     text = (TWO_RATERS.replace("  also: [emonet]\n", "").replace("rater: geometric",
                                                                  "rater: hsemotion")
-            .replace("targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], "
+            .replace("targets: {emotions: [circumplex:happy, circumplex:sad, tired], intensities: [0.5, 1.0], "
                      "neutral: true}", f"targets: {{from_images: ['{photo}'], neutral: true}}"))
     result = stimgen.build(protocol_from_text(tmp_path, text), out=tmp_path / "out",
                            progress=False)
@@ -161,7 +161,7 @@ def test_reference_faces_need_a_rater_that_can_rate_a_photo(tmp_path):
 
     photo = psychopy_photo("face01.jpg")
     text = TWO_RATERS.replace("  also: [emonet]\n", "").replace(
-        "targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], neutral: true}",
+        "targets: {emotions: [circumplex:happy, circumplex:sad, tired], intensities: [0.5, 1.0], neutral: true}",
         f"targets: {{from_images: ['{photo}']}}")
     with pytest.raises(StimgenError, match="geometric, which cannot rate a photo"):
         stimgen.build(protocol_from_text(tmp_path, text), out=tmp_path / "out", progress=False)
@@ -171,7 +171,7 @@ def test_a_missing_reference_image_is_named_at_load(tmp_path):
     from stimgen.errors import ProtocolError
 
     text = TWO_RATERS.replace(
-        "targets: {emotions: [happy, sad, tired], intensities: [0.5, 1.0], neutral: true}",
+        "targets: {emotions: [circumplex:happy, circumplex:sad, tired], intensities: [0.5, 1.0], neutral: true}",
         "targets: {from_images: [refs/smile.jpg]}")
     with pytest.raises(ProtocolError, match=r"targets.from_images.0.*smile.jpg"):
         protocol_from_text(tmp_path, text)

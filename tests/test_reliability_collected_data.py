@@ -29,7 +29,7 @@ seed: 5
 identities:
   - {id: id01, seed: 1}
 targets:
-  emotions: [happy, sad]
+  emotions: [circumplex:happy, circumplex:sad]
   intensities: [1.0]
   neutral: true
 output: {image_size: 96}

@@ -31,7 +31,7 @@ study: {name: disk}
 identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}
 output: {image_size: 96}
 """
 ERRORS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "quota",

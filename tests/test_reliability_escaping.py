@@ -30,7 +30,7 @@ PROTOCOL = {
     "study": {"name": f"Evil {SCRIPT}", "description": HOSTILE_TEXT,
               "authors": [IMG, FORMULAS[0], PYTHON]},
     "identities": [{"id": "id01", "seed": 1}],
-    "targets": {"emotions": ["happy", "sad", "afraid", "tired"], "intensities": [1.0]},
+    "targets": {"emotions": ["circumplex:happy", "circumplex:sad", "afraid", "tired"], "intensities": [1.0]},
     "output": {"image_size": 96},
     "experiment": {
         "task": {"type": "categorization", "prompt": HOSTILE_TEXT,

@@ -1,7 +1,7 @@
 """Images: decompression bombs refused, EXIF orientation applied, and no metadata (EXIF, GPS,
 ICC, comments, text chunks) ever written into stimuli; identity photos never copied.
 
-Guarantee (docs/reliability.md). Photo reading itself is stimgen.backends.emostyle.photo's
+Guarantee (docs/reliability.md). Photo reading itself is stimgen.photos's
 (tested in depth there); these tests check the guarantees end to end.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ PROTOCOL = """\
 study: {name: images}
 identities:
   - {id: id01, seed: 1}
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}
 output: {image_size: 96, format: FORMAT}
 experiment:
   task: {type: rating}
@@ -103,7 +103,7 @@ def test_built_stimuli_and_bundle_carry_no_metadata_and_no_photos(tmp_path, fmt)
 
 
 # -- photos (the emostyle backend's reader) ----------------------------------------------------
-photo = pytest.importorskip("stimgen.backends.emostyle.photo")
+photo = pytest.importorskip("stimgen.photos")
 
 
 def bomb_png(width: int, height: int) -> bytes:

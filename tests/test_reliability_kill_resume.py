@@ -33,7 +33,7 @@ identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
 targets:
-  emotions: [happy, sad, afraid, tired]
+  emotions: [circumplex:happy, circumplex:sad, afraid, tired]
   intensities: [1.0]
   points: [{label: calm, valence: 0.2, arousal: -0.3}]
   neutral: true

@@ -28,7 +28,7 @@ study: {name: lock}
 identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: true}
 output: {image_size: 96}
 """
 

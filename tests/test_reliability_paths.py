@@ -20,7 +20,7 @@ PROTOCOL = """\
 study: {name: paths}
 identities:
   - {id: id01, seed: 1}
-targets: {emotions: [happy], intensities: [1.0]}
+targets: {emotions: [circumplex:happy], intensities: [1.0]}
 output: {image_size: 96}
 """
 
@@ -37,7 +37,7 @@ def test_protocol_paths_resolve_against_the_protocol_file(tmp_path, monkeypatch)
     (study / "p.yaml").write_text(
         "study: {name: photos}\nbackend: {name: emostyle}\n"
         "identities: [{id: p01, image: photos/p01.jpg}]\n"
-        "targets: {emotions: [happy]}\noutput: {folder: results}\n", encoding="utf-8")
+        "targets: {emotions: [circumplex:happy]}\noutput: {folder: results}\n", encoding="utf-8")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -59,7 +59,7 @@ def test_ids_that_would_escape_as_file_names_are_refused(bad_id):
 
 
 def test_point_labels_are_identifiers_too():
-    text = PROTOCOL.replace("emotions: [happy], intensities: [1.0]",
+    text = PROTOCOL.replace("emotions: [circumplex:happy], intensities: [1.0]",
                             'points: [{label: "../../x", valence: 0.1, arousal: 0.1}]')
     with pytest.raises(ProtocolError, match="invalid id"):
         stimgen.protocol.loader.protocol_from_text(text)

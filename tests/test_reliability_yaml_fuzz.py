@@ -22,7 +22,7 @@ from stimgen.protocol.yaml_source import MAX_DEPTH, MAX_PROTOCOL_BYTES
 VALID = {
     "study": {"name": "fuzz", "authors": ["A"]},
     "identities": [{"id": "id01", "seed": 1}, {"id": "id02", "seed": 2}],
-    "targets": {"emotions": ["happy", "sad"], "intensities": [0.5, 1.0],
+    "targets": {"emotions": ["circumplex:happy", "circumplex:sad"], "intensities": [0.5, 1.0],
                 "points": [{"label": "p1", "valence": 0.2, "arousal": 0.1}], "neutral": True},
     "output": {"image_size": 128},
     "experiment": {"task": {"type": "categorization",

@@ -130,7 +130,7 @@ def test_published_emostyle_figures_sit_beside_matching_angles(tmp_path):
     protocol_file = tmp_path / "p.yaml"
     protocol_file.write_text(
         "study: {name: anchors}\nidentities: [{id: id01, seed: 1}]\n"
-        "targets: {emotions: [happy, tired], angles: [130]}\noutput: {image_size: 64}\n")
+        "targets: {emotions: [circumplex:happy, tired], angles: [130]}\noutput: {image_size: 64}\n")
     out = stimgen.build(stimgen.load_protocol(protocol_file), out=tmp_path / "b",
                         progress=False).out
     report = out / "report.html"
@@ -168,7 +168,7 @@ def test_flagged_table_lists_every_flagged_stimulus_with_reasons(report):
     assert reasons, "the small build should flag something (weak region: tired, calm)"
     for stimulus_id, text in reasons.items():
         flags = stimuli.loc[stimulus_id, "flags"].split(";")
-        assert ("weak region 242°–329°" in text) == ("weak_region" in flags)
+        assert ("weak region 242°–328.6°" in text) == ("weak_region" in flags)
         distance = float(stimuli.loc[stimulus_id, "distance_error"])
         assert (f"VA distance {distance:.2f} exceeds the tolerance {tolerance:g}" in text) == (
             "distance_tolerance" in flags)
@@ -208,7 +208,7 @@ def test_figures_are_valid_svg_with_the_weak_region_labelled(report):
     circumplex = report.parent / "report_assets" / "figures" / "circumplex.svg"
     ElementTree.parse(circumplex)
     svg = circumplex.read_text(encoding="utf-8")
-    assert "weak region" in svg and "Tired 268°" in svg and "At ease 321°" in svg
+    assert "weak region" in svg and "Tired 267.7°" in svg and "At ease 321°" in svg
 
 
 def test_report_is_byte_stable_and_replaces_its_assets(report, tmp_path):
@@ -334,7 +334,7 @@ def test_report_text_counts_one_in_the_singular(tmp_path):
     import stimgen
     protocol = tmp_path / "one.yaml"
     protocol.write_text("study: {name: one}\nidentities: [{id: id01, seed: 1}]\n"
-                        "targets: {emotions: [happy], intensities: [1.0]}\n"
+                        "targets: {emotions: [circumplex:happy], intensities: [1.0]}\n"
                         "output: {image_size: 64}\n", encoding="utf-8")
     report = stimgen.build(stimgen.load_protocol(protocol), out=tmp_path / "b",
                            progress=False).out / "report.html"
@@ -452,7 +452,7 @@ seed: 3
 backend: {name: schematic}
 identities: [{id: id01, seed: 1}]
 targets:
-  emotions: [happy, tired, serene]
+  emotions: [circumplex:happy, tired, serene]
   intensities: [0.25, 0.5, 0.75, 1.0]
 validation: {rater: geometric}
 output: {image_size: 64}

@@ -104,7 +104,7 @@ WIDE_PROTOCOL = """\
 study: {name: wide table}
 identities: [{id: id01, seed: 3}]
 targets:
-  emotions: [satisfied, distressed, frustrated, astonished, sleepy, happy]
+  emotions: [satisfied, distressed, frustrated, astonished, sleepy, circumplex:happy]
   intensities: [0.25, 0.5, 0.75, 1.0]
   points: [{label: mildly_pleasant_and_calm, valence: 0.3, arousal: -0.4}]
   neutral: true

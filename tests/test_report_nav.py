@@ -47,7 +47,7 @@ study: {name: nav}
 seed: 3
 backend: {name: schematic}
 identities: [{id: id01, seed: 4}]
-targets: {emotions: [happiness, sad], intensities: [1.0], neutral: true}
+targets: {emotions: [happiness, circumplex:sad], intensities: [1.0], neutral: true}
 validation: {rater: geometric, correction: {iterations: 1}}
 output: {image_size: 64, dynamic: {frames: 3, fps: 10}}
 experiment:
@@ -74,5 +74,5 @@ def test_figure_labels_round_angles_and_name_the_basic_emotions(built):
     heatmap = (figures / "distance_heatmap.svg").read_text(encoding="utf-8")
     assert "Happiness 32°" in heatmap and "32.19" not in heatmap
     circumplex = (figures / "circumplex.svg").read_text(encoding="utf-8")
-    # the rim names the 28 terms (Sad 208°); the basic emotion is named at its target
-    assert "Happiness 32°" in circumplex and "Sad 208°" in circumplex
+    # the rim names the 28 terms at their exact angles (Sad 207.5°); the basic emotion is named at its target
+    assert "Happiness 32°" in circumplex and "Sad 207.5°" in circumplex

@@ -31,7 +31,7 @@ identities:
   - {id: id02, seed: 5}
   - {id: id03, seed: 6}
 targets:
-  emotions: [happy, sad, angry]
+  emotions: [circumplex:happy, circumplex:sad, circumplex:angry]
   intensities: [0.5, 1.0]
   neutral: true
 validation: {rater: geometric}
@@ -469,7 +469,9 @@ def test_keeping_every_stimulus_reproduces_the_builds_tables(build, tmp_path):
         mine, theirs = pd.read_csv(out / name), pd.read_csv(build / name)
         assert list(mine.columns) == list(theirs.columns) and len(mine) == len(theirs)
         numbers = mine.select_dtypes("number").columns
-        assert np.allclose(mine[numbers], theirs[numbers], rtol=1e-5, atol=1e-6,
+        # 6-digit inputs give about 5 digits back: a spread small beside its mean amplifies
+        # their rounding (direction errors of 11.1 +- 0.6 degrees move the SD by 1e-5 of itself)
+        assert np.allclose(mine[numbers], theirs[numbers], rtol=1e-4, atol=1e-6,
                            equal_nan=True), name
 
 

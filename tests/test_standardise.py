@@ -14,7 +14,8 @@ from PIL import Image
 import stimgen
 from stimgen.backends import SchematicFaces
 from stimgen.build_folder import (IDENTITY_RECORDS_DIR, LOW_LEVEL_COLUMNS, MASKS_DIR,
-                                  MATCHED_RECORDS_DIR, STIMULI_TSV, read_build_folder)
+                                  MATCH_SSIM_COLUMN, MATCHED_RECORDS_DIR, STIMULI_TSV,
+                                  UNMATCHED_DIR, read_build_folder)
 from stimgen.errors import ProtocolError
 from stimgen.landmarks import CHIN, NOSE_TIP, OUTER_LIP, RIGHT_EYE, LEFT_EYE, eye_centres
 from stimgen.protocol.models import Identity
@@ -29,7 +30,7 @@ identities:
   - {{id: a, seed: 4}}
   - {{id: b, seed: 6}}
 targets:
-  emotions: [happy, sad, afraid, sleepy]
+  emotions: [circumplex:happy, circumplex:sad, afraid, sleepy]
   intensities: [1.0]
   neutral: true
 validation: {{rater: geometric}}
@@ -166,6 +167,20 @@ def test_histogram_matching_equalises_the_masked_histograms(tmp_path, monkeypatc
     html = (out / "report.html").read_text(encoding="utf-8")
     assert 'data-key="low-level-confound"' not in html or "luminance" not in html.split(
         'data-key="low-level-confound"')[1].split("</div>")[0]
+    # what matching cost each face: SSIM to the unmatched face, framed the same way
+    assert MATCH_SSIM_COLUMN in table.columns and table[MATCH_SSIM_COLUMN].between(0, 1).all()
+    metrics = pytest.importorskip("skimage.metrics")
+    for _, row in table.iterrows():
+        mask = np.asarray(Image.open(out / MASKS_DIR / f"{row['identity']}.png"))
+        before = np.asarray(Image.open(out / UNMATCHED_DIR / f"{row['stimulus_id']}.png")
+                            .convert("L")).astype(int)
+        before = ((mask * before + (255 - mask.astype(int)) * 128 + 127) // 255)
+        after = np.asarray(Image.open(out / row["file"]).convert("L"))
+        _, ssim = metrics.structural_similarity(before.astype(np.uint8), after, full=True,
+                                                gaussian_weights=True, sigma=1.5,
+                                                use_sample_covariance=False, data_range=255)
+        assert row[MATCH_SSIM_COLUMN] == pytest.approx(ssim[mask == 255].mean(), abs=1e-6)
+    assert 'data-key="matching-cost"' in html and "ssim_unmatched" in html
 
 
 def test_matched_builds_resume_and_rebuild_byte_identically(tmp_path):
@@ -181,6 +196,28 @@ def test_matched_builds_resume_and_rebuild_byte_identically(tmp_path):
     assert resumed.manifest["timings"]["match_images"] > 0         # the set stage reran
     assert snapshot(first.out) == before
     assert build(tmp_path, output, name="one").manifest["timings"]["match_images"] == 0
+
+
+def test_the_set_stage_in_worker_processes_writes_the_same_files(tmp_path):
+    output = ", greyscale: true, mask: oval, match: histogram, match_ssim_iterations: 2"
+    serial = build(tmp_path, output, name="serial", jobs=1)
+    workers = build(tmp_path, output, name="workers", jobs=2)
+    assert snapshot(serial.out) == snapshot(workers.out)
+    assert workers.manifest["timings"]["match_rate_write"] > 0
+    pd.testing.assert_frame_equal(serial.stimuli, workers.stimuli)
+
+
+def test_ssim_iterations_are_part_of_the_matching_key(tmp_path):
+    first = build(tmp_path, ", greyscale: true, mask: oval, match: histogram, "
+                            "match_ssim_iterations: 0")
+    assert first.stimuli[MATCH_SSIM_COLUMN].between(0, 1).all()
+    again = build(tmp_path, ", greyscale: true, mask: oval, match: histogram, "
+                            "match_ssim_iterations: 4")
+    assert again.manifest["timings"]["match_images"] > 0          # rematched
+    assert sorted(again.reused_identities) == ["a", "b"]            # the units were kept
+    # more SSIM steps only ever keep arrangements closer to the unmatched faces
+    assert again.stimuli[MATCH_SSIM_COLUMN].mean() >= first.stimuli[MATCH_SSIM_COLUMN].mean()
+    assert MATCH_SSIM_COLUMN not in build(tmp_path, "", name="plain").stimuli.columns
 
 
 def test_a_new_matching_algorithm_reruns_the_stage(tmp_path, monkeypatch):
@@ -287,7 +324,7 @@ study: {name: tiny-emostyle}
 seed: 3
 backend: {name: emostyle, options: {batch_size: 2}}
 identities: [{id: s1, seed: 1}]
-targets: {emotions: [happy, sad], intensities: [1.0], neutral: false}
+targets: {emotions: [circumplex:happy, circumplex:sad], intensities: [1.0], neutral: false}
 output: {image_size: 64, greyscale: true, mask: oval, background: 0}
 """)
     with warnings.catch_warnings():

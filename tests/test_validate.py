@@ -28,7 +28,7 @@ identities:
   - {id: id01, seed: 1}
   - {id: id02, seed: 2}
 targets:
-  emotions: [happy, afraid, sad, angry]
+  emotions: [circumplex:happy, afraid, circumplex:sad, circumplex:angry]
   intensities: [0.5, 1.0]
   neutral: true
 output: {image_size: 64}
@@ -248,6 +248,37 @@ experiment:
         in result.output
 
 
+def test_plan_of_an_online_norming_study_with_lists_says_what_to_upload(tmp_path):
+    path = write(tmp_path, BASE + """\
+experiment:
+  online: true
+  task: {type: norming, catch: {trials: 1}}
+  design: {participants: 6, lists: 3}
+""")
+    result = CliRunner().invoke(main, ["validate", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = {line[:12].strip(): line[12:] for line in result.output.splitlines()}
+    # 2 identities x 4 emotions x 2 intensities + 2 neutral faces = 18, in 3 lists of 6
+    assert "6 main (one of 3 lists of 6 of the 18 stimuli)" in lines["trials"]
+    assert "drawn by Pavlovia's shelf" in lines["assignment"]
+    assert "each stimulus is rated by 2 of every 6 participants" in lines["assignment"]
+    assert lines["online"].startswith(f"upload the folder {tmp_path / 'out' / 'experiment'}/ "
+                                      "as a whole to Pavlovia (open plan.psyexp")
+    offline = validate(write(tmp_path, BASE + "experiment: {}\n", "offline.yaml"))
+    assert "which Pavlovia would not get (set experiment.online: true" in offline.output
+
+
+def test_lists_that_cannot_fill_equally_are_refused_at_the_field(tmp_path):
+    result = validate(write(tmp_path, BASE + """\
+experiment:
+  task: {type: norming}
+  design: {participants: 5, lists: 2}
+"""))
+    assert result.exit_code == 2
+    assert "experiment.design" in result.output and "multiple of lists (2)" in result.output
+    assert "participants: 6" in result.output
+
+
 # -- warnings ------------------------------------------------------------------------------------
 BLOCKED_CATEGORIZATION = BASE + """\
 experiment:
@@ -297,6 +328,23 @@ def test_build_prints_the_warnings_before_drawing(tmp_path, monkeypatch):
     assert "a categorization task blocked by emotion" in result.stderr
 
 
+def test_python_build_logs_the_vocabulary_warnings_of_a_loaded_protocol(tmp_path, monkeypatch,
+                                                                        caplog):
+    import stimgen.pipeline
+
+    def no_faces(protocol):
+        raise stimgen.StimgenError("stopped where the faces would be drawn")
+
+    monkeypatch.setattr(stimgen.pipeline, "create_backend", no_faces)
+    path = write(tmp_path, BASE.replace("circumplex:happy, afraid", "happy, afraid"))
+    with caplog.at_level(logging.WARNING, logger="stimgen"), pytest.raises(stimgen.StimgenError):
+        stimgen.build(load_protocol(path), out=tmp_path / "o", progress=False, jobs=1)
+    logged = [r.getMessage() for r in caplog.records]
+    assert f'{path}:6:14: targets.emotions.0: "happy" means the basic emotion Happiness' \
+        in logged[0]
+    assert any("targets mix basic emotions (Happiness" in line for line in logged)
+
+
 def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
     protocol = load_protocol(write(tmp_path, BLOCKED_CATEGORIZATION))
     with caplog.at_level(logging.WARNING, logger="stimgen"):
@@ -311,7 +359,7 @@ def test_check_experiment_logs_what_plan_experiment_returns(tmp_path, caplog):
 WEAK_TARGETS = """\
 study: {name: weak}
 identities: [{id: id01, seed: 1}]
-targets: {emotions: [tired, happy], intensities: [1.0]}
+targets: {emotions: [tired, circumplex:happy], intensities: [1.0]}
 output: {image_size: 64}
 """
 

@@ -7,14 +7,16 @@ cache key so that resumed and repeated builds reuse finished work. The interface
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from stimgen.backends.base import (PROGRESS_ENV, Backend, Rendered, progress_enabled,
                                    showing_progress)
 from stimgen.backends.model_needs import required_models
 from stimgen.backends.schematic import SchematicBackend
 from stimgen.errors import BackendUnavailableError
-from stimgen.protocol.models import Identity, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover - `stimgen rate` reads images without loading the protocol
+    from stimgen.protocol.models import Identity, Protocol
 
 __all__ = ["Backend", "PROGRESS_ENV", "Rendered", "SchematicFaces", "backend_models",
            "create_backend", "progress_enabled", "showing_progress"]

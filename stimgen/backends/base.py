@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol as TypingProtocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol as TypingProtocol, Sequence
 
 import numpy as np
 from PIL import Image
 
-from stimgen.protocol.models import Identity
+if TYPE_CHECKING:  # pragma: no cover - raters import this module without the protocol
+    from stimgen.protocol.models import Identity
 
 
 #: ``Rendered.extras`` key saying how a face is framed, so raters crop it as their models expect.

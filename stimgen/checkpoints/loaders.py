@@ -44,8 +44,10 @@ def _load_s3fd(path: Path) -> nn.Module:
     try:
         from face_alignment.detection.sfd.net_s3fd import s3fd
     except ImportError as err:
+        from stimgen.packages import FACE_ALIGNMENT
+
         raise CheckpointFormatError(f"{path}: reading an S3FD detector needs the face-alignment "
-                                    "package", hint="pip install face-alignment") from err
+                                    "package", hint=FACE_ALIGNMENT.install) from err
     model = s3fd()
     model.init_kwargs = {}
     return load_weights(model, as_state_dict(read_torch_file(path), path), path)

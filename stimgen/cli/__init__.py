@@ -57,16 +57,21 @@ class StimgenGroup(click.Group):
             formatter.write_dl(rows)
 
     def invoke(self, ctx):
+        from stimgen.interrupt import exit_status, signal_name, stopping_on_signals
+
         try:
-            return super().invoke(ctx)
+            with stopping_on_signals():     # SIGTERM ends a command as Ctrl-C does
+                return super().invoke(ctx)
         except StimgenError as err:
             click.secho("error: ", fg="red", bold=True, err=True, nl=False)
             click.echo(err.render(), err=True)
             ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted: finished work is kept; run the same command again to "
-                       "resume", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as stop:
+            how = signal_name(getattr(stop, "signum", 2))
+            kept = (": every finished stimulus is kept; run the same command again to resume"
+                    if ctx.invoked_subcommand == "build" else "")
+            click.echo(f"\ninterrupted ({how}){kept}", err=True)
+            ctx.exit(exit_status(stop))
 
 
 @click.group(cls=StimgenGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,6 +9,7 @@ import json
 import logging
 import shlex
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
           dry_run):
     """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
 
-    An interrupted build resumes: run the same command again and finished
-    identities are reused after their files are checked. Execution settings come
+    A stopped build resumes: run the same command again and every finished
+    stimulus is reused after its files are checked (Ctrl-C and SIGTERM stop
+    within seconds, with status 130 and 143; see docs/reliability.md). Execution settings come
     from these options, else the protocol's execution: section, else the user
     config file (~/.config/stimgen/config.yaml or $STIMGEN_CONFIG).
     """
@@ -92,11 +94,13 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
         click.secho("DRY RUN with tiny random models: every face is noise; this checks the "
                     "protocol end to end, not the stimuli", fg="yellow", err=True)
     say(ctx, plan_summary(loaded, out))
-    show_build_warnings()
+    show_build_warnings()                       # the protocol's warnings come from build()
     result = stimgen.build(loaded, out=out, force=force, execution=execution,
                            progress=not is_quiet(ctx), command=command, dry_run=dry_run)
     counts = result.manifest["counts"]
     timing = sum(result.manifest["timings"].values())
+    if result.kept_stimuli:
+        say(ctx, f"kept {result.kept_stimuli} stimuli finished before the build was stopped")
     if result.reused_identities:
         say(ctx, f"reused finished identities: {', '.join(result.reused_identities)}")
     if result.repairs:
@@ -161,32 +165,60 @@ def validate(ctx, protocol, out):
 
     Everything a build would refuse about the protocol is refused here, with
     file:line:column, including an experiment that cannot be planned over the
-    stimuli the protocol makes. Designs that run but undermine themselves, clips
-    too short to be checked for flicker, and model files the build needs but this
-    machine lacks are printed as warnings on stderr.
+    stimuli the protocol makes and every photo the build could not use (opened,
+    size-checked and face-detected as the build does). Designs that run but undermine
+    themselves, clips too short to be checked for flicker, and model files or
+    packages the build needs but this machine lacks (with the command that installs
+    each) are printed as warnings on stderr.
     """
     import stimgen
     from stimgen.backends import backend_models
     from stimgen.design import plan_experiment
     from stimgen.dynamic import unmeasured_flicker
+    from stimgen.preflight import missing_packages
     from stimgen.raters.selection import rater_models, resolve_raters
     from stimgen.weights import weights_missing
 
     loaded = stimgen.load_protocol(protocol)
     plan = plan_experiment(loaded)
     say(ctx, plan_summary(loaded, out, plan))
-    found = [w.render(str(protocol)) for w in (plan.warnings if plan else ())]
+    found = [w.render(str(protocol)) for w in loaded.warnings + (plan.warnings if plan else ())]
     flicker = unmeasured_flicker(loaded.output.dynamic)
     if flicker is not None:
         found.append(flicker.render(str(protocol)))
     _, raters = resolve_raters(loaded)      # the raters the build will load, as it resolves them
-    missing = weights_missing(backend_models(loaded) + rater_models(raters.names))
-    if missing is not None:     # the protocol is valid; a build on this machine would stop
-        found.append(f"a build on this machine would stop: {missing.render()}")
-    for warning in found:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    # this machine: a valid protocol, but a build here would stop (weights, packages)
+    for missing in (weights_missing(backend_models(loaded) + rater_models(raters.names)),
+                    missing_packages(loaded, raters.names)):
+        if missing is not None:
+            found.append(f"a build on this machine would stop: {missing.render()}")
+    try:
+        found += _check_photos(ctx, loaded)     # every photo, opened as the build opens it
+    finally:                                    # the warnings too when a photo is refused
+        for warning in found:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
     counted = f" ({len(found)} warning{'s' if len(found) > 1 else ''})" if found else ""
     click.secho(f"{protocol}: valid{counted}", fg="green")
+
+
+def _check_photos(ctx, protocol) -> list[str]:
+    """Open every photo of ``protocol`` as the build will and find its face; raise the
+    ProtocolError of those the build would refuse; return the build's warnings about them."""
+    from stimgen.preflight import check_photos, photo_error, photos_of
+
+    count = len(photos_of(protocol))
+    if not count:
+        return []
+    say(ctx, f"checking {count} photo(s) as the build will read them (decoding, size limits, "
+             "face detection on the CPU) ...", err=True)
+    progress = None
+    if not is_quiet(ctx) and count > 1 and sys.stderr.isatty():
+        def progress(done, total):
+            click.echo(f"\r  {done}/{total} photos", err=True, nl=done == total)
+    check = check_photos(protocol, progress=progress)
+    if check.problems:
+        raise photo_error(protocol, check.problems)
+    return check.warnings
 
 
 @click.command()
@@ -213,7 +245,8 @@ def init(ctx, path, force):
 def emotions(fmt):
     """List the named emotions: the 28 circumplex terms and the basic emotions, with their
     valence-arousal at intensity 1 and the source of each number."""
-    from stimgen.circumplex import BASIC_SOURCES, all_emotions
+    from stimgen.circumplex import (BASIC_SOURCES, VOCABULARY_RULE, all_emotions,
+                                    basic_emotion_sources, basic_emotions)
 
     rows = [{"name": e.name, "key": e.key, "vocabulary": e.vocabulary,
              "aliases": [a for a in e.aliases if a != e.key], "angle": round(e.angle, 1),
@@ -226,10 +259,13 @@ def emotions(fmt):
     elif fmt == "csv":
         click.echo(_emotions_csv(rows), nl=False)
     else:
+        click.echo(textwrap.fill("How to write them: " + VOCABULARY_RULE, width=96))
+        click.echo("")
         header = f"{'emotion':<12} {'key':<12} {'angle':>6} {'valence':>8} {'arousal':>8}"
         for vocabulary, title in (("circumplex", "28 circumplex terms: target = intensity x "
                                    "(cos angle, sin angle); angles from the EmoStyle "
-                                   "evaluation protocol (Darne, Quan & Luo 2025)"),
+                                   "evaluation protocol (Darne, Quan & Luo 2025), as their "
+                                   "code requests them (the paper prints whole degrees)"),
                                   ("basic", "basic emotions: target = intensity x the unit "
                                    "vector toward the published (valence, arousal) of the "
                                    "source term (Russell & Mehrabian 1977; contempt: Warriner, "
@@ -253,6 +289,15 @@ def emotions(fmt):
                          if r.get("circumplex_term"))
         click.echo(f"As answer choices and norming labels, a basic emotion's names also match "
                    f"the circumplex term of the same emotion: {same}.")
+        for emotion in basic_emotions():
+            others = [e for k, e in basic_emotion_sources(emotion.key).items()
+                      if k != emotion.source_key]
+            for other in others:
+                click.echo(f"{emotion.name} also has a published point from "
+                           f"{BASIC_SOURCES[other.source_key][0]}: ({other.point[0]:+.3f}, "
+                           f"{other.point[1]:+.3f}), {other.angle:.0f} deg; a protocol picks it "
+                           f"with targets: {{basic_sources: {{{emotion.key}: "
+                           f"{other.source_key}}}}}.")
         click.echo("Not a target: neutral (use targets.neutral: true).")
 
 

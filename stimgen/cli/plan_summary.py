@@ -43,7 +43,26 @@ def plan_summary(protocol, out, plan=None) -> str:
 
             plan = plan_experiment(protocol)
         lines += _experiment_lines(protocol.experiment, plan)
+        lines += _upload_lines(protocol, out or protocol.default_output())
     return "\n".join(lines)
+
+
+def _upload_lines(protocol, out) -> list[str]:
+    """Where the experiment runs: which folder goes to Pavlovia, or why none does."""
+    from pathlib import Path
+
+    from stimgen.build_folder import EXPERIMENT_DIR
+    from stimgen.export.psychopy_bundle import experiment_name
+
+    folder = Path(out) / EXPERIMENT_DIR
+    if protocol.experiment.online:
+        name = experiment_name(protocol.study.name)
+        return [f"online      upload the folder {folder}/ as a whole to Pavlovia (open "
+                f"{name}.psyexp in Builder and press Sync): it holds the images, conditions "
+                "files and PsychoJS scripts; pilot it locally first (docs/psychopy.md)"]
+    return [f"online      no: {folder}/ runs in PsychoPy on a lab computer; its images stay in "
+            f"{Path(out) / 'stimuli'}/, which Pavlovia would not get (set experiment.online: "
+            "true for a folder to upload)"]
 
 
 def _rater_limit_lines(protocol, targets) -> list[str]:
@@ -107,6 +126,13 @@ def _experiment_lines(experiment, plan) -> list[str]:
                 else ", each once"))
     if summary["design"] == "latin-square":
         shown = f"a share of the {summary['stimuli_in_design']} stimuli per list"
+    if "lists" in summary:
+        sizes = sorted(set(summary["list_sizes"]))
+        size = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        shown = (f"one of {summary['lists']} lists of {size} of the "
+                 f"{summary['stimuli_in_design']} stimuli"
+                 + (f", x {summary['repetitions']} repetitions" if summary["repetitions"] > 1
+                    else ""))
     trials = f"{session.trials} per participant: "
     if summary["practice_trials"]:
         source = {"repeat": "repeats of main-trial stimuli",
@@ -117,7 +143,7 @@ def _experiment_lines(experiment, plan) -> list[str]:
         trials += f"; {summary['catch_trials']} of the main trials are catch trials"
     lines = [f"experiment  {_experiment_line(experiment)}",
              f"groups      {counted}",
-             f"assignment  {plan.design.rule}",
+             f"assignment  {_assignment(experiment, plan.design)}",
              f"trials      {trials}",
              f"breaks      {_breaks_text(experiment, summary)}",
              f"session     {_session_text(session, summary)}",
@@ -128,6 +154,19 @@ def _experiment_lines(experiment, plan) -> list[str]:
     if summary.get("note"):
         lines.append(f"note        {summary['note']}")
     return lines
+
+
+def _assignment(experiment, design) -> str:
+    if not experiment.online:
+        return design.rule
+    text = ("each session's group is drawn by Pavlovia's shelf (the Counterbalance routine), "
+            "the groups filling equally; without the shelf, ?group=<name> in the address, "
+            "else a random group")
+    if "lists" in design.summary:
+        text += (f"; order g shows list ((g - 1) mod {design.summary['lists']}) + 1, so each "
+                 f"stimulus is rated by {design.summary['raters_per_stimulus']} of every "
+                 f"{len(design.groups)} participants")
+    return text
 
 
 def _breaks_text(experiment, summary) -> str:

@@ -23,8 +23,9 @@ from stimgen.cli.output import is_quiet, quiet_option, say
               show_default=True,
               help="detect: find the face (largest one); ffhq: images are FFHQ-aligned "
                    "frames (emostyle output); full: each image is already a face crop.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the ratings to this TSV file (default: print the TSV on stdout).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write the ratings to this TSV file (default, or -: print the TSV on "
+                   "standard output).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Faces rated per network call.")
 @quiet_option
@@ -43,6 +44,8 @@ def rate_command(ctx, paths, rater_name, weights, framing, output, batch_size):
                                        summarize_ratings)
     from stimgen.storage import atomic_write_bytes
 
+    if output is not None and str(output) == "-":       # the usual name of standard output
+        output = None
     if output is not None and output.is_dir():
         raise click.BadParameter(f"{output} is a folder; give a file name such as ratings.tsv",
                                  param_hint="-o/--output")

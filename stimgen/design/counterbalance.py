@@ -13,8 +13,9 @@ import numpy as np
 
 from stimgen.errors import DesignError
 
-# Independent random streams per group, all derived from the protocol seed.
-ORDER_STREAM, PRACTICE_STREAM, CATCH_STREAM = 0, 1, 2
+# Independent random streams per group, all derived from the protocol seed (LIST_STREAM is
+# drawn once, with group index 0, to split the stimuli into lists).
+ORDER_STREAM, PRACTICE_STREAM, CATCH_STREAM, LIST_STREAM = 0, 1, 2, 3
 
 # The setting that run-limit errors point at (the loader turns it into file:line:column).
 _MAX_RUN = ("experiment", "design", "max_run")
@@ -83,6 +84,86 @@ def williams_square(n: int) -> list[list[int]]:
 def _check_order(n: int) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of conditions must be an integer >= 1, got {n!r}")
+
+
+# -- lists -----------------------------------------------------------------------------------
+def stimulus_lists(emotion: Sequence, intensity: Sequence, identity: Sequence, n_lists: int,
+                   rng: np.random.Generator) -> list[int]:
+    """Split stimuli into ``n_lists`` lists that each hold about the same share of everything.
+
+    The stimuli are dealt to the lists in turn along one sequence: emotion by emotion (in a
+    random order), within an emotion intensity by intensity, within each emotion x intensity
+    cell identity by identity; the intensity order may rotate from emotion to emotion and the
+    identity order rotates from cell to cell, by the steps (among a few) that spread the
+    intensities and identities most evenly. Dealing in turn
+    shares out every run of consecutive stimuli, so the list sizes, each emotion and each
+    emotion x intensity cell differ by at most one between lists; the rotations spread the
+    intensities and identities.
+
+    Parameters
+    ----------
+    emotion, intensity, identity : sequence
+        Each stimulus's emotion, intensity and identity (hashable values).
+    n_lists : int
+        Number of lists, from 1 to the number of stimuli.
+    rng : numpy.random.Generator
+        The random orders of emotions, intensities and identities.
+
+    Returns
+    -------
+    list of int
+        The 0-based list of each stimulus.
+
+    Examples
+    --------
+    >>> emotion = ["happy", "happy", "happy", "sad", "sad", "sad"]
+    >>> identity = ["a", "b", "c", "a", "b", "c"]
+    >>> lists = stimulus_lists(emotion, [1.0] * 6, identity, 3, np.random.default_rng(0))
+    >>> [sorted(lists[:3]), sorted(lists[3:])]        # each list: one happy, one sad face
+    [[0, 1, 2], [0, 1, 2]]
+    >>> [lists[i] == lists[i + 3] for i in range(3)]   # ... of two identities
+    [False, False, False]
+    """
+    stimuli = list(zip(emotion, intensity, identity))
+    if isinstance(n_lists, bool) or not 1 <= n_lists <= max(len(stimuli), 1):
+        raise ValueError(f"n_lists must be from 1 to the number of stimuli ({len(stimuli)}), "
+                         f"got {n_lists!r}")
+
+    def ranks(values) -> dict:
+        unique = list(dict.fromkeys(values))
+        return dict(zip(unique, (int(r) for r in rng.permutation(len(unique)))))
+
+    emotion_rank, intensity_rank, identity_rank = ranks(emotion), ranks(intensity), ranks(identity)
+    n_intensities, n_identities = len(intensity_rank), len(identity_rank)
+    attributes = [np.unique([str(v) for v in values], return_inverse=True)[1]
+                  for values in (emotion, intensity, identity)]
+
+    def deal(intensity_step: int, identity_step: int) -> np.ndarray:
+        cells = sorted({(e, i) for e, i, _ in stimuli}, key=lambda cell: (
+            emotion_rank[cell[0]],
+            (intensity_rank[cell[1]] + intensity_step * emotion_rank[cell[0]]) % n_intensities))
+        cell_index = {cell: n for n, cell in enumerate(cells)}
+        order = sorted(range(len(stimuli)), key=lambda n: (
+            cell_index[stimuli[n][:2]],
+            (identity_rank[stimuli[n][2]] + identity_step * cell_index[stimuli[n][:2]])
+            % n_identities))
+        assignment = np.empty(len(stimuli), dtype=int)
+        assignment[order] = np.arange(len(stimuli)) % n_lists
+        return assignment
+
+    def unevenness(assignment: np.ndarray) -> tuple:
+        # per attribute: the largest difference between lists in any value's count
+        spread = []
+        for codes in attributes:
+            counts = np.zeros((codes.max() + 1, n_lists), dtype=int)
+            np.add.at(counts, (codes, assignment), 1)
+            spread.append(int((counts.max(axis=1) - counts.min(axis=1)).max()))
+        return spread[1] + spread[2], spread[0]        # intensity + identity, then emotion
+
+    candidates = [deal(intensity_step, identity_step) for intensity_step in (0, 1)
+                  for identity_step in range(min(n_identities, 2 * n_lists))]
+    best = min(range(len(candidates)), key=lambda n: unevenness(candidates[n]))
+    return candidates[best].tolist()
 
 
 # -- run-length constrained orders -----------------------------------------------------------

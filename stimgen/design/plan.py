@@ -28,6 +28,7 @@ avoid PsychoPy's reserved names (``image``, ``t``, ``win``, ``random``, ``trials
 ``correct_key``    categorization only: the key of the correct choice
 ``correct_label``  categorization only: the label of the correct choice
 ``is_catch``       passive only: True on catch (attention-check) trials
+``stimulus_list``  random designs with ``lists``: the list (1, 2, ...) the group shows
 =================  ====================================================================
 """
 from __future__ import annotations
@@ -42,10 +43,11 @@ import numpy as np
 import pandas as pd
 
 from stimgen.build_folder import as_bool
-from stimgen.circumplex import emotion_label_key, suggest
-from stimgen.design.counterbalance import (CATCH_STREAM, PRACTICE_STREAM, constrained_shuffle,
-                                           group_name, group_rng, longest_run,
-                                           participant_rule, williams_square)
+from stimgen.circumplex import emotion_label_key, pinned_emotion_name, suggest
+from stimgen.design.counterbalance import (CATCH_STREAM, LIST_STREAM, PRACTICE_STREAM,
+                                           constrained_shuffle, group_name,
+                                           group_rng, longest_run, participant_rule,
+                                           stimulus_lists, williams_square)
 from stimgen.errors import DesignError, ProtocolProblem, StimgenError
 from stimgen.plan import IdentityUnit, plan_units
 from stimgen.protocol.experiment import (DEFAULT_CHOICE_KEYS, CategorizationTask,
@@ -63,6 +65,8 @@ TRIAL_COLUMNS: tuple[str, ...] = (
 )
 CATEGORIZATION_COLUMNS: tuple[str, ...] = ("correct_key", "correct_label")
 PASSIVE_COLUMNS: tuple[str, ...] = ("is_catch",)
+#: The list a group shows (random designs with ``lists``), 1-based.
+LIST_COLUMN = "stimulus_list"
 
 #: stimuli.tsv column -> trial-table column, for the stimulus-derived columns.
 STIMULUS_COLUMNS: dict[str, str] = {
@@ -79,16 +83,17 @@ _DESIGN = ("experiment", "design")
 _CHOICES = ("experiment", "task", "choices")
 
 
-def trial_columns(task_type: str, labels: bool = False) -> tuple[str, ...]:
+def trial_columns(task_type: str, labels: bool = False, lists: bool = False) -> tuple[str, ...]:
     """The columns of a trial table for a task type (``rating``, ``categorization``,
-    ``passive``, ``norming``; ``labels``: a norming task with a forced choice).
+    ``passive``, ``norming``; ``labels``: a norming task with a forced choice; ``lists``: a
+    design that splits the stimuli into lists).
 
-    >>> trial_columns("passive")[-1], trial_columns("norming", labels=True)[-3:]
-    ('is_catch', ('correct_key', 'correct_label', 'is_catch'))
+    >>> trial_columns("passive")[-1], trial_columns("norming", labels=True, lists=True)[-4:]
+    ('is_catch', ('correct_key', 'correct_label', 'is_catch', 'stimulus_list'))
     """
     extra = {"categorization": CATEGORIZATION_COLUMNS, "passive": PASSIVE_COLUMNS,
              "norming": (CATEGORIZATION_COLUMNS if labels else ()) + PASSIVE_COLUMNS}
-    return TRIAL_COLUMNS + extra.get(task_type, ())
+    return TRIAL_COLUMNS + extra.get(task_type, ()) + ((LIST_COLUMN,) if lists else ())
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -157,16 +162,21 @@ def plan_design(experiment: ExperimentSpec, stimuli: pd.DataFrame, seed: int) ->
 
     practice_pool, practice_source = _practice_pool(experiment, stimuli, main, answers)
     columns = trial_columns(experiment.task.type,
-                            labels=getattr(experiment.task, "labels", None) is not None)
+                            labels=getattr(experiment.task, "labels", None) is not None,
+                            lists="lists" in extra)
     trials = {}
     for g, (name, blocks) in enumerate(zip(groups, orders)):
         practice = _practice_rows(practice_pool, experiment.practice.trials, seed, g)
         trials[name] = _trial_table(experiment, main, blocks, practice, answers, seed, g,
-                                    columns)
+                                    columns, extra.get("group_lists", {}).get(name))
     table = pd.concat([df.assign(group=name) for name, df in trials.items()],
                       ignore_index=True)[["group", *columns]]
     noun = "order" if experiment.design.type == "random" else "group"
     rule = participant_rule(len(groups), noun)
+    if "lists" in extra:
+        rule += (f"; order g shows list ((g - 1) mod {extra['lists']}) + 1, so each stimulus "
+                 f"is rated by {extra['raters_per_stimulus']} of every {len(groups)} "
+                 "participants")
     summary = _summary(experiment, groups, trials, main, rule, practice_source, extra)
     return Design(groups=groups, trials=trials, table=table, rule=rule, summary=summary,
                   columns=columns)
@@ -185,15 +195,25 @@ def _check_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> None:
 
 
 def _known(names: Sequence, column: pd.Series, where: tuple[str, ...], *,
-           by_key=str, made_by: str = "") -> list[str]:
-    """Every spelling in ``column`` of ``names`` (matched by ``by_key``); unknown ones raise
-    DesignError pointing at ``experiment.<where>.<index>`` (``made_by``: the protocol key that
-    would make such stimuli, named in the hint)."""
+           by_key=str, pinned=lambda name: None, made_by: str = "") -> list[str]:
+    """Every spelling in ``column`` of ``names`` (matched by ``by_key``, or exactly where
+    ``pinned`` gives the one value a name stands for); unknown ones raise DesignError pointing
+    at ``experiment.<where>.<index>`` (``made_by``: the protocol key that would make such
+    stimuli, named in the hint)."""
     spelling: dict[str, list[str]] = {}
     for value in column.astype(str).unique():
         spelling.setdefault(by_key(value), []).append(str(value))
     found = []
     for index, name in enumerate(names):
+        exact = pinned(name)
+        if exact is not None and exact in spelling.get(by_key(exact), []):
+            found.append(exact)
+            continue
+        if exact is not None:
+            raise DesignError(("experiment", *where, index),
+                              f"{name!r} ({exact}) is not among the built stimuli",
+                              hint=f"choose from {', '.join(sorted(column.astype(str).unique()))}"
+                                   + (f", or add it to {made_by}" if made_by else ""))
         if by_key(name) not in spelling:
             lower = {value.lower(): value for values in spelling.values() for value in values}
             close = suggest(str(name).lower(), list(lower))
@@ -213,7 +233,8 @@ def select_stimuli(stimuli: pd.DataFrame, experiment: ExperimentSpec) -> pd.Data
     keep = pd.Series(True, index=stimuli.index)
     if chosen.emotions is not None:
         names = _known(chosen.emotions, stimuli["emotion"], ("stimuli", "emotions"),
-                       by_key=emotion_label_key, made_by="targets")
+                       by_key=emotion_label_key, pinned=pinned_emotion_name,
+                       made_by="targets")
         keep &= stimuli["emotion"].astype(str).isin(names)
     if chosen.identities is not None:
         names = _known(chosen.identities, stimuli["identity"], ("stimuli", "identities"),
@@ -363,11 +384,37 @@ def _shuffled(main: pd.DataFrame, rows: list[int], limits: dict[str, int],
 
 def _plan_random(experiment: ExperimentSpec, main: pd.DataFrame, seed: int):
     design = experiment.design
-    rows = _repeat(range(len(main)), design.repetitions)
     limits = design.max_run.limits()
-    orders = [[("", _shuffled(main, rows, limits, group_rng(seed, g)))]
-              for g in range(design.participants)]
-    return orders, {}
+    members = [list(range(len(main)))]
+    if design.lists:                 # each order shows one list: a part of the stimuli
+        members = _stimulus_lists(main, design.lists, seed)
+    orders = []
+    for g in range(design.participants):
+        rows = _repeat(members[g % len(members)], design.repetitions)
+        where = f"list {g % len(members) + 1}" if design.lists else ""
+        orders.append([("", _shuffled(main, rows, limits, group_rng(seed, g), where))])
+    if not design.lists:
+        return orders, {}
+    n = design.participants
+    return orders, {
+        "lists": len(members), "list_sizes": [len(m) for m in members],
+        "group_lists": {group_name(g, n): g % len(members) + 1 for g in range(n)},
+        "raters_per_stimulus": n // len(members)}
+
+
+def _stimulus_lists(main: pd.DataFrame, n_lists: int, seed: int) -> list[list[int]]:
+    """Rows of ``main`` in ``n_lists`` lists with equal shares of every emotion x intensity
+    cell (to one stimulus), intensities and identities spread evenly
+    (:func:`~stimgen.design.counterbalance.stimulus_lists`)."""
+    if n_lists > len(main):
+        raise DesignError(_DESIGN + ("lists",),
+                          f"{n_lists} lists, but the experiment has only {len(main)} stimuli",
+                          hint=f"use at most {len(main)} lists, or leave lists out")
+    assignment = stimulus_lists(main["emotion"].astype(str), main["intensity"].round(6),
+                                main["identity"].astype(str), n_lists,
+                                group_rng(seed, 0, LIST_STREAM))
+    return [[row for row, k in enumerate(assignment) if k == list_index]
+            for list_index in range(n_lists)]
 
 
 def _plan_blocked(experiment: ExperimentSpec, main: pd.DataFrame, seed: int):
@@ -503,7 +550,7 @@ def _break_flags(blocks: Blocks, every: int | None, between_blocks: bool) -> lis
 
 def _trial_table(experiment: ExperimentSpec, main: pd.DataFrame, blocks: Blocks,
                  practice: pd.DataFrame, answers: dict, seed: int, group: int,
-                 columns: tuple[str, ...]) -> pd.DataFrame:
+                 columns: tuple[str, ...], stimulus_list: int | None = None) -> pd.DataFrame:
     rows = [r for _, block in blocks for r in block]
     body = main.iloc[rows][list(STIMULUS_COLUMNS)].rename(columns=STIMULUS_COLUMNS)
     body = body.assign(
@@ -524,6 +571,8 @@ def _trial_table(experiment: ExperimentSpec, main: pd.DataFrame, blocks: Blocks,
     if "is_catch" in columns:
         table["is_catch"] = _catch_flags(experiment, table["is_practice"].to_numpy(),
                                          seed, group)
+    if LIST_COLUMN in columns:
+        table[LIST_COLUMN] = stimulus_list
     for name in ("identity", "emotion", "stim_id", "stim_file", "target_kind"):
         table[name] = table[name].astype(str)
     return table[list(columns)]
@@ -617,7 +666,7 @@ def planned_stimuli(units: Sequence[IdentityUnit], image_format: str = "png") ->
     ...     "identities": [{"id": "id01", "seed": 1}],
     ...     "targets": {"emotions": ["happy"], "intensities": [1.0], "neutral": True}})
     >>> planned_stimuli(plan_units(protocol))["stimulus_id"].tolist()
-    ['id01_happy_i100', 'id01_neutral']
+    ['id01_happiness_i100', 'id01_neutral']
     """
     rows = []
     for unit in units:
@@ -671,6 +720,21 @@ def plan_experiment(protocol: Protocol) -> ExperimentPlan | None:
     experiment = protocol.experiment
     if experiment is None:
         return None
+    # loading a protocol, the CLI's plan summary and the build's fail-fast check all plan
+    # the same protocol: plan it once (a plan is read, never changed)
+    key = protocol.model_dump_json()
+    if key not in _RECENT_PLANS:
+        _RECENT_PLANS[key] = _plan_experiment(protocol, experiment)
+        while len(_RECENT_PLANS) > 4:
+            _RECENT_PLANS.pop(next(iter(_RECENT_PLANS)))
+    return _RECENT_PLANS[key]
+
+
+#: The last few plans by protocol (its JSON): see plan_experiment.
+_RECENT_PLANS: dict[str, ExperimentPlan] = {}
+
+
+def _plan_experiment(protocol: Protocol, experiment: ExperimentSpec) -> ExperimentPlan:
     stimuli = planned_stimuli(plan_units(protocol), protocol.output.format)
     design = plan_design(experiment, stimuli, protocol.seed)
     _check_psychopy_cells(design)

@@ -23,8 +23,10 @@ from stimgen.build_folder import DESIGN_CSV, EXPERIMENT_DIR, as_bool
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.export import psyexp
 from stimgen.export.clips import CLIP_FILE
+from stimgen.export.psychojs import check_compiled_js, write_web_font
 from stimgen.export.psyexp import MAIN_LOOP, PRACTICE_LOOP, conditions_filename
 from stimgen.ledger import Ledger
+from stimgen.packages import PSYCHOPY_INSTALL
 from stimgen.protocol.experiment import evaluated_by_psychopy
 from stimgen.safety import spreadsheet_safe_table
 from stimgen.storage import link_or_copy
@@ -38,8 +40,6 @@ STIMULI_PREFIX, ONLINE_STIMULI_PREFIX = "../", ""
 _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
 #: Trial columns naming a file of the build's stimuli/: the image, and the video of clip trials.
 _FILE_COLUMNS = ("stim_file", CLIP_FILE)
-#: How to install PsychoPy, exactly as the README says (tests/test_packaging.py checks that).
-PSYCHOPY_INSTALL = "pip install --no-deps -r requirements-psychopy.txt"
 
 
 def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> dict[str, Path]:
@@ -95,6 +95,8 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
         files = {}
         if spec.online:
             files["stimuli"] = copy_stimuli(build_dir, shown, staging)
+            if psyexp.uses_web_font(layout):
+                files.update((path.as_posix(), path) for path in write_web_font(staging))
         files.update(_write_files(staging, exp, name, layout, tables, protocol, stimuli,
                                   design, prefix, online=spec.online))
         final = build_dir / BUNDLE_DIR
@@ -156,6 +158,7 @@ def _write_psychojs(folder: Path, psyexp_path: Path) -> dict[str, Path]:
     for key, file_name, modular in (("js", f"{name}.js", True),
                                     ("js_legacy", f"{name}-legacy-browsers.js", False)):
         js = exp.writeScript(expPath=str(folder / file_name), target="PsychoJS", modular=modular)
+        check_compiled_js(js, file_name)
         (folder / file_name).write_text(portable_js(js, folder), encoding="utf-8")
         files[key] = Path(file_name)
     if (folder / "index.html").is_file():
@@ -219,6 +222,11 @@ def psychopy_experiment_module():
         for line in captured.getvalue().splitlines():
             if "pytables package" not in line:
                 print(line, file=sys.stderr)
+        # PsychoPy queues its log (e.g. "Monitor specification not found", about the screen
+        # of a run that is not happening here) and prints it when Python exits, below the
+        # build's last line; only its errors concern writing an experiment
+        from psychopy import logging as psychopy_logging
+        psychopy_logging.console.setLevel(psychopy_logging.ERROR)
     except ImportError as error:
         raise BackendUnavailableError(
             f"writing the PsychoPy experiment needs PsychoPy, which cannot be imported ({error})",
@@ -297,18 +305,38 @@ def _version_check(match: re.Match) -> str:
 
 
 _COMPILE_TIME = re.compile(r"^    on \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$", re.MULTILINE)
+#: Where the compiled script opens its start dialog (PsychoPy's showExpInfoDlg).
+_START_DIALOG = "    # show participant info dialog\n    dlg = gui.DlgFromDict(\n"
+
+
+def _dialog_check(script_name: str) -> str:
+    # psychopy.gui is empty when Python has neither wxPython nor PyQt (a pip environment, a
+    # server): the dialog would end in "module 'psychopy.gui' has no attribute DlgFromDict"
+    message = (f"{script_name} opens a start dialog (participant, session, group), which "
+               "needs wxPython or PyQt; this Python has neither. Run the experiment from the "
+               "PsychoPy app (open the .psyexp in Builder and press Run, or use Runner), or "
+               "install a toolkit PsychoPy supports here (pip install PyQt6). To check it "
+               "without a dialog: python run_simulated.py --group g01")
+    return ("    if not hasattr(gui, 'DlgFromDict'):  # stimgen: no GUI toolkit for the dialog\n"
+            f"        raise SystemExit({message!r})\n" + _START_DIALOG)
 
 
 def portable_script(script: str, staged: Path) -> str:
     """The compiled script without what ties it to one run of the build.
 
     ``psychopy.useVersion(v)`` becomes a warning when the installed PsychoPy is not ``v``
-    (useVersion itself needs git and the internet even for the installed version). PsychoPy writes the compile time into the script's docstring (so rebuilds would differ)
+    (useVersion itself needs git and the internet even for the installed version). Without a
+    GUI toolkit, the start dialog ends the script with a message saying how to run it.
+    PsychoPy writes the compile time into the script's docstring (so rebuilds would differ)
     and the script's own path as ``originPath``: that is the staging folder, renamed to
     ``experiment/`` right after, so the path is replaced by one computed when the script runs.
     """
     script = _COMPILE_TIME.sub("    by stimgen (no compile time, so that rebuilds are identical)",
                                script, count=1)
+    if _START_DIALOG not in script:
+        raise RuntimeError("PsychoPy's script no longer opens its start dialog as expected; "
+                           "update portable_script for this PsychoPy version")
+    script = script.replace(_START_DIALOG, _dialog_check(staged.name), 1)
     script = _USE_VERSION.sub(_version_check, script, count=1)
     staged_path = f"originPath={str(staged)!r}"
     if staged_path not in script:
@@ -371,7 +399,8 @@ def main(argv=None):
                                                   os.path.join(HERE, {script_name!r}))
     experiment = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(experiment)
-    groups = experiment.expInfo["group"]
+    groups = sorted(name[:-len("_trials.csv")] for name in os.listdir("conditions")
+                    if name.endswith("_trials.csv") and not name.endswith("_practice_trials.csv"))
     if args.group not in groups:
         sys.exit(f"unknown group {{args.group!r}}; choose one of {{', '.join(groups)}}")
     info = dict(experiment.expInfo)

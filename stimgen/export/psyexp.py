@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from stimgen.errors import StimgenError
+from stimgen.export import psychojs
 
 # -- fixed vocabulary -------------------------------------------------------------------------
 #: Names of the loops; the conditions files are `conditions/<group>_<loop>.csv`.
@@ -30,8 +31,9 @@ LINE = 1.3                                # line pitch, as a multiple of the let
 #: Width of one character as a fraction of the letter height, generous for Latin text (Noto Sans
 #: and Arial average about 0.5): estimates that keep slider labels' words whole.
 CHAR_WIDTH = 0.6
-#: Font of the slider labels and the key legend; shipped with PsychoPy, so the same everywhere.
-BOX_FONT = "Noto Sans"
+#: Font of the slider labels and the key legend; shipped with PsychoPy, and as a web font in
+#: online bundles, so the same everywhere.
+BOX_FONT = psychojs.WEB_FONT
 
 _GROUP = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
@@ -171,13 +173,16 @@ def literal(text: str) -> str:
 
 def choices_text(choices: tuple[tuple[str, str], ...]) -> str:
     """The key legend of a categorization screen, e.g. ``"1 = Happy    2 = Sad"``. Every space
-    inside an option (``key = label``) is a no-break space, so lines wrap only between options.
+    inside an option (``key = label``) is a no-break space, so lines wrap only between options;
+    between options, three no-break spaces and a space: a browser collapses a run of plain
+    spaces into one, but keeps no-break ones.
 
     >>> choices_text((("1", "Happy"), ("2", "Sad"))).replace("\N{NO-BREAK SPACE}", "~")
-    '1~=~Happy    2~=~Sad'
+    '1~=~Happy~~~ 2~=~Sad'
     """
     nbsp = "\N{NO-BREAK SPACE}"
-    return "    ".join(f"{key}{nbsp}={nbsp}{label.replace(' ', nbsp)}" for key, label in choices)
+    return (nbsp * 3 + " ").join(f"{key}{nbsp}={nbsp}{label.replace(' ', nbsp)}"
+                                 for key, label in choices)
 
 
 # -- screen geometry ---------------------------------------------------------------------------
@@ -262,10 +267,13 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     # The PsychoPy version the experiment was written for: Builder and Pavlovia warn (or load
     # that version) instead of silently running it with another one.
     settings["Use version"].val = psychopy_version()
-    groups = repr(list(layout.groups))
-    settings["Experiment info"].val = (
-        "{'participant': '', 'session': '001', "
-        f"'group': {groups!r}, 'simulate': 'False'}}")
+    if layout.online:   # the group is drawn (psychojs.assign_group_code); no simulate online
+        settings["Experiment info"].val = "{'participant': '', 'session': '001'}"
+    else:
+        groups = repr(list(layout.groups))
+        settings["Experiment info"].val = (
+            "{'participant': '', 'session': '001', "
+            f"'group': {groups!r}, 'simulate': 'False'}}")
 
     def routine(name):
         return exp.addRoutine(name)
@@ -288,15 +296,18 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
         return comp
 
     def keys(rt, name, allowed, **kwargs):
-        comp = KeyboardComponent(exp, rt.name, name=name, allowedKeys=list(allowed),
+        # Builder's own spelling, 'a', 'b': a list literal compiles to a list inside a list in
+        # PsychoJS, which then never matches a key
+        comp = KeyboardComponent(exp, rt.name, name=name,
+                                 allowedKeys=", ".join(repr(str(k)) for k in allowed),
                                  stopVal="", **kwargs)
         rt.addComponent(comp)
         return comp
 
-    def code(rt, name, *, begin_exp=None, frame=None, begin_routine=None):
+    def code(rt, name, *, before_exp=None, begin_exp=None, frame=None, begin_routine=None):
         comp = CodeComponent(exp, rt.name, name=name)
-        for key, block in (("Begin Experiment", begin_exp), ("Each Frame", frame),
-                           ("Begin Routine", begin_routine)):
+        for key, block in (("Before Experiment", before_exp), ("Begin Experiment", begin_exp),
+                           ("Each Frame", frame), ("Begin Routine", begin_routine)):
             if block:
                 comp.params["Code Type"].val = block["Code Type"]
                 comp.params[key].val = block["py"]
@@ -386,9 +397,13 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
 
     if layout.online:
         _add_counterbalance(exp, flow, layout)
-        block = _assign_group(layout)
+        block = psychojs.assign_group_code(layout.groups, COUNTERBALANCE)
         setup.params["Begin Routine"].val = block["py"]
         setup.params["Begin JS Routine"].val = block["js"]
+        setup.params["Begin JS Experiment"].val += psychojs.shelf_fallback_js()
+        if uses_web_font(layout):
+            setup.params["Before JS Experiment"].val = psychojs.font_loader_js()
+            setup.params["Each JS Frame"].val = psychojs.WAIT_FOR_FONT_JS
     flow.append(welcome)
     if layout.has_practice:
         flow.append(screen("practice_intro", layout.text.practice_intro))
@@ -397,6 +412,12 @@ def build_experiment(layout: ExperimentLayout, exp_name: str, resources: tuple[s
     add_loop(MAIN_LOOP, _conditions_param(MAIN_LOOP), trial_routines + [pause])
     flow.append(goodbye)
     return exp
+
+
+def uses_web_font(layout: ExperimentLayout) -> bool:
+    """Whether the experiment has text boxes (slider labels, key legends), whose font an online
+    bundle ships as a web font; passive tasks have none."""
+    return bool(layout.sliders or layout.choices)
 
 
 def psychopy_version() -> str:
@@ -489,10 +510,11 @@ def _add_task_components(exp, trial, layout, text, text_box, keys, code,
     line = LINE * layout.text_height
     if layout.task in ("rating", "norming"):
         top = _below_image(layout)
-        names = []
+        names, slider_ys = [], {}
         for slider in layout.sliders:
             question_y = top - GAP - line / 2
             slider_y = question_y - line / 2 - GAP - SLIDER_HEIGHT / 2
+            slider_ys[slider.scale] = slider_y
             labels = slider_labels(slider, layout.text_height * 0.8)
             labels_top = slider_y - SLIDER_HEIGHT / 2 - GAP
             text(trial, f"{slider.scale}_question", slider.question, pos=(0, round(question_y, 4)))
@@ -525,13 +547,20 @@ def _add_task_components(exp, trial, layout, text, text_box, keys, code,
                 f"({rated_js}) && (advance_keys.keys != null && advance_keys.keys.length > 0)")
         else:
             done_py, done_js = rated_py, rated_js
+        end_clicks = {}
+        if layout.online:       # PsychoJS's sliders ignore a click on an end tick (see psychojs.py)
+            end_clicks = dict(
+                begin_exp=_code("", psychojs.SLIDER_CLICK_LISTENER_JS),
+                begin_routine=_code("", "slider_click = null;  // clicks before this screen\n"))
         code(trial, "trial_code", frame=_code(
             "if simulated and t > sim_rt:\n" + randomise
             + (f"    advance_keys.keys = {layout.advance_key!r}\n"
                "    advance_keys.rt = t\n"
                "    advance_keys.duration = None\n" if layout.advance_key else "")
             + f"if {done_py}:\n    continueRoutine = False",
-            f"if ({done_js}) {{\n    continueRoutine = false;\n}}"))
+            (psychojs.slider_end_clicks_js(layout.sliders, slider_ys, SLIDER_WIDTH,
+                                           SLIDER_HEIGHT) if layout.online else "")
+            + f"if ({done_js}) {{\n    continueRoutine = false;\n}}"), **end_clicks)
     elif layout.task == "categorization":
         _add_choice_components(trial, layout, _below_image(layout), text, text_box, keys, code,
                                "choice_keys")
@@ -581,8 +610,9 @@ def _add_choice_components(rt, layout, top, text, text_box, keys, code, name) ->
         "// simulated participants run in Python only"))
 
 
-#: Name of the online bundle's Counterbalance routine; its 0-based group is saved in the data
-#: file as ``counterbalance.group`` (PsychoPy writes it), the group's name as ``group``.
+#: Name of the online bundle's Counterbalance routine; its answer is saved in the data file as
+#: ``counterbalance.group`` (PsychoPy writes it), the group used as ``group`` with
+#: ``group_source`` (:func:`stimgen.export.psychojs.assign_group_code`).
 COUNTERBALANCE = "counterbalance"
 
 
@@ -596,15 +626,3 @@ def _add_counterbalance(exp, flow, layout) -> None:
                                     endExperimentOnDepletion=True)
     exp.addStandaloneRoutine(COUNTERBALANCE, balance)
     flow.append(balance)
-
-
-def _assign_group(layout: ExperimentLayout) -> dict:
-    """Begin-Routine code of the welcome screen (right after the Counterbalance routine): the
-    drawn group's name becomes ``expInfo['group']``, which names the conditions files."""
-    names = repr(list(layout.groups))
-    return _code(
-        "if not simulated:  # a simulated participant keeps the launcher's group\n"
-        f"    expInfo['group'] = {names}[int({COUNTERBALANCE}.group)]\n"
-        "thisExp.addData('group', expInfo['group'])",
-        f"expInfo['group'] = {names}[Number.parseInt({COUNTERBALANCE}.group)];\n"
-        "psychoJS.experiment.addData('group', expInfo['group']);")

@@ -10,6 +10,7 @@ import re
 import jinja2
 
 from stimgen.build_folder import as_bool
+from stimgen.design.plan import LIST_COLUMN
 from stimgen.templates_path import templates_dir
 
 TEMPLATE = "experiment_readme.md.j2"
@@ -126,6 +127,7 @@ def data_columns(layout, design) -> list[tuple[str, str]]:
         "correct_key": "key of the correct choice",
         "correct_label": "label of the correct choice",
         "is_catch": "1 on catch trials",
+        LIST_COLUMN: "the list of stimuli this group shows (1, 2, ...; `design.lists`)",
     }
     rows = [(c, meaning.get(c, "")) for c in design.columns]
     if layout.task in ("rating", "norming"):
@@ -145,7 +147,14 @@ def data_columns(layout, design) -> list[tuple[str, str]]:
         rows += [("catch_keys.keys", "key pressed on a catch trial (empty if none)"),
                  ("catch_keys.rt", "seconds from catch prompt to the key press")]
     if layout.online:
-        rows += [("counterbalance.group", "0-based group drawn by the Counterbalance routine")]
-    rows += [("participant / session / group / simulate", "from the start dialog"),
-             ("practice_trials.thisN / trials.thisN", "0-based trial counter of each loop")]
+        rows += [("participant / session", "from the start dialog (or the address, "
+                                           "e.g. `?participant=...`)"),
+                 ("group", "the group the session ran"),
+                 ("group_source", "where the group came from: `shelf` (Pavlovia's, or "
+                                  "`shelf.json` in PsychoPy), `url` (`?group=`), `random`, or "
+                                  "`launcher` (run_simulated.py)"),
+                 ("counterbalance.group", "what the shelf answered (empty when it could not)")]
+    else:
+        rows += [("participant / session / group / simulate", "from the start dialog")]
+    rows += [("practice_trials.thisN / trials.thisN", "0-based trial counter of each loop")]
     return rows

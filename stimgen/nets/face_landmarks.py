@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from stimgen.errors import BackendUnavailableError, WeightsMissingError
+from stimgen.packages import FACE_ALIGNMENT
 from stimgen.landmarks import N_LANDMARKS
 
 #: Where face-alignment's published weights come from (BSD-3-Clause, Adrian Bulat).
@@ -121,16 +122,25 @@ class FaceLandmarks:
 
 
 def import_face_alignment():
+    """The ``face_alignment`` package, or a BackendUnavailableError saying how to install it
+    (or, when it is installed but cannot load, why)."""
     try:
         import face_alignment
     except ImportError as err:
+        missing = isinstance(err, ModuleNotFoundError) and err.name == "face_alignment"
+        reason = ("is not installed" if missing else
+                  f"is installed but cannot be imported ({err})")
+        if "libGL" in str(err):
+            reason += ("; its OpenCV needs the system's OpenGL library: on Debian or Ubuntu "
+                       "`sudo apt-get install libgl1`")
         raise BackendUnavailableError(
-            "landmarks on photos need the face-alignment package, which is not installed",
-            hint="pip install face-alignment  (or pass landmarks you already have)") from err
+            f"landmarks on photos need the face-alignment package, which {reason}",
+            hint=FACE_ALIGNMENT.install if missing else
+            "repair the installation, e.g. " + FACE_ALIGNMENT.install) from err
     if not hasattr(face_alignment.FaceAlignment, "_load_native"):
         raise BackendUnavailableError(
             f"face-alignment {face_alignment.__version__} is too old for stimgen",
-            hint="pip install 'face-alignment>=1.5'")
+            hint=FACE_ALIGNMENT.install)
     return face_alignment
 
 

@@ -18,6 +18,7 @@ from stimgen.build_folder import (NORMS_COLUMNS, NORMS_IMAGE_SHA256, NORMS_INTEN
                                   BuildFolder, as_bool, json_bytes, read_build_folder,
                                   read_norms, table_bytes)
 from stimgen.circumplex import emotion_label_key
+from stimgen.design.plan import LIST_COLUMN
 from stimgen.metrics import ccc
 from stimgen.norms.read import (Experiment, NormsError, Responses, read_responses,
                                 stimulus_file_names)
@@ -56,10 +57,12 @@ def experiment_of(folder: BuildFolder, scale: tuple[float, float] | None = None)
             raise NormsError(f"--scale {scales[name][0]:g} {scales[name][1]:g}: the maximum must "
                              "be greater than the minimum", hint="e.g. --scale 1 9")
     choices = getattr(task, "choices", None) or []
-    trials = {}
+    trials, lists = {}, {}
     if folder.design is not None and "group" in folder.design:
         main = folder.design[~folder.design["is_practice"].map(as_bool)]
         trials = main.groupby("group").size().astype(int).to_dict()
+        if LIST_COLUMN in main:
+            lists = {str(s): int(k) for s, k in zip(main["stim_id"], main[LIST_COLUMN])}
     catch = getattr(task, "catch", None)
     study = (folder.protocol.get("study") or {}).get("name")
     return Experiment(
@@ -69,7 +72,7 @@ def experiment_of(folder: BuildFolder, scale: tuple[float, float] | None = None)
         scales=scales,
         label_keys={c.key: c.label for c in choices if c.key},
         catch_key=catch.key if catch is not None and catch.trials > 0 else None,
-        trials_per_group=trials)
+        trials_per_group=trials, stimulus_lists=lists)
 
 
 def correct_labels(folder: BuildFolder) -> dict[str, str]:
@@ -87,7 +90,8 @@ def correct_labels(folder: BuildFolder) -> dict[str, str]:
 # -- the computation ---------------------------------------------------------------------------------
 def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
                   scales: dict[str, tuple[float, float]],
-                  correct: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+                  correct: dict[str, str] | None = None,
+                  lists: dict[str, int] | None = None) -> tuple[pd.DataFrame, dict]:
     """Per-stimulus norms and their reliability from rating responses.
 
     Each participant's ratings of a stimulus are averaged first (repetitions), then rescaled
@@ -109,6 +113,10 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
         ``{"valence": (low, high), "arousal": (low, high)}``.
     correct : dict, optional
         stimulus_id -> correct label; needed for hit rates.
+    lists : dict, optional
+        stimulus_id -> its list, when each participant rated one list (``design.lists``):
+        ICC is then computed per list. Without it, participants who rated the same set of
+        stimuli form a list.
 
     Returns
     -------
@@ -163,7 +171,7 @@ def compute_norms(responses: pd.DataFrame, stimuli: pd.DataFrame,
         "scales": {k: list(v) for k, v in scales.items()},
         "stimuli_rated": len(norms), "stimuli_in_build": int(len(stimuli)),
         "raters_per_stimulus": _range(norms["n_raters"]),
-        "reliability": {scale: _reliability(per[scale].unstack("stimulus_id"))
+        "reliability": {scale: _reliability(per[scale].unstack("stimulus_id"), lists)
                         for scale in ("valence", "arousal")},
         "model_agreement": _model_agreement(norms),
         "by_emotion": _by_emotion(norms, r, correct if has_labels else None),
@@ -189,8 +197,13 @@ def _label_hits(r: pd.DataFrame, correct: dict[str, str]) -> dict[str, dict]:
     return out
 
 
-def _reliability(matrix: pd.DataFrame) -> dict:
-    """matrix: participants x stimuli (NaN where not rated)."""
+def _reliability(matrix: pd.DataFrame, lists: dict[str, int] | None = None) -> dict:
+    """Krippendorff's alpha over every rating, and ICC(2,1)/ICC(2,k): over the whole matrix when
+    every participant rated every stimulus, and per list (``by_list``) when the design has lists
+    or the matrix is incomplete.
+
+    ``matrix``: participants x stimuli, NaN where not rated; ``lists``: stimulus -> list.
+    """
     values = matrix.to_numpy(dtype=float)
     result = {"krippendorff_alpha_interval": _finite(krippendorff_alpha_interval(values)),
               "icc2_1": None, "icc2_k": None, "raters": int(values.shape[0]),
@@ -199,10 +212,46 @@ def _reliability(matrix: pd.DataFrame) -> dict:
     if complete:
         single, average = icc2(values.T)
         result.update(icc2_1=_finite(single), icc2_k=_finite(average))
-    else:
-        result["icc_note"] = ("not computed: ICC(2,1) and ICC(2,k) need every participant to "
-                              "rate every stimulus (lists give each participant a subset)")
+    if lists or not complete:
+        result["by_list"] = [_list_icc(name, matrix.loc[raters, stimuli])
+                             for name, raters, stimuli in _lists_rated(matrix, lists)]
+    if not complete:
+        result["icc_note"] = ("ICC(2,1) and ICC(2,k) need every participant to rate every "
+                              "stimulus: computed per list (by_list), over the participants "
+                              "who rated that list's stimuli; Krippendorff's alpha uses every "
+                              "rating")
     return result
+
+
+def _lists_rated(matrix: pd.DataFrame, lists: dict[str, int] | None):
+    """(list name, its participants, the stimuli all of them rated) of every list; a list is
+    ``lists``' value shared by all the stimuli a participant rated, else the set of them."""
+    rated = {p: frozenset(matrix.columns[matrix.loc[p].notna().to_numpy()]) for p in matrix.index}
+    members: dict = {}
+    for participant, stimuli in rated.items():
+        if not stimuli:
+            continue
+        numbers = {lists.get(str(s)) for s in stimuli} if lists else {None}
+        key = ("list", numbers.pop()) if len(numbers) == 1 and None not in numbers \
+            else ("set", stimuli)
+        members.setdefault(key, []).append(participant)
+    found = []
+    for n, ((kind, value), raters) in enumerate(sorted(
+            members.items(), key=lambda kv: (kv[0][0], str(sorted(kv[0][1]))
+                                             if kv[0][0] == "set" else str(kv[0][1])))):
+        common = frozenset.intersection(*(rated[p] for p in raters))
+        name = str(value) if kind == "list" else f"set {n + 1}"
+        found.append((name, raters, [s for s in matrix.columns if s in common]))
+    return found
+
+
+def _list_icc(name: str, part: pd.DataFrame) -> dict:
+    row = {"list": name, "raters": int(part.shape[0]), "stimuli": int(part.shape[1]),
+           "icc2_1": None, "icc2_k": None}
+    if part.shape[0] >= 2 and part.shape[1] >= 2:
+        single, average = icc2(part.to_numpy(dtype=float).T)
+        row.update(icc2_1=_finite(single), icc2_k=_finite(average))
+    return row
 
 
 def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> list[dict]:
@@ -252,7 +301,7 @@ def write_norms(build_dir, data, *, scale: tuple[float, float] | None = None,
     experiment = experiment_of(folder, scale)
     responses = read_responses(data, experiment, max_missed_checks=max_missed_checks)
     norms, summary = compute_norms(responses.table, folder.stimuli, experiment.scales,
-                                   correct_labels(folder))
+                                   correct_labels(folder), experiment.stimulus_lists)
     summary = {
         "participants": {"kept": len(responses.sessions), "excluded": len(responses.excluded),
                          "exclusions": responses.excluded, "sessions": responses.sessions},

@@ -7,7 +7,9 @@ Files are only read, never changed; cells are text until checked, and a formula-
 """
 from __future__ import annotations
 
+import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -43,6 +45,7 @@ class Experiment:
     label_keys: dict[str, str]            # forced-choice key -> label
     catch_key: str | None                 # key an attention check asks for
     trials_per_group: dict[str, int]      # main trials a complete session has, per group
+    stimulus_lists: dict[str, int] = field(default_factory=dict)  # id -> its list (design.lists)
 
 
 @dataclass
@@ -98,7 +101,7 @@ def read_responses(paths, experiment: Experiment, *, max_missed_checks: int = 0)
     out = Responses(table=pd.DataFrame(columns=RESPONSE_COLUMNS), files=[str(f) for f in files])
     sessions = []
     for path in files:
-        cells = _read_cells(path)
+        cells = _read_cells(path, out)
         if cells is None:
             out.warnings.append(f"{path}: empty file, skipped")
             continue
@@ -173,18 +176,69 @@ def _expand(paths) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _read_cells(path: Path) -> pd.DataFrame | None:
-    """Every cell as text (``""`` when empty); None for a file without rows."""
+#: How to save a ratings table so that any tool reads it (docs/norms.md).
+SAVE_AS_CSV = ("pass the data file as PsychoPy or Pavlovia wrote it, or save your table as "
+               "\"CSV UTF-8 (comma delimited)\" (Excel: File > Save As)")
+#: Field separators a data file may use: commas (PsychoPy, Pavlovia), semicolons (Excel's
+#: "CSV" where the comma is the decimal mark), tabs (text exports).
+DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs"}
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+
+
+def _read_cells(path: Path, out: Responses) -> pd.DataFrame | None:
+    """Every cell as text (``""`` when empty); None for a file without rows.
+
+    Reads what spreadsheets save as well as what PsychoPy writes: UTF-8 (with or without a
+    byte-order mark), UTF-16 with a byte-order mark, else Windows-1252 (Latin-1 letters, what
+    Excel on Windows saves as "CSV"); fields separated by commas, semicolons (with decimal
+    commas, as Excel saves CSV in much of Europe) or tabs. Anything but UTF-8 and commas is
+    noted in ``out.warnings``, so that a reading is never silently reinterpreted.
+    """
     try:
-        if path.stat().st_size == 0:
-            return None
-        cells = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        data = path.read_bytes()
+    except OSError as error:
+        raise NormsError(f"{path}: cannot be read ({error.strerror or error})",
+                         hint="check the path and that the file is readable") from None
+    if not data.strip():
+        return None
+    text, encoding = _decode(path, data)
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    delimiter = max(DELIMITERS, key=lambda d: (header.count(d), d == ","))
+    try:
+        cells = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str,
+                            keep_default_na=False)
     except pd.errors.EmptyDataError:
         return None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise NormsError(f"{path}: cannot be read as CSV ({error})",
-                         hint="pass the CSV file PsychoPy wrote, unchanged") from None
+    except pd.errors.ParserError as error:
+        raise NormsError(f"{path}: cannot be read as a table of fields separated by "
+                         f"{DELIMITERS[delimiter]} ({str(error).strip()})",
+                         hint=SAVE_AS_CSV) from None
+    if encoding:
+        out.warnings.append(f"{path}: read as {encoding} text, not UTF-8 (how Excel saves "
+                            "\"CSV\" on Windows); check that names with accents look right")
+    if delimiter != ",":
+        out.warnings.append(f"{path}: fields separated by {DELIMITERS[delimiter]}, not commas"
+                            + ("; decimal commas read as points (7,5 = 7.5)"
+                               if delimiter == ";" else ""))
+        if delimiter == ";":
+            cells = cells.apply(lambda column: column.map(
+                lambda cell: cell.replace(",", ".") if _DECIMAL_COMMA.match(cell) else cell))
     return None if cells.empty else cells
+
+
+def _decode(path: Path, data: bytes) -> tuple[str, str | None]:
+    """The file's text and, when it is not UTF-8, the encoding it was read as."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "UTF-16"
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as error:
+        try:
+            return data.decode("cp1252"), "Windows-1252 (Latin-1)"
+        except UnicodeDecodeError:
+            raise NormsError(f"{path}: neither UTF-8 nor Windows-1252 (Latin-1) text (byte "
+                             f"{error.start}); it may not be a CSV file at all",
+                             hint=SAVE_AS_CSV) from None
 
 
 def _row(path: Path, index: int) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 
 def rescale(values, low: float, high: float) -> np.ndarray:
@@ -55,6 +54,8 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, floa
     if x.size < 2:
         return mean, math.nan, math.nan, math.nan
     sd = float(x.std(ddof=1))
+    from scipy import stats as scipy_stats    # slow to import; builds never need it
+
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2.0, x.size - 1)) * sd / math.sqrt(x.size)
     return mean, sd, mean - half, mean + half
 

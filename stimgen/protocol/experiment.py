@@ -422,6 +422,24 @@ class RandomDesign(_DesignBase):
     """Design type."""
     participants: int = Field(default=24, ge=1, le=1000)
     """Number of orders generated ahead; participant p uses order ((p - 1) mod N) + 1."""
+    lists: int | None = Field(default=None, ge=2, le=100)
+    """Split the stimuli into this many lists of (nearly) equal size, each with about the same
+    share of every emotion and intensity, so that each participant rates one list (a part of
+    the stimuli, as large norming studies do); order g shows list ((g - 1) mod lists) + 1.
+    `participants` must be a multiple of `lists`: each stimulus is then rated by
+    participants / lists people per round of orders. None = every participant sees every
+    stimulus."""
+
+    @model_validator(mode="after")
+    def _lists_fill_equally(self):
+        if self.lists is not None and self.participants % self.lists:
+            raise PydanticCustomError(
+                "lists_unbalanced",
+                "participants ({participants}) must be a multiple of lists ({lists}), so "
+                "that every list is shown to the same number of participants",
+                {"participants": self.participants, "lists": self.lists,
+                 "hint": f"e.g. participants: {self.participants + self.lists - self.participants % self.lists}"})
+        return self
 
 
 class BlockedDesign(_DesignBase):

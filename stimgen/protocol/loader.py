@@ -83,7 +83,28 @@ def protocol_from_text(text: str, path: str | Path = "<protocol>") -> Protocol:
     unplannable = _plan_problems(protocol, doc)
     if unplannable:
         raise ProtocolError(path, unplannable)
+    protocol._warnings = tuple(_vocabulary_warnings(protocol, doc))
     return protocol
+
+
+def _vocabulary_warnings(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
+    """An emotion word that also names the other vocabulary (happy, sad, angry), and a target
+    list that mixes basic emotions with circumplex terms, positioned at the word."""
+    from stimgen.circumplex import mixed_vocabulary_warning, vocabulary_warning
+
+    targets = doc.data.get("targets")
+    raw = targets.get("emotions") if isinstance(targets, dict) else None
+    if not isinstance(raw, list) or not all(isinstance(word, str) for word in raw):
+        return []        # `all`, or nothing: the 28 circumplex terms or no named emotion
+    found = []
+    for index, word in enumerate(raw):
+        note = vocabulary_warning(word)
+        if note:
+            found.append(problem_at(doc, ("targets", "emotions", index), note, None))
+    mixed = mixed_vocabulary_warning(raw)
+    if mixed:
+        found.append(problem_at(doc, ("targets", "emotions"), *mixed))
+    return found
 
 
 def _plan_problems(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
@@ -107,6 +128,7 @@ def _plan_problems(protocol: Protocol, doc: PositionedDocument) -> list[Protocol
 
 def _missing_files(protocol: Protocol, doc: PositionedDocument) -> list[ProtocolProblem]:
     problems = []
+    hint = "paths are relative to the protocol file's folder"
     for index, identity in enumerate(protocol.identities):
         for field in ("image", "latent"):
             value = getattr(identity, field)
@@ -116,17 +138,53 @@ def _missing_files(protocol: Protocol, doc: PositionedDocument) -> list[Protocol
             if not resolved.is_file():
                 line, column = doc.position(("identities", index, field)) or (None, None)
                 problems.append(ProtocolProblem(
-                    f"identities.{index}.{field}", f'file "{value}" not found (looked at {resolved})',
-                    line=line, column=column,
-                    hint="paths are relative to the protocol file's folder"))
+                    f"identities.{index}.{field}",
+                    f'identity "{identity.id}": {_not_a_file(value, resolved)}',
+                    line=line, column=column, hint=hint))
     for index, value in enumerate(protocol.targets.from_images):
         resolved = protocol.resolve(value)
         if not resolved.is_file():
             line, column = doc.position(("targets", "from_images", index)) or (None, None)
             problems.append(ProtocolProblem(
-                f"targets.from_images.{index}", f'file "{value}" not found (looked at {resolved})',
-                line=line, column=column, hint="paths are relative to the protocol file's folder"))
+                f"targets.from_images.{index}", f"reference face: {_not_a_file(value, resolved)}",
+                line=line, column=column, hint=hint))
     return problems
+
+
+def _not_a_file(value: str, resolved: Path) -> str:
+    """Why ``resolved`` (the path ``value`` of a protocol) is not a file a build can read."""
+    if resolved.is_symlink():
+        leads = resolved.resolve()
+        if not resolved.exists():
+            return (f'file "{value}" is a symbolic link to {leads}, which does not exist '
+                    f"(looked at {resolved})")
+        kind = "a folder" if resolved.is_dir() else "not a regular file (a device or pipe)"
+        return f'file "{value}" is a symbolic link to {leads}, which is {kind}'
+    if resolved.is_dir():
+        return f'"{value}" is a folder, not a file (looked at {resolved})'
+    if resolved.exists():
+        return f'"{value}" is not a regular file (a device or pipe; looked at {resolved})'
+    return f'file "{value}" not found (looked at {resolved})'
+
+
+
+def protocol_problems(protocol: Protocol, found: list[tuple[tuple, str, str | None]]
+                      ) -> ProtocolError:
+    """A ProtocolError of problems found after loading (a photo the build would refuse):
+    ``found`` holds (field path, message, hint); each is positioned at its field in the
+    protocol file, as the loader's own problems are."""
+    path = protocol.source_path or "<protocol>"
+    try:
+        doc = parse_yaml(protocol.source_path.read_text(encoding="utf-8-sig"), str(path))
+    except (AttributeError, OSError, UnicodeDecodeError, ProtocolError):
+        doc = None                   # built in Python, or the file changed since: no positions
+    problems = []
+    for field, message, hint in found:
+        if doc is not None:
+            problems.append(problem_at(doc, field, message, hint))
+        else:
+            problems.append(ProtocolProblem(".".join(map(str, field)), message, hint=hint))
+    return ProtocolError(path, problems)
 
 
 def protocol_sha256(protocol: Protocol) -> str:

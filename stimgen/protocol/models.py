@@ -14,7 +14,9 @@ from pydantic import (AfterValidator, Field, PrivateAttr, WithJsonSchema, field_
                       model_validator)
 from pydantic_core import PydanticCustomError
 
-from stimgen.circumplex import (WEAK_REGION_DEFAULT, UnknownEmotionError, emotion_by_name,
+from stimgen.circumplex import (WEAK_REGION_DEFAULT,
+                                UnknownEmotionError, basic_emotion_sources,
+                                canonical_emotion_name, emotion_by_name, resolve_emotion,
                                 weak_region_flagged,
                                 named_emotions, normalise_emotion_name)
 from stimgen.protocol.base import ProtocolModel
@@ -28,7 +30,7 @@ RATERS = ("auto", "geometric", "emonet")
 
 def _check_emotion_name(name: str) -> str:
     try:
-        return emotion_by_name(name).name
+        return canonical_emotion_name(resolve_emotion(name))
     except UnknownEmotionError as missing:
         raise PydanticCustomError(
             "unknown_emotion",
@@ -211,10 +213,19 @@ class Targets(ProtocolModel):
     emotions: Annotated[list[EmotionName], WithJsonSchema({
         "anyOf": [{"type": "string", "description": '"all", or one emotion name'},
                   {"type": "array", "items": {"type": "string"}}],
-        "examples": ["all", ["happy", "sad", "at ease"]]})] = Field(default_factory=list)
-    """Named emotions (case and separators ignored): the 28 circumplex terms ("all" for all
-    28) and the basic emotions (anger, contempt/contemptuous, disgust, fear/fearful,
-    happiness, sadness, surprise/surprised), listed with their sources by `stimgen emotions`."""
+        "examples": ["all", ["happiness", "fear", "circumplex:calm"]]})] = Field(default_factory=list)
+    """Named emotions: "all" for the 28 circumplex terms, or a list. The rule: a basic
+    emotion's word in any form names the basic emotion (happy/happiness, sad/sadness,
+    angry/anger, fear/fearful, surprise/surprised, disgust/disgusted, contempt/contemptuous);
+    every other name is one of the 28 circumplex terms of Darne et al.'s table. Happy, Sad and
+    Angry are circumplex terms too: write them `circumplex:happy`, `circumplex:sad`,
+    `circumplex:angry` (any term may carry the prefix; `basic:` picks a basic emotion). Case
+    and separators are ignored; `stimgen validate` warns where a word has both meanings;
+    `stimgen emotions` lists every name with its source."""
+    basic_sources: dict[str, str] = Field(default_factory=dict)
+    """Which published valence-arousal point a basic emotion's target uses, where there is
+    more than one: `{contempt: russell_mehrabian_1977}` instead of the default
+    `warriner_2013` (see `stimgen emotions` and docs/metrics.md)."""
     angles: list[Annotated[float, Field(ge=0.0, lt=360.0)]] = Field(default_factory=list)
     """Extra target angles in degrees, counter-clockwise from +valence."""
     intensities: list[Intensity] = Field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
@@ -234,7 +245,7 @@ class Targets(ProtocolModel):
     def _all_keyword(cls, value):
         if isinstance(value, str):
             if normalise_emotion_name(value) == "all":
-                return [e.name for e in named_emotions()]
+                return [canonical_emotion_name(e) for e in named_emotions()]
             return [value]
         return value
 
@@ -244,7 +255,10 @@ class Targets(ProtocolModel):
             values = getattr(self, field)
             if len(set(values)) != len(values):
                 dup = next(v for v in values if values.count(v) > 1)
-                raise ValueError(f"{field} lists {dup!r} more than once")
+                same = (" (a basic emotion's words in any form name it once: anger = angry; "
+                        "write circumplex:angry for the circumplex term)"
+                        if field == "emotions" else "")
+                raise ValueError(f"{field} lists {dup!r} more than once{same}")
         labels = [p.label for p in self.points]
         if len(set(labels)) != len(labels):
             raise ValueError("two points share a label; labels must be unique")
@@ -260,9 +274,35 @@ class Targets(ProtocolModel):
                 {"hint": "add `emotions: all`, a list of emotions, angles, points or `neutral: true`"})
         return self
 
+    @field_validator("basic_sources")
+    @classmethod
+    def _known_sources(cls, value):
+        for emotion, source in value.items():
+            choices = basic_emotion_sources(normalise_emotion_name(emotion))
+            if not choices:
+                raise PydanticCustomError(
+                    "unknown_basic_source", 'basic_sources: "{emotion}" is not a basic emotion',
+                    {"emotion": emotion, "hint": "e.g. {contempt: russell_mehrabian_1977}"})
+            if source not in choices:
+                raise PydanticCustomError(
+                    "unknown_basic_source",
+                    'basic_sources: {emotion} has no point from "{source}"',
+                    {"emotion": emotion, "source": source,
+                     "hint": f"one of: {', '.join(choices)}"})
+        return {normalise_emotion_name(k): v for k, v in value.items()}
+
     def emotion_list(self) -> list[str]:
         """Display names of the requested named emotions, in the order given."""
-        return list(self.emotions)
+        return [self.named_emotion(name).name for name in self.emotions]
+
+    def named_emotion(self, name: str):
+        """The ``NamedEmotion`` a listed name stands for, with the published point the
+        protocol picked in ``basic_sources``."""
+        emotion = emotion_by_name(name)
+        source = self.basic_sources.get(emotion.key)
+        if emotion.vocabulary == "basic" and source is not None:
+            return basic_emotion_sources(emotion.key)[source]
+        return emotion
 
 
 class Tolerance(ProtocolModel):
@@ -321,7 +361,7 @@ class Validation(ProtocolModel):
     """Per-stimulus tolerances; stimuli outside them are flagged `out_of_tolerance`."""
     weak_region: tuple[float, float] = WEAK_REGION_DEFAULT
     """Angle interval [start, end] in degrees (may wrap past 360) where the generator is known
-    to be weak; the `weak_region` column of stimuli.tsv marks targets inside. Default: 242-329
+    to be weak; the `weak_region` column of stimuli.tsv marks targets inside. Default: 242-328.6
     (bored ... serene), where published EmoStyle misses by 0.4-0.7 (Darne, Quan & Luo, 2025)."""
     flag_weak_region: Literal["auto", "always", "never"] = "auto"
     """Whether a target in the weak region is a reason to look at its stimulus (a flag in
@@ -411,6 +451,9 @@ class Output(ProtocolModel):
     `histogram+spectrum` (both). Needs `greyscale: true`; faces are rated after matching."""
     match_scope: Literal["set", "identity"] = "set"
     """Match across the whole stimulus set (`set`) or within each identity (`identity`)."""
+    match_ssim_iterations: int = Field(default=0, ge=0, le=100)
+    """Histogram matching's SSIM-gradient steps (Avanaki, 2009) after the best ordering: each
+    keeps the histogram exact and brings the face a little closer to its unmatched look."""
 
     @field_validator("background")
     @classmethod
@@ -456,6 +499,7 @@ class Protocol(ProtocolModel):
     usually set on the command line or in the user config file instead."""
 
     _source_path: Path | None = PrivateAttr(default=None)
+    _warnings: tuple = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _unique_ids_and_backend_fit(self):
@@ -485,6 +529,12 @@ class Protocol(ProtocolModel):
                         {"id": ident.id, "kind": ident.kind,
                          "hint": "use `seed:` or switch to `backend: {name: emostyle}`"})
         return self
+
+    @property
+    def warnings(self) -> tuple:
+        """What loading the file found worth a look but not wrong (``ProtocolProblem``s):
+        an emotion word with two meanings, a target list mixing the two vocabularies."""
+        return self._warnings
 
     # -- paths -------------------------------------------------------------------------
     @property

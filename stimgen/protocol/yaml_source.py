@@ -254,6 +254,11 @@ def unknown_key_hint(key: str, allowed: list[str]) -> str | None:
 
 def _allowed_keys(model: type[BaseModel], loc: FieldPath) -> list[str]:
     """Field names of the model reached by following ``loc`` from ``model`` (best effort)."""
+    return [name for m in _models_at(model, loc) for name in m.model_fields]
+
+
+def _models_at(model: type[BaseModel], loc: FieldPath) -> list[type[BaseModel]]:
+    """The models that the value at ``loc`` may be, following ``loc`` from ``model``."""
     candidates: list[Any] = [model]
     for part in loc:
         next_candidates: list[Any] = []
@@ -265,11 +270,26 @@ def _allowed_keys(model: type[BaseModel], loc: FieldPath) -> list[str]:
             if isinstance(part, int):
                 next_candidates.extend(typing.get_args(cand) or [cand])
         candidates = next_candidates
-    names: list[str] = []
-    for cand in candidates:
-        for m in _models_in(cand):
-            names.extend(m.model_fields)
-    return names
+    return [m for cand in candidates for m in _models_in(cand)]
+
+
+def _section_not_a_mapping(model: type[BaseModel], loc: FieldPath, given: Any
+                           ) -> tuple[str, str]:
+    """Message and hint for a section given as one value (``study: h``): a section holds
+    settings; where it has one required setting, the value is probably that setting."""
+    name = str(loc[-1]) if loc else "the protocol"
+    shown = f"the text {given!r}" if isinstance(given, str) else f"{given!r}"
+    message = (f"`{name}` is empty: it is a section and needs its settings" if given is None
+               else f"`{name}` is a section of settings (key: value pairs), not a single "
+                    f"value; got {shown}")
+    models = _models_at(model, loc)
+    required = [field for m in models[:1] for field, info in m.model_fields.items()
+                if info.is_required()]
+    if len(required) == 1 and isinstance(given, (str, int, float)):
+        return message, f"did you mean `{name}: {{{required[0]}: {given}}}`?"
+    keys = ", ".join(sorted(_allowed_keys(model, loc))[:8])
+    return message, (f"write `{name}:` and its settings indented on the lines below, or "
+                     f"`{name}: {{key: value, ...}}`" + (f"; its keys: {keys}" if keys else ""))
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -371,6 +391,16 @@ def problems_from_validation(err: ValidationError, doc: PositionedDocument,
             loc = loc[:-1]
             field = ".".join(str(p) for p in loc)
             message = f"too few values: item {error['loc'][-1] + 1} is missing"
+            position = doc.position(loc)
+        elif kind in ("model_type", "model_attributes_type", "dict_type") and \
+                not isinstance(error.get("input"), (dict, list)):
+            message, hint = _section_not_a_mapping(model, loc, error.get("input"))
+            position = doc.position(loc)
+        elif kind == "list_type" and isinstance(error.get("input"), dict):
+            name = loc[-1] if loc else "the protocol"
+            message = f"`{name}` is a list: expected its items, got one mapping"
+            hint = (f"start each item with `- ` on its own line, or write `{name}: [...]`, "
+                    f"e.g. `{name}: [{{...}}, {{...}}]`")
             position = doc.position(loc)
         elif kind == "missing":
             message = "this field is required"

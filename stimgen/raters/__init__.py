@@ -8,6 +8,7 @@ one ready to rate (:func:`create_rater`): ``geometric`` (:mod:`stimgen.raters.ge
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from stimgen.errors import BackendUnavailableError, StimgenError
@@ -78,14 +79,35 @@ def create_rater(name: str, backend_name: str, *, weights: str | Path | None = N
     if name == "hsemotion":
         from stimgen.raters.hsemotion import HSEmotionRater, load_hsemotion
 
-        return HSEmotionRater(load_hsemotion(path), info)
+        rater = HSEmotionRater(load_hsemotion(path), info)
+        if weights is not None:
+            warn_if_tiny(path, name)
+        return rater
     # EmoNet-8 on CUDA when present; torch only for the emonet rater
     from stimgen.backends.emostyle.models import load_network, select_device
     from stimgen.raters.emonet import EmoNetRater
 
     if weights is not None:
         _check_kind(path, "emonet", name)
+        warn_if_tiny(path, name)
     return EmoNetRater(load_network("emonet_8", path, select_device("auto")), info)
+
+
+def warn_if_tiny(path: Path, rater: str) -> None:
+    """Warn (:class:`~stimgen.weights.registry.TinyWeightsWarning`) when a weights file given
+    to a rater is a random tiny model from `stimgen models make-tiny`: it loads like the
+    published file, but every rating it gives is noise. `stimgen models add` says the same
+    when such a file is installed."""
+    from stimgen.weights.registry import TinyWeightsWarning, get_model
+    from stimgen.weights.tiny import tiny_evidence
+
+    model = RATER_WEIGHTS[rater]
+    evidence = tiny_evidence(path, kind=get_model(model).kind)
+    if evidence:
+        warnings.warn(f"{path} is a RANDOM TINY MODEL written by `stimgen models make-tiny` "
+                      f"({evidence}): the {rater} ratings it gives are noise, for testing the "
+                      f"pipeline only; rate with the published weights (`stimgen models "
+                      f"fetch {model}`)", TinyWeightsWarning, stacklevel=3)
 
 
 def _check_kind(path: Path, kind: str, rater: str) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from stimgen.backends.base import Rendered
 from stimgen.errors import BackendUnavailableError
 from stimgen.landmarks import (
-    INNER_LIP_BOTTOM, INNER_LIP_TOP, LEFT_BROW, LEFT_BROW_INNER, LEFT_BROW_OUTER, LEFT_EYE,
+    CHIN, INNER_LIP_BOTTOM, INNER_LIP_TOP, LEFT_BROW, LEFT_BROW_INNER, LEFT_BROW_OUTER, LEFT_EYE,
     LEFT_EYE_INNER, LEFT_EYE_LOWER_LID, LEFT_EYE_OUTER, LEFT_EYE_UPPER_LID, LOWER_LIP_BOTTOM,
     MOUTH_LEFT_CORNER, MOUTH_RIGHT_CORNER, NOSE_BASE, RIGHT_BROW, RIGHT_BROW_INNER,
     RIGHT_BROW_OUTER, RIGHT_EYE, RIGHT_EYE_INNER, RIGHT_EYE_LOWER_LID, RIGHT_EYE_OUTER,
@@ -44,6 +44,10 @@ MEASUREMENTS: dict[str, str] = {
                          "pulls the mouth wide; AU23 narrows it)",
     "lip_thickness":     "upper (51 to 62) plus lower (66 to 57) red-lip height "
                          "(AU23 presses and AU20 stretches the lips thin)",
+    "lip_to_chin":       "chin (8) minus lower-lip border (57) in height (AU16 lowers the lower "
+                         "lip toward the chin, AU17 pushes it up; a jaw drop, AU26, moves both)",
+    "inner_brow_height": "eye-corner line minus the inner brow ends (21, 22) in height (AU1 "
+                         "raises them; AU4 and AU9 pull them down toward the nose)",
 }
 MEASUREMENT_NAMES: tuple[str, ...] = tuple(MEASUREMENTS)
 EYE_CORNERS = np.array([RIGHT_EYE_OUTER, RIGHT_EYE_INNER, LEFT_EYE_INNER, LEFT_EYE_OUTER])
@@ -79,6 +83,8 @@ COEFFICIENT_SIGNS = np.array([
     [0, OFF],   # upper_lip_height
     [0, OFF],   # mouth_width
     [0, -1],    # lip_thickness
+    [0, 0],     # lip_to_chin
+    [0, 0],     # inner_brow_height
 ])
 
 #: Largest weight the calibration gives a proxy, in VA units per inter-ocular distance, so
@@ -88,6 +94,13 @@ COEFFICIENT_SIGNS = np.array([
 #: exact on the faces it was fitted to, fragile on any other.
 MAX_COEFFICIENT = 30.0
 
+#: Smallest weight of a proxy that FACS logic makes a cue on its own: (measurement, column
+#: 0 valence / 1 arousal) -> floor. On the faces redrawn in issue 28 wide eyes (AU5) carry
+#: the arousal of every open-mouthed prototype, and the unconstrained fit gave the mouth
+#: opening no arousal weight at all: a face that only dropped its jaw read as calm. The floor
+#: (0.1 inter-ocular distances of jaw drop -> +0.2 arousal) costs about 0.01 held-out MAE.
+MIN_COEFFICIENTS: dict[tuple[str, int], float] = {("mouth_opening", 1): 2.0}
+
 # How the coefficients were obtained: sign-constrained least-squares fits
 # (``fit_coefficients``, no intercept) of the drawn targets on measurement changes, over the
 # FACS-driven schematic faces (issue 15: prototypes blended by angle) of 160 seeds
@@ -96,42 +109,51 @@ MAX_COEFFICIENT = 30.0
 # face; ABSOLUTE: changes from POPULATION_NEUTRAL, the mean neutral measurements of those
 # seeds. Reproduce with ``python benchmarks/bench_schematic.py --calibrate``;
 # tests/test_geometric_rater.py re-derives them on other seeds. Held-out seeds 2000-2039:
-# distance MAE 0.084 with the neutral face, 0.158 without (0.141 and 0.235 before the
-# lower-lid, nose, upper-lip, mouth-width and lip-thickness proxies measured AU6/7, AU9,
-# AU10, AU20 and AU23).
+# distance MAE 0.129 with the neutral face, 0.173 without (refitted after surprise and
+# disgust were redrawn, issue 28; 0.125 and 0.161 on the faces before that). Refitted when
+# the faces were redrawn after the FACS manual (issue 28): the old coefficients read the new
+# faces at 0.231 on the demo. The lip-to-chin (AU16 lowers the lower lip, AU17 raises it) and inner-brow-
+# height (AU1 vs AU4/AU9) proxies gain about 0.01; the mouth-opening floor
+# (``MIN_COEFFICIENTS``) costs about 0.01. (On the faces before issue 28: 0.084 and 0.158;
+# 0.141 and 0.235 before the lower-lid, nose, upper-lip, mouth-width and lip-thickness
+# proxies measured AU6/7, AU9, AU10, AU20 and AU23.)
 # Rows follow MEASUREMENT_NAMES; columns are (valence, arousal).
 RELATIVE_COEFFICIENTS = np.array([
     #  valence  arousal
-    [ 10.7464,   0.7812],   # lip_corner_height
-    [ -6.9878,   1.5610],   # mouth_opening
-    [  4.9534,   0.0000],   # brow_height
-    [ -0.0000,  -4.5407],   # brow_obliqueness
-    [  0.0000,  -6.7772],   # inner_brow_gap
-    [ -2.7213,  24.8150],   # eye_aperture
+    [  7.1847,   2.1395],   # lip_corner_height
+    [ -3.2533,   2.0000],   # mouth_opening
+    [  0.4662,   0.0000],   # brow_height
+    [ -0.0000,   2.2653],   # brow_obliqueness
+    [  1.8622,  -0.0000],   # inner_brow_gap
+    [ -4.0480,  21.3194],   # eye_aperture
     [ 30.0000, -30.0000],   # lower_lid_height
-    [ 19.9464, -12.5491],   # nose_length
-    [ -0.0000,  -2.9802],   # nose_width
-    [-21.9718,   0.0000],   # upper_lip_height
-    [ -4.1445,   0.0000],   # mouth_width
-    [ -6.0778,  -0.0000],   # lip_thickness
+    [  0.0000,  -1.7824],   # nose_length
+    [ -0.0000,  -4.4390],   # nose_width
+    [-28.8142,   0.0000],   # upper_lip_height
+    [ -0.5428,   0.0000],   # mouth_width
+    [  2.7588,  -0.0000],   # lip_thickness
+    [  6.3943,  -8.8771],   # lip_to_chin
+    [  0.7363,  -3.9050],   # inner_brow_height
 ])
 ABSOLUTE_COEFFICIENTS = np.array([
     #  valence  arousal
-    [ 10.0624,  -3.1188],   # lip_corner_height
-    [  3.5951,   3.5543],   # mouth_opening
-    [  0.9924,   0.0000],   # brow_height
-    [ -0.0000,  -6.2026],   # brow_obliqueness
-    [  0.0000,  -1.3781],   # inner_brow_gap
-    [ -4.5564,  19.4015],   # eye_aperture
-    [ 11.0480, -30.0000],   # lower_lid_height
-    [  0.0010,   0.4323],   # nose_length
-    [ -0.3501,   0.2616],   # nose_width
-    [  0.2009,   0.0000],   # upper_lip_height
-    [ -0.6853,   0.0000],   # mouth_width
-    [ -0.0047,  -4.1437],   # lip_thickness
+    [  9.0207,   0.9829],   # lip_corner_height
+    [  2.7496,   2.0000],   # mouth_opening
+    [ -4.1268,   6.1292],   # brow_height
+    [ -1.7443,   4.3085],   # brow_obliqueness
+    [  0.0000,  -0.0000],   # inner_brow_gap
+    [ -5.2754,  19.6246],   # eye_aperture
+    [  8.3237, -30.0000],   # lower_lid_height
+    [  0.6237,  -0.1139],   # nose_length
+    [ -0.0000,   0.5275],   # nose_width
+    [ -0.3335,   0.0000],   # upper_lip_height
+    [ -0.6877,   0.0000],   # mouth_width
+    [ -1.3017,  -0.0000],   # lip_thickness
+    [  0.4166,  -0.4731],   # lip_to_chin
+    [  4.1315,  -8.7412],   # inner_brow_height
 ])
 POPULATION_NEUTRAL = np.array([0.0000, 0.0000, 0.1642, 0.0273, 0.3474, 0.1011, 0.0387, 0.5090,
-                               0.1865, 0.7045, 0.6070, 0.1342])
+                               0.1865, 0.7045, 0.6070, 0.1342, 0.3077, 0.1740])
 
 
 def _measure(frame: np.ndarray) -> np.ndarray:
@@ -163,6 +185,8 @@ def _measure(frame: np.ndarray) -> np.ndarray:
         np.linalg.norm(mouth, axis=-1),
         (y[..., INNER_LIP_TOP] - y[..., UPPER_LIP_TOP])
         + (y[..., LOWER_LIP_BOTTOM] - y[..., INNER_LIP_BOTTOM]),
+        y[..., CHIN] - y[..., LOWER_LIP_BOTTOM],
+        eye_line - inner_brows,
     ], axis=-1)
 
 
@@ -189,7 +213,8 @@ def action_measurements(landmarks) -> dict[str, float]:
 
 def fit_coefficients(measurements: np.ndarray, references: np.ndarray, targets: np.ndarray,
                      signs: np.ndarray | None = None,
-                     max_weight: float = MAX_COEFFICIENT) -> np.ndarray:
+                     max_weight: float = MAX_COEFFICIENT,
+                     min_weights: dict[tuple[str, int], float] | None = None) -> np.ndarray:
     """Sign-constrained least-squares coefficients ``[M, 2]`` from measurement changes to VA.
 
     Parameters
@@ -207,17 +232,24 @@ def fit_coefficients(measurements: np.ndarray, references: np.ndarray, targets: 
     max_weight : float
         Largest magnitude of a coefficient (VA units per inter-ocular distance); default
         ``MAX_COEFFICIENT``.
+    min_weights : dict, optional
+        Smallest magnitude of some sign-constrained coefficients, by (measurement, column);
+        default ``MIN_COEFFICIENTS``.
     """
     from scipy.optimize import lsq_linear   # calibration only; rating needs numpy alone
 
     deltas = np.asarray(measurements, dtype=float) - np.asarray(references, dtype=float)
     targets = np.asarray(targets, dtype=float)
     signs = COEFFICIENT_SIGNS if signs is None else np.asarray(signs)
+    floors = MIN_COEFFICIENTS if min_weights is None else min_weights
+    floor = np.zeros((deltas.shape[1], 2))
+    for (name, column), value in floors.items():
+        floor[MEASUREMENT_NAMES.index(name), column] = value
     coefficients = np.zeros((deltas.shape[1], 2))
     for column in range(2):
         used = signs[:, column] != OFF
-        lower = np.where(signs[used, column] > 0, 0.0, -max_weight)
-        upper = np.where(signs[used, column] < 0, 0.0, max_weight)
+        lower = np.where(signs[used, column] > 0, floor[used, column], -max_weight)
+        upper = np.where(signs[used, column] < 0, -floor[used, column], max_weight)
         coefficients[used, column] = lsq_linear(deltas[:, used], targets[:, column],
                                                 bounds=(lower, upper)).x
     return coefficients

@@ -8,17 +8,17 @@ The network was trained on AffectNet, independently of both stimgen generators, 
 ratings are held-out measurements for schematic and emostyle faces alike. Preprocessing
 follows the reference package (hsemotion_onnx, ``facial_emotions.py``): an RGB face crop,
 resized to 224 x 224 with OpenCV's bilinear ``resize`` (uint8 in, uint8 out), divided by
-255, normalised with the ImageNet mean and standard deviation, NCHW float32. We resize with
-torch instead of OpenCV (see :func:`resize_bilinear` for how the two compare).
+255, normalised with the ImageNet mean and standard deviation, NCHW float32. We resize in
+numpy with OpenCV's own fixed-point arithmetic (:func:`resize_bilinear`), so the network sees
+the reference package's input to the last bit, without OpenCV or torch being imported.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from stimgen.backends.base import Rendered
 from stimgen.errors import StimgenError
@@ -129,18 +129,42 @@ def rgb_pixels(face: Rendered) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- preprocessing
 
-def resize_bilinear(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """Resize a uint8 [H, W, C] image to ``size`` x ``size``, bilinear, as OpenCV does.
+#: OpenCV's fixed-point resampling weights: 11 fractional bits (``INTER_RESIZE_COEF_BITS``).
+RESIZE_COEF_BITS = 11
 
-    Same sampling as ``cv2.resize(image, (size, size))`` (``INTER_LINEAR``): pixel centres
-    at half-integers (``align_corners=False``), the two nearest source pixels per axis, no
-    anti-aliasing filter when shrinking, edges clamped, and the result rounded (halves
-    up) back to uint8. OpenCV computes in 11-bit fixed point with truncating shifts, we
-    in float32: on random images about 13 % of the values differ by one grey level
-    (never more; none for an exact halving), i.e. 0.017 in the normalised input;
-    tests/test_hsemotion_rater.py checks this against ``cv2.resize`` where OpenCV is
-    installed.
-    Pillow's ``BILINEAR`` is not the same when shrinking: it widens the filter (anti-aliases).
+
+def _linear_taps(n_in: int, n_out: int, clamp: bool) -> tuple[np.ndarray, ...]:
+    """Source indices (first, second) and fixed-point weights of each output pixel along one
+    axis, computed as OpenCV's ``resize`` computes them (float32 positions, weights rounded to
+    :data:`RESIZE_COEF_BITS` bits half to even). Along x (``clamp``) a position outside the
+    source takes the edge pixel with weights (1, 0); along y OpenCV clamps the two row indices
+    and keeps the weights."""
+    scale = 1.0 / (n_out / n_in)                          # OpenCV's scale_x = 1 / inv_scale_x
+    position = ((np.arange(n_out) + 0.5) * scale - 0.5).astype(np.float32)
+    first = np.floor(position).astype(np.int64)
+    fraction = (position - first.astype(np.float32)).astype(np.float32)
+    if clamp:
+        outside = (first < 0) | (first >= n_in - 1)
+        fraction[outside] = 0.0
+    one = np.float32(1 << RESIZE_COEF_BITS)
+    w0 = np.rint((np.float32(1.0) - fraction) * one).astype(np.int32)
+    w1 = np.rint(fraction * one).astype(np.int32)
+    return (np.clip(first, 0, n_in - 1), np.clip(first + 1, 0, n_in - 1), w0, w1)
+
+
+def resize_bilinear(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """Resize a uint8 [H, W, C] image to ``size`` x ``size`` exactly as OpenCV's
+    ``cv2.resize(image, (size, size))`` (``INTER_LINEAR``) does, the call of the reference
+    package; numpy only.
+
+    Bilinear sampling with pixel centres at half-integers, the two nearest source pixels per
+    axis, no anti-aliasing filter when shrinking, edges clamped; in OpenCV's fixed point:
+    11-bit weights, a horizontal pass in integers, then the vertical pass as its vectorised
+    code rounds it (each product shifted right by 4 and 16 bits, summed, then rounded by 2
+    bits). An exact halving averages 2 x 2 blocks, as OpenCV does (it switches to
+    ``INTER_AREA`` there). tests/test_hsemotion_rater.py checks equality with
+    ``cv2.resize`` where OpenCV is installed. Pillow's ``BILINEAR`` is not the same when
+    shrinking: it widens the filter (anti-aliases).
 
     >>> image = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 10
     >>> resize_bilinear(image, 2)[..., 0].tolist()
@@ -148,37 +172,82 @@ def resize_bilinear(image: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """
     if image.dtype != np.uint8 or image.ndim != 3:
         raise ValueError(f"expected a uint8 [H, W, C] image, got {image.dtype} {image.shape}")
-    if image.shape[:2] == (size, size):
+    height, width, channels = image.shape
+    if (height, width) == (size, size):
         return image.copy()
-    planes = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)   # C, H, W
-    with torch.no_grad():
-        resized = F.interpolate(torch.from_numpy(planes)[None], size=(size, size),
-                                mode="bilinear", align_corners=False, antialias=False)[0]
-    # halves round up, as OpenCV's fixed-point rounding does (np.rint goes to even)
-    rounded = np.clip(np.floor(resized.numpy() + 0.5), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(rounded.transpose(1, 2, 0))
+    if (height, width) == (2 * size, 2 * size):
+        s = image.astype(np.uint16)
+        return ((s[0::2, 0::2] + s[1::2, 0::2] + s[0::2, 1::2] + s[1::2, 1::2] + 2) >> 2
+                ).astype(np.uint8)
+    y0, y1, b0, b1 = _linear_taps(height, size, clamp=False)
+    x0, x1, a0, a1 = _linear_taps(width, size, clamp=True)
+    # rows of [W * C] values: column x of channel c is value x * C + c
+    lanes = np.arange(channels)
+    left, right = (x0[:, None] * channels + lanes).ravel(), (x1[:, None] * channels + lanes).ravel()
+    a0, a1 = np.repeat(a0, channels), np.repeat(a1, channels)
+    rows = np.ascontiguousarray(image).reshape(height, width * channels)
+
+    def horizontal(row_indices, weight):       # (sum of 2 taps) >> 4, then x weight >> 16
+        picked = rows.take(row_indices, axis=0)
+        value = np.multiply(picked.take(left, axis=1), a0, dtype=np.int32)
+        value += np.multiply(picked.take(right, axis=1), a1, dtype=np.int32)
+        value >>= 4
+        value *= weight[:, None]
+        value >>= 16
+        return value
+
+    total = horizontal(y0, b0)
+    total += horizontal(y1, b1)
+    total += 2
+    total >>= 2
+    return np.clip(total, 0, 255).astype(np.uint8).reshape(size, size, channels)
+
+
+@lru_cache(maxsize=1)
+def _normalisation_table() -> np.ndarray:
+    """float32 [3, 256]: the network's input value of each grey level in each RGB channel,
+    ``(level / 255 - mean) / std`` computed in float64 as the reference package does."""
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    table = (levels[None, :] - np.asarray(IMAGENET_MEAN)[:, None]) / np.asarray(IMAGENET_STD)[:, None]
+    table = table.astype(np.float32)
+    table.setflags(write=False)
+    return table
+
+
+def normalise(resized: np.ndarray) -> np.ndarray:
+    """The network's input [N, 3, 224, 224] float32 from resized uint8 RGB crops
+    [N, 224, 224, 3]: each value divided by 255 and normalised per channel with
+    :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD` (a look-up per grey level)."""
+    if resized.dtype != np.uint8 or resized.ndim != 4 or resized.shape[3] != 3:
+        raise ValueError(f"expected uint8 [N, H, W, 3] crops, got {resized.dtype} "
+                         f"{resized.shape}")
+    table = _normalisation_table()
+    batch = np.empty((resized.shape[0], 3, *resized.shape[1:3]), dtype=np.float32)
+    for index, crop in enumerate(resized):      # one face at a time: contiguous, cache-sized
+        planes = np.ascontiguousarray(crop.transpose(2, 0, 1))
+        for channel in range(3):
+            np.take(table[channel], planes[channel], out=batch[index, channel])
+    return batch
 
 
 def preprocess(crops: Sequence[np.ndarray]) -> np.ndarray:
     """The network's input [N, 3, 224, 224] float32 from uint8 RGB face crops [H, W, 3].
 
     Each crop is resized with :func:`resize_bilinear`, divided by 255 and normalised per
-    channel with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`; channels first (RGB).
+    channel with :data:`IMAGENET_MEAN` and :data:`IMAGENET_STD`; channels first (RGB). The
+    values are the reference package's to the last bit (its float64 arithmetic, then float32).
 
     >>> grey = np.full((50, 40, 3), 255, np.uint8)
     >>> x = preprocess([grey])
     >>> x.shape, x.dtype, round(float(x[0, 0, 0, 0]), 4)
     ((1, 3, 224, 224), dtype('float32'), 2.2489)
     """
-    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    batch = np.empty((len(crops), 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    resized = np.empty((len(crops), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     for i, crop in enumerate(crops):
         if crop.ndim != 3 or crop.shape[2] != 3:
             raise ValueError(f"face crop {i} must be RGB [H, W, 3], got {crop.shape}")
-        scaled = resize_bilinear(crop).astype(np.float32) / 255.0
-        batch[i] = ((scaled - mean) / std).transpose(2, 0, 1)
-    return batch
+        resized[i] = resize_bilinear(crop)
+    return normalise(resized)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -287,6 +356,9 @@ def load_hsemotion(path: str | Path, *, device: str = "auto",
                                   hint="give the path of enet_b0_8_va_mtl.onnx")
     options = ort.SessionOptions()
     options.log_severity_level = 3          # errors only: no provider chatter on stderr
+    # idle threads sleep instead of spinning: images are read and framed on the other cores
+    # between network calls (spinning costs them CPU time; the calls take as long)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(path), sess_options=options,
                                        providers=onnx_providers(device))
@@ -341,14 +413,21 @@ class HSEmotionRater:
         self.network = network
         self.info = info
 
-    def rate_details(self, faces: Sequence[Rendered],
-                     neutral: Rendered | None = None) -> RatingDetails:
-        """VA [N, 2] and the expression probabilities [N, 8] of ``faces``."""
-        crops = [crop_box(rgb_pixels(face), face_box(face)) for face in faces]
+    #: Side, in pixels, of the square every crop is resized to (:func:`resize_bilinear`).
+    input_size = INPUT_SIZE
+
+    def rate_crops(self, crops: Sequence[np.ndarray]) -> RatingDetails:
+        """VA [N, 2] and the expression probabilities [N, 8] of uint8 RGB face crops
+        [H, W, 3] of any size (a crop of :attr:`input_size` pixels is used as it is)."""
         scores = self.network.scores(preprocess(crops))
         va = np.clip(scores[:, -2:].astype(float), -1.0, 1.0)
         return RatingDetails(va=va, probabilities=softmax(scores[:, :8].astype(float)),
                              categories=EXPRESSION_CATEGORIES)
+
+    def rate_details(self, faces: Sequence[Rendered],
+                     neutral: Rendered | None = None) -> RatingDetails:
+        """VA [N, 2] and the expression probabilities [N, 8] of ``faces``."""
+        return self.rate_crops([crop_box(rgb_pixels(face), face_box(face)) for face in faces])
 
     def rate(self, faces: Sequence[Rendered], neutral: Rendered | None = None) -> np.ndarray:
         """[N, 2] achieved (valence, arousal) of ``faces``, each in [-1, 1]."""

@@ -6,10 +6,13 @@ notebook rates a folder of KDEF photos the way the command does.
 """
 from __future__ import annotations
 
+import os
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ from PIL import Image
 from stimgen.backends.base import Rendered
 from stimgen.build_folder import STIMULI_DIR, STIMULI_TSV
 from stimgen.errors import StimgenError
+from stimgen.photos import load_photo
 from stimgen.raters import RATER_DESCRIPTIONS, create_rater
 from stimgen.raters.base import Rater, rating_details
 from stimgen.raters.hsemotion import FFHQ_FACE_BOX, crop_box, resize_bilinear
@@ -36,11 +40,17 @@ MIN_IMAGE_SIDE = 16
 #: The backend name raters are described with when the images' origin is unknown.
 UNKNOWN_ORIGIN = "images"
 FACE_COLUMNS = ("face_x0", "face_y0", "face_x1", "face_y1", "face_score")
+#: Most threads reading images for `stimgen rate` (decoding a JPEG takes about as long as
+#: rating it with a small network; more threads than cores only compete).
+MAX_READING_THREADS = 8
+#: Valence and arousal SD (across images that differ) below which a rater's ratings are taken
+#: as constant: random tiny models vary by about 0.0005, trained networks by tenths.
+CONSTANT_RATINGS_SD = 0.002
 
 
 class ImageRatingError(StimgenError):
     """Images that cannot be rated (missing, unreadable, no face), or a rater that cannot
-    rate images; raised before anything is rated or written."""
+    rate images; raised before anything is written."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +113,6 @@ def find_images(paths: Iterable[str | Path]) -> list[Path]:
 
 def read_image(path: Path) -> np.ndarray:
     """uint8 RGB [H, W, 3] pixels of an image, upright; raises a StimgenError naming it."""
-    from stimgen.backends.emostyle.photo import load_photo
-
     return load_photo(path, min_side=MIN_IMAGE_SIDE)
 
 
@@ -189,13 +197,57 @@ def image_rater(name: str, weights: str | Path | None = None) -> Rater:
     return create_rater(name, UNKNOWN_ORIGIN, weights=weights)
 
 
+@dataclass(frozen=True)
+class PreparedFace:
+    """One image read and framed, ready for its rater (:func:`prepare_face`)."""
+
+    path: Path
+    face: LocatedFace
+    rater_input: Any            # a uint8 face crop (raters with ``rate_crops``) or a Rendered
+    sharpness: float
+
+
+def prepare_face(path: Path, framing: str, crop_size: int | None = None) -> PreparedFace:
+    """Read ``path``, locate its face and measure its sharpness: everything but the rating.
+
+    ``crop_size`` is the side a rater that takes face crops (``rate_crops``, such as
+    hsemotion) resizes them to, ``None`` for raters that frame a whole image themselves.
+    The face region measured for sharpness is the crop hsemotion reads (the detected box,
+    the FFHQ face box or the whole image), so when its input size is
+    :data:`~stimgen.raters.quality.SHARPNESS_SIZE` the crop is resized once, for both.
+
+    Raises
+    ------
+    StimgenError
+        The image cannot be read, or (``detect``) shows no face.
+    """
+    image = read_image(path)
+    face = locate_face(image, str(path), framing)
+    region = np.ascontiguousarray(crop_box(image, face_region(image, face, framing)))
+    resized = resize_bilinear(region, SHARPNESS_SIZE)
+    if crop_size is None:
+        rater_input: Any = as_rendered(image, face, framing)
+    else:
+        rater_input = resized if crop_size == SHARPNESS_SIZE else region
+    return PreparedFace(path, face, rater_input, sharpness(resized))
+
+
+def reading_threads() -> int:
+    """Threads that read and frame images while the rater rates (decoding and numpy release
+    the GIL): one per core, at most :data:`MAX_READING_THREADS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_READING_THREADS))
+
+
 def rate_images(paths: Iterable[str | Path], rater: Rater, *, framing: str = "detect",
-                batch_size: int = 32, progress=None) -> pd.DataFrame:
+                batch_size: int = 32, progress=None, threads: int | None = None
+                ) -> pd.DataFrame:
     """Rate every image that ``paths`` name (:func:`find_images`) with ``rater``.
 
-    Every image is read and its face located first; if any image is unreadable or (with
-    ``detect``) shows no face, one :class:`ImageRatingError` lists them all and nothing
-    is rated. Faces are then rated ``batch_size`` at a time.
+    Images are read, framed and measured (:func:`prepare_face`) in ``threads`` threads,
+    a few batches ahead, while the rater rates ``batch_size`` faces at a time. Every image
+    is read: if any is unreadable or (with ``detect``) shows no face, rating stops there,
+    the rest are still checked, and one :class:`ImageRatingError` lists them all; no table
+    is returned, so the command writes nothing.
 
     Parameters
     ----------
@@ -205,8 +257,12 @@ def rate_images(paths: Iterable[str | Path], rater: Rater, *, framing: str = "de
         From :func:`image_rater` (or :func:`stimgen.raters.create_rater`).
     framing : str
         ``detect``, ``ffhq`` or ``full`` (:data:`FRAMINGS`).
+    batch_size : int
+        Faces per rater call.
     progress : callable, optional
         Called with the number of images rated after each batch.
+    threads : int, optional
+        Threads reading images; default :func:`reading_threads`.
 
     Returns
     -------
@@ -224,50 +280,118 @@ def rate_images(paths: Iterable[str | Path], rater: Rater, *, framing: str = "de
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if framing not in FRAMINGS:
+        raise ImageRatingError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
     files = find_images(paths)
     if framing == "detect":
         detector()                  # a missing detector is one error, not one per image
-    faces: list[LocatedFace] = []
-    problems: list[str] = []
-    for path in files:              # every problem found before any rating
+    crop_size = getattr(rater, "input_size", None) if hasattr(rater, "rate_crops") else None
+
+    def prepare(path: Path) -> PreparedFace | str:
         try:
-            faces.append(locate_face(read_image(path), str(path), framing))
+            return prepare_face(path, framing, crop_size)
         except StimgenError as err:
-            problems.append(err.render().replace("\n", "\n    "))
+            return err.render().replace("\n", "\n    ")
+
+    rows: list[dict] = []
+    problems: list[str] = []
+    batch: list[PreparedFace] = []
+    with ThreadPoolExecutor(max_workers=threads or reading_threads()) as pool:
+        for prepared in _in_order(pool, prepare, files, ahead=2 * batch_size):
+            if isinstance(prepared, str):
+                problems.append(prepared)
+                batch = []
+            elif not problems:      # after a problem, the rest are only checked
+                batch.append(prepared)
+                if len(batch) == batch_size:
+                    rows += _rate_batch(batch, rater, framing)
+                    if progress is not None:
+                        progress(len(batch))
+                    batch = []
     if problems:
         raise ImageRatingError(
-            f"{len(problems)} of {len(files)} image(s) cannot be rated; nothing was rated "
-            "or written:\n  " + "\n  ".join(problems),
+            f"{len(problems)} of {len(files)} image(s) cannot be rated; nothing was "
+            "written:\n  " + "\n  ".join(problems),
             hint="remove or replace these files (or, for faces the detector misses, try "
                  "--framing full on tightly cropped faces)")
-    rows: list[dict] = []
-    for start in range(0, len(files), batch_size):
-        chunk = list(zip(files[start:start + batch_size], faces[start:start + batch_size]))
-        rows += _rate_chunk(chunk, rater, framing)
+    if batch:
+        rows += _rate_batch(batch, rater, framing)
         if progress is not None:
-            progress(len(chunk))
-    return pd.DataFrame(rows)
+            progress(len(batch))
+    table = pd.DataFrame(rows)
+    suspicious = constant_ratings(table)
+    if suspicious is not None:
+        warnings.warn(suspicious, stacklevel=2)
+    return table
 
 
-def _rate_chunk(chunk: Sequence[tuple[Path, LocatedFace]], rater: Rater,
-                framing: str) -> list[dict]:
-    images = [read_image(path) for path, _ in chunk]
-    rendered = [as_rendered(image, face, framing) for image, (_, face) in zip(images, chunk)]
-    details = rating_details(rater, rendered)
-    va = details.va if details is not None else np.asarray(rater.rate(rendered, None))
+def constant_ratings(table: pd.DataFrame) -> str | None:
+    """Why a ratings table looks like the work of a network that ignores the face, or None.
+
+    Images that differ (their sharpness differs) but all got the same valence and arousal
+    (standard deviation below :data:`CONSTANT_RATINGS_SD` for both, over at least 3
+    images) come from random or untrained weights (a make-tiny model, a broken export),
+    not from a network that rates expressions.
+
+    >>> table = pd.DataFrame({"valence": [0.04, 0.0401, 0.0399], "arousal": [0.11] * 3,
+    ...                       "sharpness": [10.0, 20.0, 30.0], "rater": ["emonet"] * 3})
+    >>> constant_ratings(table)[:46]
+    'all 3 images got the same rating from emonet ('
+    >>> constant_ratings(table.assign(valence=[-0.5, 0.1, 0.6])) is None
+    True
+    """
+    if len(table) < 3 or table["sharpness"].nunique() < 2:
+        return None
+    spread = table[["valence", "arousal"]].std(ddof=0)
+    if (spread >= CONSTANT_RATINGS_SD).any():
+        return None
+    return (f"all {len(table)} images got the same rating from {table['rater'].iloc[0]} "
+            f"(valence {table['valence'].mean():.3f}, arousal {table['arousal'].mean():.3f}, "
+            f"SD below {CONSTANT_RATINGS_SD}) although the images differ: the network's output "
+            "does not depend on the face, as with random or untrained weights; check the "
+            "weights file (`stimgen models inspect FILE`)")
+
+
+def _in_order(pool: ThreadPoolExecutor, function: Callable, items: Sequence, ahead: int
+              ) -> Iterator:
+    """``function`` of each item, in order, computed in ``pool`` at most ``ahead`` items in
+    advance (so that a slow rater never has thousands of decoded images waiting)."""
+    pending: deque = deque()
+    upcoming = iter(items)
+    for item in upcoming:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= ahead:
+            break
+    while pending:
+        result = pending.popleft().result()
+        following = next(upcoming, _END)
+        if following is not _END:
+            pending.append(pool.submit(function, following))
+        yield result
+
+
+_END = object()
+
+
+def _rate_batch(batch: Sequence[PreparedFace], rater: Rater, framing: str) -> list[dict]:
+    inputs = [prepared.rater_input for prepared in batch]
+    if hasattr(rater, "rate_crops"):
+        details = rater.rate_crops(inputs)
+    else:
+        details = rating_details(rater, inputs)
+    va = details.va if details is not None else np.asarray(rater.rate(inputs, None))
     rows = []
-    for i, (image, (path, face)) in enumerate(zip(images, chunk)):
-        row: dict = {"file": str(path), "rater": rater.info.name, "framing": framing,
+    for i, prepared in enumerate(batch):
+        row: dict = {"file": str(prepared.path), "rater": rater.info.name, "framing": framing,
                      "valence": float(va[i, 0]), "arousal": float(va[i, 1])}
         if details is not None:
-            row["category"] = details.predicted[i]
+            row["category"] = details.categories[int(np.argmax(details.probabilities[i]))]
             row.update({f"p_{name}": float(p)
                         for name, p in zip(details.categories, details.probabilities[i])})
+        face = prepared.face
         if face.box is not None:
             row.update(zip(FACE_COLUMNS, (*face.box, face.score)))
-        region = crop_box(image, face_region(image, face, framing))
-        row["sharpness"] = sharpness(resize_bilinear(np.ascontiguousarray(region),
-                                                     SHARPNESS_SIZE))
+        row["sharpness"] = prepared.sharpness
         rows.append(row)
     return rows
 

@@ -30,30 +30,30 @@ class RaterLimit:
         return f"{self.reason} (distance {self.distance:.2f} at intensity 1); {self.advice}"
 
 
-def _misplaced(emotion: str, term: str, term_angle: int, point_angle: int, distance: float
+def _misplaced(emotion: str, term: str, term_angle: float, point_angle: int, distance: float
                ) -> RaterLimit:
     return RaterLimit(
         "geometric", emotion, distance, True,
-        f"geometric reads the {emotion} prototype as {term} ({term_angle}°, the same face it was "
+        f"geometric reads the {emotion} prototype as {term} ({term_angle:g}°, the same face it was "
         f"fitted on), not at the published {point_angle}°: out of tolerance by construction")
 
 
 #: rater -> basic-emotion key -> limit. Measured with the shipped coefficients: the numbers
 #: come from ``python benchmarks/bench_schematic.py --limits`` and are re-checked by
 #: tests/test_rater_limits.py. A named basic emotion is drawn as its FACS prototype, which is
-#: also the face of the circumplex term at the prototype's blend angle (Happy 8°, Angry 99°,
+#: also the face of the circumplex term at the prototype's blend angle (Happy 7.8°, Angry 99°,
 #: Afraid 116°); the geometric rater was fitted on those blends, so it reads the term's angle,
 #: while the basic emotion's target lies at its published point's direction. Refitting on the
 #: prototypes cannot fix this (identical faces, two targets): including them traded blend
 #: accuracy for prototype accuracy (docs/raters.md, "Basic emotions").
 KNOWN_LIMITS: dict[str, dict[str, RaterLimit]] = {
     "geometric": {limit.emotion: limit for limit in (
-        RaterLimit("geometric", "contempt", 1.50, False,
+        RaterLimit("geometric", "contempt", 1.27, False,
                    "geometric cannot read contempt's one-sided smile (AU14 on one side; it "
                    "averages both mouth corners, so it reads a mild positive face)"),
-        _misplaced("anger", "Angry", 99, 131, 0.62),
-        _misplaced("happiness", "Happy", 8, 32, 0.58),
-        _misplaced("fear", "Afraid", 116, 137, 0.45),
+        _misplaced("anger", "Angry", 99, 131, 0.60),
+        _misplaced("happiness", "Happy", 7.8, 32, 0.58),
+        _misplaced("fear", "Afraid", 116, 137, 0.44),
     )},
 }
 

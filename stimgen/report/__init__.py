@@ -15,8 +15,8 @@ import jinja2
 from stimgen.circumplex import PUBLISHED_TABLE_CITATION, PUBLISHED_TABLE_RATER, WEAK_REGION_BACKEND
 from stimgen.version import __version__
 from stimgen.ledger import Ledger
-from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY, BuildFolder,
-                                  BuildFolderError, read_build_folder)
+from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY, THUMBNAILS_DIR,
+                                  BuildFolder, BuildFolderError, read_build_folder)
 from stimgen.raters.limits import emotion_limit
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
@@ -70,7 +70,8 @@ def write_report(build_dir, *, command: str | None = None, manifest: dict | None
     staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be shared
     try:
         thumbnails = write_thumbnails(folder.stimuli, folder.root, staging / "thumbs",
-                                      reuse=folder.root / ASSETS_DIR / "thumbs")
+                                      reuse=(folder.root / ASSETS_DIR / "thumbs",
+                                             folder.root / THUMBNAILS_DIR))
         figures = report_figures(folder)
         write_filmstrips(folder, staging / FILMSTRIPS)      # builds with output.dynamic only
         (staging / "figures").mkdir()
@@ -91,7 +92,8 @@ def report_figures(folder: BuildFolder) -> dict[str, ReportFigure]:
     marked = marked_weak_region(folder)
     figures = (
         circumplex_figure(folder.stimuli, marked),
-        distance_heatmap_figure(folder.stimuli, marked),
+        distance_heatmap_figure(folder.stimuli, marked,
+                                str((folder.manifest.get("backend") or {}).get("name") or "")),
         backend_measures_figure(folder.stimuli),
         norms_figure(folder.root, marked),
     )

@@ -1,29 +1,27 @@
 """Per-identity contact sheets: small thumbnails of every stimulus laid out as angle x intensity,
 with the target and achieved valence/arousal of each and a badge on flagged ones.
 
-Thumbnails are JPEG files named by the stimulus image's sha256, so a page stays small and a
-regenerated report reuses nothing stale.
+Thumbnails (stimgen/thumbnails.py) are JPEG files named by the stimulus image's sha256, so a
+page stays small and a regenerated report reuses nothing stale.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from stimgen.circumplex import in_angle_interval
 from stimgen.build_folder import BuildFolderError
 from stimgen.report.tables import angle_label
+from stimgen.thumbnails import THUMBNAIL_SIZE, make_thumbnail, thumbnail_name
 
-THUMBNAIL_SIZE = 96        # px, longer side
-THUMBNAIL_QUALITY = 80     # JPEG quality; faces at 96 px show no artefacts above ~75
 GRID_KINDS = ("named", "angle")
 
 
@@ -46,31 +44,10 @@ class ContactSheet:
     others: list[dict] = field(default_factory=list)
 
 
-def thumbnail_name(stimulus: dict, size: int = THUMBNAIL_SIZE) -> str:
-    """File name of a stimulus's thumbnail: its image's sha256 (or a hash of its id) and size.
-
-    The name changes whenever the image or the thumbnail size does, so an earlier report's
-    thumbnail of the same name can be reused as is.
-    """
-    digest = str(stimulus.get("sha256") or "").strip().lower()
-    if len(digest) < 16:
-        digest = hashlib.sha256(str(stimulus["stimulus_id"]).encode("utf-8")).hexdigest()
-    return f"{digest[:20]}-{size}.jpg"
-
-
-def make_thumbnail(source: Path, size: int = THUMBNAIL_SIZE) -> bytes:
-    """JPEG bytes of ``source`` shrunk to ``size`` px on its longer side, on white."""
+def _thumbnail(source: Path, size: int) -> bytes:
+    """:func:`stimgen.thumbnails.make_thumbnail`, its errors as BuildFolderErrors."""
     try:
-        with Image.open(source) as image:
-            image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                flat = Image.new("RGB", image.size, "white")
-                flat.paste(image, mask=image.getchannel("A"))
-                image = flat
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY,
-                                      optimize=True)
+        return make_thumbnail(source, size)
     except FileNotFoundError:
         raise BuildFolderError(f"{source}: stimulus image listed in stimuli.tsv is missing",
                                hint="rebuild the study; stimuli/ must hold every listed file",
@@ -78,28 +55,30 @@ def make_thumbnail(source: Path, size: int = THUMBNAIL_SIZE) -> bytes:
     except (UnidentifiedImageError, OSError) as error:
         raise BuildFolderError(f"{source}: not a readable image ({error})",
                                hint="rebuild the study to regenerate the stimulus") from None
-    return buffer.getvalue()
 
 
 def write_thumbnails(stimuli: pd.DataFrame, build_root: Path, thumbs_dir: Path,
-                     size: int = THUMBNAIL_SIZE, *, reuse: Path | None = None) -> dict[str, str]:
+                     size: int = THUMBNAIL_SIZE, *, reuse: Path | Sequence[Path] = ()
+                     ) -> dict[str, str]:
     """Write one thumbnail per stimulus under ``thumbs_dir``; returns stimulus_id -> file name.
 
-    Thumbnails already in ``reuse`` (the previous report's folder) under the same name are
-    copied instead of decoded again, so regenerating a report costs little.
+    Thumbnails already in a ``reuse`` folder (the previous report's, and the build's own
+    ``.stimgen/thumbnails/`` where the drawing processes left them) under the same name are
+    copied instead of decoded again, so a report costs little.
     """
     thumbs_dir.mkdir(parents=True, exist_ok=True)
+    folders = [reuse] if isinstance(reuse, Path) else [Path(f) for f in reuse]
     records = stimuli.to_dict("records")
     names = {record["stimulus_id"]: thumbnail_name(record, size) for record in records}
     sources = {names[record["stimulus_id"]]: build_root / record["file"] for record in records}
 
     def write(item):
         name, source = item
-        previous = reuse / name if reuse is not None else None
-        if previous is not None and previous.is_file():
+        previous = next((f / name for f in folders if (f / name).is_file()), None)
+        if previous is not None:
             shutil.copyfile(previous, thumbs_dir / name)
         else:
-            (thumbs_dir / name).write_bytes(make_thumbnail(source, size))
+            (thumbs_dir / name).write_bytes(_thumbnail(source, size))
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         list(pool.map(write, sorted(sources.items())))
@@ -143,26 +122,33 @@ def contact_sheets(stimuli: pd.DataFrame, thumbnails: dict[str, str],
 
     All sheets share the study's intensities as columns so they line up when compared.
     """
-    gridded = stimuli["target_kind"].isin(GRID_KINDS) & stimuli["angle"].notna()
+    gridded = (stimuli["target_kind"].isin(GRID_KINDS) & stimuli["angle"].notna()).tolist()
     intensities = sorted(stimuli.loc[gridded, "intensity"].dropna().unique().tolist())
+    # one pass over plain records (a DataFrame per identity and angle costs seconds)
+    by_identity: dict[str, tuple[dict, list]] = {}
+    for record, aimed in zip(stimuli.to_dict("records"), gridded):
+        grid, others = by_identity.setdefault(record["identity"], ({}, []))
+        if aimed:
+            grid.setdefault((record["angle"], record["emotion"]), {})[record["intensity"]] = record
+        else:
+            others.append(record)
     sheets = []
-    for identity, own in stimuli.groupby("identity", sort=False):
-        rows = []
-        aimed = own[gridded.loc[own.index]]
-        for (angle, emotion), group in aimed.groupby(["angle", "emotion"], sort=True):
-            by_intensity = {r["intensity"]: r for r in group.to_dict("records")}
-            rows.append(SheetRow(
-                label=angle_label(str(emotion), float(angle)),
-                weak_region=weak_region is not None
-                and bool(in_angle_interval(angle, *weak_region)),
-                cells=[sheet_cell(by_intensity[r], thumbnails[by_intensity[r]["stimulus_id"]])
-                       if r in by_intensity else None for r in intensities],
-            ))
-        others = [sheet_cell(r, thumbnails[r["stimulus_id"]])
-                  for r in own[~gridded.loc[own.index]].to_dict("records")]
+    for identity, (grid, others) in by_identity.items():
+        rows = [SheetRow(label=angle_label(str(emotion), float(angle)),
+                         weak_region=weak_region is not None
+                         and bool(in_angle_interval(angle, *weak_region)),
+                         cells=[sheet_cell(cells[r], thumbnails[cells[r]["stimulus_id"]])
+                                if r in cells else None for r in intensities])
+                for (angle, emotion), cells in sorted(grid.items(), key=_by_angle)]
         sheets.append(ContactSheet(identity=str(identity), intensities=intensities, rows=rows,
-                                   others=others))
+                                   others=[sheet_cell(r, thumbnails[r["stimulus_id"]])
+                                           for r in others]))
     return sheets
+
+
+def _by_angle(item) -> tuple:
+    (angle, emotion), _ = item
+    return float(angle), str(emotion)
 
 
 def _finite(value) -> bool:

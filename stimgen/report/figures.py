@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Wedge
 
-from stimgen.circumplex import angle_to_va, basic_emotions, in_angle_interval, named_emotions
+from stimgen.circumplex import (WEAK_REGION_BACKEND, angle_to_va, basic_emotions, in_angle_interval,
+                                named_emotions)
 from stimgen.build_folder import IDENTITY_SIMILARITY_COLUMN, QUALITY_PREFIX
 from stimgen.report.tables import angle_label
 from stimgen.wording import quantity
@@ -207,11 +208,13 @@ def _draw_circumplex_frame(axes, weak_region: tuple[float, float] | None) -> Non
                   rotation_mode="anchor", ha="left" if right_side else "right", va="center")
 
 
-def distance_heatmap_figure(stimuli: pd.DataFrame,
-                            weak_region: tuple[float, float] | None) -> ReportFigure | None:
+def distance_heatmap_figure(stimuli: pd.DataFrame, weak_region: tuple[float, float] | None,
+                            backend: str = WEAK_REGION_BACKEND) -> ReportFigure | None:
     """Mean VA distance error per target angle (rows) and intensity (columns).
 
-    Returns None when no stimulus has an angle target (a study of explicit points only).
+    ``weak_region``: the rows to mark (None: none, the backend is not known to be weak
+    there); ``backend`` names the generator in the caption. Returns None when no stimulus
+    has an angle target (a study of explicit points only).
     """
     grid = angle_intensity_grid(stimuli, "distance_error")
     if grid.empty:
@@ -249,9 +252,31 @@ def distance_heatmap_figure(stimuli: pd.DataFrame,
            f"{quantity(values.shape[1], 'intensity')}. Largest error "
            f"{values[worst_row, worst_column]:.2f} at {worst}, "
            f"intensity {grid.columns[worst_column]:g}.")
-    caption = ("Brighter cells missed their target by more. Rows in the weak region are marked "
-               "(weak); a bright band there is the known EmoStyle weakness, not a build fault.")
-    return ReportFigure("distance_heatmap", svg, alt, caption)
+    return ReportFigure("distance_heatmap", svg, alt,
+                        heatmap_caption(weak_region, backend, bool(weak.any())))
+
+
+def heatmap_caption(weak_region: tuple[float, float] | None, backend: str,
+                    marked: bool) -> str:
+    """What the distance heatmap's caption says about the weak region, per backend.
+
+    >>> heatmap_caption(None, "schematic", False)
+    'Brighter cells missed their target by more.'
+    >>> heatmap_caption((242, 329), "emostyle", True).split("; ")[1]
+    'a bright band there is the known EmoStyle weakness, not a build fault.'
+    """
+    caption = "Brighter cells missed their target by more."
+    if weak_region is None:
+        return caption
+    where = f"{weak_region[0]:g}°–{weak_region[1]:g}°"
+    if not marked:
+        return f"{caption} No target angle lies in the weak region ({where})."
+    if backend == WEAK_REGION_BACKEND:
+        return (f"{caption} Rows in the weak region ({where}) are marked (weak); a bright band "
+                "there is the known EmoStyle weakness, not a build fault.")
+    return (f"{caption} Rows in the weak region ({where}) are marked (weak), as the protocol "
+            f"asks (flag_weak_region); the region is where EmoStyle is weak, which says "
+            f"nothing in advance about the {backend} backend.")
 
 
 def angle_intensity_grid(stimuli: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import LOW_LEVEL_COLUMNS
+from stimgen.build_folder import LOW_LEVEL_COLUMNS, MATCH_SSIM_COLUMN
 
 #: Template partial of the section, included by report.html.j2.
 TEMPLATE = "report_low_level.html.j2"
@@ -28,6 +28,7 @@ MEASURES = {
     "mean_luminance": ("mean luminance", 3),
     "rms_contrast": ("RMS contrast", 3),
     "spectral_slope": ("spectral slope", 2),
+    MATCH_SSIM_COLUMN: ("SSIM to unmatched", 3),
 }
 
 
@@ -80,10 +81,13 @@ def low_level_context(stimuli: pd.DataFrame, protocol: dict) -> dict | None:
         tests.append(result)
         if result["flag"]:
             flagged.append(label)
+    # what matching cost: not a confound measure, shown beside them (matched builds)
+    shown = measures + [c for c in (MATCH_SSIM_COLUMN,) if c in stimuli.columns]
     return {
-        "measures": [(c, *MEASURES[c]) for c in measures],
-        "by_emotion": _summary(named, "emotion", measures),
-        "by_intensity": _summary(stimuli, "intensity", measures),
+        "measures": [(c, *MEASURES[c]) for c in shown],
+        "by_emotion": _summary(named, "emotion", shown),
+        "by_intensity": _summary(stimuli, "intensity", shown),
+        "matching_cost": matching_cost(stimuli),
         "tests": tests,
         "flagged": flagged,
         # histogram matching equalises luminance and contrast; the spectrum needs its own step
@@ -95,6 +99,25 @@ def low_level_context(stimuli: pd.DataFrame, protocol: dict) -> dict | None:
                     "match": str(output.get("match", "none")),
                     "match_scope": str(output.get("match_scope", "set"))},
     }
+
+
+def matching_cost(stimuli: pd.DataFrame) -> dict | None:
+    """Mean, SD, smallest and largest ``ssim_unmatched`` and the stimulus with the smallest;
+    None for a build without matching.
+
+    >>> cost = matching_cost(pd.DataFrame({"stimulus_id": ["a", "b"], "ssim_unmatched": [0.9, 0.7]}))
+    >>> round(cost["mean"], 2), cost["worst"], cost["min"]
+    (0.8, 'b', 0.7)
+    """
+    if MATCH_SSIM_COLUMN not in stimuli.columns:
+        return None
+    values = stimuli[MATCH_SSIM_COLUMN].astype(float)
+    if values.dropna().empty:
+        return None
+    worst = values.idxmin()
+    return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1
+            else math.nan, "min": float(values.min()), "max": float(values.max()),
+            "worst": str(stimuli.loc[worst, "stimulus_id"]), "n": int(values.notna().sum())}
 
 
 def _summary(stimuli: pd.DataFrame, by: str, measures: list[str]) -> list[dict]:

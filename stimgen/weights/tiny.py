@@ -13,12 +13,13 @@ import pickle
 import shutil
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from stimgen.storage import atomic_write_bytes, sha256_file
 from stimgen.weights.registry import get_model, make_record, models_dir, save_record
+
+if TYPE_CHECKING:  # pragma: no cover - recognising a tiny file needs no torch (`stimgen rate`)
+    import torch
 
 TINY_MANIFEST = "tiny.json"
 TINY_WARNING = ("RANDOM TINY MODELS written by `stimgen models make-tiny`: they load like the "
@@ -42,6 +43,8 @@ TINY_MARKER = "stimgen_tiny"
 
 
 def _tiny_generator(resolution: int) -> torch.nn.Module:
+    import torch
+
     from stimgen.nets.stylegan2 import Generator
 
     G = Generator(img_resolution=resolution, **TINY_GENERATOR).eval()
@@ -70,6 +73,8 @@ def write_generator(path: Path, resolution: int, marker: Mapping[str, Any]) -> d
 def write_emo_mapping(path: Path, resolution: int, latent_dim: int,
                       marker: Mapping[str, Any]) -> dict:
     """A training checkpoint as EmoStyle saves it: mapping weights beside optimizer states."""
+    import torch
+
     from stimgen.nets.emo_mapping import EmoMappingWplus
 
     config = {"size": resolution, "emotion_dim": TINY_EMOTION_DIM, "latent_dim": latent_dim,
@@ -86,6 +91,8 @@ def write_emo_mapping(path: Path, resolution: int, latent_dim: int,
 
 def write_emonet(path: Path, n_expression: int, marker: Mapping[str, Any]) -> dict:
     """EmoNet state dict with every key under ``module.`` (as ``nn.DataParallel`` saved it)."""
+    import torch
+
     from stimgen.nets.emonet import EmoNet
 
     # 32 channels instead of 256: the same keys, about 60x less compute per face.
@@ -111,6 +118,8 @@ def write_vggface2(path: Path, marker: Mapping[str, Any]) -> dict:
 
 def write_fan(path: Path, marker: Mapping[str, Any]) -> dict:
     """face-alignment FAN state dict with one hourglass (2DFAN4 has four)."""
+    import torch
+
     from stimgen.nets.emonet import FAN
 
     torch.save(_with_marker(FAN(num_modules=1).state_dict(), marker), path)
@@ -138,6 +147,8 @@ def make_tiny(directory: str | Path, *, resolution: int = 32, seed: int = 0) -> 
     >>> sorted(paths)                     # doctest: +SKIP
     ['emonet_8', 'emostyle_mapping', 'fan_2d', 'stylegan2_ffhq', 'vggface2_resnet50']
     """
+    import torch
+
     if resolution < 8 or resolution & (resolution - 1):
         raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
     directory = Path(directory)
@@ -193,15 +204,17 @@ def tiny_marker(path: str | Path, kind: str | None = None) -> dict | None:
     restricted unpickler), so nothing in it runs; files that do not contain the marker's
     name at all (every published checkpoint) are ruled out by a byte scan, without loading.
     """
+    path = Path(path)
+    if not _mentions(path, TINY_MARKER.encode()):
+        return None
     from stimgen.checkpoints.nvidia import read_network_pickle
     from stimgen.checkpoints.safe_pickle import BASIC_GLOBALS, NUMPY_GLOBALS, restricted_load
     from stimgen.checkpoints.torch_files import read_torch_file
     from stimgen.weights.inspect import detect_kind
 
-    path = Path(path)
-    if not _mentions(path, TINY_MARKER.encode()):
-        return None
     kind = kind or detect_kind(path)
+    if kind == "hsemotion_onnx":        # make-tiny writes no ONNX file, and ONNX is no pickle
+        return None
     if kind == "stylegan2_pickle":
         loaded: Any = read_network_pickle(path)
     elif kind == "vggface2":
@@ -248,7 +261,7 @@ def tiny_evidence(path: str | Path, *, kind: str | None = None,
 
     A file with EmoNet's keys and neither the marker nor a ``tiny.json`` listing it:
 
-    >>> import tempfile
+    >>> import tempfile, torch
     >>> path = Path(tempfile.mkdtemp()) / "emonet_8.pth"
     >>> torch.save({"module.emo_fc_2.3.weight": torch.zeros(10, 128)}, path)
     >>> tiny_evidence(path) is None

@@ -147,16 +147,27 @@ class EmoStyleBackend:
         """A photo's inverted ws, personalised synthesis state and EmoNet VA of the photo
         (the VA the personalisation reconstructed it with), from the cache if there."""
         from stimgen.backends.emostyle.cache import identity_cache_key, load_cached, store_cached
-        from stimgen.backends.emostyle.photo import load_photo
+        from stimgen.photos import load_photo
         from stimgen.backends.emostyle.steps import say_reused
 
         path = self._protocol.resolve(identity.image)
         image = load_photo(path)        # raises PhotoError naming the file when unusable
-        key = identity_cache_key(path.read_bytes(), self._photo_settings(),
-                                 {f["name"]: f["sha256"] for f in self.model_files})
+        photo = path.read_bytes()
+        models = {f["name"]: f["sha256"] for f in self.model_files}
+        key = identity_cache_key(photo, self._photo_settings(), models)
         cached = load_cached(key)
         if cached is None:
-            cached = self._invert_and_personalise(image, str(path), identity.id)
+            # the inversion is an entry of its own, stored before personalisation starts:
+            # a build stopped during personalisation (or one with other personalisation
+            # settings) starts again from the inverted code, not from the photo
+            inversion_key = identity_cache_key(photo, self._inversion_settings(), models)
+            inverted = load_cached(inversion_key)
+            if inverted is None:
+                inverted = self._align_and_invert(image, str(path), identity.id)
+                store_cached(inversion_key, inverted)
+            else:
+                say_reused(identity.id, ("alignment", "inversion"))
+            cached = self._personalise(inverted, identity.id)
             store_cached(key, cached)
         else:
             say_reused(identity.id)
@@ -165,6 +176,12 @@ class EmoStyleBackend:
         photo_va = cached.get("photo_va")
         return (ws, cached.get("synthesis"),
                 None if photo_va is None else photo_va.to(torch.float32).reshape(1, 2))
+
+    def _inversion_settings(self) -> dict[str, Any]:
+        """What changes a photo's alignment and inversion (its identity-cache entry of its
+        own): the settings of :meth:`_photo_settings` but personalisation's."""
+        settings = {k: v for k, v in self._photo_settings().items() if k != "personalization"}
+        return {**settings, "entry": "inversion"}
 
     def _photo_settings(self) -> dict[str, Any]:
         """Everything besides the photo and the models that changes a personalisation.
@@ -195,12 +212,12 @@ class EmoStyleBackend:
             w_identity=weights.identity, w_reconstruction=weights.reconstruction,
             seed=self._protocol.seed)
 
-    def _invert_and_personalise(self, image: np.ndarray, source: str,
-                                identity_id: str) -> dict[str, Any]:
-        """Align, invert and personalise one photo, showing each step's progress."""
+    def _align_and_invert(self, image: np.ndarray, source: str,
+                          identity_id: str) -> dict[str, Any]:
+        """Align and invert one photo, showing each step's progress: the inverted code, the
+        aligned face (the personalisation's target) and its 68 landmarks."""
         from stimgen.backends.emostyle.align import align_face
         from stimgen.backends.emostyle.invert import invert
-        from stimgen.backends.emostyle.personalize import personalize, photo_valence_arousal
         from stimgen.backends.emostyle.steps import photo_step
         from stimgen.detection import choose_face
 
@@ -215,12 +232,26 @@ class EmoStyleBackend:
         with photo_step(identity_id, "inversion", steps + wplus_steps) as progress:
             ws = invert(models.generator, target, vgg=models.vggface2, steps=steps,
                         wplus_steps=wplus_steps, progress=progress)
+        return {"ws": ws.detach().cpu(), "aligned": torch.from_numpy(aligned.image.copy()),
+                "landmarks": torch.from_numpy(np.asarray(aligned.landmarks, np.float64))}
+
+    def _personalise(self, inverted: dict[str, Any], identity_id: str) -> dict[str, Any]:
+        """Personalise the generator to an inverted photo (its cache entry's payload: the
+        code, and with personalisation steps the tuned synthesis and the photo's VA)."""
+        from stimgen.backends.emostyle.personalize import personalize, photo_valence_arousal
+        from stimgen.backends.emostyle.steps import photo_step
+
+        models = self.models
+        ws = inverted["ws"].to(self.device, torch.float32)
         payload: dict[str, Any] = {"ws": ws.detach().cpu()}
         settings = self._personalize_settings()
         if settings.steps > 0:
+            target = inverted["aligned"].permute(2, 0, 1)[None].float()
+            target = (target / 127.5 - 1).to(self.device)
             with photo_step(identity_id, "personalisation", settings.steps) as progress:
                 state = personalize(models.generator, models.mapping, models.emonet,
-                                    models.vggface2, ws, target, aligned.landmarks, settings,
+                                    models.vggface2, ws, target,
+                                    inverted["landmarks"].numpy(), settings,
                                     progress=progress)
             payload["synthesis"] = {k: v.detach().cpu() for k, v in state.items()}
             payload["photo_va"] = photo_valence_arousal(models.emonet, target).cpu()

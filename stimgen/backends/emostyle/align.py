@@ -157,7 +157,7 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, resolution: int, *,
     Parameters
     ----------
     image : numpy.ndarray
-        uint8 RGB photo [H, W, 3] (see :func:`~stimgen.backends.emostyle.photo.load_photo`).
+        uint8 RGB photo [H, W, 3] (see :func:`~stimgen.photos.load_photo`).
     landmarks : numpy.ndarray
         The face's 68 iBUG points [68, 2], or the detector's 5 points [5, 2]
         (:attr:`stimgen.detection.DetectedFace.points`), in photo pixels.

@@ -161,10 +161,11 @@ def photo_step(identity: str, step: str, total: int = 1) -> Iterator[Progress]:
     shown.close()
 
 
-def say_reused(identity: str) -> None:
-    """One line for a photo identity whose steps all come from the identity cache."""
+def say_reused(identity: str, steps: tuple[str, ...] = STEPS) -> None:
+    """One line for a photo identity whose ``steps`` (default: all) come from the identity
+    cache."""
     if progress_enabled():
         from tqdm import tqdm
 
-        tqdm.write(f"{identity} · {', '.join(STEPS)}: reused from the identity cache",
+        tqdm.write(f"{identity} · {', '.join(steps)}: reused from the identity cache",
                    file=sys.stderr)

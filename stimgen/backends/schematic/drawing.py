@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from stimgen.backends.schematic.geometry import CENTRE_X, EyeLayout, FaceLayout
+from stimgen.backends.schematic.geometry import CENTRE_X, EyeLayout, FaceLayout, hairline
 from stimgen.backends.schematic.identity import Colour, SchematicIdentity, crease, mix, shade
 
 SCLERA: Colour = (238, 234, 228)
@@ -70,22 +70,16 @@ def _offset_curve(curve: np.ndarray, distance) -> np.ndarray:
 # ----------------------------------------------------------------------------- hair
 
 def _hair_cap(identity: SchematicIdentity, face: FaceLayout, volume: float,
-              side_y: float, hairline_y: float, fringe: float = 0.0) -> np.ndarray:
-    """Polygon of the hair covering the skull: outer silhouette, then the hairline.
-
-    ``fringe`` in [0, 1] flattens and lowers the hairline into a straight-cut fringe.
-    """
+              side_y: float) -> np.ndarray:
+    """Polygon of the hair covering the skull: outer silhouette, then the hairline
+    (``geometry.hairline``: a bob's fringe is flatter and lower)."""
     w = identity.face_half_width
     rx, ry = w + volume, identity.crown_height + 1.2 * volume
     start = np.arcsin(np.clip((face.cheek_y - side_y) / ry, -1.0, 1.0))
     outer = _arc(CENTRE_X, face.cheek_y, rx, ry, start, np.pi - start, 64)   # right -> left
     u = np.linspace(-1.0, 1.0, 41)                                           # left -> right
-    temple_y = face.eye_y - 0.12 * w
-    rise = (1 - fringe) * (1 - np.abs(u) ** 2.4) + fringe * 0.35 * (1 - u**4)
-    parting = 0.06 * w * (1 - fringe) * np.exp(-((u - 0.45 * identity.hair_part) / 0.12) ** 2)
-    hairline = np.stack([CENTRE_X + 0.97 * w * u,
-                         temple_y - (temple_y - hairline_y) * rise - parting], axis=1)
-    return np.concatenate([outer, hairline])
+    front = np.stack([CENTRE_X + 0.97 * w * u, hairline(identity, face.eye_y, u)], axis=1)
+    return np.concatenate([outer, front])
 
 
 def _draw_back_hair(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
@@ -122,9 +116,8 @@ def _draw_front_hair(canvas: Canvas, identity: SchematicIdentity, face: FaceLayo
     volume = {"short": v, "long": v * 0.7, "bob": v * 0.8, "bun": 0.45 * v, "curly": 1.4 * v,
               "shaved": 0.02 * w}[style]
     side_y = face.eye_y - (0.02 if style in ("long", "bob") else 0.06 * w)
-    fringe = 0.55 if style == "bob" else 0.0
     colour = mix(identity.skin, identity.hair, 0.55) if style == "shaved" else identity.hair
-    cap = _hair_cap(identity, face, volume, side_y, hairline_y, fringe)
+    cap = _hair_cap(identity, face, volume, side_y)
     canvas.polygon(cap, colour)
     if style == "shaved":
         return
@@ -174,56 +167,85 @@ def _draw_ears(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
 
 
 def _draw_wrinkles(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
-    """Skin folds that make the action units legible: forehead (AU1/2), glabella (AU4),
-    nose root (AU9), nasolabial (AU12, AU10), dimple (AU14), chin boss (AU17) and tired
-    lids (AU43)."""
+    """Skin folds that make the action units legible, as the FACS manual describes them:
+    forehead lines (AU1/2), vertical furrows between the brows (AU4), crow's feet (AU6), a
+    bulge under the tightened lower lid (AU7), wrinkles across and along the nose (AU9),
+    nasolabial furrows (AU12, AU10, AU9), the dimple (AU14), chin-boss wrinkles (AU17) and
+    tired lids (AU43). Strokes are at least two pixels wide at 256 px."""
     w, a, skin = identity.face_half_width, face.actions, identity.skin
-    fold = crease(skin, 0.72)
+    fold = crease(skin, 0.6)
     brow_top = min(face.brows[0][:, 1].min(), face.brows[1][:, 1].min())
     raise_ = max(a["AU02"], 0.8 * a["AU01"])
     if raise_ > 0.2:
         strength = min(1.0, (raise_ - 0.2) / 0.6)
-        half = 0.42 * w if a["AU02"] >= a["AU01"] else 0.2 * w
-        for k in range(2):
-            y = brow_top - 0.1 * w - k * 0.085 * w
+        half = 0.42 * w if a["AU02"] >= a["AU01"] else 0.3 * w
+        for k in range(3 if raise_ > 0.6 else 2):
+            y = brow_top - 0.12 * w - k * 0.075 * w
             canvas.line(_arc(CENTRE_X, y + 0.25 * w, half, 0.25 * w, np.pi / 2 - 0.9 * half / w,
-                             np.pi / 2 + 0.9 * half / w, 24), mix(skin, fold, 0.75 * strength), 0.003)
-    if a["AU04"] > 0.2:
-        strength = min(1.0, (a["AU04"] - 0.2) / 0.5)
-        inner_y = face.brows[0][-1, 1]
+                             np.pi / 2 + 0.9 * half / w, 24), mix(skin, fold, 0.8 * strength),
+                        0.0045)
+    lower = a["AU04"]          # AU9's wrinkles run across the nose root instead (below)
+    if lower > 0.2:
+        strength = min(1.0, (lower - 0.2) / 0.5)
+        inner_y = max(face.brows[0][-1, 1], face.brows[1][0, 1])
         for side in (-1, 1):
-            x = CENTRE_X + side * 0.05 * w
-            canvas.line(np.array([(x, inner_y - 0.1 * w), (x + side * 0.01 * w, inner_y + 0.06 * w)]),
-                        mix(skin, fold, 0.8 * strength), 0.003)
+            x = CENTRE_X + side * 0.045 * w
+            canvas.line(np.array([(x - side * 0.01 * w, inner_y - 0.1 * w),
+                                  (x, inner_y + 0.02 * w)]),
+                        mix(skin, fold, 0.9 * strength), 0.0045)
+    if a["AU06"] > 0.3:
+        strength = min(1.0, (a["AU06"] - 0.3) / 0.4)
+        for eye, side in zip(face.eyes, (-1, 1)):
+            corner = eye.upper[0]
+            for k, tilt in enumerate((-0.35, 0.0, 0.35)):
+                start = corner + (side * 0.05 * w, 0.01 * w * tilt)
+                end = start + (side * 0.09 * w, 0.09 * w * tilt + 0.01 * w)
+                canvas.line(np.array([start, end]), mix(skin, fold, 0.7 * strength), 0.0035)
+    if a["AU07"] > 0.3:
+        strength = min(1.0, (a["AU07"] - 0.3) / 0.4)
+        for eye in face.eyes:
+            bulge = eye.lower[4:-4] + (0, 0.22 * identity.eye_half_width)
+            canvas.line(bulge, mix(skin, fold, 0.6 * strength), 0.003)
     if a["AU09"] > 0.2:
         strength = min(1.0, (a["AU09"] - 0.2) / 0.5)
-        top = face.nose_bridge[0, 1] + 0.04 * w
+        for eye in face.eyes:   # the infraorbital triangle pushed up bags the skin under the eye
+            bag = eye.lower[3:-3] + (0, 0.3 * identity.eye_half_width)
+            canvas.line(bag, mix(skin, fold, 0.7 * strength), 0.0035)
+        top = face.nose_bridge[0, 1] + 0.03 * w
         for k in range(3):
-            y = top + k * 0.045 * w
-            canvas.line(_arc(CENTRE_X, y + 0.08 * w, 0.1 * w, 0.06 * w, np.pi / 2 - 0.9,
-                             np.pi / 2 + 0.9, 12), mix(skin, fold, 0.85 * strength), 0.003)
-    fold_depth = max(a["AU12"], 0.8 * a["AU10"], 0.6 * a["AU09"])
+            y = top + k * 0.05 * w
+            canvas.line(_arc(CENTRE_X, y + 0.08 * w, 0.11 * w, 0.06 * w, np.pi / 2 - 0.9,
+                             np.pi / 2 + 0.9, 12), mix(skin, fold, 0.95 * strength), 0.0045)
+        for ala, side in zip(face.alae, (-1, 1)):   # wrinkles along the sides of the nose
+            for k in range(2):
+                start = ala[-1] + (side * (0.02 + 0.04 * k) * w, -(0.06 + 0.04 * k) * w)
+                end = start + (side * 0.09 * w, 0.02 * w)
+                canvas.line(np.array([start, end]), mix(skin, fold, 0.8 * strength), 0.0035)
+    fold_depth = max(a["AU12"], a["AU10"], 0.9 * a["AU09"])
     if fold_depth > 0.05:
+        # a smile's fold curves down past the raised corner; the upper-lip raisers' fold
+        # (AU9, AU10) ends beside the corner
+        below = 0.05 * w * a["AU12"] / fold_depth
         corners = face.mouth.upper_outer[[0, -1]]
         for side, corner in zip((-1, 1), corners):
             start = (CENTRE_X + side * identity.nose_half_width * 1.15, face.nose_base[0, 1] - 0.1 * w)
-            end = corner + (side * 0.07 * w, 0.09 * w)
+            end = corner + (side * 0.06 * w, below)
             mid = ((start[0] + end[0]) / 2 + side * 0.07 * w, (start[1] + end[1]) / 2)
             t = np.linspace(0, 1, 16)[:, None]
             curve = (1 - t) ** 2 * np.array(start) + 2 * (1 - t) * t * np.array(mid) + t**2 * end
-            canvas.line(curve, mix(skin, fold, min(1.0, 1.3 * fold_depth)), 0.0035)
+            canvas.line(curve, mix(skin, fold, min(1.0, 1.3 * fold_depth)), 0.004)
     if a["AU14"] > 0.2:
         # the dimple beside the tightened corner (subject's right = image left)
         corner = face.mouth.upper_outer[0]
         canvas.line(_arc(corner[0] - 0.03 * w, corner[1], 0.025 * w, 0.045 * w, np.pi / 2 + 0.3,
                          3 * np.pi / 2 - 0.3, 10), mix(skin, fold, 0.8 * min(1.0, a["AU14"])),
-                    0.003)
+                    0.0035)
     if a["AU17"] > 0.2:
         lip = face.mouth.lower_outer
         below = lip[len(lip) // 2] + (0, 0.07 * w)
         canvas.line(_arc(below[0], below[1] - 0.05 * w, 0.12 * w, 0.05 * w, np.pi + 0.5,
                          2 * np.pi - 0.5, 12), mix(skin, fold, 0.7 * min(1.0, a["AU17"] / 0.6)),
-                    0.003)
+                    0.0035)
     if a["AU43"] > 0.15:
         for eye in face.eyes:
             bag = eye.lower[3:-3] + (0, 0.35 * identity.eye_half_width)
@@ -249,9 +271,8 @@ def _draw_brows(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
 
 def _draw_eye(canvas: Canvas, identity: SchematicIdentity, eye: EyeLayout):
     """Sclera, iris and pupil clipped to the lid aperture, then lids, lashes and crease."""
-    skin, half = identity.skin, identity.eye_half_width
-    lid_crease = _offset_curve(eye.upper, 0.45 * half * np.sin(np.linspace(0, np.pi, len(eye.upper))))
-    canvas.line(lid_crease[3:-3], crease(skin, 0.8), 0.0025)
+    skin = identity.skin
+    canvas.line(eye.fold[3:-3], crease(skin, 0.8), 0.0025)
     aperture = np.concatenate([eye.upper, eye.lower[::-1]]) * canvas.scale
     x0, y0 = np.floor(aperture.min(axis=0)).astype(int) - 2
     x1, y1 = np.ceil(aperture.max(axis=0)).astype(int) + 2
@@ -297,10 +318,15 @@ def _draw_mouth(canvas: Canvas, identity: SchematicIdentity, face: FaceLayout):
     if gap.max() > 0.002:
         canvas.polygon(np.concatenate([mouth.upper_inner, mouth.lower_inner[::-1]]), MOUTH_INSIDE)
         inside = slice(len(gap) // 8, len(gap) - len(gap) // 8)
-        teeth_edge = np.minimum(mouth.upper_inner[inside, 1] + 0.09 * identity.face_half_width,
+        xs = mouth.upper_inner[inside, 0]
+        upper_edge = np.minimum(mouth.upper_inner[inside, 1] + mouth.upper_teeth,
                                 mouth.lower_inner[inside, 1])
-        teeth_bottom = np.stack([mouth.upper_inner[inside, 0], teeth_edge], axis=1)
-        canvas.polygon(np.concatenate([mouth.upper_inner[inside], teeth_bottom[::-1]]), TEETH)
+        canvas.polygon(np.concatenate([mouth.upper_inner[inside],
+                                       np.stack([xs, upper_edge], axis=1)[::-1]]), TEETH)
+        if mouth.lower_teeth > 0.001:
+            lower_edge = np.maximum(mouth.lower_inner[inside, 1] - mouth.lower_teeth, upper_edge)
+            canvas.polygon(np.concatenate([np.stack([xs, lower_edge], axis=1),
+                                           mouth.lower_inner[inside][::-1]]), TEETH)
     canvas.polygon(np.concatenate([mouth.upper_outer, mouth.upper_inner[::-1]]), shade(lips, 0.95))
     canvas.polygon(np.concatenate([mouth.lower_inner, mouth.lower_outer[::-1]]), lips)
     highlight = mouth.lower_inner[14:-14] + (mouth.lower_outer[14:-14] - mouth.lower_inner[14:-14]) * 0.45

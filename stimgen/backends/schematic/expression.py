@@ -27,30 +27,53 @@ class ActionUnit:
     effect: str          # what the schematic face draws for it, at intensity 1
 
 
-#: The action units drawn, by column name (two-digit FACS number), each intensity in [0, 1]
-#: (FACS intensity A..E is about 0.2 .. 1.0). Effects are in docs/backends-schematic.md.
+#: The action units drawn, by column name (two-digit FACS number), each intensity in [0, 1].
+#: FACS scores intensity A (trace) ... E (maximum); stimgen reads A, B, C, D, E as 0.2, 0.4,
+#: 0.6, 0.8, 1.0 (``FACS_INTENSITY``). Each effect follows the appearance changes the FACS
+#: manual describes for the unit (Ekman, Friesen & Hager 2002); see docs/backends-schematic.md.
 ACTION_UNITS: dict[str, ActionUnit] = {
-    "AU01": ActionUnit("inner brow raiser", "inner brow ends rise; forehead lines in the middle"),
-    "AU02": ActionUnit("outer brow raiser", "outer brow ends rise, the brow arches; forehead lines"),
-    "AU04": ActionUnit("brow lowerer", "brows lower and are drawn together; vertical glabella lines; "
-                                       "upper lids lower a little"),
-    "AU05": ActionUnit("upper lid raiser", "upper lid rises, the eye widens"),
-    "AU06": ActionUnit("cheek raiser", "cheeks rise and the lower lid is pushed up"),
-    "AU07": ActionUnit("lid tightener", "lower lid rises and straightens, the eye narrows"),
-    "AU09": ActionUnit("nose wrinkler", "alae rise and widen; wrinkles across the nose root"),
-    "AU10": ActionUnit("upper lip raiser", "upper lip rises at its centre, showing the teeth"),
+    "AU01": ActionUnit("inner brow raiser", "inner brow ends rise, the brow slants up toward the "
+                                            "nose; horizontal lines in the middle of the "
+                                            "forehead"),
+    "AU02": ActionUnit("outer brow raiser", "outer brow ends rise, the brow arches; horizontal "
+                                            "lines across the forehead; with AU1 the whole "
+                                            "brow rises higher and curves"),
+    "AU04": ActionUnit("brow lowerer", "brows lowered and drawn together, the inner ends most, "
+                                       "so they slant down toward the nose; vertical furrows "
+                                       "between the brows; the upper lid is narrowed from "
+                                       "above"),
+    "AU05": ActionUnit("upper lid raiser", "upper lid retracted: white shows above the iris "
+                                           "(a line at B, a band at E), the lid fold shrinks"),
+    "AU06": ActionUnit("cheek raiser", "cheeks rise and the lower lid is pushed up; crow's-feet "
+                                       "lines at the outer eye corners"),
+    "AU07": ActionUnit("lid tightener", "lower lid raised and straightened over the bottom of "
+                                        "the iris, a bulge under it; the eye narrows"),
+    "AU09": ActionUnit("nose wrinkler", "wrinkles across the root and along the sides of the "
+                                        "nose; alae raised and flared; upper lip raised; inner "
+                                        "brows pulled down (less than AU4, and not together); "
+                                        "lower lids pushed up, the skin below them bagged"),
+    "AU10": ActionUnit("upper lip raiser", "upper lip raised, its sides too (a squarer mouth), "
+                                           "baring the upper teeth; nasolabial furrows deepened"),
     "AU12": ActionUnit("lip corner puller", "mouth corners pulled up and out; nasolabial folds"),
     "AU14": ActionUnit("dimpler, unilateral", "on the subject's right side only (R14): the mouth "
                                               "corner tightened inward and lifted, a dimple "
                                               "beside it"),
-    "AU15": ActionUnit("lip corner depressor", "mouth corners pulled down"),
+    "AU15": ActionUnit("lip corner depressor", "mouth corners pulled down, the lips bent into an "
+                                               "arch"),
+    "AU16": ActionUnit("lower lip depressor", "lower lip pulled down and a little sideways, "
+                                              "parting the lips and baring the lower teeth"),
     "AU17": ActionUnit("chin raiser", "lower lip pushed up, chin boss wrinkles"),
-    "AU20": ActionUnit("lip stretcher", "mouth stretched sideways, lips thinned"),
-    "AU23": ActionUnit("lip tightener", "lips narrowed, thinned and pressed shut"),
+    "AU20": ActionUnit("lip stretcher", "lips pulled sideways into a wide, flat, tense mouth; "
+                                        "the corners pulled back and slightly down, lips "
+                                        "thinned; with the lips parted both rows of teeth show"),
+    "AU23": ActionUnit("lip tightener", "lips narrowed, thinned and pressed into a firm line"),
     "AU25": ActionUnit("lips part", "lips part"),
-    "AU26": ActionUnit("jaw drop", "jaw lowers, the lower face lengthens and the mouth opens"),
+    "AU26": ActionUnit("jaw drop", "jaw lowers, the lower face lengthens; the relaxed lips "
+                                   "open into a rounder, narrower mouth"),
     "AU43": ActionUnit("eyes closed", "upper lids droop toward closed (sleepiness, low arousal)"),
 }
+#: FACS intensity letters as stimgen's 0-1 intensities (A trace ... E maximum, equal steps).
+FACS_INTENSITY: dict[str, float] = {"A": 0.2, "B": 0.4, "C": 0.6, "D": 0.8, "E": 1.0}
 AU_NAMES: tuple[str, ...] = tuple(ACTION_UNITS)
 
 
@@ -63,44 +86,51 @@ class Prototype:
     source: str                 # where the combination comes from
 
 
-_EFH = "EMFACS prototype, Ekman, Friesen & Hager (2002), Investigator's Guide, Table 10-1"
+_EFH = "Ekman, Friesen & Hager (2002), FACS Investigator's Guide, Table 10-1"
 
-#: The basic-emotion prototypes (AU combinations after Ekman, Friesen & Hager 2002, the
-#: EMFACS predictions), plus two low-arousal states FACS has no prototype for, which
-#: stimgen draws from the lid and mouth actions of sleepiness and relaxation.
+#: The basic-emotion prototypes: each is one combination that Ekman, Friesen & Hager (2002,
+#: Investigator's Guide, Table 10-1, the EMFACS emotion predictions) list for the emotion,
+#: cited as written there ("*": the unit may be at any intensity; a letter: that intensity,
+#: see ``FACS_INTENSITY``); FACS scores parted lips (25) with every jaw drop (26) that parts
+#: them, so "26" is drawn as 25+26. Intensities the table leaves open are stimgen's choice.
+#: Two low-arousal states that FACS has no prototype for are stimgen's own.
 PROTOTYPES: dict[str, Prototype] = {p.name: p for p in (
-    Prototype("happiness", {"AU06": 0.8, "AU12": 1.0, "AU25": 0.3}, _EFH + ": 6+12"),
-    Prototype("surprise", {"AU01": 1.0, "AU02": 1.0, "AU05": 0.8, "AU25": 1.0, "AU26": 1.0},
-              _EFH + ": 1+2+5B+26"),
-    Prototype("anger", {"AU04": 1.0, "AU05": 0.6, "AU07": 0.8, "AU23": 1.0, "AU17": 0.3},
-              _EFH + ": 4+5+7+23 (+17)"),
+    Prototype("happiness", {"AU06": 0.8, "AU12": 1.0}, _EFH + ", happiness: 6+12*"),
+    Prototype("surprise", {"AU01": 1.0, "AU02": 1.0, "AU05": FACS_INTENSITY["B"], "AU25": 1.0,
+                           "AU26": 1.0},
+              _EFH + ", surprise: 1+2+5B+26 (5B drawn at B = 0.4)"),
+    Prototype("anger", {"AU04": 1.0, "AU05": 0.6, "AU07": 0.8, "AU10": 0.7, "AU23": 1.0,
+                        "AU25": 1.0},
+              _EFH + ", anger: 4+5*+7+10*+23+25, 26 (drawn with 25)"),
     Prototype("fear", {"AU01": 1.0, "AU02": 0.7, "AU04": 0.7, "AU05": 1.0, "AU20": 1.0,
-                       "AU25": 1.0, "AU26": 0.4}, _EFH + ": 1+2+4+5+20+25/26"),
-    Prototype("disgust", {"AU09": 1.0, "AU10": 0.8, "AU15": 0.4, "AU17": 0.5, "AU04": 0.3},
-              _EFH + ": 9+10 (+15/17); AU4 0.3 is stimgen's addition"),
-    Prototype("sadness", {"AU01": 1.0, "AU04": 0.6, "AU15": 1.0, "AU17": 0.3},
-              _EFH + ": 1+4+15 (+17)"),
+                       "AU25": 1.0, "AU26": 1.0},
+              _EFH + ", fear: 1+2+4+5*+20*+25, 26 or 27 (drawn with 25 and 26)"),
+    Prototype("disgust", {"AU09": 1.0, "AU15": 0.6, "AU16": 0.8},
+              _EFH + ", disgust: 9+16+15, 26 (drawn without the optional 26)"),
+    Prototype("sadness", {"AU01": 1.0, "AU04": 0.6, "AU15": 1.0},
+              _EFH + ", sadness: 1+4+15*"),
     Prototype("sleepiness", {"AU43": 0.9, "AU25": 0.2},
               "stimgen's low-arousal state (no FACS prototype): lids drooping, lips slack"),
     Prototype("relaxation", {"AU12": 0.35, "AU43": 0.45},
               "stimgen's low-arousal pleasant state (no FACS prototype): slight smile, "
               "lowered lids"),
     Prototype("contempt", {"AU14": 1.0},
-              "EMFACS contempt, Ekman, Friesen & Hager (2002): R12A+R14A, a one-sided lip "
-              "corner tightening and raise; stimgen draws it on the subject's right at full "
-              "intensity (at trace intensity A the drawn face would barely differ from neutral), "
-              "the corner raise of R12 included in the drawn AU14"),
+              _EFH + ", contempt: R12A+R14A, a one-sided lip corner tightening and raise; "
+              "stimgen draws it on the subject's right at full intensity (at trace intensity A "
+              "the drawn face would barely differ from neutral), the corner raise of R12 "
+              "included in the drawn AU14"),
 )}
 
 #: Where each prototype sits on the circumplex for blending, in degrees. The six basic
-#: emotions sit at the angle of the circumplex term that names them (Happy 8, Astonished 70,
-#: Angry 99, Afraid 116, Sad 208; disgust, which has no term, at the angle of Russell &
-#: Mehrabian's "disgusted", 150), so that the named circumplex emotions show the prototypes.
+#: emotions sit at the exact angle of the circumplex term that names them (Happy 7.8,
+#: Astonished 69.8, Angry 99, Afraid 116, Sad 207.5: stimgen/data/emostyle_circumplex_angles.csv;
+#: disgust, which has no term, at the angle of Russell & Mehrabian's "disgusted", 150), so that
+#: the named circumplex emotions show the prototypes.
 #: Contempt is not on the circle: it is drawn only when named (``prototype="contempt"``), so
 #: that its one-sided face never leaks into the blends of Miserable or Sad.
 BLEND_ANGLES: dict[str, float] = {
-    "happiness": 8.0, "surprise": 70.0, "anger": 99.0, "fear": 116.0, "disgust": 150.0,
-    "sadness": 208.0, "sleepiness": 270.0, "relaxation": 318.0,
+    "happiness": 7.8, "surprise": 69.8, "anger": 99.0, "fear": 116.0, "disgust": 150.0,
+    "sadness": 207.5, "sleepiness": 270.0, "relaxation": 318.0,
 }
 
 

@@ -2,6 +2,8 @@
 
 Owns :func:`load_photo` and its errors (missing file, not an image, too small, too many
 pixels); EXIF orientation is applied, every colour mode becomes RGB and no tag survives.
+Photo identities (the emostyle backend) and `stimgen rate` read images through it; it
+needs Pillow and numpy only, so rating images never imports torch.
 """
 from __future__ import annotations
 
@@ -65,10 +67,7 @@ def load_photo(path: str | Path, *, min_side: int = MIN_PHOTO_SIDE) -> np.ndarra
     ((1280, 960, 3), dtype('uint8'))
     """
     path = Path(path)
-    if not path.is_file():
-        raise PhotoError(f"photo not found: {path}",
-                         hint="check the identity's `image:` path; relative paths are "
-                              "relative to the protocol file")
+    check_photo_file(path)
     with warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we check ourselves.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -76,18 +75,51 @@ def load_photo(path: str | Path, *, min_side: int = MIN_PHOTO_SIDE) -> np.ndarra
             with Image.open(path, formats=PHOTO_FORMATS) as image:
                 check_photo_size(image.size, path, min_side=min_side)
                 image.load()
-                upright = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)   # upright, without a copy
+                return to_rgb_array(image)
         except UnidentifiedImageError as err:
             raise PhotoError(f"{path} is not an image stimgen can read",
                              hint=f"save it as JPEG or PNG (readable formats: "
                                   f"{', '.join(PHOTO_FORMATS)})") from err
         except Image.DecompressionBombError as err:
             raise _too_many_pixels(path, None) from err
-        except (OSError, SyntaxError, ValueError) as err:  # truncated or corrupt data
+        except ValueError as err:
+            if "too large" not in str(err).lower() and "too much memory" not in str(err):
+                raise PhotoError(f"{path} could not be decoded: {err}",
+                                 hint="the file may be truncated or damaged; export it again "
+                                      "as JPEG or PNG") from err
+            # Pillow's limit on a PNG's text chunks: metadata that inflates to many megabytes
+            raise PhotoError(f"{path} carries text metadata that inflates beyond Pillow's "
+                             f"safety limit (a decompression bomb in its PNG text chunks: {err})",
+                             hint="save the pixels alone again (e.g. export as JPEG, or PNG "
+                                  "without metadata)") from err
+        except (OSError, SyntaxError) as err:  # truncated or corrupt data
             raise PhotoError(f"{path} could not be decoded: {err}",
                              hint="the file may be truncated or damaged; export it again "
                                   "as JPEG or PNG") from err
-    return to_rgb_array(upright)
+
+
+def check_photo_file(path: Path) -> None:
+    """Raise :class:`PhotoError` unless ``path`` is, or links to, a regular file.
+
+    A symbolic link to a regular file is followed (photos are often linked from a shared
+    folder). A link that leads nowhere, a folder, or a device or pipe (reading /dev/zero or a
+    FIFO would never end) is refused, saying what is there.
+    """
+    if path.is_file():
+        return
+    link = f" (a symbolic link to {path.resolve()})" if path.is_symlink() else ""
+    if path.is_symlink() and not path.exists():
+        what = "a symbolic link to nothing: its target does not exist"
+    elif path.is_dir():
+        what = "a folder, not a photo file"
+    elif path.exists():
+        what = "not a regular file (a device, pipe or socket)"
+    else:
+        what = "not found"
+    raise PhotoError(f"photo {path}{link if path.exists() else ''}: {what}",
+                     hint="check the `image:` path; relative paths are relative to the "
+                          "protocol file's folder")
 
 
 def check_photo_size(size: tuple[int, int], path: str | Path = "photo", *,
@@ -128,7 +160,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
         image = Image.alpha_composite(background, rgba)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(rgb)
 
 
