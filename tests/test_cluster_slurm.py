@@ -29,9 +29,11 @@ import slurm_scripted
 import stimgen
 from buildfolders import RUN_FIELDS, protocol_from_text, snapshot
 from stimgen import executors
+from stimgen.build_folder import STIMULUS_JOURNALS_DIR
 from stimgen.cli import main
 from stimgen.executors import UnitsFailedError
 from stimgen.protocol.execution import ExecutionSpec
+from stimgen.storage import CRASH_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(os.environ.get("STIMGEN_SLURM_SCRIPTS") or ROOT.parent / "shared" / "slurm")
@@ -233,6 +235,46 @@ def test_cancelled_job_without_retries_exits_2_naming_it_and_the_rerun_completes
     assert rerun.exit_code == 0, rerun.output
     assert "reused finished identities: id01, id03" in rerun.output
     assert snapshot(out) == snapshot(local_build.out)
+
+
+def test_cancelled_job_keeps_its_finished_stimuli_and_the_retry_draws_the_rest(
+        cluster, tmp_path, monkeypatch):
+    """scancel sends the job SIGTERM while it holds after its 2nd of 3 stimuli, whose files
+    are written but not yet journaled: it journals both, stops and exits; the retry (whose
+    count of batches starts again, so it does not hold) draws only the 3rd, and the build
+    equals a local one."""
+    if cluster != "accounting":
+        pytest.skip("checked once, with accounting")
+    protocol = protocol_from_text(tmp_path, PROTOCOL.format(name="journal").replace(
+        "  - {id: id02, seed: 2}\n  - {id: id03, seed: 3}\n", ""), "journal.yaml")
+    local = stimgen.build(protocol, out=tmp_path / "local", progress=False,
+                          execution=ExecutionSpec(executor="local", jobs=1))
+    out = tmp_path / "build"
+    monkeypatch.setenv(CRASH_ENV, "batch@2:stall")         # the jobs inherit it (sbatch)
+
+    cancelled = []
+
+    def cancel_when_held():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if len([p for p in (out / "stimuli").glob("*.png")]) == 2:
+                time.sleep(0.5)            # held: the 2nd image is written, not yet journaled
+                _slurm("scancel", slurm_scripted.attempts(out, "id01")[0])
+                cancelled.append(time.monotonic())
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=cancel_when_held, daemon=True).start()
+    result = stimgen.build(protocol, out=out, progress=False, execution=slurm_spec())
+    assert cancelled, "the job never held at its 2nd stimulus"
+    first, second = slurm_scripted.attempts(out, "id01")
+    logs = out / ".stimgen" / "jobs"
+    assert "TIME LIMIT" not in (logs / f"{first}_0_log.err").read_text()
+    assert "stopped by SIGTERM; finished stimuli are kept" in \
+        (logs / f"{first}_0_log.out").read_text()
+    assert "(2 finished by an earlier attempt)" in (logs / f"{second}_0_log.out").read_text()
+    assert result.kept_stimuli == 0 and not (out / STIMULUS_JOURNALS_DIR).exists()
+    assert snapshot(result.out) == snapshot(local.out)
 
 
 def test_retries_exhausted_exit_2_with_the_error_and_the_log(cluster, protocol, tmp_path):
