@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -31,14 +30,15 @@ from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANI
                                   journaled_records, json_bytes,
                                   prepare_output,
                                   recorded_stimuli, remove_stale_stimuli,
-                                  remove_stale_thumbnails, store_records,
+                                  remove_stale_thumbnails,
                                   record_files,
                                   supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
 from stimgen.dynamic import unmeasured_flicker
 from stimgen.errors import BuildError
-from stimgen.executors import check_available, run_chunks, run_units, uses_gpu, visible_gpus
+from stimgen.executors import (check_available, cheap_identities, render_units, run_units,
+                               uses_gpu, visible_gpus)
 from stimgen.interrupt import stopping_on_signals
 from stimgen.preflight import check_photos, missing_packages, photo_error
 from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
@@ -51,7 +51,6 @@ from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy, reference_targets
 from stimgen.raters.selection import circularity, rater_models, rater_versions, resolve_raters
-from stimgen.render import Chunk
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
 from stimgen.storage import (crash_point, disk_error, remove_empty_folders, remove_leftovers,
@@ -390,64 +389,47 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
     finished = {unit.identity.id: journaled_records(out, unit.identity.id, key)
                 for unit, key in pending}
     kept = sum(map(len, finished.values()))
+    preparing: list = []          # while this process only waits: the later stages' imports
+
+    def prepare() -> None:
+        preparing.append(_load_later_stages(protocol))
+
     if execution.executor != "local":
-        records.update(_run_jobs(protocol, pending, out, execution, progress))
-        return records, reused, repairs, kept
-    total = sum(len(unit.targets) for unit, _ in pending) - kept
-    bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
-               file=sys.stderr, leave=False)
-    gpus = visible_gpus() if uses_gpu(protocol) and total else []
-    workers = _worker_count(execution.jobs, protocol, total, gpus)
-    split = protocol.backend.name == "schematic"
-    chunks: list[Chunk] = []
-    for unit, key in pending:
-        done = frozenset(finished[unit.identity.id])
-        chunks += [Chunk(unit, chunk.start, chunk.stop, key, done & set(chunk.stimulus_ids))
-                   for chunk in _chunks(unit, workers, split)]
-    chunks = [chunk for chunk in chunks if not chunk.done >= set(chunk.stimulus_ids)]
-    left = {unit.identity.id: sum(1 for c in chunks if c.unit.identity.id == unit.identity.id)
-            for unit, _ in pending}
-    by_identity = {unit.identity.id: dict(finished[unit.identity.id]) for unit, _ in pending}
-
-    def finish(unit: IdentityUnit, key: str) -> None:
-        """Store an identity whose every stimulus is drawn, and forget its journals."""
-        order = {sid: i for i, sid in enumerate(unit.stimulus_ids())}
-        unit_records = sorted(by_identity[unit.identity.id].values(),
-                              key=lambda r: order[r["stimulus_id"]])
-        store_records(out, unit.identity.id, key, unit_records)
-        clear_journals(out, unit.identity.id)
-        records.update({r["stimulus_id"]: r for r in unit_records})
-
-    def collect(chunk: Chunk, chunk_records: list[dict]) -> None:
-        identity = chunk.unit.identity.id
-        by_identity[identity].update({r["stimulus_id"]: r for r in chunk_records})
-        left[identity] -= 1
-        if left[identity] == 0:
-            finish(chunk.unit, chunk.key)
-
-    for unit, key in pending:          # finished before the last run stopped, not yet stored
-        if left[unit.identity.id] == 0:
-            finish(unit, key)
-    preparing: list = []
-    try:
-        run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
-                   on_progress=bar.update, gpus=gpus,
-                   while_waiting=lambda: preparing.append(_prepare_writers(protocol)))
-    finally:
-        bar.close()
+        records.update(_run_jobs(protocol, pending, out, execution, progress, prepare))
+    else:
+        total = sum(len(unit.targets) for unit, _ in pending) - kept
+        bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
+                   file=sys.stderr, leave=False)
+        gpus = visible_gpus() if uses_gpu(protocol) and total else []
+        workers = _worker_count(execution.jobs, protocol, total, gpus)
+        try:
+            stored = render_units(protocol, pending, out, workers=workers,
+                                  split=cheap_identities(protocol), gpus=gpus,
+                                  finished=finished, on_progress=bar.update,
+                                  while_waiting=prepare)
+        finally:
+            bar.close()
+        for unit_records in stored.values():
+            records.update({r["stimulus_id"]: r for r in unit_records})
     for thread in preparing:       # done before anything forks again (the set stage's workers)
         thread.join()
     return records, reused, repairs, kept
 
 
-def _prepare_writers(protocol: Protocol):
-    """While worker processes draw, load in this otherwise idle process what the last stages
-    need (the report's plotting libraries; PsychoPy's Builder components, whose loading
-    imports half of scipy), so that those stages start at once; returns the thread."""
+def _load_later_stages(protocol: Protocol):
+    """While worker processes or identity jobs draw, load in this otherwise idle process
+    what the stages after drawing need (norms check, bundle, report: scipy, matplotlib,
+    jinja2; PsychoPy's Builder components, whose loading imports half of scipy), so that
+    those stages start at once; returns the thread (join it before anything forks)."""
     import threading
 
     def load() -> None:
         try:
+            import scipy.stats  # noqa: F401  (the report's low-level statistics)
+
+            import stimgen.design  # noqa: F401
+            import stimgen.export  # noqa: F401
+            import stimgen.norms.current  # noqa: F401
             import stimgen.report  # noqa: F401  (matplotlib, jinja2)
 
             if protocol.experiment is not None:
@@ -457,7 +439,7 @@ def _prepare_writers(protocol: Protocol):
         except Exception:          # noqa: BLE001 - the stage itself will import and report it
             pass
 
-    thread = threading.Thread(target=load, name="stimgen-prepare-writers", daemon=True)
+    thread = threading.Thread(target=load, name="stimgen-load-later-stages", daemon=True)
     thread.start()
     return thread
 
@@ -503,14 +485,16 @@ def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> 
         return max(1, int(jobs))
     if gpus:
         return len(gpus)
-    if protocol.backend.name != "schematic" or total < 64:
+    if not cheap_identities(protocol) or total < 64:
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
+def _run_jobs(protocol, pending, out, execution, progress, while_waiting=None
+              ) -> dict[str, dict]:
     """Run the pending identities as submitit jobs and merge the records they wrote."""
-    run_units(protocol, pending, out, execution, progress=progress)
+    run_units(protocol, pending, out, execution, progress=progress,
+              while_waiting=while_waiting)
     records: dict[str, dict] = {}
     for unit, key in pending:
         fresh, damage = cached_records(out, unit.identity.id, key)
@@ -522,18 +506,6 @@ def _run_jobs(protocol, pending, out, execution, progress) -> dict[str, dict]:
                                   "with this machine, then run the same command again")
         records.update({r["stimulus_id"]: r for r in fresh})
     return records
-
-
-def _chunks(unit: IdentityUnit, workers: int, split: bool = True) -> list[Chunk]:
-    """Split an identity into a few slices so that several workers share the load.
-
-    Each slice prepares the identity again, which is cheap only for schematic faces
-    (``split``); a personalised generator is prepared once per identity.
-    """
-    n = len(unit.targets)
-    parts = 1 if workers <= 1 or not split else min(n, 4)
-    bounds = np.linspace(0, n, parts + 1).round().astype(int)
-    return [Chunk(unit, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _protocol_bytes(protocol: Protocol) -> bytes:

@@ -54,6 +54,18 @@ class Chunk:
         return [t.stimulus_id(identity) for t in self.unit.targets[self.start:self.stop]]
 
 
+def identity_chunks(unit: IdentityUnit, workers: int, split: bool = True) -> list[Chunk]:
+    """Split an identity into a few slices so that several workers share the load.
+
+    Each slice prepares the identity again, which is cheap only for schematic faces
+    (``split``); a personalised generator is prepared once per identity.
+    """
+    n = len(unit.targets)
+    parts = 1 if workers <= 1 or not split else min(n, 4)
+    bounds = [round(n * i / parts) for i in range(parts + 1)]
+    return [Chunk(unit, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
                     on_stimuli: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus drawn.

@@ -2,26 +2,24 @@
 identity jobs, report the ones that keep failing with their logs, and resume the rest."""
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
+import re
+import subprocess
+import threading
+import time
 from pathlib import Path
 
-import cloudpickle
 import pytest
 from click.testing import CliRunner
 
 import stimgen
+import slurm_scripted
 from buildfolders import protocol_from_text, snapshot
 from stimgen import executors
 from stimgen.cli import main
 from stimgen.executors import UnitsFailedError
 from stimgen.protocol.execution import ExecutionSpec
-
-# Jobs unpickle their function in a fresh interpreter, which cannot import this test module:
-# ship its functions by value.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 PROTOCOL = """\
 study: {name: cluster, authors: [Tester]}
@@ -64,47 +62,46 @@ def test_parallel_builds_equal_the_serial_build_file_for_file(execution, protoco
     assert (tmp_path / "build" / "experiment").is_dir()
     if execution.executor == "submitit-local":
         logs = sorted((tmp_path / "build" / ".stimgen" / "jobs").glob("*_0_log.out"))
-        assert len(logs) == 3
-        assert all("done in" in log.read_text() for log in logs)
+        assert len(logs) == 2                         # 2 slots: 2 jobs for 3 identities
+        done = [line for log in logs for line in log.read_text().splitlines()
+                if "done in" in line]
+        assert len(done) == 3
 
 
-def flaky_render(job, *, failing: str, failures: int, tally: Path) -> int:
-    """Fail ``failures`` times for identity ``failing``, then render for real."""
-    count = int(tally.read_text()) if tally.exists() else 0
-    if job.identity_id == failing and count < failures:
-        tally.write_text(str(count + 1))
-        raise RuntimeError(f"injected fault in {job.identity_id}")
-    return executors.render_identity(job)
+@pytest.fixture
+def scripted(monkeypatch):
+    """Jobs run :func:`slurm_scripted.scripted_job`: faults as each test's script says."""
+    monkeypatch.setattr(executors, "render_identities", slurm_scripted.scripted_job)
+    return slurm_scripted
 
 
 @pytest.mark.slow
-def test_a_failed_job_is_retried(protocol, serial, tmp_path, monkeypatch):
-    tally = tmp_path / "tally"
-    monkeypatch.setattr(executors, "render_identity",
-                        functools.partial(flaky_render, failing="id02", failures=1, tally=tally))
-    result = stimgen.build(protocol, out=tmp_path / "build", progress=False,
+def test_a_failed_job_is_retried(protocol, serial, tmp_path, scripted):
+    out = tmp_path / "build"
+    scripted.write_script(out, {"id02": {"fail": 1}})
+    result = stimgen.build(protocol, out=out, progress=False,
                            execution=ExecutionSpec(executor="submitit-local", jobs=3,
                                                    max_retries=1))
-    assert tally.read_text() == "1"                   # failed once, then succeeded
+    assert len(scripted.attempts(out, "id02")) == 2      # failed once, then succeeded
+    assert len(scripted.attempts(out, "id01")) == 1
     assert snapshot(result.out) == snapshot(serial.out)
 
 
 @pytest.mark.slow
 def test_failing_job_is_reported_with_its_log_and_the_rerun_resumes(protocol, serial, tmp_path,
-                                                                     monkeypatch):
+                                                                     scripted, monkeypatch):
     out = tmp_path / "build"
-    tally = tmp_path / "tally"
-    monkeypatch.setattr(executors, "render_identity",
-                        functools.partial(flaky_render, failing="id02", failures=99, tally=tally))
+    scripted.write_script(out, {"id02": {"fail": 99}})
     spec = ExecutionSpec(executor="submitit-local", jobs=3, max_retries=1)
     with pytest.raises(UnitsFailedError) as info:
         stimgen.build(protocol, out=out, progress=False, execution=spec)
-    assert tally.read_text() == "2"                   # first attempt + one retry
+    assert len(scripted.attempts(out, "id02")) == 2      # first attempt + one retry
     [failure] = info.value.failures
     assert failure.identity_id == "id02" and failure.attempts == 2
     assert failure.error == "RuntimeError: injected fault in id02"
     assert str(failure.log) in info.value.render()
     assert "RuntimeError: injected fault in id02" in failure.log.read_text()
+    assert "| RuntimeError: injected fault in id02" in info.value.render()   # the log's end
     assert not (out / "manifest.json").exists()       # the build is not complete
     records = sorted(p.stem for p in (out / ".stimgen" / "identities").glob("*.json"))
     assert records == ["id01", "id03"]                # finished identities are kept
@@ -116,19 +113,37 @@ def test_failing_job_is_reported_with_its_log_and_the_rerun_resumes(protocol, se
 
 
 @pytest.mark.slow
+def test_identities_share_a_job_and_a_failed_shared_job_keeps_what_it_finished(
+        protocol, serial, tmp_path, scripted):
+    out = tmp_path / "build"
+    scripted.write_script(out, {"id02": {"fail": 1}})
+    spec = ExecutionSpec(executor="submitit-local", jobs=1, max_retries=1)
+    result = stimgen.build(protocol, out=out, progress=False, execution=spec)
+    # one job for all three (auto: one slot); id01 finished before id02 failed, and only
+    # id02 and id03 went out again
+    assert [len(scripted.attempts(out, i)) for i in ("id01", "id02", "id03")] == [1, 2, 2]
+    assert scripted.attempts(out, "id02")[0] == scripted.attempts(out, "id01")[0]
+    assert snapshot(result.out) == snapshot(serial.out)
+    logs = sorted((out / ".stimgen" / "jobs").glob("*_0_log.out"))
+    assert "3 identities (id01, id02, id03)" in logs[0].read_text()
+    assert "start-up" in logs[0].read_text()
+
+
+@pytest.mark.slow
 def test_cli_submitit_local_build_and_progress_view(protocol, serial, tmp_path):
     out = tmp_path / "cli"
     result = CliRunner().invoke(main, ["build", str(protocol.source_path), "-o", str(out),
                                        "--executor", "submitit-local", "--jobs", "2"])
     assert result.exit_code == 0, result.output
-    assert "3 identity job(s) with submitit-local; logs in" in result.output
+    assert "3 identities in 2 jobs with submitit-local, 2 identities per job; logs in" \
+        in result.output
     assert str(out / ".stimgen" / "jobs") in result.output
     assert json.loads((out / "manifest.json").read_text())["complete"] is True
     rerun = CliRunner().invoke(main, ["build", str(protocol.source_path), "-o", str(out),
                                       "--executor", "submitit-local"])
     assert rerun.exit_code == 0, rerun.output
     assert "reused finished identities: id01, id02, id03" in rerun.output
-    assert "identity job(s)" not in rerun.output      # nothing was submitted
+    assert "submitit-local" not in rerun.output       # nothing was submitted
 
 
 # --------------------------------------------------------------------------------------
@@ -136,18 +151,21 @@ def test_cli_submitit_local_build_and_progress_view(protocol, serial, tmp_path):
 # tasks on this machine (submitit itself is real: its scripts, array ids, pickles, logs).
 # --------------------------------------------------------------------------------------
 FAKE_SBATCH = r"""#!/bin/bash
-# sbatch stand-in: keeps a copy of the script and runs each array task in the background.
-script="$1"; here="$(dirname "$0")"
+# sbatch stand-in: keeps a copy of the script and runs each task in the background, in a
+# process group of its own whose id it notes in jobs/<job id> (for squeue and scancel).
+script="$1"; here="$(dirname "$0")"; mkdir -p "$here/jobs"
 id=$(( $(cat "$here/next_id" 2>/dev/null || echo 700) + 1 )); echo "$id" > "$here/next_id"
 cp "$script" "$here/script_$id.sh"
 last=$(sed -n 's/^#SBATCH --array=0-\([0-9]*\).*/\1/p' "$script")
 if [ -n "$last" ]; then
   for i in $(seq 0 "$last"); do
-    SLURM_JOB_ID=$id SLURM_ARRAY_JOB_ID=$id SLURM_ARRAY_TASK_ID=$i \
-      bash "$script" </dev/null >/dev/null 2>&1 &
+    SLURM_JOB_ID=${id}_$i SLURM_ARRAY_JOB_ID=$id SLURM_ARRAY_TASK_ID=$i \
+      setsid bash "$script" </dev/null >/dev/null 2>&1 &
+    echo $! > "$here/jobs/${id}_$i"
   done
 else
-  SLURM_JOB_ID=$id bash "$script" </dev/null >/dev/null 2>&1 &
+  SLURM_JOB_ID=$id setsid bash "$script" </dev/null >/dev/null 2>&1 &
+  echo $! > "$here/jobs/$id"
 fi
 echo "Submitted batch job $id"
 """
@@ -166,8 +184,34 @@ ids() {
 exec "$@" >>"$(ids "$out")" 2>>"$(ids "$err")"
 """
 
+# squeue stand-in: a job whose process group lives is RUNNING; one that ended is gone at
+# once, as on a cluster whose queue forgot it (MinJobAge) and which keeps no accounting.
+FAKE_SQUEUE = r"""#!/bin/bash
+here="$(dirname "$0")"
+for f in "$here"/jobs/*; do
+  [ -e "$f" ] || continue
+  kill -0 "$(cat "$f")" 2>/dev/null && echo "$(basename "$f")|RUNNING|None"
+done
+exit 0
+"""
+
+FAKE_SCANCEL = r"""#!/bin/bash
+here="$(dirname "$0")"
+for id in "$@"; do
+  for f in "$here/jobs/$id" "$here/jobs/${id}"_*; do
+    [ -e "$f" ] && kill -KILL -- -"$(cat "$f")" 2>/dev/null
+  done
+done
+exit 0
+"""
+
 FAKE_SACCT = """#!/bin/sh
-echo 'JobID|State|NodeList'
+echo 'sacct: error: Slurm accounting storage is disabled' >&2
+exit 1
+"""
+
+FAKE_SINFO = """#!/bin/sh
+echo 'debug*|0/4/0/4'
 """
 
 
@@ -175,22 +219,22 @@ echo 'JobID|State|NodeList'
 def fake_slurm(tmp_path, monkeypatch):
     bin_dir = tmp_path / "slurm-bin"
     bin_dir.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("sacct", FAKE_SACCT)):
+    for name, text in (("sbatch", FAKE_SBATCH), ("srun", FAKE_SRUN), ("squeue", FAKE_SQUEUE),
+                       ("scancel", FAKE_SCANCEL), ("sacct", FAKE_SACCT), ("sinfo", FAKE_SINFO)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setitem(executors.POLL_SECONDS, "slurm", 0.25)
-    return bin_dir
+    yield bin_dir
+    subprocess.run([bin_dir / "scancel", *(p.name for p in (bin_dir / "jobs").glob("*"))])
 
 
 def test_slurm_array_with_a_retry_equals_the_serial_build(protocol, serial, tmp_path,
-                                                           fake_slurm, monkeypatch):
-    tally = tmp_path / "tally"
-    monkeypatch.setattr(executors, "render_identity",
-                        functools.partial(flaky_render, failing="id03", failures=1, tally=tally))
-    spec = ExecutionSpec(executor="slurm", max_retries=2,
+                                                           fake_slurm, scripted):
+    out = tmp_path / "build"
+    scripted.write_script(out, {"id03": {"fail": 1}})
+    spec = ExecutionSpec(executor="slurm", max_retries=2, identities_per_job=1,
                          slurm={"partition": "gpu", "array_parallelism": 2, "time": "0:30:00"})
-    result = stimgen.build(protocol, out=tmp_path / "build", progress=False, execution=spec)
+    result = stimgen.build(protocol, out=out, progress=False, execution=spec)
     assert snapshot(result.out) == snapshot(serial.out)
     first, retry = sorted(fake_slurm.glob("script_*.sh"))
     assert "#SBATCH --array=0-2%2" in first.read_text()       # one array, 2 at a time
@@ -199,3 +243,37 @@ def test_slurm_array_with_a_retry_equals_the_serial_build(protocol, serial, tmp_
     logs = result.out / ".stimgen" / "jobs"
     assert "injected fault in id03" in (logs / "701_2_0_log.err").read_text()
     assert "identity id03 done" in (logs / "702_0_log.out").read_text()
+
+
+def test_a_job_that_vanishes_without_accounting_is_retried(protocol, serial, tmp_path,
+                                                           fake_slurm, scripted, monkeypatch):
+    """A job killed from outside on a cluster without accounting: it leaves the queue with
+    no result and no record anywhere; the build fails it after the grace period, says why
+    and what it waited for, retries it and finishes identical."""
+    monkeypatch.setattr(executors, "GONE_GRACE", 1.0)
+    monkeypatch.setattr(executors, "QUIET_SECONDS", 2.0)
+    out = tmp_path / "build"
+    scripted.write_script(out, {"id02": {"stall": 1}})
+
+    def kill_the_stalled_job():
+        deadline = time.monotonic() + 60
+        while not scripted.attempts(out, "id02") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)          # long enough for the build to say what it is waiting for
+        subprocess.run([fake_slurm / "scancel", scripted.attempts(out, "id02")[0]])
+
+    killer = threading.Thread(target=kill_the_stalled_job)
+    killer.start()
+    result = CliRunner().invoke(main, ["build", str(protocol.source_path), "-o", str(out),
+                                       "--executor", "slurm", "--max-retries", "1",
+                                       "--identities-per-job", "1"])
+    killer.join()
+    assert result.exit_code == 0, result.output
+    output = result.output
+    assert "SLURM keeps no accounting here (sacct: sacct: error: Slurm accounting storage " \
+           "is disabled)" in output
+    assert re.search(r"no progress for \d+ s; waiting for job \d+ \(id02\) running for", output)
+    assert ("identity id02 failed (attempt 1 of 2): left the queue without a result, and this "
+            "cluster keeps no accounting (sacct) to say why; retrying") in output
+    assert len(scripted.attempts(out, "id02")) == 2
+    assert snapshot(out) == snapshot(serial.out)

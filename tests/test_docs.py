@@ -169,6 +169,7 @@ def test_build_option_defaults_in_the_help_are_the_models():
 
     sources = {"time_limit": (SlurmOptions, "time"),
                "array_parallelism": (SlurmOptions, "array_parallelism"),
+               "cpus_per_job": (SlurmOptions, "cpus_per_job"),
                "max_retries": (ExecutionSpec, "max_retries")}
     for option in build.params:
         found = re.search(r"\(default (\d+)\)", getattr(option, "help", None) or "")

@@ -272,7 +272,7 @@ def test_failed_units_error_names_each_unit_and_its_log(tmp_path):
     failures = [UnitFailure("id02", 3, "RuntimeError: boom", tmp_path / "17_0_log.err")]
     err = UnitsFailedError(failures, total=4)
     text = err.render()
-    assert "1 of 4 identity job(s) failed" in text and "id02 (3 attempt(s)): RuntimeError" in text
+    assert "1 of 4 identities failed" in text and "id02 (3 attempt(s)): RuntimeError" in text
     assert str(tmp_path / "17_0_log.err") in text and "run the same command again" in text
 
 

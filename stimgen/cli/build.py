@@ -20,6 +20,15 @@ from stimgen.cli.plan_summary import plan_summary
 from stimgen.errors import StimgenError
 
 
+def _identities_per_job(ctx, param, value):
+    """`--identities-per-job`: a whole number of at least 1, or `auto`."""
+    if value is None or value == "auto":
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise click.BadParameter(f'"{value}" is neither a whole number of at least 1 nor "auto"')
+
+
 @click.command()
 @click.argument("protocol", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
@@ -39,8 +48,14 @@ from stimgen.errors import StimgenError
 @click.option("--account", help="SLURM account charged for the jobs.")
 @click.option("--gpus-per-job", type=click.IntRange(min=0),
               help="GPUs per SLURM job (default: 1 for emostyle, 0 for schematic).")
+@click.option("--cpus-per-job", type=click.IntRange(min=1),
+              help="CPU cores per SLURM job (default 4); schematic jobs render with as many "
+                   "worker processes.")
+@click.option("--identities-per-job", metavar="N|auto", callback=_identities_per_job,
+              help="Identities one job renders (slurm, submitit-local; default auto: 1 for "
+                   "emostyle, schematic identities spread over the jobs that can run at once).")
 @click.option("--time", "time_limit", metavar="TIME",
-              help='Time limit per identity job: minutes or "H:MM:SS" (default 60).')
+              help='Time limit per job: minutes or "H:MM:SS" (default 60).')
 @click.option("--array-parallelism", type=click.IntRange(min=1),
               help="Most SLURM jobs running at once (default 32).")
 @click.option("--max-retries", type=click.IntRange(min=0),
@@ -51,7 +66,8 @@ from stimgen.errors import StimgenError
 @quiet_option
 @click.pass_context
 def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_per_job,
-          time_limit, array_parallelism, max_retries, dry_run):
+          cpus_per_job, identities_per_job, time_limit, array_parallelism, max_retries,
+          dry_run):
     """Build the stimuli, tables, experiment bundle and report of PROTOCOL.
 
     A stopped build resumes: run the same command again and every finished
@@ -67,8 +83,10 @@ def build(ctx, protocol, out, force, jobs, executor, partition, account, gpus_pe
     command = "stimgen " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     execution = resolve_execution(loaded.execution, {
         "executor": executor, "jobs": jobs, "max_retries": max_retries,
+        "identities_per_job": identities_per_job,
         "slurm": {"partition": partition, "account": account, "gpus_per_job": gpus_per_job,
-                  "time": time_limit, "array_parallelism": array_parallelism}})
+                  "cpus_per_job": cpus_per_job, "time": time_limit,
+                  "array_parallelism": array_parallelism}})
     if dry_run:
         from stimgen.pipeline import dry_run_output
 

@@ -58,22 +58,26 @@ TimeLimit = Annotated[Union[int, str], AfterValidator(time_limit_minutes)]
 
 
 class SlurmOptions(ProtocolModel):
-    """The SLURM job array `--executor slurm` submits: one array task per identity."""
+    """The SLURM jobs `--executor slurm` submits: one per identity, or a few schematic
+    identities each (`identities_per_job`); up to 4 jobs go as separate jobs, more as one
+    job array."""
 
     partition: str | None = None
     """Partition (queue) to submit to; default: the cluster's default partition."""
     account: str | None = None
     """Account charged for the jobs (sbatch --account), if your cluster needs one."""
     gpus_per_job: int | None = Field(default=None, ge=0, le=16)
-    """GPUs per identity job; default: 1 for the emostyle backend, 0 for schematic."""
+    """GPUs per job; default: 1 for the emostyle backend, 0 for schematic."""
     cpus_per_job: int = Field(default=4, ge=1, le=512)
-    """CPU cores per identity job (image encoding, data loading)."""
+    """CPU cores per job (image encoding, data loading); a schematic job renders its
+    identities with this many worker processes."""
     mem_gb: float = Field(default=16.0, gt=0.0, le=4096.0)
-    """Memory per identity job in GB."""
+    """Memory per job in GB."""
     time: TimeLimit = 60
-    """Time limit of one identity job: minutes (120) or SLURM's "H:MM:SS" / "D-HH:MM:SS"."""
+    """Time limit of one job (all its identities): minutes (120) or SLURM's "H:MM:SS" /
+    "D-HH:MM:SS"."""
     array_parallelism: int = Field(default=32, ge=1, le=10_000)
-    """Most identity jobs of the array running at once (be kind to a shared cluster)."""
+    """Most jobs running at once (be kind to a shared cluster)."""
     setup: list[str] = Field(default_factory=list)
     """Shell lines run before each job, e.g. "module load cuda/12.1" or "source venv/bin/activate"."""
     extra: dict[str, Union[str, int]] = Field(default_factory=dict)
@@ -93,16 +97,22 @@ class ExecutionSpec(ProtocolModel):
     """Where the units of work (one identity each) run; see docs/cluster.md."""
 
     executor: Literal["local", "slurm", "submitit-local"] = "local"
-    """`local`: worker processes on this machine (one per GPU for emostyle); `slurm`: a job
-    array on a SLURM cluster; `submitit-local`: one job process per identity on this machine."""
+    """`local`: worker processes on this machine (one per GPU for emostyle); `slurm`: jobs on
+    a SLURM cluster; `submitit-local`: job processes on this machine, run like SLURM jobs."""
     jobs: int | None = Field(default=None, ge=1, le=1024)
     """Units run at once on this machine (local, submitit-local). Default with `local`: for
     schematic builds of 64 faces or more one per core, at most 8, else 1; for emostyle one per
     visible GPU, 1 without a GPU. With `submitit-local`: one per visible GPU, else one per core.
     On SLURM use `slurm.array_parallelism`."""
+    identities_per_job: Union[Literal["auto"], Annotated[int, Field(ge=1, le=100_000)]] = "auto"
+    """Identities rendered by one job (slurm, submitit-local). `auto`: one per job for emostyle
+    (each identity takes minutes; keep `gpus_per_job` per identity); for schematic, whose
+    identities take seconds, the identities are spread over the jobs that can run at once
+    (`array_parallelism`, the partition's CPUs), so that each job's start-up (a fresh
+    Python, imports) is paid once per job rather than once per identity."""
     max_retries: int = Field(default=2, ge=0, le=20)
-    """Times a failed identity job is resubmitted before the build reports it (slurm,
-    submitit-local)."""
+    """Times an identity whose job failed (an error, or killed: cancelled, out of time or
+    memory) is resubmitted before the build reports it (slurm, submitit-local)."""
     log_folder: str | None = None
     """Folder for job scripts and logs (relative to the output folder); default
     `.stimgen/jobs` inside it. Must be reachable from the cluster's nodes."""
