@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from stimgen.backends.schematic.expression import AU_NAMES
+from stimgen.facs import AU_NAMES
 from stimgen.circumplex import WEAK_REGION_DEFAULT, weak_region_flagged
 from stimgen.errors import BuildError
 from stimgen.metrics import AGGREGATE_COLUMNS, ERROR_COLUMNS

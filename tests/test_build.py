@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import stimgen
 from buildfolders import protocol_from_text, snapshot
-from stimgen.backends.schematic.expression import AU_NAMES
+from stimgen.facs import AU_NAMES
 from stimgen.build_folder import LOW_LEVEL_COLUMNS, STIMULI_COLUMNS, build_lock
 from stimgen.cli import main
 from stimgen.errors import BuildError, WeightsMissingError

@@ -82,7 +82,7 @@ ACTION_EFFECTS = [("AU09", "nose_length", -1), ("AU09", "nose_width", +1),
 
 @pytest.mark.parametrize("au, name, sign", ACTION_EFFECTS)
 def test_proxies_measure_the_actions_the_prototypes_draw(au, name, sign):
-    from stimgen.backends.schematic.expression import AU_NAMES
+    from stimgen.facs import AU_NAMES
     from stimgen.backends.schematic.geometry import face_layout
 
     for seed in (4, 11):
@@ -94,7 +94,7 @@ def test_proxies_measure_the_actions_the_prototypes_draw(au, name, sign):
 
 def test_drooping_lids_do_not_move_the_lower_lid_proxy():
     # the lower-lid proxy tells a cheek raise (AU6, happiness) from sleepy lids (AU43)
-    from stimgen.backends.schematic.expression import AU_NAMES
+    from stimgen.facs import AU_NAMES
     from stimgen.backends.schematic.geometry import face_layout
 
     person, still = sample_identity(4), dict.fromkeys(AU_NAMES, 0.0)

@@ -35,7 +35,7 @@ def _load_fan(path: Path) -> nn.Module:
 
 
 def _load_hsemotion(path: Path):
-    from stimgen.raters.hsemotion import load_hsemotion  # onnxruntime only when used
+    from stimgen.nets.hsemotion import load_hsemotion  # onnxruntime only when used
 
     return load_hsemotion(path, device="cpu")
 

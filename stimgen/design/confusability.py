@@ -11,7 +11,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from stimgen.backends.schematic.expression import (AU_NAMES, expression_units,
+from stimgen.facs import (AU_NAMES, expression_units,
                                                    prototype_units)
 from stimgen.circumplex import UnknownEmotionError, angle_to_va, emotion_by_name
 from stimgen.errors import ProtocolProblem

@@ -203,7 +203,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
 def au_profile(stimuli) -> dict | None:
     """Mean FACS action-unit intensity per emotion at its strongest intensity (schematic
     builds, whose stimuli.tsv has ``AU01`` ... columns); None when there are none."""
-    from stimgen.backends.schematic.expression import AU_NAMES
+    from stimgen.facs import AU_NAMES
 
     columns = [au for au in AU_NAMES if au in stimuli and stimuli[au].fillna(0).gt(0).any()]
     if not columns:

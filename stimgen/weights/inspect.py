@@ -121,7 +121,7 @@ def detect_kind(path: str | Path) -> str:
 def _onnx_kind(path: Path) -> str:
     """The kind of an ONNX file: the only ONNX network stimgen reads is HSEmotion's, whose
     check (input name and shape, output width) tells it from any other ONNX model."""
-    from stimgen.raters.hsemotion import load_hsemotion
+    from stimgen.nets.hsemotion import load_hsemotion
 
     load_hsemotion(path, device="cpu")       # raises HSEmotionModelError naming the mismatch
     return "hsemotion_onnx"

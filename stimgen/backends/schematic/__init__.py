@@ -1,6 +1,6 @@
 """The embedded ``schematic`` backend: parametric front-view faces drawn on the CPU.
 
-Identity from a seed (identity.py), FACS action units from valence-arousal (expression.py),
+Identity from a seed (identity.py), FACS action units from valence-arousal (stimgen/facs.py),
 curves and 68 iBUG landmarks (geometry.py), anti-aliased pixels (drawing.py).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from stimgen.backends.schematic.drawing import draw_face
-from stimgen.backends.schematic.expression import (
+from stimgen.facs import (
     ACTION_UNITS, AU_NAMES, BLEND_ANGLES, PROTOTYPES, ExpressionRangeError,
     UnknownExpressionError, expression_units, prototype_units)
 from stimgen.backends.schematic.geometry import face_layout

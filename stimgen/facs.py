@@ -1,4 +1,4 @@
-"""From a point of the valence-arousal circumplex to FACS action-unit intensities.
+"""FACS action units: their names, the emotion prototypes, and valence-arousal -> AU intensities.
 
 The basic emotions are drawn as their published action-unit prototypes; any other VA target
 blends the two prototypes on either side of its angle and scales the blend by its intensity.
