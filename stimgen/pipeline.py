@@ -9,30 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from stimgen.version import __version__
 from stimgen.backends import create_backend, showing_progress
-from stimgen.build_folder import (CACHE_SCHEMA, EXPERIMENT_DIR, FRAMES_DIR, MANIFEST_JSON,
-                                  METRICS_BY_EMOTION_CSV, METRICS_BY_INTENSITY_CSV,
-                                  PROTOCOL_YAML, REFERENCES_DIR, STIMULI_DIR, STIMULI_TSV,
-                                  TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
+from stimgen.build_folder import (CACHE_SCHEMA, FRAMES_DIR, MANIFEST_JSON, REFERENCES_DIR,
+                                  STIMULI_DIR, TEMPORARY_FILE_FOLDERS, WRITTEN_FOLDERS,
                                   build_lock, cached_records, clear_journals, frame_folders,
-                                  journaled_records, json_bytes,
-                                  prepare_output,
-                                  recorded_stimuli, remove_stale_stimuli,
-                                  remove_stale_thumbnails,
-                                  record_files,
-                                  supersede_record,
+                                  journaled_records, prepare_output, recorded_stimuli,
+                                  record_files, remove_stale_stimuli, supersede_record,
                                   table_bytes)
 from stimgen.config import resolve_execution
 from stimgen.dynamic import unmeasured_flicker
@@ -41,19 +32,20 @@ from stimgen.executors import (check_available, cheap_identities, render_units, 
                                uses_gpu, visible_gpus)
 from stimgen.interrupt import stopping_on_signals
 from stimgen.preflight import check_photos, missing_packages, photo_error
-from stimgen.ledger import (Ledger, commit_experiment, experiment_inputs,
-                            protect_collected_data, remove_partial_snapshots)
-from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
+from stimgen.finish import (FinishedFolder, assemble_manifest, describe_build, finish,
+                            protocol_bytes)
+from stimgen.ledger import (Ledger, experiment_inputs, protect_collected_data,
+                            remove_partial_snapshots)
 from stimgen.plan import IdentityUnit, plan_units
 from stimgen.protocol.execution import ExecutionSpec
-from stimgen.protocol.loader import normalised_json, protocol_sha256
+from stimgen.protocol.loader import protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy, reference_targets
-from stimgen.raters.selection import circularity, rater_models, rater_versions, resolve_raters
+from stimgen.raters.selection import rater_models, rater_versions, resolve_raters
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
-from stimgen.storage import (crash_point, disk_error, remove_empty_folders, remove_leftovers,
+from stimgen.storage import (disk_error, remove_empty_folders, remove_leftovers,
                              sha256_bytes, sha256_file)
 from stimgen.thumbnails import thumbnail_name
 from stimgen.validate import stimulus_table
@@ -248,51 +240,26 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
 
         clock = time.perf_counter()
         table = stimulus_table(protocol, units, records)
-        paths = {"stimuli": out / STIMULI_DIR, "stimuli_table": out / STIMULI_TSV,
-                 "metrics_by_emotion": out / METRICS_BY_EMOTION_CSV,
-                 "metrics_by_intensity": out / METRICS_BY_INTENSITY_CSV,
-                 "protocol": out / PROTOCOL_YAML, "manifest": out / MANIFEST_JSON}
-        ledger.write_bytes(STIMULI_TSV, table_bytes(table, "\t"))
         from stimgen.norms.current import warn_stale_norms   # a rebuild may redraw rated faces
         warn_stale_norms(out, table)
-        ledger.write_bytes(METRICS_BY_EMOTION_CSV, table_bytes(metrics_by_emotion(table), ","))
-        ledger.write_bytes(METRICS_BY_INTENSITY_CSV,
-                           table_bytes(metrics_by_intensity(table), ","))
-        ledger.write_bytes(PROTOCOL_YAML, _protocol_bytes(protocol))
-        copies = {f"{REFERENCES_DIR}/{r['label']}.png": r["source"] for r in references}
-        for relative, source in copies.items():    # pixels-only copies, for the report
-            ledger.write_bytes(relative, reference_copy(protocol.resolve(source)))
-        ledger.remove_stale(REFERENCES_DIR, keep=set(copies))
+        references_faces = [dict(r, image=f"{REFERENCES_DIR}/{r['label']}.png")
+                            for r in references]
+        finished = FinishedFolder(
+            table=table, stimuli_tsv=table_bytes(table, "\t"),
+            protocol_yaml=protocol_bytes(protocol),
+            references={r["image"]: reference_copy(protocol.resolve(r["source"]))
+                        for r in references_faces},
+            experiment_inputs=inputs, experiment=protocol,
+            manifest=assemble_manifest(
+                describe_build(protocol, protocol_sha, fingerprint, rater_info,
+                               backend.model_files),
+                table, command=command, reference_faces=references_faces, repairs=repairs),
+            stimulus_files={path: digest for r in records.values()
+                            for path, digest in record_files(r).items()},
+            thumbnails={thumbnail_name(r) for r in records.values()})
         timings["validate"] = time.perf_counter() - clock
-        crash_point("tables")
-
-        if protocol.experiment is not None:
-            _stage(progress, "planning the design and writing the PsychoPy bundle")
-            clock = time.perf_counter()
-            paths.update(_write_experiment(protocol, out, table))
-            timings["experiment"] = time.perf_counter() - clock
-            crash_point("experiment")
-        else:
-            Ledger.load(out).remove_stale(EXPERIMENT_DIR)     # stimgen's own files only
-        commit_experiment(out, inputs)
-
-        _stage(progress, "writing the report")
-        clock = time.perf_counter()
-        manifest = _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command,
-                             repairs, getattr(backend, "model_files", []))
-        manifest["reference_faces"] = [dict(r, image=f"{REFERENCES_DIR}/{r['label']}.png")
-                                  for r in references]
-        manifest.update(files=_written_files(out, records), timings=_rounded(timings))
-        from stimgen.report import write_report   # matplotlib: only where a report is made
-
-        paths["report"] = write_report(out, command=command, manifest=manifest)
-        remove_stale_thumbnails(out, {thumbnail_name(r) for r in records.values()})
-        timings["report"] = time.perf_counter() - clock
-        crash_point("report")
-
-        # the report's files and time, now that they exist: the manifest is complete
-        manifest.update(files=_written_files(out, records), timings=_rounded(timings))
-        Ledger.load(out).write_bytes(MANIFEST_JSON, json_bytes(manifest))
+        paths = finish(out, finished, command=command, timings=timings, progress=progress)
+        manifest = finished.manifest
     return BuildResult(out=out, stimuli=table, paths=paths, manifest=manifest,
                        reused_identities=reused, repairs=repairs, kept_stimuli=kept)
 
@@ -343,17 +310,6 @@ def _refuse_dry_run_without_weights(protocol: Protocol) -> None:
 def _stage(progress: bool, message: str) -> None:
     if progress:
         print(f"... {message}", file=sys.stderr, flush=True)
-
-
-def _write_experiment(protocol: Protocol, out: Path, table: pd.DataFrame) -> dict[str, Path]:
-    """Plan the counterbalanced design and write the PsychoPy bundle into ``out/experiment``."""
-    from stimgen.design import plan_design
-    from stimgen.export import write_bundle
-
-    design = plan_design(protocol.experiment, table, protocol.seed)
-    written = write_bundle(out, protocol, table, design)
-    return {"experiment": out / EXPERIMENT_DIR,
-            **{f"experiment_{name}": path for name, path in written.items()}}
 
 
 def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
@@ -506,89 +462,3 @@ def _run_jobs(protocol, pending, out, execution, progress, while_waiting=None
                                   "with this machine, then run the same command again")
         records.update({r["stimulus_id"]: r for r in fresh})
     return records
-
-
-def _protocol_bytes(protocol: Protocol) -> bytes:
-    if protocol.source_path and protocol.source_path.is_file():
-        return protocol.source_path.read_bytes()
-    data = json.loads(normalised_json(protocol))
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "stimgen": __version__}
-    for name in ("numpy", "pandas", "PIL", "pydantic", "torch", "matplotlib", "jinja2",
-                 "psychopy"):
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name) if name != "torch" else None
-            except ImportError:
-                module = None
-        if module is not None:
-            versions["pillow" if name == "PIL" else name] = getattr(module, "__version__", "?")
-    return versions
-
-
-def _written_files(out: Path, records: dict[str, dict]) -> dict[str, str]:
-    """sha256 of every file this build wrote (stimuli from their records, the rest from the
-    folder's ledger); participants' data and anyone else's files are not among them."""
-    files = Ledger.load(out).manifest_files()
-    files.update({path: digest for r in records.values()
-                  for path, digest in record_files(r).items()})
-    return dict(sorted(files.items()))
-
-
-def _manifest(protocol, protocol_sha, table, fingerprint, rater_info, command, repairs=(),
-              model_files=()) -> dict:
-    """manifest.json without ``files`` and ``timings``, which the caller fills in last."""
-    return {
-        "stimgen_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or "",
-        "protocol": {"path": str(protocol.source_path or ""),
-                     "sha256": protocol_sha,
-                     "normalized": json.loads(normalised_json(protocol))},
-        "seed": protocol.seed,
-        "identity_seeds": {i.id: i.seed for i in protocol.identities if i.seed is not None},
-        "backend": {"name": protocol.backend.name, "options": fingerprint,
-                    "model_files": list(model_files)},
-        # random tiny models (`--dry-run`, or make-tiny --install): every output is noise
-        "dry_run": any(f.get("tiny") for f in model_files),
-        "rater": _rater_entry(rater_info[0], protocol.backend.name),
-        "raters": [dict(_rater_entry(info, protocol.backend.name), primary=index == 0)
-                   for index, info in enumerate(rater_info)],
-        "versions": _versions(),
-        "files": {},
-        "timings": {},
-        "counts": manifest_counts(table),
-        "repairs": list(repairs),
-        "complete": True,
-    }
-
-
-def manifest_counts(table: pd.DataFrame) -> dict[str, int]:
-    """manifest.json's ``counts`` of a stimuli table: stimuli, passed (no flag), flagged, out
-    of tolerance and in the weak region."""
-    flagged = table["flags"] != ""
-    return {"stimuli": int(len(table)), "passed": int((~flagged).sum()),
-            "flagged": int(flagged.sum()),
-            "out_of_tolerance": int(table["out_of_tolerance"].sum()),
-            "weak_region": int(table["weak_region"].sum())}
-
-
-def _rater_entry(info, backend: str) -> dict:
-    """A rater as the manifest records it: what it is, its weights, and its circularity."""
-    from stimgen.weights import model_status
-
-    models = rater_models([info.name])
-    record = model_status(models[0]).record if models else None
-    reason = circularity(info.name, backend)
-    return {"name": info.name, "description": info.description,
-            "trained_against_generator": info.trained_against_generator,
-            "independent": not reason, "circularity": reason,
-            "weights_sha256": record.sha256 if record else None}
-
-
-def _rounded(timings: dict[str, float]) -> dict[str, float]:
-    return {stage: round(seconds, 3) for stage, seconds in timings.items()}

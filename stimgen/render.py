@@ -134,7 +134,7 @@ def _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pendin
     identity = chunk.unit.identity
     matched_later = protocol.output.match != "none"
     targets = chunk.unit.targets[chunk.start:chunk.stop]
-    batch = max(1, int(getattr(backend, "batch_size", 1)))
+    batch = max(1, int(backend.batch_size))
     correction = protocol.validation.correction
     dynamic = protocol.output.dynamic
 
@@ -253,7 +253,7 @@ def _render(backend, handle, targets, points=None) -> list:
     if points is None:
         points = [(t.valence, t.arousal) for t in targets]
     points = [(float(v), float(a)) for v, a in points]
-    if getattr(backend, "renders_prototypes", False):
+    if backend.renders_prototypes:
         return backend.render(handle, points, [t.expression for t in targets])
     return backend.render(handle, points)
 
@@ -263,7 +263,7 @@ def _render_batches(backend, handle, targets, points) -> list:
     faces: list = []
     first = 0
     while first < len(targets):
-        batch = max(1, int(getattr(backend, "batch_size", 1)))   # may halve after an OOM
+        batch = max(1, int(backend.batch_size))   # may halve after an OOM
         faces += _render(backend, handle, targets[first:first + batch],
                          points[first:first + batch])
         first += batch

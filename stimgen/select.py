@@ -11,19 +11,16 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import (EXPERIMENT_DIR, IDENTITY_RECORDS_DIR, MANIFEST_JSON,
-                                  METRICS_BY_EMOTION_CSV, METRICS_BY_INTENSITY_CSV,
-                                  NORMS_SUMMARY_JSON, NORMS_TSV, PROTOCOL_YAML, REFERENCES_DIR,
-                                  SELECTION_KEY, STATE_DIR, STIMULI_DIR, STIMULI_TSV,
-                                  WRITTEN_FOLDERS, BuildFolder, build_lock, json_bytes,
-                                  read_build_folder, read_norms, record_files,
-                                  stimulus_frames, table_bytes)
+from stimgen.build_folder import (IDENTITY_RECORDS_DIR, MANIFEST_JSON, NORMS_SUMMARY_JSON,
+                                  NORMS_TSV, PROTOCOL_YAML, SELECTION_KEY, STATE_DIR,
+                                  STIMULI_DIR, STIMULI_TSV, WRITTEN_FOLDERS, BuildFolder,
+                                  build_lock, json_bytes, read_build_folder, read_norms,
+                                  record_files, stimulus_frames)
 from stimgen.errors import DesignError, SelectionError
 from stimgen.safety import is_inside, refuse_links
 from stimgen.storage import sha256_bytes, sha256_file
@@ -442,11 +439,8 @@ def _prepare_subset_folder(out: Path, source: Path) -> None:
 
 def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, found, rule,
                          command, force, k_option: str, clock: float) -> dict:
-    from stimgen.ledger import (Ledger, commit_experiment, protect_collected_data,
-                                remove_partial_snapshots)
-    from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
-    from stimgen.pipeline import manifest_counts
-    from stimgen.version import __version__
+    from stimgen.finish import FinishedFolder, assemble_manifest, finish
+    from stimgen.ledger import Ledger, protect_collected_data, remove_partial_snapshots
 
     ids = list(choice.chosen["stimulus_id"])
     keep = source.stimuli["stimulus_id"].astype(str).isin(ids)
@@ -486,53 +480,41 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
         ledger.write_bytes(file, data)
         images.append(file)
     ledger.remove_stale(STIMULI_DIR, keep=set(images))
-    ledger.write_bytes(STIMULI_TSV, _rows_of(source.root / STIMULI_TSV, ids))
-    ledger.write_bytes(METRICS_BY_EMOTION_CSV, table_bytes(metrics_by_emotion(table), ","))
-    ledger.write_bytes(METRICS_BY_INTENSITY_CSV, table_bytes(metrics_by_intensity(table), ","))
-    ledger.write_bytes(PROTOCOL_YAML, (source.root / PROTOCOL_YAML).read_bytes())
+
     references = [r for r in source.manifest.get("reference_faces") or []
                   if (source.root / str(r.get("image", ""))).is_file()]
-    for reference in references:
-        ledger.write_bytes(reference["image"], (source.root / reference["image"]).read_bytes())
-    ledger.remove_stale(REFERENCES_DIR, keep={r["image"] for r in references})
     if found is not None:
         from stimgen.norms import subset_summary
 
         subset_norms = norms[norms["stimulus_id"].astype(str).isin(ids)]
         normed = [i for i in ids if i in set(norms["stimulus_id"].astype(str))]
-        ledger.write_bytes(NORMS_TSV, _rows_of(source.root / NORMS_TSV, normed))
-        ledger.write_bytes(NORMS_SUMMARY_JSON,
-                           json_bytes(subset_summary(found[1], subset_norms, len(table))))
+        norms_files = {NORMS_TSV: _rows_of(source.root / NORMS_TSV, normed),
+                       NORMS_SUMMARY_JSON: json_bytes(subset_summary(found[1], subset_norms,
+                                                                     len(table)))}
     else:
-        for relative in (NORMS_TSV, NORMS_SUMMARY_JSON):
-            ledger.remove(relative)
-
+        norms_files = {NORMS_TSV: None, NORMS_SUMMARY_JSON: None}
     protocol = _protocol_of(source)
-    if protocol is not None and protocol.experiment is not None:
-        _write_experiment(out, protocol, table, k_option)
-    else:
-        Ledger.load(out).remove_stale(EXPERIMENT_DIR)
-    commit_experiment(out, inputs)
-
-    manifest = {**source.manifest,
-                "stimgen_version": __version__,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "command": command or "",
-                "identity_seeds": {i: s for i, s in
-                                   (source.manifest.get("identity_seeds") or {}).items()
-                                   if i in set(table["identity"])},
-                "reference_faces": references,
-                "counts": manifest_counts(table),
-                "repairs": [], "timings": {}, "files": {},
-                SELECTION_KEY: selection, "complete": True}
-    from stimgen.report import write_report
-
-    manifest["files"] = Ledger.load(out).manifest_files()
-    write_report(out, command=command, manifest=manifest)
-    manifest["files"] = Ledger.load(out).manifest_files()    # with the report's files
-    manifest["timings"] = {"select": round(time.perf_counter() - clock, 3)}
-    Ledger.load(out).write_bytes(MANIFEST_JSON, json_bytes(manifest))
-    return manifest
+    finished = FinishedFolder(
+        table=table, stimuli_tsv=_rows_of(source.root / STIMULI_TSV, ids),
+        protocol_yaml=(source.root / PROTOCOL_YAML).read_bytes(),
+        references={r["image"]: (source.root / r["image"]).read_bytes() for r in references},
+        norms=norms_files, experiment_inputs=inputs, experiment=protocol,
+        after_design=lambda design: _warn_idle_choices(protocol, design, k_option),
+        manifest=assemble_manifest(
+            source.manifest, table, command=command, reference_faces=references,
+            identity_seeds={i: s for i, s in (source.manifest.get("identity_seeds") or {}).items()
+                            if i in set(table["identity"])},
+            **{SELECTION_KEY: selection}))
+    try:
+        finish(out, finished, command=command, timed_as=("select", clock))
+    except DesignError as error:
+        raise SelectionError(
+            f"the protocol's experiment cannot be planned over the {len(table)} chosen "
+            f"stimuli: {error.render()}",
+            hint=f"choose a K ({k_option}) or thresholds that keep what "
+                 f"{error.field_path or 'the experiment'} needs, or change that setting in "
+                 "the protocol and build again") from None
+    return finished.manifest
 
 
 def _stimulus_files(source: BuildFolder, table: pd.DataFrame) -> dict[str, str]:
@@ -563,21 +545,8 @@ def _protocol_of(source: BuildFolder):
     return Protocol.model_validate(source.protocol) if source.protocol else None
 
 
-def _write_experiment(out: Path, protocol, table: pd.DataFrame, k_option: str) -> None:
-    """The protocol's experiment planned again over the chosen stimuli."""
-    from stimgen.design import plan_design
-    from stimgen.export import write_bundle
-
-    try:
-        design = plan_design(protocol.experiment, table, protocol.seed)
-    except DesignError as error:
-        raise SelectionError(
-            f"the protocol's experiment cannot be planned over the {len(table)} chosen "
-            f"stimuli: {error.render()}",
-            hint=f"choose a K ({k_option}) or thresholds that keep what "
-                 f"{error.field_path or 'the experiment'} needs, or change that setting in "
-                 "the protocol and build again") from None
-    write_bundle(out, protocol, table, design)
+def _warn_idle_choices(protocol, design, k_option: str) -> None:
+    """Warn about answers of the subset's task that no chosen stimulus makes correct."""
     idle = idle_choices(protocol.experiment, design.table)
     if idle:
         log.warning("the subset's %s task still offers the %s %s, but no chosen stimulus "

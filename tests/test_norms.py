@@ -20,7 +20,8 @@ from scipy import stats
 
 from stimgen.build_folder import NORMS_SUMMARY_JSON, NORMS_TSV, read_build_folder
 from stimgen.cli import main
-from stimgen.norms import compute_norms, correct_labels, experiment_of, write_norms
+from stimgen.finish import write_norms
+from stimgen.norms import compute_norms, correct_labels, experiment_of
 from stimgen.norms.read import NormsError, read_responses
 from stimgen.norms.stats import (icc2, krippendorff_alpha_interval, mean_ci, rescale,
                                  unbiased_hit_rates)

@@ -22,8 +22,9 @@ __all__ = ["Backend", "PROGRESS_ENV", "Rendered", "SchematicFaces", "backend_mod
            "create_backend", "progress_enabled", "showing_progress"]
 
 
-class SchematicFaces:
-    """The embedded parametric-face backend (see docs/backends-schematic.md)."""
+class SchematicFaces(Backend):
+    """The embedded parametric-face backend (see docs/backends-schematic.md): the pipeline's
+    :class:`Backend` around :class:`stimgen.backends.schematic.SchematicBackend`, which draws."""
 
     name = "schematic"
     version = "2"                  # 2: faces from FACS action units (issue 15)

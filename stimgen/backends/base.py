@@ -46,7 +46,20 @@ class Rendered:
 
 
 class Backend(TypingProtocol):
+    """What every face generator is and can do; a backend subclasses it and overrides what
+    differs (the capabilities below are the defaults of a CPU backend without weights)."""
+
     name: str
+    #: ``render()`` takes, besides the VA points, the basic-emotion prototype each target
+    #: shows (None for the others): backends that draw FACS prototypes (schematic).
+    renders_prototypes: bool = False
+    #: Targets rendered per call (a GPU's batch; it may shrink while a build runs).
+    batch_size: int = 1
+
+    @property
+    def model_files(self) -> list[dict[str, str]]:
+        """Name, path and sha256 of every checkpoint used (manifest ``backend.model_files``)."""
+        return []
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything besides the identity and target that changes the output."""

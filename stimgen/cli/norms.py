@@ -1,6 +1,6 @@
 """`stimgen norms BUILD_DIR DATA...`: human norms of a build's stimuli from participants' data.
 
-A thin shell over :func:`stimgen.norms.write_norms`; unusable input raises a NormsError (a
+A thin shell over :func:`stimgen.finish.write_norms`; unusable input raises a NormsError (a
 StimgenError, exit status 2), usable-with-losses input is printed as warnings.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from stimgen.build_folder import NORMS_SUMMARY_JSON, STATE_DIR, build_lock
-from stimgen.norms import write_norms
+from stimgen.finish import write_norms
 
 
 @click.command("norms")

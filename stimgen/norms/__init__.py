@@ -1,8 +1,9 @@
 """Human norms of a build's stimuli (`stimgen norms`): per-stimulus valence and arousal with SD
 and 95 % CI, hit rates and Hu, reliability, and agreement with the targets and the model rater.
 
-:func:`compute_norms` is the pure part (responses in, tables out); :func:`write_norms` reads a
-build folder and the data files and writes ``norms.tsv`` and ``norms_summary.json`` into it.
+:func:`compute_norms` is the pure part (responses in, tables out); :func:`norms_files` reads a
+build folder and the data files and makes ``norms.tsv`` and ``norms_summary.json``, which
+:func:`stimgen.finish.write_norms` writes into the folder with the report.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from stimgen.norms.summary import (_emotion_rows, _finite, _model_agreement, _ra
 from stimgen.norms.stats import (icc2, krippendorff_alpha_interval, mean_ci, rescale,
                                  unbiased_hit_rates)
 
-__all__ = ["compute_norms", "write_norms", "experiment_of", "subset_summary", "match_norms",
+__all__ = ["compute_norms", "norms_files", "experiment_of", "subset_summary", "match_norms",
            "NormsMatch", "NormsError"]
 
 DEFAULT_SCALE = (1.0, 9.0)
@@ -269,35 +270,28 @@ def _by_emotion(norms: pd.DataFrame, r: pd.DataFrame, correct: dict | None) -> l
 
 
 # -- the command ----------------------------------------------------------------------------------
-def write_norms(build_dir, data, *, scale: tuple[float, float] | None = None,
-                max_missed_checks: int = 0, report: bool = True) -> tuple[Path, Responses]:
-    """Compute the norms of a build from data files and write them into the build folder.
+def norms_files(folder: BuildFolder, data, *, scale: tuple[float, float] | None = None,
+                max_missed_checks: int = 0) -> tuple[dict[str, bytes], Responses]:
+    """The norms of a build from data files: norms.tsv's and norms_summary.json's bytes.
+
+    :func:`stimgen.finish.write_norms` writes them into the build folder (`stimgen norms`).
 
     Parameters
     ----------
-    build_dir : str or Path
-        A complete build folder.
+    folder : BuildFolder
+        A complete build folder, as :func:`stimgen.build_folder.read_build_folder` reads it.
     data : sequence of str or Path
         PsychoPy data CSVs (or folders of them) and/or tidy ratings CSVs; never modified.
     scale : (float, float), optional
         Raw valence and arousal scale (low, high); default: the protocol's sliders, else 1-9.
     max_missed_checks : int
         Participants who miss more attention checks than this are excluded.
-    report : bool
-        Rewrite report.html with its "Human norms" section.
 
     Returns
     -------
-    (Path, Responses)
-        The path of norms.tsv and what was read (warnings, exclusions).
-
-    Examples
-    --------
-    >>> write_norms("build/demo", ["build/demo/experiment/data"])  # doctest: +SKIP
+    (dict, Responses)
+        {file name: bytes} of the two norms files, and what was read (warnings, exclusions).
     """
-    from stimgen.ledger import Ledger
-
-    folder = read_build_folder(build_dir)
     experiment = experiment_of(folder, scale)
     responses = read_responses(data, experiment, max_missed_checks=max_missed_checks)
     norms, summary = compute_norms(responses.table, folder.stimuli, experiment.scales,
@@ -309,10 +303,4 @@ def write_norms(build_dir, data, *, scale: tuple[float, float] | None = None,
         **summary,
         "warnings": responses.warnings,
     }
-    ledger = Ledger.load(folder.root)
-    ledger.write_bytes(NORMS_TSV, table_bytes(norms, "\t"))
-    ledger.write_bytes(NORMS_SUMMARY_JSON, json_bytes(summary))
-    if report:
-        from stimgen.report import write_report
-        write_report(folder.root)
-    return folder.root / NORMS_TSV, responses
+    return {NORMS_TSV: table_bytes(norms, "\t"), NORMS_SUMMARY_JSON: json_bytes(summary)}, responses

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stimgen.backends.base import FFHQ_FRAMING, FRAMING_KEY, Rendered
+from stimgen.backends.base import FFHQ_FRAMING, FRAMING_KEY, Backend, Rendered
 from stimgen.errors import StimgenError
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)
@@ -38,7 +38,7 @@ class IdentityHandle:
     reference: np.ndarray            # [D] identity embedding of the identity's reference face
 
 
-class EmoStyleBackend:
+class EmoStyleBackend(Backend):
     """StyleGAN2-ADA + EmoStyle edits (see docs/backends-emostyle.md).
 
     Parameters
