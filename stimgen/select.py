@@ -508,12 +508,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
     try:
         finish(out, finished, command=command, timed_as=("select", clock))
     except DesignError as error:
-        raise SelectionError(
-            f"the protocol's experiment cannot be planned over the {len(table)} chosen "
-            f"stimuli: {error.render()}",
-            hint=f"choose a K ({k_option}) or thresholds that keep what "
-                 f"{error.field_path or 'the experiment'} needs, or change that setting in "
-                 "the protocol and build again") from None
+        raise _unplannable(error, len(table), k_option) from None
     return finished.manifest
 
 
@@ -543,6 +538,27 @@ def _protocol_of(source: BuildFolder):
     from stimgen.protocol.models import Protocol
 
     return Protocol.model_validate(source.protocol) if source.protocol else None
+
+
+def _write_experiment(out: Path, protocol, table: pd.DataFrame, k_option: str) -> None:
+    """The protocol's experiment planned again over the chosen stimuli (as the finisher
+    writes it), or a SelectionError naming the setting that cannot be met."""
+    from stimgen.finish import write_experiment
+
+    try:
+        write_experiment(out, protocol, table,
+                         lambda design: _warn_idle_choices(protocol, design, k_option))
+    except DesignError as error:
+        raise _unplannable(error, len(table), k_option) from None
+
+
+def _unplannable(error: DesignError, chosen: int, k_option: str) -> SelectionError:
+    return SelectionError(
+        f"the protocol's experiment cannot be planned over the {chosen} chosen "
+        f"stimuli: {error.render()}",
+        hint=f"choose a K ({k_option}) or thresholds that keep what "
+             f"{error.field_path or 'the experiment'} needs, or change that setting in "
+             "the protocol and build again")
 
 
 def _warn_idle_choices(protocol, design, k_option: str) -> None:
