@@ -36,7 +36,7 @@ from stimgen.finish import (FinishedFolder, assemble_manifest, describe_build, f
                             protocol_bytes)
 from stimgen.ledger import (Ledger, experiment_inputs, protect_collected_data,
                             remove_partial_snapshots)
-from stimgen.plan import IdentityUnit, plan_units
+from stimgen.plan import IdentityUnit, check_spec, plan_units, rating_of
 from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.loader import protocol_sha256
 from stimgen.protocol.models import Protocol
@@ -77,6 +77,7 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
     makes its identity new work.
     """
     identity = unit.identity
+    rating = rating_of(protocol)
     files = {field: sha256_file(protocol.resolve(getattr(identity, field)))
              for field in ("image", "latent") if getattr(identity, field) is not None
              and protocol.resolve(getattr(identity, field)).is_file()}
@@ -84,10 +85,9 @@ def unit_key(protocol: Protocol, unit: IdentityUnit, backend_fingerprint: dict) 
         "schema": CACHE_SCHEMA,
         "backend": backend_fingerprint,
         # one rater keeps the key of builds made before several raters existed
-        "rater": (protocol.resolved_rater() if not protocol.validation.also
-                  else list(protocol.rater_names())),
+        "rater": (rating.primary if not protocol.validation.also else list(rating.names)),
         # a refitted rater or other weights read the same faces differently
-        "rater_versions": rater_versions(protocol.rater_names()),
+        "rater_versions": rater_versions(rating.names),
         "identity": identity.model_dump(mode="json", exclude={"source", "consent"}),
         "identity_files": files,
         "targets": [asdict(t) for t in unit.targets],
@@ -239,7 +239,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
                              matched=protocol.output.match != "none")
 
         clock = time.perf_counter()
-        table = stimulus_table(protocol, units, records)
+        table = stimulus_table(check_spec(protocol), rating_of(protocol), units, records)
         from stimgen.norms.current import warn_stale_norms   # a rebuild may redraw rated faces
         warn_stale_norms(out, table)
         references_faces = [dict(r, image=f"{REFERENCES_DIR}/{r['label']}.png")

@@ -1,4 +1,5 @@
-"""The plan of a build: which stimuli to make for which identity, with stable ids.
+"""The plan of a build: which stimuli to make for which identity, with stable ids, and the
+settings each stage takes (stimgen/settings.py), resolved here from the protocol.
 
 A protocol expands to one :class:`IdentityUnit` per identity (the unit of work that a
 worker or a cluster job runs), each holding the same ordered list of :class:`Target`.
@@ -7,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stimgen.circumplex import angle_to_va, va_to_angle
+from stimgen.circumplex import angle_to_va, va_to_angle, weak_region_flagged
 from stimgen.errors import StimgenError
 from stimgen.protocol.models import Identity, Protocol, Targets
+from stimgen.settings import CheckSpec, RatingSpec, never_installed, rating_spec
 
 
 @dataclass(frozen=True)
@@ -90,3 +92,22 @@ def plan_units(protocol: Protocol) -> list[IdentityUnit]:
                          "point label may not repeat an emotion's key; make the targets distinct")
             seen[sid.casefold()] = target
     return units
+
+
+def check_spec(protocol: Protocol) -> CheckSpec:
+    """What makes a stimulus of ``protocol`` worth a look (stimgen/validate.py), with
+    ``flag_weak_region: auto`` decided for its backend."""
+    validation = protocol.validation
+    dynamic = protocol.output.dynamic
+    return CheckSpec(
+        distance=validation.tolerance.distance, direction=validation.tolerance.direction,
+        weak_region=tuple(validation.weak_region),
+        flag_weak_region=weak_region_flagged(validation.flag_weak_region, protocol.backend.name),
+        flicker_threshold=dynamic.flicker_threshold if dynamic is not None else None)
+
+
+def rating_of(protocol: Protocol) -> RatingSpec:
+    """The raters of a protocol whose ``auto`` :func:`stimgen.raters.selection.resolve_raters`
+    made concrete (a build's, in its workers too); on any other protocol, the preview that
+    asks nothing of this machine (``auto``: the backend's own rater)."""
+    return rating_spec(protocol.validation, protocol.backend.name, installed=never_installed)

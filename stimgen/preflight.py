@@ -18,6 +18,7 @@ from stimgen.errors import BackendUnavailableError, StimgenError
 from stimgen.packages import (FACE_ALIGNMENT, FFMPEG, JAVASCRIPTHON, ONNXRUNTIME, PSYCHOPY,
                               OptionalPackage)
 from stimgen.protocol.models import Protocol
+from stimgen.settings import never_installed, rating_spec
 
 
 # -- optional packages (stimgen/packages.py) --------------------------------------------------
@@ -25,7 +26,8 @@ def needed_packages(protocol: Protocol, raters: tuple[str, ...] = ()) -> list[Op
     """The optional packages a build of ``protocol`` imports.
 
     ``raters``: every rater the build loads (:func:`stimgen.raters.selection.resolve_raters`);
-    by default the protocol's own names.
+    by default those of :func:`stimgen.settings.rating_spec` without asking what is installed
+    (the steering rater of a correction included).
 
     >>> from stimgen.protocol.models import Protocol
     >>> protocol = Protocol.model_validate({"study": {"name": "x"},
@@ -34,7 +36,8 @@ def needed_packages(protocol: Protocol, raters: tuple[str, ...] = ()) -> list[Op
     >>> [p.name for p in needed_packages(protocol)]
     ['psychopy', 'javascripthon']
     """
-    raters = raters or tuple(protocol.rater_names())
+    raters = raters or rating_spec(protocol.validation, protocol.backend.name,
+                                   installed=never_installed).names
     needed = []
     if protocol.backend.name == "emostyle" and any(i.kind == "image"
                                                    for i in protocol.identities):
@@ -43,9 +46,6 @@ def needed_packages(protocol: Protocol, raters: tuple[str, ...] = ()) -> list[Op
         needed.append(PSYCHOPY)
         if protocol.experiment.online:
             needed.append(JAVASCRIPTHON)
-    correction = protocol.validation.correction
-    if correction is not None:
-        raters = (*raters, correction.resolved_rater(protocol.backend.name))
     if "hsemotion" in raters:
         needed.append(ONNXRUNTIME)
     if protocol.output.dynamic is not None:

@@ -23,7 +23,7 @@ from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, THUMBN
                                   UNMATCHED_DIR, StimulusJournal, rater_columns)
 from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
-from stimgen.plan import IdentityUnit
+from stimgen.plan import IdentityUnit, rating_of
 from stimgen.protocol.models import Protocol
 from stimgen.raters import create_rater, rating_details
 from stimgen.raters.quality import build_quality
@@ -89,7 +89,7 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
 
 def _render_and_rate(protocol, chunk, out, on_stimuli, journal) -> list[dict[str, Any]]:
     backend = create_backend(protocol)
-    names = protocol.rater_names()
+    names = rating_of(protocol).names
     raters = {name: create_rater(name, protocol.backend.name) for name in names}
     identity = chunk.unit.identity
     handle = backend.prepare(identity)
@@ -196,7 +196,7 @@ def rate_matched(protocol: Protocol, out: Path, task: MatchedIdentity) -> list[d
     """The set stage of `match:` for one identity (in a worker process, or this one):
     composite its matched faces, rate them with the protocol's raters and save them
     (:func:`stimgen.standardise.finish_matched`); returns its records."""
-    names = protocol.rater_names()
+    names = rating_of(protocol).names
     raters = {name: create_rater(name, protocol.backend.name) for name in names}
     output = protocol.output
     return finish_matched(
@@ -216,8 +216,8 @@ def _correct(protocol: Protocol, raters: dict, drawn: list[tuple], neutral,
              draw: Callable) -> tuple[list, list, dict[str, list]]:
     """The chunk's stimuli after closed-loop correction (stimgen/correction.py): their
     targets, the kept faces and their columns."""
-    steering = protocol.validation.correction.resolved_rater(protocol.backend.name)
-    names = protocol.rater_names()
+    rating = rating_of(protocol)
+    steering, names = rating.steering, rating.names
     part = [target for batch in drawn for target in batch[0]]
     faces = [face for batch in drawn for face in batch[1]]
     ratings = {key: [value for batch in drawn for value in batch[2][key]] for key in drawn[0][2]}

@@ -16,12 +16,13 @@ from stimgen.build_folder import (CLIP_JITTER_COLUMN, CORRECTION_COLUMNS, DYNAMI
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.metrics import stimulus_errors
 from stimgen.plan import IdentityUnit, Target
-from stimgen.protocol.models import Protocol
+from stimgen.settings import CheckSpec, RatingSpec
 
 
-def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
+def stimulus_table(check: CheckSpec, rating: RatingSpec, units: list[IdentityUnit],
                    records: dict[str, dict]) -> pd.DataFrame:
-    """The stimuli.tsv table: targets, achieved VA, the five errors and the flags."""
+    """The stimuli.tsv table: targets, achieved VA, the five errors and the flags
+    (``check`` from :func:`stimgen.plan.check_spec`, ``rating`` the build's raters)."""
     rows = []
     for unit in units:
         for target in unit.targets:
@@ -37,19 +38,18 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
                                                 table["achieved_arousal"].to_numpy())
     table["achieved_angle"] = achieved_angle
     table["achieved_intensity"] = achieved_norm
-    start, end = protocol.validation.weak_region
+    start, end = check.weak_region
     angles = table["angle"].to_numpy(dtype=float)
     table["weak_region"] = ~np.isnan(angles) & in_angle_interval(np.nan_to_num(angles), start, end)
-    tolerance = protocol.validation.tolerance
-    too_far = table["distance_error"] > tolerance.distance
-    off_direction = table["direction_error"].fillna(0.0) > tolerance.direction
+    too_far = table["distance_error"] > check.distance
+    off_direction = table["direction_error"].fillna(0.0) > check.direction
     table["out_of_tolerance"] = too_far | off_direction
     # The weak region is EmoStyle's: on other backends it is recorded, not a reason to look.
-    weak_flag = table["weak_region"] & protocol.flags_weak_region()
-    disagree = raters_disagree(table, protocol.rater_names(), tolerance.distance)
-    dynamic = protocol.output.dynamic
-    flicker = (table[CLIP_JITTER_COLUMN].fillna(0.0) > dynamic.flicker_threshold
-               if dynamic is not None else pd.Series(False, index=table.index))
+    weak_flag = table["weak_region"] & check.flag_weak_region
+    disagree = raters_disagree(table, rating.names, check.distance)
+    flicker = (table[CLIP_JITTER_COLUMN].fillna(0.0) > check.flicker_threshold
+               if check.flicker_threshold is not None
+               else pd.Series(False, index=table.index))
     table["flags"] = [
         ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
                                        ("direction_tolerance", r), (RATERS_DISAGREE_FLAG, g),
@@ -57,8 +57,8 @@ def stimulus_table(protocol: Protocol, units: list[IdentityUnit],
                  if on)
         for w, d, r, g, f in zip(weak_flag, too_far, off_direction, disagree, flicker)
     ]
-    table["rater"] = protocol.resolved_rater()
-    per_rater = [column for name in protocol.rater_names()
+    table["rater"] = rating.primary
+    per_rater = [column for name in rating.names
                  for column in astuple(rater_columns(name)) if column in table.columns]
     extras = [c for c in EXTRA_COLUMNS + DYNAMIC_COLUMNS if c in table.columns]
     extras += [c for c in CORRECTION_COLUMNS if c in table.columns]     # validation.correction

@@ -37,8 +37,9 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("stimgen.checkpoints", "stimgen.detection", "stimgen.parity"),
     # 5. the weights registry
     ("stimgen.weights",),
-    # 6. the build folder's contract (file names, columns, typed readers) and its ledger
-    ("stimgen.build_folder", "stimgen.ledger", "stimgen.dynamic"),
+    # 6. the build folder's contract (file names, columns, typed readers) and its ledger;
+    #    the typed settings every stage takes, and the rules that resolve `auto`
+    ("stimgen.build_folder", "stimgen.ledger", "stimgen.dynamic", "stimgen.settings"),
     # 7. face generators
     ("stimgen.backends",),
     # 8. raters

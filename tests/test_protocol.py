@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import stimgen
 from stimgen.cli import main
 from stimgen.errors import ProtocolError
-from stimgen.plan import plan_targets
+from stimgen.plan import plan_targets, rating_of
 from stimgen.protocol.loader import load_protocol, protocol_sha256
 from stimgen.starter import STARTER_PROTOCOL
 
@@ -66,7 +66,7 @@ def test_all_emotions_and_defaults(tmp_path):
     assert protocol.targets.intensities == [0.25, 0.5, 0.75, 1.0]
     assert protocol.validation.weak_region == (242.0, 328.6)
     assert protocol.backend.name == "schematic"
-    assert protocol.resolved_rater() == "geometric"
+    assert rating_of(protocol).primary == "geometric"
     assert protocol.experiment is None
 
 

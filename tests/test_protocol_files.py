@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 import stimgen
 from stimgen.cli import main
-from stimgen.plan import plan_units
+from stimgen.plan import plan_units, rating_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = sorted((ROOT / "protocols").rglob("*.yaml"))
@@ -86,4 +86,4 @@ def test_emostyle_protocol_dry_runs_cut_down_to_one_identity(path, tmp_path, mon
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["dry_run"] is True and manifest["counts"]["stimuli"] >= 2
-    assert manifest["rater"]["name"] == stimgen.load_protocol(path).resolved_rater()
+    assert manifest["rater"]["name"] == rating_of(stimgen.load_protocol(path)).primary

@@ -15,8 +15,8 @@ import stimgen
 from stimgen.cli import main
 from stimgen.design import STIMULUS_COLUMNS, check_experiment, plan_experiment, planned_stimuli
 from stimgen.errors import DesignError, ProtocolError
+from stimgen.plan import check_spec, plan_units, rating_of
 from stimgen.validate import stimulus_table
-from stimgen.plan import plan_units
 from stimgen.protocol.loader import load_protocol
 from stimgen.protocol.models import Protocol
 
@@ -207,7 +207,7 @@ def test_planned_stimuli_are_the_rows_the_build_writes(tmp_path):
     records = {sid: {"stimulus_id": sid, "file": f"stimuli/{sid}.png", "sha256": "0",
                      "achieved_valence": 0.0, "achieved_arousal": 0.0, "width": 64, "height": 64}
                for unit in units for sid in unit.stimulus_ids()}
-    built = stimulus_table(protocol, units, records)
+    built = stimulus_table(check_spec(protocol), rating_of(protocol), units, records)
     columns = [c for c in STIMULUS_COLUMNS if not c.startswith("achieved_")]
     pd.testing.assert_frame_equal(planned[columns], built[columns])
     assert planned["achieved_valence"].isna().all() and not planned["out_of_tolerance"].any()
@@ -375,7 +375,8 @@ def test_weak_region_is_flagged_only_where_the_protocol_says(tmp_path, backend, 
     records = {sid: {"stimulus_id": sid, "file": f"stimuli/{sid}.png", "sha256": "0" * 64,
                      "width": 64, "height": 64, "achieved_valence": 0.0, "achieved_arousal": -1.0}
                for sid in (t.stimulus_id(u.identity.id) for u in units for t in u.targets)}
-    table = stimulus_table(protocol, units, records).set_index("stimulus_id")
+    table = stimulus_table(check_spec(protocol), rating_of(protocol), units,
+                           records).set_index("stimulus_id")
     tired, happy = table.loc["id01_tired_i100"], table.loc["id01_happy_i100"]
     assert bool(tired["weak_region"]) and not bool(happy["weak_region"])   # always recorded
     assert ("weak_region" in tired["flags"].split(";")) == flagged

@@ -14,6 +14,7 @@ from stimgen.backends.base import (PROGRESS_ENV, Backend, Rendered, progress_ena
 from stimgen.backends.model_needs import required_models
 from stimgen.backends.schematic import SchematicBackend
 from stimgen.errors import BackendUnavailableError
+from stimgen.settings import never_installed, rating_spec
 
 if TYPE_CHECKING:  # pragma: no cover - `stimgen rate` reads images without loading the protocol
     from stimgen.protocol.models import Identity, Protocol
@@ -68,7 +69,8 @@ def backend_models(protocol: Protocol) -> list[str]:
     if protocol.backend.name != "emostyle":
         return []
     kinds = {identity.kind for identity in protocol.identities}
-    return required_models(kinds, protocol.resolved_rater())
+    rating = rating_spec(protocol.validation, protocol.backend.name, installed=never_installed)
+    return required_models(kinds, rating.primary)
 
 
 def _emostyle_backend(protocol: Protocol, options) -> Backend:

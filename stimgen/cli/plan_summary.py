@@ -68,11 +68,10 @@ def _upload_lines(protocol, out) -> list[str]:
 def _rater_limit_lines(protocol, targets) -> list[str]:
     """A note per named basic emotion a rater of the build reads poorly
     (stimgen/raters/limits.py), so the flags it will get come as no surprise."""
+    from stimgen.plan import rating_of
     from stimgen.raters.limits import known_limits
 
-    raters = protocol.rater_names()
-    if protocol.validation.correction is not None:
-        raters += (protocol.validation.correction.resolved_rater(protocol.backend.name),)
+    raters = rating_of(protocol).names
     limits = known_limits(raters, [t.expression for t in targets], protocol.backend.name)
     return [f"note        {limit.note()}" for limit in limits]
 

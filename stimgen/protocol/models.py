@@ -24,8 +24,6 @@ from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.experiment import ExperimentSpec
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")   # used with fullmatch
-BACKENDS = ("schematic", "emostyle")
-RATERS = ("auto", "geometric", "emonet")
 
 
 def _check_emotion_name(name: str) -> str:
@@ -314,15 +312,6 @@ class Tolerance(ProtocolModel):
     """Largest acceptable direction error in degrees (not applied to neutral targets)."""
 
 
-def backend_rater(backend: str) -> str:
-    """The rater fitted on, or trained with, ``backend``'s faces (what ``auto`` falls back to).
-
-    >>> backend_rater("emostyle"), backend_rater("schematic")
-    ('emonet', 'geometric')
-    """
-    return "emonet" if backend == "emostyle" else "geometric"
-
-
 class Correction(ProtocolModel):
     """Closed-loop accuracy correction: re-request each stimulus's (valence, arousal) until the
     steering rater sees the target (docs/correction.md). Off unless this section is given."""
@@ -341,19 +330,19 @@ class Correction(ProtocolModel):
     """A stimulus stops being corrected once the steering rater's VA distance to its target is
     at most this."""
 
-    def resolved_rater(self, backend: str) -> str:
-        """The steering rater, ``auto`` resolved for ``backend``."""
-        return self.rater if self.rater != "auto" else backend_rater(backend)
-
 
 class Validation(ProtocolModel):
     """How achieved expressions are rated and checked."""
 
     rater: Literal["auto", "geometric", "emonet", "hsemotion"] = "auto"
-    """The primary rater, whose achieved valence/arousal drive tolerance and flags. `auto`:
-    for emostyle, `hsemotion` (independent of the generator) when its weights are installed,
-    with `emonet` reported beside it, else `emonet`; for schematic, `geometric`, with
-    `hsemotion` beside it when installed."""
+    """The primary rater, whose achieved valence/arousal drive tolerance and flags. `auto`,
+    decided when the build starts from what is installed on that machine: for emostyle,
+    `hsemotion` (independent of the generator) when its weights are installed, with `emonet`
+    reported beside it, else `emonet` alone; for schematic, `geometric`, with `hsemotion`
+    beside it when installed. With `correction`, a rater that steers does not judge where
+    another rater exists: that one becomes the primary rater (docs/correction.md). `stimgen
+    validate` prints the raters a build would use (the rule: stimgen/settings.py,
+    `rating_spec`)."""
     also: list[Literal["geometric", "emonet", "hsemotion"]] = Field(default_factory=list)
     """More raters reported beside the primary one (stimuli.tsv columns `valence_<rater>`,
     `arousal_<rater>`, and the report's "Do the raters agree?" section); e.g. `[hsemotion]`."""
@@ -394,11 +383,6 @@ class Validation(ProtocolModel):
             raise ValueError(f"{self.rater} is the primary rater (validation.rater); remove it "
                              f"from validation.also")
         return self
-
-    def resolved_rater(self, backend: str) -> str:
-        if self.rater != "auto":
-            return self.rater
-        return backend_rater(backend)
 
 
 class DynamicOutput(ProtocolModel):
@@ -556,14 +540,6 @@ class Protocol(ProtocolModel):
         if self.output.folder:
             return self.resolve(self.output.folder)
         return Path("build") / study_slug(self.study.name)
-
-    def resolved_rater(self) -> str:
-        return self.validation.resolved_rater(self.backend.name)
-
-    def rater_names(self) -> tuple[str, ...]:
-        """Primary rater first, then ``validation.also`` (``auto`` as :meth:`resolved_rater`)."""
-        primary = self.resolved_rater()
-        return (primary, *(name for name in self.validation.also if name != primary))
 
     def flags_weak_region(self) -> bool:
         """Whether weak-region targets are flagged on this protocol's backend."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from stimgen.errors import BackendUnavailableError, StimgenError
 from stimgen.raters.base import Rater, RaterInfo, RatingDetails, rating_details
 from stimgen.raters.geometric import GeometricRater
+from stimgen.settings import RATER_WEIGHTS
 
 __all__ = ["RATER_DESCRIPTIONS", "RATER_WEIGHTS", "Rater", "RaterInfo", "RatingDetails",
            "create_rater", "describe_rater", "rating_details"]
@@ -28,8 +29,6 @@ RATER_DESCRIPTIONS = {
                  "expression categories from a tight face crop; trained on AffectNet, "
                  "independent of both generators",
 }
-#: The registry model (stimgen/data/weights_registry.yaml) each rater loads by default.
-RATER_WEIGHTS = {"emonet": "emonet_8", "hsemotion": "hsemotion_enet_b0_8_va_mtl"}
 #: The backend whose generator was trained against a rater: EmoNet was EmoStyle's
 #: training-time critic, so its ratings of emostyle faces are circular.
 TRAINED_AGAINST = {"emonet": "emostyle"}

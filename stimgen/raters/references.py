@@ -49,7 +49,7 @@ def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
     paths = protocol.targets.from_images
     if not paths:
         return protocol, []
-    rater_name = protocol.resolved_rater()
+    rater_name = protocol.validation.rater          # resolved: a concrete name
     if rater_name == "geometric":
         raise ReferenceTargetError(
             "targets.from_images: the primary rater is geometric, which cannot rate a photo "

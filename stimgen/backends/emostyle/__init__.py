@@ -19,6 +19,7 @@ from torch import nn
 
 from stimgen.backends.base import FFHQ_FRAMING, FRAMING_KEY, Backend, Rendered
 from stimgen.errors import StimgenError
+from stimgen.settings import never_installed, rating_spec
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)
 from stimgen.backends.emostyle.models import (ModelSet, load_model_set, model_files,
@@ -62,7 +63,9 @@ class EmoStyleBackend(Backend):
         self.batch = AdaptiveBatch(self.options.batch_size)
         # landmarks for the geometric rater (it may steer a correction without being primary),
         # for the clips' jitter (output.dynamic) and to place `output.mask: oval` (issue 17)
-        self.with_landmarks = ("geometric" in protocol.rater_names()
+        rating = rating_spec(protocol.validation, protocol.backend.name,
+                             installed=never_installed)
+        self.with_landmarks = ("geometric" in rating.names
                                or protocol.output.dynamic is not None
                                or protocol.output.mask == "oval")
         self._protocol = protocol
