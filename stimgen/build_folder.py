@@ -76,11 +76,6 @@ STIMULI_COLUMNS = (
     "achieved_angle", "achieved_intensity", *ERROR_COLUMNS, "weak_region", "out_of_tolerance",
     "flags", "rater", "sha256", "width", "height",
 )
-STIMULI_NUMERIC = (
-    "angle", "intensity", "target_valence", "target_arousal", "achieved_valence",
-    "achieved_arousal", "achieved_angle", "achieved_intensity", *ERROR_COLUMNS, "width",
-    "height",
-)
 #: Aggregate metric columns shared by both metrics tables, in file order (metrics.py).
 METRIC_COLUMNS = AGGREGATE_COLUMNS
 EMOTION_COLUMNS = ("emotion", "angle", "n", *METRIC_COLUMNS, "weak_region")
@@ -115,7 +110,13 @@ class CorrectionColumns:
 CORRECTION = CorrectionColumns()
 #: In file order, after the per-rater and backend columns; the last only with a judge.
 CORRECTION_COLUMNS = astuple(CORRECTION)
-#: Flag of a stimulus whose raters disagree by more than the distance tolerance.
+#: Flags of stimuli.tsv's ``flags`` column (";"-separated), in the order they are written:
+#: a target in the weak region (where it flags on the backend), an achieved expression
+#: beyond the distance or the direction tolerance, raters that disagree by more than the
+#: distance tolerance, and a clip that flickers (:data:`FLICKER_FLAG`).
+WEAK_REGION_FLAG = "weak_region"
+DISTANCE_FLAG = "distance_tolerance"
+DIRECTION_FLAG = "direction_tolerance"
 RATERS_DISAGREE_FLAG = "raters_disagree"
 
 # -- dynamic stimuli (output.dynamic; stimgen/dynamic.py) --------------------------------------
@@ -133,6 +134,16 @@ FRAMES_DIR = "stimuli/frames"
 FRAME_FILES_KEY = "frame_files"
 #: Flag of a clip whose landmark jitter exceeds ``output.dynamic.flicker_threshold``.
 FLICKER_FLAG = "flicker"
+
+
+def stimulus_path(stimulus_id: str, extension: str, folder: str = STIMULI_DIR) -> str:
+    """Where a stimulus's image (or clip) lies in a build folder, relative to it: the one place
+    that names it.
+
+    >>> stimulus_path("id01_happy_i100", "png")
+    'stimuli/id01_happy_i100.png'
+    """
+    return f"{folder}/{stimulus_id}.{extension}"
 
 
 def record_files(record: dict) -> dict[str, str]:
@@ -337,14 +348,23 @@ def read_stimuli(path: Path) -> pd.DataFrame:
     return stimuli
 
 
+#: design.csv's yes/no columns (written 1/0 for PsychoPy), read back as booleans.
+DESIGN_FLAG_COLUMNS = ("is_practice", "is_catch")
+
+
 def read_design(path: Path) -> pd.DataFrame | None:
-    """``experiment/design.csv`` as text columns, or None when there is no experiment bundle."""
+    """``experiment/design.csv``, or None when there is no experiment bundle: text columns,
+    but the yes/no columns (:data:`DESIGN_FLAG_COLUMNS`) as booleans (:func:`as_bool`)."""
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        design = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise BuildFolderError(f"{path}: cannot be parsed ({error})") from None
+    for column in DESIGN_FLAG_COLUMNS:
+        if column in design:
+            design[column] = design[column].map(as_bool).astype(bool)
+    return design
 
 
 def read_norms(root: Path) -> tuple[pd.DataFrame, dict] | None:

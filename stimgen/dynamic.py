@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from stimgen.build_folder import (CLIP_IDENTITY_COLUMN, CLIP_JITTER_COLUMN, FRAMES_DIR,
-                                  FRAME_FILES_KEY, STIMULI_DIR, VIDEO_COLUMN,
-                                  VIDEO_SHA256_COLUMN)
+                                  FRAME_FILES_KEY, VIDEO_COLUMN,
+                                  VIDEO_SHA256_COLUMN, stimulus_path)
 from stimgen.errors import BackendUnavailableError, ProtocolProblem
 from stimgen.storage import atomic_write_bytes, sha256_bytes
 
@@ -368,7 +368,7 @@ def save_clip(out: Path, sid: str, clip: Clip, spec,
     ``encode_png``, the stills' own PNG encoder); returns the record entries: ``video``,
     ``video_sha256``, the frames' sha256 and the measures."""
     video = encode_mp4(clip.images(hold_frames(spec.hold_ms, spec.fps)), spec.fps)
-    relative = f"{STIMULI_DIR}/{sid}.{spec.format}"
+    relative = stimulus_path(sid, spec.format)
     atomic_write_bytes(out / relative, video)
     record: dict[str, Any] = {VIDEO_COLUMN: relative, VIDEO_SHA256_COLUMN: sha256_bytes(video),
                               **clip_measures(clip)}

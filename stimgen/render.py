@@ -20,7 +20,8 @@ from PIL import Image
 from stimgen.backends import create_backend
 from stimgen.backends.base import Rendered
 from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, THUMBNAILS_DIR,
-                                  UNMATCHED_DIR, StimulusJournal, rater_columns)
+                                  UNMATCHED_DIR, StimulusJournal, rater_columns,
+                                  stimulus_path)
 from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
 from stimgen.plan import IdentityUnit, rating_of
@@ -306,7 +307,7 @@ def _save_stimulus(out: Path, sid: str, fmt: str, face, ratings: dict[str, Any],
     """Write one stimulus and return its record; with ``framing``, the record has the
     low-level measures of the image as written (a JPEG's decoded pixels)."""
     data = encode_image(face.image, fmt)
-    relative = f"{folder}/{sid}.{fmt}"
+    relative = stimulus_path(sid, fmt, folder)
     atomic_write_bytes(out / relative, data)
     crash_point("stimulus")
     record = {"stimulus_id": sid, "file": relative, "sha256": sha256_bytes(data),

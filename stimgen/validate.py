@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import (CLIP_JITTER_COLUMN, CORRECTION_COLUMNS, DYNAMIC_COLUMNS,
-                                  EXTRA_COLUMNS, FLICKER_FLAG, LOW_LEVEL_COLUMNS,
-                                  MATCH_SSIM_COLUMN, RATERS_DISAGREE_FLAG,
-                                  STIMULI_COLUMNS, rater_columns)
+from stimgen.build_folder import (CLIP_JITTER_COLUMN, CORRECTION_COLUMNS, DIRECTION_FLAG,
+                                  DISTANCE_FLAG, DYNAMIC_COLUMNS, EXTRA_COLUMNS, FLICKER_FLAG,
+                                  LOW_LEVEL_COLUMNS, MATCH_SSIM_COLUMN, RATERS_DISAGREE_FLAG,
+                                  STIMULI_COLUMNS, WEAK_REGION_FLAG, rater_columns)
 from stimgen.circumplex import in_angle_interval, va_to_angle
 from stimgen.metrics import stimulus_errors
 from stimgen.plan import IdentityUnit, Target
@@ -51,8 +51,8 @@ def stimulus_table(check: CheckSpec, rating: RatingSpec, units: list[IdentityUni
                if check.flicker_threshold is not None
                else pd.Series(False, index=table.index))
     table["flags"] = [
-        ";".join(name for name, on in (("weak_region", w), ("distance_tolerance", d),
-                                       ("direction_tolerance", r), (RATERS_DISAGREE_FLAG, g),
+        ";".join(name for name, on in ((WEAK_REGION_FLAG, w), (DISTANCE_FLAG, d),
+                                       (DIRECTION_FLAG, r), (RATERS_DISAGREE_FLAG, g),
                                        (FLICKER_FLAG, f))
                  if on)
         for w, d, r, g, f in zip(weak_flag, too_far, off_direction, disagree, flicker)

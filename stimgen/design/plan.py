@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from stimgen.build_folder import as_bool
+from stimgen.build_folder import as_bool, stimulus_path
 from stimgen.circumplex import emotion_label_key, pinned_emotion_name, suggest
 from stimgen.design.counterbalance import (CATCH_STREAM, LIST_STREAM, PRACTICE_STREAM,
                                            constrained_shuffle, group_name,
@@ -672,7 +672,7 @@ def planned_stimuli(units: Sequence[IdentityUnit], image_format: str = "png") ->
     for unit in units:
         for target, sid in zip(unit.targets, unit.stimulus_ids()):
             rows.append({
-                "stimulus_id": sid, "file": f"stimuli/{sid}.{image_format}",
+                "stimulus_id": sid, "file": stimulus_path(sid, image_format),
                 "identity": unit.identity.id, "target_kind": target.kind,
                 "emotion": target.emotion,
                 "angle": np.nan if target.angle is None else target.angle,

@@ -60,7 +60,7 @@ def experiment_of(folder: BuildFolder, scale: tuple[float, float] | None = None)
     choices = getattr(task, "choices", None) or []
     trials, lists = {}, {}
     if folder.design is not None and "group" in folder.design:
-        main = folder.design[~folder.design["is_practice"].map(as_bool)]
+        main = folder.design[~folder.design["is_practice"].map(as_bool).astype(bool)]
         trials = main.groupby("group").size().astype(int).to_dict()
         if LIST_COLUMN in main:
             lists = {str(s): int(k) for s, k in zip(main["stim_id"], main[LIST_COLUMN])}

@@ -14,8 +14,6 @@ from pydantic_core import PydanticCustomError
 
 from stimgen.protocol.base import ProtocolModel
 
-EXECUTORS = ("local", "slurm", "submitit-local")
-
 # sbatch options stimgen sets itself: overriding them would lose the logs or the array.
 _RESERVED_SBATCH = {"array", "output", "error", "open-mode", "job-name", "signal", "wckey"}
 _SLURM_TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")

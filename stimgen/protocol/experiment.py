@@ -208,11 +208,6 @@ class PassiveTask(ProtocolModel):
     """Catch trials (none by default)."""
 
 
-def _intensity_scale() -> RatingScale:
-    return RatingScale(question="How intense is this expression?",
-                       labels=["not at all intense", "extremely intense"])
-
-
 class NormingTask(ProtocolModel):
     """A norming study: each face rated on valence and arousal (9-point scales in the
     Self-Assessment Manikin convention), optionally on intensity, optionally named by a forced

@@ -16,7 +16,7 @@ from stimgen.circumplex import PUBLISHED_TABLE_CITATION, PUBLISHED_TABLE_RATER, 
 from stimgen.version import __version__
 from stimgen.ledger import Ledger
 from stimgen.build_folder import (REPORT_ASSETS_DIR, REPORT_HTML, SELECTION_KEY, THUMBNAILS_DIR,
-                                  BuildFolder, BuildFolderError, read_build_folder)
+                                  BuildFolder, BuildFolderError, as_bool, read_build_folder)
 from stimgen.raters.limits import emotion_limit
 from stimgen.report.agreement import agreement_section, build_raters
 from stimgen.report.norms import norms_context, norms_figure
@@ -224,7 +224,7 @@ def confusable_warnings(design, manifest: dict) -> list[str]:
         return []
     from stimgen.design.confusability import confusable_choices
 
-    main = design[design["is_practice"].astype(str).isin(["0", "False", "false"])]
+    main = design[~design["is_practice"].map(as_bool).astype(bool)]
     return [problem.message for problem in confusable_choices(main)]
 
 

@@ -12,7 +12,8 @@ import pandas as pd
 
 from stimgen.circumplex import WEAK_REGION_DEFAULT, read_anchor_table
 from stimgen.metrics import overall
-from stimgen.build_folder import METRIC_COLUMNS, RATERS_DISAGREE_FLAG, rater_columns
+from stimgen.build_folder import (DIRECTION_FLAG, DISTANCE_FLAG, METRIC_COLUMNS,
+                                  RATERS_DISAGREE_FLAG, WEAK_REGION_FLAG, as_bool, rater_columns)
 
 #: (metric stem, heading, decimals) of the mean ± SD pairs, in the published table's order.
 ERROR_METRICS = (
@@ -167,17 +168,17 @@ def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, f
     start, end = weak_region
     reasons = []
     for flag in stimulus["flag_list"]:
-        if flag == "weak_region":
+        if flag == WEAK_REGION_FLAG:
             published = (start, end) == WEAK_REGION_DEFAULT
             reasons.append(f"target in the weak region {start:g}°–{end:g}°"
                            + (" (published EmoStyle misses by 0.4–0.7 there)" if published
                               else ""))
-        elif flag == "distance_tolerance":
+        elif flag == DISTANCE_FLAG:
             limit = tolerance.get("distance")
             reasons.append(f"VA distance {format_number(stimulus['distance_error'], 2)}"
                            + (f" exceeds the tolerance {limit:g}" if limit is not None
                               else " exceeds the distance tolerance"))
-        elif flag == "direction_tolerance":
+        elif flag == DIRECTION_FLAG:
             limit = tolerance.get("direction")
             reasons.append(f"direction error {format_number(stimulus['direction_error'], 1)}°"
                            + (f" exceeds the tolerance {limit:g}°" if limit is not None
@@ -186,7 +187,7 @@ def flag_reasons(stimulus: dict, *, tolerance: dict, weak_region: tuple[float, f
             reasons.append("raters disagree: " + disagreement_text(stimulus, tolerance, others))
         else:
             reasons.append(flag.replace("_", " "))
-    if stimulus["out_of_tolerance"] and not {"distance_tolerance", "direction_tolerance"} & set(
+    if stimulus["out_of_tolerance"] and not {DISTANCE_FLAG, DIRECTION_FLAG} & set(
             stimulus["flag_list"]):
         reasons.append("out of tolerance")
     return reasons
@@ -255,11 +256,13 @@ def design_summary(design: pd.DataFrame | None) -> dict | None:
     counted = {name: column for name, column in counted.items() if column in design.columns}
     entries = []
     for name, trials in groups:
-        practice = _is_true(trials["is_practice"]) if "is_practice" in trials else None
+        practice = (trials["is_practice"].map(as_bool).astype(bool) if "is_practice" in trials
+                    else None)
         main = trials[~practice] if practice is not None else trials
         entry = {"group": str(name), "trials": len(main),
                  "practice": int(practice.sum()) if practice is not None else None,
-                 "catch": int(_is_true(main["is_catch"]).sum()) if "is_catch" in main else None,
+                 "catch": (int(main["is_catch"].map(as_bool).sum()) if "is_catch" in main
+                           else None),
                  "blocks": int(main["block"].nunique()) if "block" in main else None}
         entry.update({n: int(main[c].nunique()) for n, c in counted.items()})
         if "emotion" in main and len(main):
@@ -311,6 +314,3 @@ def _level_name(label: str, rows: pd.DataFrame) -> str:
             return f"{column} {label}"
     return label
 
-
-def _is_true(column: pd.Series) -> pd.Series:
-    return column.astype(str).str.strip().str.lower().isin(("1", "true", "yes"))

@@ -297,11 +297,6 @@ def fetch_model(name: str, *, home: Path | str | None = None, force: bool = Fals
                         "\n".join(f"  - {e.message}" for e in errors), hint=errors[-1].hint)
 
 
-def fetch_models(names: Iterable[str], **kwargs) -> dict[str, Path]:
-    """:func:`fetch_model` for each name, in order; stops at the first failure."""
-    return {name: fetch_model(name, **kwargs) for name in names}
-
-
 # ----------------------------------------------------------------------------- add / verify
 
 def add_model(name: str, source: Path | str, *, home: Path | str | None = None,
