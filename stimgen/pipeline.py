@@ -427,7 +427,7 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
     workers = _worker_count(execution.jobs if execution is not None else None, protocol,
                             total, gpus) if local else 1
     with worker_map(workers, gpus) as run:
-        records = match_stage(protocol, units, keys, records, out,
+        records = match_stage(output, units, keys, records, out,
                               finish=partial(rate_matched, protocol, out), run=run,
                               timings=timings)
     timings["match"] = time.perf_counter() - clock

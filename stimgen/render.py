@@ -89,18 +89,7 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
 
 
 def _render_and_rate(protocol, chunk, out, on_stimuli, journal) -> list[dict[str, Any]]:
-    backend = create_backend(protocol)
-    names = rating_of(protocol).names
-    raters = {name: create_rater(name, protocol.backend.name) for name in names}
-    identity = chunk.unit.identity
-    handle = backend.prepare(identity)
-    neutral = backend.render(handle, [(0.0, 0.0)])[0]
-    # issue 17: greyscale / oval mask / background on every face before it is rated (and on
-    # corrected faces and clip frames); with `match:` the set stage (standardise.match_stage)
-    # matches, rates and saves, so the units keep the unmasked faces and rate only to correct
-    framing = standardisation(protocol.output, neutral)
-    neutral = framing.apply(neutral)
-
+    drawing = IdentityDrawing.start(protocol, chunk.unit.identity, out)
     pending: list[tuple] = []          # (still, clip) futures of each stimulus, in order
     journaled = 0
 
@@ -121,64 +110,35 @@ def _render_and_rate(protocol, chunk, out, on_stimuli, journal) -> list[dict[str
 
     try:
         with ThreadPoolExecutor(max_workers=2) as writers:
-            _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pending,
-                           framing, neutral, handle, journal_finished, on_stimuli)
+            _draw_and_save(protocol, drawing, chunk, writers, pending, journal_finished,
+                           on_stimuli)
     finally:
         journal_finished(wait=True)     # the writers have finished: record what they wrote
     return [dict(still.result(), **(clip.result() if clip else {})) for still, clip in pending]
 
 
-def _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pending, framing,
-                   neutral, handle, journal_finished, on_stimuli) -> None:
+def _draw_and_save(protocol, drawing: IdentityDrawing, chunk, writers, pending,
+                   journal_finished, on_stimuli) -> None:
     """Draw and rate every batch of ``chunk`` not already ``done``, hand its faces to
-    ``writers`` and add their futures to ``pending``."""
+    ``writers`` and add their futures to ``pending``: each batch is saved as soon as it is
+    rated, or, with closed-loop correction, the whole chunk once it is corrected."""
     identity = chunk.unit.identity
-    matched_later = protocol.output.match != "none"
     targets = chunk.unit.targets[chunk.start:chunk.stop]
-    batch = max(1, int(backend.batch_size))
     correction = protocol.validation.correction
-    dynamic = protocol.output.dynamic
-
-    def framed(faces) -> list:
-        return [framing.apply(face, keep_unframed=matched_later) for face in faces]
-
-    def save(part, faces, ratings) -> None:
-        # issue 19: each stimulus's clip, neutral -> the VA its still was drawn at (after
-        # issue 18's correction, the kept request); the apex is the still, so the still's
-        # rating is the clip's
-        clips = ([None] * len(part) if dynamic is None else write_clips(
-            writers, out, [t.stimulus_id(identity.id) for t in part],
-            render_clips(lambda ts: framed(_render(backend, handle, ts)),
-                         _as_drawn(part, ratings), faces, neutral, dynamic, batch),
-            dynamic, _png))
-        for index, (target, face) in enumerate(zip(part, faces)):
-            sid = target.stimulus_id(identity.id)
-            columns = {key: values[index] for key, values in ratings.items()}
-            columns.update(framing.record_fields())
-            if matched_later:      # the unmasked face, for the set stage
-                face = unframed(face)
-                columns.update(deferred_fields(face, neutral, framing.oval))
-                job = writers.submit(_save_stimulus, out, sid, "png", face, columns, None,
-                                     UNMATCHED_DIR)
-            else:
-                job = writers.submit(_save_stimulus, out, sid, protocol.output.format,
-                                     face, columns, framing)
-            pending.append((job, clips[index]))
 
     def new(part) -> int:
         return sum(1 for t in part if t.stimulus_id(identity.id) not in chunk.done)
 
     drawn: list[tuple] = []       # the whole chunk, held for correction (issue 18)
-    for first in range(0, len(targets), batch):
-        part = targets[first:first + batch]
+    for first in range(0, len(targets), drawing.batch):
+        part = targets[first:first + drawing.batch]
         if not new(part):         # finished by an earlier run
             continue
-        faces = framed(_render(backend, handle, part))
-        alone = [target.kind == "neutral" for target in part]
-        ratings = ({} if matched_later and correction is None    # rated after matching
-                   else rate_faces(raters, faces, neutral, alone, multiple=len(names) > 1))
+        faces = drawing.draw(part)
+        ratings = ({} if drawing.matched_later and correction is None  # rated after matching
+                   else drawing.rate(part, faces))
         if correction is None:
-            save(part, faces, ratings)
+            drawing.save(writers, part, faces, ratings, pending)
             journal_finished()
             if on_stimuli:
                 on_stimuli(new(part))
@@ -186,11 +146,89 @@ def _draw_and_save(protocol, backend, raters, names, chunk, out, writers, pendin
         else:
             drawn.append((part, faces, ratings))
     if drawn:                     # closed-loop correction: every stimulus of the chunk at once
-        save(*_correct(protocol, raters, drawn, neutral,
-                       lambda part, points: framed(_render_batches(backend, handle, part,
-                                                                   points))))
+        drawing.save(writers, *_correct(protocol, drawing.raters, drawn, drawing.neutral,
+                                        drawing.redraw), pending)
         if on_stimuli:
             on_stimuli(sum(new(part) for part, _, _ in drawn))
+
+
+@dataclass
+class IdentityDrawing:
+    """One identity's faces in the making, as composable steps: :meth:`draw` (render and
+    frame), :meth:`rate`, :meth:`redraw` (at corrected requests) and :meth:`save` (the still,
+    or with ``match:`` the unmasked face for the set stage; and its clip with
+    ``output.dynamic``). :func:`render_and_rate` runs them over a chunk's batches."""
+
+    backend: Any
+    handle: Any                   # the prepared identity
+    raters: dict                  # name -> rater, primary first
+    framing: Standardisation      # greyscale, oval mask, background (issue 17)
+    neutral: Rendered             # the identity's neutral face, framed
+    identity: str
+    out: Path
+    image_format: str             # output.format
+    matched_later: bool           # output.match: rated and saved by the set stage
+    batch: int                    # targets per backend call, as the identity starts
+    dynamic: Any = None           # output.dynamic: a clip of every stimulus (issue 19)
+
+    @classmethod
+    def start(cls, protocol: Protocol, identity, out: Path) -> IdentityDrawing:
+        """Create the backend and the raters, prepare ``identity`` and draw its neutral face."""
+        backend = create_backend(protocol)
+        raters = {name: create_rater(name, protocol.backend.name)
+                  for name in rating_of(protocol).names}
+        handle = backend.prepare(identity)
+        neutral = backend.render(handle, [(0.0, 0.0)])[0]
+        # issue 17: greyscale / oval mask / background on every face before it is rated (and
+        # on corrected faces and clip frames); with `match:` the set stage
+        # (standardise.match_stage) matches, rates and saves, so the units keep the unmasked
+        # faces and rate only to correct
+        framing = standardisation(protocol.output, neutral)
+        return cls(backend, handle, raters, framing, framing.apply(neutral), identity.id, out,
+                   protocol.output.format, protocol.output.match != "none",
+                   max(1, int(backend.batch_size)), protocol.output.dynamic)
+
+    def framed(self, faces) -> list:
+        return [self.framing.apply(face, keep_unframed=self.matched_later) for face in faces]
+
+    def draw(self, part) -> list:
+        """The framed faces of the targets ``part``, in one backend call."""
+        return self.framed(_render(self.backend, self.handle, part))
+
+    def redraw(self, part, points) -> list:
+        """The framed faces of ``part`` at ``points`` (corrected requests), in batches."""
+        return self.framed(_render_batches(self.backend, self.handle, part, points))
+
+    def rate(self, part, faces) -> dict[str, list]:
+        """Every rater's reading of ``faces`` (the neutral target rated alone)."""
+        alone = [target.kind == "neutral" for target in part]
+        return rate_faces(self.raters, faces, self.neutral, alone,
+                          multiple=len(self.raters) > 1)
+
+    def save(self, writers, part, faces, ratings, pending: list) -> None:
+        """Hand each stimulus's files to ``writers``: its clip (issue 19: neutral -> the VA its
+        still was drawn at, after issue 18's correction the kept request; the apex is the
+        still, so the still's rating is the clip's), then its still; the futures (still,
+        clip) of each go into ``pending`` as they are handed over, in order."""
+        ids = [t.stimulus_id(self.identity) for t in part]
+        clips = ([None] * len(part) if self.dynamic is None else write_clips(
+            writers, self.out, ids,
+            render_clips(lambda ts: self.draw(ts), _as_drawn(part, ratings), faces,
+                         self.neutral, self.dynamic, self.batch),
+            self.dynamic, _png))
+        for index, (sid, face) in enumerate(zip(ids, faces)):
+            columns = {key: values[index] for key, values in ratings.items()}
+            columns.update(self.framing.record_fields())
+            pending.append((self._save_still(writers, sid, face, columns), clips[index]))
+
+    def _save_still(self, writers, sid: str, face, columns: dict):
+        if self.matched_later:      # the unmasked face, for the set stage
+            face = unframed(face)
+            columns.update(deferred_fields(face, self.neutral, self.framing.oval))
+            return writers.submit(_save_stimulus, self.out, sid, "png", face, columns, None,
+                                  UNMATCHED_DIR)
+        return writers.submit(_save_stimulus, self.out, sid, self.image_format, face,
+                              columns, self.framing)
 
 
 def rate_matched(protocol: Protocol, out: Path, task: MatchedIdentity) -> list[dict[str, Any]]:

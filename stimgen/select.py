@@ -499,7 +499,7 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
         protocol_yaml=(source.root / PROTOCOL_YAML).read_bytes(),
         references={r["image"]: (source.root / r["image"]).read_bytes() for r in references},
         norms=norms_files, experiment_inputs=inputs, experiment=protocol,
-        after_design=lambda design: _warn_idle_choices(protocol, design, k_option),
+        after_design=lambda design: _warn_idle_choices(protocol.experiment, design, k_option),
         manifest=assemble_manifest(
             source.manifest, table, command=command, reference_faces=references,
             identity_seeds={i: s for i, s in (source.manifest.get("identity_seeds") or {}).items()
@@ -547,7 +547,8 @@ def _write_experiment(out: Path, protocol, table: pd.DataFrame, k_option: str) -
 
     try:
         write_experiment(out, protocol, table,
-                         lambda design: _warn_idle_choices(protocol, design, k_option))
+                         lambda design: _warn_idle_choices(protocol.experiment, design,
+                                                           k_option))
     except DesignError as error:
         raise _unplannable(error, len(table), k_option) from None
 
@@ -561,14 +562,14 @@ def _unplannable(error: DesignError, chosen: int, k_option: str) -> SelectionErr
              "the protocol and build again")
 
 
-def _warn_idle_choices(protocol, design, k_option: str) -> None:
+def _warn_idle_choices(experiment, design, k_option: str) -> None:
     """Warn about answers of the subset's task that no chosen stimulus makes correct."""
-    idle = idle_choices(protocol.experiment, design.table)
+    idle = idle_choices(experiment, design.table)
     if idle:
         log.warning("the subset's %s task still offers the %s %s, but no chosen stimulus "
                     "shows %s, so that answer is never correct: keep some of its stimuli with "
                     "a larger %s or looser thresholds, or remove the choice from "
-                    "the protocol and build again", protocol.experiment.task.type,
+                    "the protocol and build again", experiment.task.type,
                     "choice" if len(idle) == 1 else "choices", ", ".join(idle),
                     "that emotion" if len(idle) == 1 else "their emotions", k_option)
 

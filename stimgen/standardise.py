@@ -319,11 +319,13 @@ def serial_map(function: Callable, items) -> Iterator:
     return map(function, items)
 
 
-def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict], out: Path,
+def match_stage(output, units, keys: dict[str, str], records: dict[str, dict], out: Path,
                 finish: Callable[[MatchedIdentity], list[dict]], run: Callable = serial_map,
                 timings: dict[str, float] | None = None) -> dict[str, dict]:
     """Match every group's images (the whole set, or each identity), then rate and save them.
 
+    ``output`` is the protocol's ``output`` section (``match``, ``match_scope``,
+    ``match_ssim_iterations``, ``background``); nothing else of the protocol is read.
     ``records`` are the units' records, whose files are the unmatched faces (greyscale,
     before the mask). ``finish(MatchedIdentity) -> records`` composites, rates and saves one
     identity's matched faces (:func:`stimgen.render.finish_matched`). ``run(function,
@@ -337,7 +339,6 @@ def match_stage(protocol, units, keys: dict[str, str], records: dict[str, dict],
     timings = {} if timings is None else timings
     timings.setdefault("match_images", 0.0)
     timings.setdefault("match_rate_write", 0.0)
-    output = protocol.output
     by_identity = {unit.identity.id: unit for unit in units}
     method = {"match": output.match, "passes": COMBINED_PASSES, "version": MATCHING_VERSION}
     if output.match in ("histogram", "histogram+spectrum"):     # the others never read it
