@@ -41,14 +41,13 @@ from stimgen.build_folder import (JOBS_DIR, cached_records, clear_journals, iden
                                   journaled_records, store_records)
 from stimgen.errors import BackendUnavailableError, BuildError
 from stimgen.interrupt import STOP_SIGNALS, StopRequested, signal_name
-from stimgen.plan import plan_units
 from stimgen.render import Chunk, identity_chunks, render_and_rate
 from stimgen.wording import quantity
 
 if TYPE_CHECKING:  # pragma: no cover
     from stimgen.plan import IdentityUnit
     from stimgen.protocol.execution import ExecutionSpec
-    from stimgen.protocol.models import Protocol
+    from stimgen.settings import RenderSpec
 
 JOBS_FOLDER = JOBS_DIR                 # default job scripts and logs, inside the output folder
 #: Seconds a job that SLURM reports as ended may take to show its result file (shared file
@@ -211,7 +210,7 @@ def _pool_processes(before: set[int]) -> list[multiprocessing.Process]:
     return [p for p in multiprocessing.active_children() if p.pid not in before]
 
 
-def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, workers: int,
+def run_chunks(spec: "RenderSpec", chunks: list["Chunk"], out: Path, *, workers: int,
                on_result: Callable[["Chunk", list[dict]], None],
                on_progress: Callable[[int], None] | None = None,
                gpus: Sequence[str] = (), while_waiting: Callable[[], None] | None = None
@@ -220,7 +219,7 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
 
     Parameters
     ----------
-    protocol, chunks, out
+    spec, chunks, out
         What :func:`stimgen.render.render_and_rate` needs.
     workers : int
         Worker processes; 1 renders in this process.
@@ -236,12 +235,12 @@ def run_chunks(protocol: "Protocol", chunks: list["Chunk"], out: Path, *, worker
     """
     if workers <= 1:
         for chunk in chunks:
-            on_result(chunk, render_and_rate(protocol, chunk, out, on_stimuli=on_progress))
+            on_result(chunk, render_and_rate(spec, chunk, out, on_stimuli=on_progress))
         return
     before = {p.pid for p in multiprocessing.active_children()}
     pool = _worker_pool(workers, gpus)
     try:
-        futures = {pool.submit(_render_in_worker, protocol, chunk, out): chunk
+        futures = {pool.submit(_render_in_worker, spec, chunk, out): chunk
                    for chunk in chunks}
         if while_waiting is not None:
             while_waiting()
@@ -360,9 +359,9 @@ def _collecting(function: Callable, item) -> tuple[Any, WorkerWarnings, int | No
         (str(w.message), w.category, w.filename, w.lineno) for w in caught]), stopped
 
 
-def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
+def _render_in_worker(spec, chunk, out) -> tuple[list[dict], WorkerWarnings, int | None]:
     """:func:`render_and_rate` of one chunk in a worker process (see :func:`_collecting`)."""
-    records, raised, stopped = _collecting(partial(render_and_rate, protocol, out=out), chunk)
+    records, raised, stopped = _collecting(partial(render_and_rate, spec, out=out), chunk)
     return records or [], raised, stopped
 
 
@@ -371,12 +370,13 @@ def _render_in_worker(protocol, chunk, out) -> tuple[list[dict], WorkerWarnings,
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobBatch:
-    """What one job renders; pickled into the job (the protocol pickles whole)."""
+    """What one job renders; pickled into the job."""
 
-    protocol: "Protocol"
+    spec: "RenderSpec"                         # what drawing needs (stimgen.plan.render_spec)
     out: Path                                  # the build folder, absolute (shared with the nodes)
     identities: tuple[tuple[str, str], ...]    # (identity id, its cache key), in plan order
     workers: int = 1                           # worker processes inside the job
+    units: tuple["IdentityUnit", ...] = ()     # the identities' planned targets, in that order
 
     @property
     def identity_ids(self) -> list[str]:
@@ -391,16 +391,14 @@ def render_identities(batch: JobBatch) -> dict[str, Any]:
     stimulus is journaled as it is written, so that the identity's next job (a retry, or
     the next run of the build) draws only the rest. Returns the job's timings: ``startup``
     (seconds from the process's start until rendering begins: Python, imports, unpickling
-    the protocol; None where unknown), ``render`` (the rest) and ``identities``.
+    what it renders; None where unknown), ``render`` (the rest) and ``identities``.
     """
     began = time.perf_counter()
     startup = process_age()
     _follow_slurm_signals()
     try:
-        protocol = batch.protocol
         keys = dict(batch.identities)
-        pending = [(unit, keys[unit.identity.id]) for unit in plan_units(protocol)
-                   if unit.identity.id in keys]
+        pending = [(unit, keys[unit.identity.id]) for unit in batch.units]
         workers = max(1, min(batch.workers, len(_usable_cpus()), len(pending) * 4))
         finished = {unit.identity.id: journaled_records(batch.out, unit.identity.id, key)
                     for unit, key in pending}
@@ -419,8 +417,9 @@ def render_identities(batch: JobBatch) -> dict[str, Any]:
             print(f"stimgen: identity {unit.identity.id} done in "
                   f"{time.perf_counter() - rendering:.1f} s", flush=True)
 
-        render_units(protocol, pending, batch.out, workers=workers,
-                     split=cheap_identities(protocol), finished=finished, on_stored=stored)
+        render_units(batch.spec, pending, batch.out, workers=workers,
+                     split=cheap_identities(batch.spec.backend), finished=finished,
+                     on_stored=stored)
         return {"startup": startup, "render": time.perf_counter() - rendering,
                 "identities": len(pending)}
     except StopRequested as stop:      # SLURM ends the job (_follow_slurm_signals)
@@ -428,7 +427,7 @@ def render_identities(batch: JobBatch) -> dict[str, Any]:
         raise
 
 
-def render_units(protocol: "Protocol", pending: Sequence[tuple["IdentityUnit", str]],
+def render_units(spec: "RenderSpec", pending: Sequence[tuple["IdentityUnit", str]],
                  out: Path, *, workers: int, split: bool, gpus: Sequence[str] = (),
                  finished: Mapping[str, Mapping[str, dict]] | None = None,
                  on_stored: Callable[["IdentityUnit", list[dict]], None] | None = None,
@@ -444,7 +443,8 @@ def render_units(protocol: "Protocol", pending: Sequence[tuple["IdentityUnit", s
 
     Parameters
     ----------
-    protocol : Protocol
+    spec : RenderSpec
+        What drawing needs (:func:`stimgen.plan.render_spec`).
     pending : sequence of (IdentityUnit, key)
         The identities to draw and their cache keys.
     out : Path
@@ -494,7 +494,7 @@ def render_units(protocol: "Protocol", pending: Sequence[tuple["IdentityUnit", s
     for unit, key in pending:          # finished before the last run stopped, not yet stored
         if left[unit.identity.id] == 0:
             store(unit, key)
-    run_chunks(protocol, chunks, out, workers=workers, on_result=collect,
+    run_chunks(spec, chunks, out, workers=workers, on_result=collect,
                on_progress=on_progress, gpus=gpus, while_waiting=while_waiting)
     return stored
 
@@ -642,13 +642,14 @@ def local_job_slots(execution: "ExecutionSpec", units: int, gpus: Sequence[str])
     return max(1, min(os.cpu_count() or 1, units))
 
 
-def cheap_identities(protocol: "Protocol") -> bool:
-    """Whether an identity takes seconds, not minutes (schematic faces): such identities are
-    split among local workers and share a job, so that start-up costs do not dominate."""
-    return protocol.backend.name == "schematic"
+def cheap_identities(backend) -> bool:
+    """Whether an identity of ``backend`` (the protocol's backend section) takes seconds, not
+    minutes (schematic faces): such identities are split among local workers and share a
+    job, so that start-up costs do not dominate."""
+    return backend.name == "schematic"
 
 
-def identities_per_job(execution: "ExecutionSpec", protocol: "Protocol", identities: int,
+def identities_per_job(execution: "ExecutionSpec", backend, identities: int,
                        slots: int) -> int:
     """How many identities one job renders: ``execution.identities_per_job``, or with
     ``auto`` one for emostyle and, for cheap identities, as many as spreads them evenly over
@@ -661,14 +662,16 @@ def identities_per_job(execution: "ExecutionSpec", protocol: "Protocol", identit
     >>> demo = protocol_from_text("study: {name: d}\\nidentities: [{id: a, seed: 1}]\\n"
     ...                           "targets: {emotions: [happy]}\\n")
     >>> auto = ExecutionSpec(executor="slurm")
-    >>> identities_per_job(auto, demo, 40, slots=16), identities_per_job(auto, demo, 4, slots=32)
+    >>> schematic = demo.backend
+    >>> (identities_per_job(auto, schematic, 40, slots=16),
+    ...  identities_per_job(auto, schematic, 4, slots=32))
     (3, 1)
-    >>> identities_per_job(auto.model_copy(update={"identities_per_job": 5}), demo, 40, 16)
+    >>> identities_per_job(auto.model_copy(update={"identities_per_job": 5}), schematic, 40, 16)
     5
     """
     if execution.identities_per_job != "auto":
         return int(execution.identities_per_job)
-    if not cheap_identities(protocol):
+    if not cheap_identities(backend):
         return 1
     return max(1, math.ceil(identities / max(1, slots)))
 
@@ -685,18 +688,19 @@ def job_slots(execution: "ExecutionSpec", identities: int, gpus: Sequence[str],
     return max(1, min(slots, identities))
 
 
-def job_workers(execution: "ExecutionSpec", protocol: "Protocol") -> int:
+def job_workers(execution: "ExecutionSpec", backend) -> int:
     """Worker processes inside one job: its CPUs for cheap identities on SLURM, else 1
     (an emostyle identity runs in one process, on its GPU)."""
-    if execution.executor == "slurm" and cheap_identities(protocol):
+    if execution.executor == "slurm" and cheap_identities(backend):
         return execution.slurm.cpus_per_job
     return 1
 
 
-def uses_gpu(protocol: "Protocol") -> bool:
-    """Whether the protocol's backend renders on a GPU (emostyle, unless told to use the CPU)."""
-    options = getattr(protocol.backend, "options", None)
-    return protocol.backend.name == "emostyle" and getattr(options, "device", "cpu") != "cpu"
+def uses_gpu(backend) -> bool:
+    """Whether ``backend`` (the protocol's backend section) renders on a GPU (emostyle,
+    unless told to use the CPU)."""
+    options = getattr(backend, "options", None)
+    return backend.name == "emostyle" and getattr(options, "device", "cpu") != "cpu"
 
 
 # --------------------------------------------------------------------------------------
@@ -742,7 +746,7 @@ def _record_stamp(out: Path, identity: str) -> int | None:
         return None
 
 
-def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], out: Path,
+def run_units(spec: "RenderSpec", pending: list[tuple["IdentityUnit", str]], out: Path,
               execution: "ExecutionSpec", *, progress: bool = True,
               job: Callable[[JobBatch], Any] | None = None,
               while_waiting: Callable[[], None] | None = None) -> None:
@@ -760,7 +764,8 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
 
     Parameters
     ----------
-    protocol : Protocol
+    spec : RenderSpec
+        What drawing needs (:func:`stimgen.plan.render_spec`), pickled into every job.
     pending : list of (IdentityUnit, key)
         The identities to run and their cache keys.
     out : Path
@@ -790,13 +795,13 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
 
     from stimgen.protocol.models import study_slug
 
-    run = _JobRun(protocol, pending, Path(out).absolute(), execution,
+    run = _JobRun(spec, pending, Path(out).absolute(), execution,
                   job or render_identities, progress)
     run.bar = tqdm(total=len(pending), desc="identities", unit="id", file=sys.stderr,
                    disable=not progress, leave=False)
     try:
         run.executor = make_executor(execution, run.folder, gpu_backend=run.gpu_backend,
-                                     job_name=f"stimgen-{study_slug(protocol.study.name)}")
+                                     job_name=f"stimgen-{study_slug(spec.study)}")
         run.start()
         run.launch()
         if while_waiting is not None:
@@ -814,16 +819,17 @@ def run_units(protocol: "Protocol", pending: list[tuple["IdentityUnit", str]], o
 class _JobRun:
     """The state of one :func:`run_units` call: what waits, what flies, what is done."""
 
-    def __init__(self, protocol, pending, out: Path, execution, job, progress: bool):
-        self.protocol, self.out, self.execution, self.job = protocol, out, execution, job
+    def __init__(self, spec, pending, out: Path, execution, job, progress: bool):
+        self.spec, self.out, self.execution, self.job = spec, out, execution, job
         self.progress = progress
         self.slurm = execution.executor == "slurm"
         self.folder = jobs_folder(execution, out)
-        self.gpu_backend = uses_gpu(protocol)
+        self.gpu_backend = uses_gpu(spec.backend)
         # submitit's LocalExecutor takes GPU indices (not UUIDs) for CUDA_VISIBLE_DEVICES.
         self.gpus = ([g for g in visible_gpus() if g.isdigit()]
                      if self.gpu_backend and not self.slurm else [])
         self.keys = {unit.identity.id: key for unit, key in pending}
+        self.units = {unit.identity.id: unit for unit, _ in pending}
         self.queue: deque[str] = deque(self.keys)
         self.attempts = {identity: 0 for identity in self.keys}
         self.flights: list[_Flight] = []
@@ -842,10 +848,10 @@ class _JobRun:
         self.counts = ""                          # the bar's last counts
         cpus = (scheduler.partition_cpus(execution.slurm.partition)
                 if self.slurm and execution.identities_per_job == "auto"
-                and cheap_identities(protocol) else None)
+                and cheap_identities(spec.backend) else None)
         self.slots = job_slots(execution, len(self.keys), self.gpus, cpus)
-        self.per_job = identities_per_job(execution, protocol, len(self.keys), self.slots)
-        self.workers = job_workers(execution, protocol)
+        self.per_job = identities_per_job(execution, spec.backend, len(self.keys), self.slots)
+        self.workers = job_workers(execution, spec.backend)
 
     # -- the loop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -889,8 +895,10 @@ class _JobRun:
         batches = []
         while self.queue and len(batches) < free:
             ids = [self.queue.popleft() for _ in range(min(self.per_job, len(self.queue)))]
-            batches.append(JobBatch(self.protocol, self.out,
-                                    tuple((i, self.keys[i]) for i in ids), self.workers))
+            batches.append(JobBatch(self.spec, self.out,
+                                    tuple((i, self.keys[i]) for i in ids), self.workers,
+                                    tuple(unit for unit in self.units.values()      # plan order
+                                          if unit.identity.id in ids)))
         if not batches:
             return
         launched = self.submit(batches)

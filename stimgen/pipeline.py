@@ -36,7 +36,7 @@ from stimgen.finish import (FinishedFolder, assemble_manifest, describe_build, f
                             protocol_bytes)
 from stimgen.ledger import (Ledger, experiment_inputs, protect_collected_data,
                             remove_partial_snapshots)
-from stimgen.plan import IdentityUnit, check_spec, plan_units, rating_of
+from stimgen.plan import IdentityUnit, check_spec, plan_units, rating_of, render_spec
 from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.loader import protocol_sha256
 from stimgen.protocol.models import Protocol
@@ -173,7 +173,8 @@ def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command
         log.warning(flicker.render(str(protocol.source_path) if protocol.source_path else None))
     protocol_sha = protocol_sha256(protocol)   # of the protocol as written, before `auto` resolves
     protocol, raters = resolve_raters(protocol)  # `auto` made concrete, once, for every worker
-    backend = create_backend(protocol)          # fails fast: missing weights, no GPU
+    spec = render_spec(protocol)                # what drawing needs, in workers and jobs too
+    backend = create_backend(spec)              # fails fast: missing weights, no GPU
     from stimgen.weights import require_weights
 
     require_weights(rater_models(raters.names))  # fails fast: a rater's weights missing
@@ -203,7 +204,8 @@ def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command
     try:
         with showing_progress(progress):        # a backend's long steps, in workers too
             return _build_locked(protocol, protocol_sha, out, force, execution, progress,
-                                 command, units, backend, rater_info, timings, references)
+                                 command, units, backend, spec, rater_info, timings,
+                                 references)
     except OSError as err:
         translated = disk_error(err)
         if translated is None:
@@ -212,7 +214,7 @@ def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command
 
 
 def _build_locked(protocol, protocol_sha, out, force, execution, progress, command, units,
-                  backend, rater_info, timings, references=()) -> BuildResult:
+                  backend, spec, rater_info, timings, references=()) -> BuildResult:
     """The build proper, inside the folder's lock; :func:`build` turns disk errors into
     BuildErrors. manifest.json, which marks a complete build, is removed first and written last."""
     prepare_output(out, force)
@@ -228,11 +230,11 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
         ledger.remove(MANIFEST_JSON)        # not complete until written again
         clock = time.perf_counter()
         earlier = recorded_stimuli(out)
-        records, reused, repairs, kept = _run_units(protocol, units, keys, out, execution,
+        records, reused, repairs, kept = _run_units(protocol, spec, units, keys, out, execution,
                                                     progress)
         timings["render_and_rate"] = time.perf_counter() - clock
         unit_records = list(records.values())      # with `match:`, its inputs
-        records = _standardise_set(protocol, units, keys, records, out, ledger, timings,
+        records = _standardise_set(spec, units, keys, records, out, ledger, timings,
                                    progress, execution)
         remove_stale_stimuli(out, [*unit_records, *records.values()], earlier,
                              {u.identity.id for u in units},
@@ -312,7 +314,7 @@ def _stage(progress: bool, message: str) -> None:
         print(f"... {message}", file=sys.stderr, flush=True)
 
 
-def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
+def _run_units(protocol, spec, units, keys: dict[str, str], out, execution, progress):
     """Render and rate every identity not already finished; returns their records by
     stimulus id, the identities reused whole, the repairs and the number of stimuli kept
     from an interrupted run.
@@ -351,16 +353,16 @@ def _run_units(protocol, units, keys: dict[str, str], out, execution, progress):
         preparing.append(_load_later_stages(protocol))
 
     if execution.executor != "local":
-        records.update(_run_jobs(protocol, pending, out, execution, progress, prepare))
+        records.update(_run_jobs(spec, pending, out, execution, progress, prepare))
     else:
         total = sum(len(unit.targets) for unit, _ in pending) - kept
         bar = tqdm(total=total, desc="faces", unit="face", disable=not progress or total == 0,
                    file=sys.stderr, leave=False)
-        gpus = visible_gpus() if uses_gpu(protocol) and total else []
-        workers = _worker_count(execution.jobs, protocol, total, gpus)
+        gpus = visible_gpus() if uses_gpu(spec.backend) and total else []
+        workers = _worker_count(execution.jobs, spec.backend, total, gpus)
         try:
-            stored = render_units(protocol, pending, out, workers=workers,
-                                  split=cheap_identities(protocol), gpus=gpus,
+            stored = render_units(spec, pending, out, workers=workers,
+                                  split=cheap_identities(spec.backend), gpus=gpus,
                                   finished=finished, on_progress=bar.update,
                                   while_waiting=prepare)
         finally:
@@ -400,7 +402,7 @@ def _load_later_stages(protocol: Protocol):
     return thread
 
 
-def _standardise_set(protocol, units, keys, records, out, ledger, timings, progress,
+def _standardise_set(spec, units, keys, records, out, ledger, timings, progress,
                      execution=None):
     """Issue 17's set-level step: masks/ for oval-masked builds and, with `match:`, the
     matching stage, which matches, rates and writes the faces (stimgen/standardise.py), in
@@ -414,7 +416,7 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
 
     ledger.remove_stale(MASKS_DIR, keep=write_masks(ledger, records, units))
     remove_empty_folders(out / MASKS_DIR, out)      # `mask: oval` turned off
-    output = protocol.output
+    output = spec.output
     if output.match == "none":
         return records
     _stage(progress, f"matching {output.match} across the "
@@ -423,33 +425,33 @@ def _standardise_set(protocol, units, keys, records, out, ledger, timings, progr
     clock = time.perf_counter()
     total = sum(len(unit.targets) for unit in units)
     local = execution is None or execution.executor == "local"
-    gpus = visible_gpus() if uses_gpu(protocol) else []
-    workers = _worker_count(execution.jobs if execution is not None else None, protocol,
+    gpus = visible_gpus() if uses_gpu(spec.backend) else []
+    workers = _worker_count(execution.jobs if execution is not None else None, spec.backend,
                             total, gpus) if local else 1
     with worker_map(workers, gpus) as run:
         records = match_stage(output, units, keys, records, out,
-                              finish=partial(rate_matched, protocol, out), run=run,
+                              finish=partial(rate_matched, spec, out), run=run,
                               timings=timings)
     timings["match"] = time.perf_counter() - clock
     return records
 
 
-def _worker_count(jobs: int | None, protocol: Protocol, total: int, gpus=()) -> int:
+def _worker_count(jobs: int | None, backend, total: int, gpus=()) -> int:
     """Local worker processes: ``jobs``, else one per visible GPU (GPU backends), else one
     per core (at most 8) for schematic builds big enough to repay starting them."""
     if jobs is not None:
         return max(1, int(jobs))
     if gpus:
         return len(gpus)
-    if not cheap_identities(protocol) or total < 64:
+    if not cheap_identities(backend) or total < 64:
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _run_jobs(protocol, pending, out, execution, progress, while_waiting=None
+def _run_jobs(spec, pending, out, execution, progress, while_waiting=None
               ) -> dict[str, dict]:
     """Run the pending identities as submitit jobs and merge the records they wrote."""
-    run_units(protocol, pending, out, execution, progress=progress,
+    run_units(spec, pending, out, execution, progress=progress,
               while_waiting=while_waiting)
     records: dict[str, dict] = {}
     for unit, key in pending:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from stimgen.circumplex import angle_to_va, va_to_angle, weak_region_flagged
 from stimgen.errors import StimgenError
 from stimgen.protocol.models import Identity, Protocol, Targets
-from stimgen.settings import CheckSpec, RatingSpec, never_installed, rating_spec
+from stimgen.settings import CheckSpec, RatingSpec, RenderSpec, never_installed, rating_spec
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,17 @@ def rating_of(protocol: Protocol) -> RatingSpec:
     made concrete (a build's, in its workers too); on any other protocol, the preview that
     asks nothing of this machine (``auto``: the backend's own rater)."""
     return rating_spec(protocol.validation, protocol.backend.name, installed=never_installed)
+
+
+def render_spec(protocol: Protocol) -> RenderSpec:
+    """What drawing the protocol's faces needs (stimgen/render.py), from a protocol whose
+    raters are resolved (a build's; any other gets the preview of :func:`rating_of`)."""
+    from stimgen.backends import backend_models
+
+    rating = rating_of(protocol)
+    kinds = {identity.kind for identity in protocol.identities}
+    return RenderSpec(
+        backend=protocol.backend, output=protocol.output, rating=rating,
+        correction=protocol.validation.correction, seed=protocol.seed,
+        base_dir=protocol.base_dir, study=protocol.study.name,
+        models=tuple(backend_models(protocol.backend.name, kinds, rating.primary)))

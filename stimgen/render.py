@@ -24,12 +24,12 @@ from stimgen.build_folder import (CORRECTION, EXTRA_COLUMNS, STIMULI_DIR, THUMBN
                                   stimulus_path)
 from stimgen.correction import correct_stimuli, steering_readings
 from stimgen.dynamic import render_clips, write_clips
-from stimgen.plan import IdentityUnit, rating_of
-from stimgen.protocol.models import Protocol
+from stimgen.plan import IdentityUnit
 from stimgen.raters import create_rater, rating_details
 from stimgen.raters.quality import build_quality
 from stimgen.standardise import (UNFRAMED_KEY, MatchedIdentity, Standardisation,
                                  deferred_fields, finish_matched, standardisation)
+from stimgen.settings import RenderSpec
 from stimgen.storage import atomic_write_bytes, crash_point, sha256_bytes
 from stimgen.thumbnails import thumbnail_bytes, thumbnail_name
 
@@ -67,9 +67,11 @@ def identity_chunks(unit: IdentityUnit, workers: int, split: bool = True) -> lis
     return [Chunk(unit, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
+def render_and_rate(spec: RenderSpec, chunk: Chunk, out: Path,
                     on_stimuli: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Render, save and rate the stimuli of ``chunk``; returns one record per stimulus drawn.
+
+    ``spec`` (:func:`stimgen.plan.render_spec`) is all it reads of the protocol.
 
     Targets go to the backend in batches of ``backend.batch_size``; encoding and writing
     the images runs in background threads so that the generator is never kept waiting.
@@ -82,14 +84,14 @@ def render_and_rate(protocol: Protocol, chunk: Chunk, out: Path,
     journal = (StimulusJournal(out, chunk.unit.identity.id, chunk.key)
                if chunk.key is not None else None)
     try:
-        return _render_and_rate(protocol, chunk, out, on_stimuli, journal)
+        return _render_and_rate(spec, chunk, out, on_stimuli, journal)
     finally:
         if journal is not None:
             journal.close()
 
 
-def _render_and_rate(protocol, chunk, out, on_stimuli, journal) -> list[dict[str, Any]]:
-    drawing = IdentityDrawing.start(protocol, chunk.unit.identity, out)
+def _render_and_rate(spec, chunk, out, on_stimuli, journal) -> list[dict[str, Any]]:
+    drawing = IdentityDrawing.start(spec, chunk.unit.identity, out)
     pending: list[tuple] = []          # (still, clip) futures of each stimulus, in order
     journaled = 0
 
@@ -110,21 +112,21 @@ def _render_and_rate(protocol, chunk, out, on_stimuli, journal) -> list[dict[str
 
     try:
         with ThreadPoolExecutor(max_workers=2) as writers:
-            _draw_and_save(protocol, drawing, chunk, writers, pending, journal_finished,
+            _draw_and_save(spec, drawing, chunk, writers, pending, journal_finished,
                            on_stimuli)
     finally:
         journal_finished(wait=True)     # the writers have finished: record what they wrote
     return [dict(still.result(), **(clip.result() if clip else {})) for still, clip in pending]
 
 
-def _draw_and_save(protocol, drawing: IdentityDrawing, chunk, writers, pending,
+def _draw_and_save(spec, drawing: IdentityDrawing, chunk, writers, pending,
                    journal_finished, on_stimuli) -> None:
     """Draw and rate every batch of ``chunk`` not already ``done``, hand its faces to
     ``writers`` and add their futures to ``pending``: each batch is saved as soon as it is
     rated, or, with closed-loop correction, the whole chunk once it is corrected."""
     identity = chunk.unit.identity
     targets = chunk.unit.targets[chunk.start:chunk.stop]
-    correction = protocol.validation.correction
+    correction = spec.correction
 
     def new(part) -> int:
         return sum(1 for t in part if t.stimulus_id(identity.id) not in chunk.done)
@@ -146,7 +148,7 @@ def _draw_and_save(protocol, drawing: IdentityDrawing, chunk, writers, pending,
         else:
             drawn.append((part, faces, ratings))
     if drawn:                     # closed-loop correction: every stimulus of the chunk at once
-        drawing.save(writers, *_correct(protocol, drawing.raters, drawn, drawing.neutral,
+        drawing.save(writers, *_correct(spec, drawing.raters, drawn, drawing.neutral,
                                         drawing.redraw), pending)
         if on_stimuli:
             on_stimuli(sum(new(part) for part, _, _ in drawn))
@@ -172,21 +174,20 @@ class IdentityDrawing:
     dynamic: Any = None           # output.dynamic: a clip of every stimulus (issue 19)
 
     @classmethod
-    def start(cls, protocol: Protocol, identity, out: Path) -> IdentityDrawing:
+    def start(cls, spec: RenderSpec, identity, out: Path) -> IdentityDrawing:
         """Create the backend and the raters, prepare ``identity`` and draw its neutral face."""
-        backend = create_backend(protocol)
-        raters = {name: create_rater(name, protocol.backend.name)
-                  for name in rating_of(protocol).names}
+        backend = create_backend(spec)
+        raters = {name: create_rater(name, spec.backend.name) for name in spec.rating.names}
         handle = backend.prepare(identity)
         neutral = backend.render(handle, [(0.0, 0.0)])[0]
         # issue 17: greyscale / oval mask / background on every face before it is rated (and
         # on corrected faces and clip frames); with `match:` the set stage
         # (standardise.match_stage) matches, rates and saves, so the units keep the unmasked
         # faces and rate only to correct
-        framing = standardisation(protocol.output, neutral)
+        framing = standardisation(spec.output, neutral)
         return cls(backend, handle, raters, framing, framing.apply(neutral), identity.id, out,
-                   protocol.output.format, protocol.output.match != "none",
-                   max(1, int(backend.batch_size)), protocol.output.dynamic)
+                   spec.output.format, spec.output.match != "none",
+                   max(1, int(backend.batch_size)), spec.output.dynamic)
 
     def framed(self, faces) -> list:
         return [self.framing.apply(face, keep_unframed=self.matched_later) for face in faces]
@@ -231,13 +232,13 @@ class IdentityDrawing:
                               columns, self.framing)
 
 
-def rate_matched(protocol: Protocol, out: Path, task: MatchedIdentity) -> list[dict[str, Any]]:
+def rate_matched(spec: RenderSpec, out: Path, task: MatchedIdentity) -> list[dict[str, Any]]:
     """The set stage of `match:` for one identity (in a worker process, or this one):
     composite its matched faces, rate them with the protocol's raters and save them
     (:func:`stimgen.standardise.finish_matched`); returns its records."""
-    names = rating_of(protocol).names
-    raters = {name: create_rater(name, protocol.backend.name) for name in names}
-    output = protocol.output
+    names = spec.rating.names
+    raters = {name: create_rater(name, spec.backend.name) for name in names}
+    output = spec.output
     return finish_matched(
         task, rate=lambda faces, neutral, alone: rate_faces(raters, faces, neutral, alone,
                                                             multiple=len(names) > 1),
@@ -251,26 +252,25 @@ def unframed(face: Rendered) -> Rendered:
     return Rendered(extras.pop(UNFRAMED_KEY), face.landmarks, extras)
 
 
-def _correct(protocol: Protocol, raters: dict, drawn: list[tuple], neutral,
+def _correct(spec: RenderSpec, raters: dict, drawn: list[tuple], neutral,
              draw: Callable) -> tuple[list, list, dict[str, list]]:
     """The chunk's stimuli after closed-loop correction (stimgen/correction.py): their
     targets, the kept faces and their columns."""
-    rating = rating_of(protocol)
-    steering, names = rating.steering, rating.names
+    steering, names = spec.rating.steering, spec.rating.names
     part = [target for batch in drawn for target in batch[0]]
     faces = [face for batch in drawn for face in batch[1]]
     ratings = {key: [value for batch in drawn for value in batch[2][key]] for key in drawn[0][2]}
     if steering in raters:
         first = steering_readings(ratings, steering, names)
     else:                                 # a protocol the build did not resolve
-        raters = {**raters, steering: create_rater(steering, protocol.backend.name)}
+        raters = {**raters, steering: create_rater(steering, spec.backend.name)}
         first = raters[steering].rate(faces, neutral)
     faces, ratings = correct_stimuli(
-        protocol.validation.correction, part, faces, ratings, first, draw=draw,
+        spec.correction, part, faces, ratings, first, draw=draw,
         steer=lambda faces: raters[steering].rate(faces, neutral),
         rate=lambda faces: rate_faces({name: raters[name] for name in names}, faces, neutral,
                                       [False] * len(faces), multiple=len(names) > 1),
-        judged=names[0] != steering, steering=steering, backend=protocol.backend.name)
+        judged=names[0] != steering, steering=steering, backend=spec.backend.name)
     return part, faces, ratings
 
 

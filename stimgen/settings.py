@@ -2,13 +2,15 @@
 
 A stage meets its settings here as small typed values, with every ``auto`` and default decided:
 :class:`RatingSpec` (which raters, which steers a correction; :func:`rating_spec` is the one
-rule), :class:`CheckSpec` (tolerances, weak region, flags). A new setting is resolved here,
+rule), :class:`CheckSpec` (tolerances, weak region, flags), :class:`RenderSpec` (what
+drawing an identity's faces needs, in workers and jobs). A new setting is resolved here,
 in the function that makes its stage's spec, and nowhere else (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 #: The registry model (stimgen/data/weights_registry.yaml) each rater loads by default.
 RATER_WEIGHTS = {"emonet": "emonet_8", "hsemotion": "hsemotion_enet_b0_8_va_mtl"}
@@ -188,3 +190,28 @@ class CheckSpec:
     weak_region: tuple[float, float]      # angle interval, degrees (may wrap past 360)
     flag_weak_region: bool                # `auto` decided for the backend
     flicker_threshold: float | None       # None: no clips
+
+
+# -- drawing --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RenderSpec:
+    """What drawing, framing, rating and saving an identity's faces needs (stimgen/render.py,
+    the backends, the executors), pickled into worker processes and cluster jobs.
+
+    Made at plan time by :func:`stimgen.plan.render_spec`; the sections it carries are the
+    protocol's own typed models, read by the stage that owns them and by no other.
+    """
+
+    backend: Any                      # the protocol's `backend:` section (name, options)
+    output: Any                       # `output:` (size, format, framing, matching, clips)
+    rating: RatingSpec                # the raters, decided once
+    correction: Any                   # `validation.correction`, its rater concrete; or None
+    seed: int                         # the protocol's seed (a photo's personalisation draws)
+    base_dir: Path                    # where identity photos and latents resolve
+    study: str                        # the study's name (names cluster jobs)
+    models: tuple[str, ...] = ()      # registry weights the backend loads
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the protocol, resolved relative to the protocol file."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.base_dir / path

@@ -19,6 +19,7 @@ import stimgen
 from stimgen.dynamic import (JITTER_MIN_FRAMES, encode_mp4, hold_frames, intensity_ramp,
                              landmark_jitter, read_clip)
 from stimgen.errors import ProtocolError
+from stimgen.plan import render_spec
 from buildfolders import protocol_from_text
 
 FRAMES, FPS, HOLD_MS = 6, 20, 150
@@ -256,7 +257,7 @@ output: {image_size: 64, dynamic: {frames: 6, fps: 12, hold_ms: 0, png_frames: t
     assert np.array_equal(pixels(frames[-1]), pixels(result.out / row["file"]))
     # the middle frame is the same latent edit at a lower intensity: w + M(w, s * (v, a))
     from stimgen.backends import create_backend
-    backend = create_backend(protocol)
+    backend = create_backend(render_spec(protocol))
     handle = backend.prepare(protocol.identities[0])
     s = intensity_ramp(6, "sigmoid")[3]
     middle = backend.render(handle, [(s * row["target_valence"], s * row["target_arousal"])])[0]

@@ -11,6 +11,7 @@ from stimgen.backends.emostyle.edit import (AdaptiveBatch, LatentFileError, edit
 from stimgen.backends.emostyle.models import (load_model_set, model_files, required_models,
                                               select_device)
 from stimgen.errors import BackendUnavailableError
+from stimgen.plan import render_spec
 from stimgen.protocol.loader import protocol_from_text
 from stimgen.weights.tiny import make_tiny
 
@@ -31,7 +32,7 @@ def weights(tmp_path_factory):
 
 def backend_for(weights, batch=4, precision="fp32") -> EmoStyleBackend:
     text = PROTOCOL % {"batch": batch, "precision": precision}
-    return EmoStyleBackend(protocol_from_text(text), weights)
+    return EmoStyleBackend(render_spec(protocol_from_text(text)), weights)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +195,7 @@ def test_geometric_rater_gets_landmarks_from_emonet_heatmaps(weights):
 
     text = (PROTOCOL % {"batch": 2, "precision": "fp32"}) + "validation: {rater: geometric}\n"
     protocol = protocol_from_text(text)
-    backend = EmoStyleBackend(protocol, weights)
+    backend = EmoStyleBackend(render_spec(protocol), weights)
     handle = backend.prepare(protocol.identities[0])
     neutral, *faces = backend.render(handle, [(0.0, 0.0), (0.8, 0.1), (-0.5, -0.5)])
     assert all(face.landmarks.shape == (68, 2) for face in faces)

@@ -29,6 +29,7 @@ from stimgen.nets.vggface2 import identity_embedding
 from stimgen.protocol.loader import protocol_from_text
 from stimgen.protocol.models import Identity
 from stimgen.raters import RaterInfo
+from stimgen.plan import render_spec
 from stimgen.raters.emonet import EmoNetRater, face_crops
 from stimgen.weights.tiny import make_tiny
 
@@ -65,7 +66,7 @@ def photo(models):
 
 
 def backend(weights, wplus: int = 0) -> EmoStyleBackend:
-    return EmoStyleBackend(protocol_from_text(PROTOCOL % {"wplus": wplus}), weights)
+    return EmoStyleBackend(render_spec(protocol_from_text(PROTOCOL % {"wplus": wplus})), weights)
 
 
 # ----------------------------------------------------------------------------- defect 1

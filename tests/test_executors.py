@@ -64,11 +64,11 @@ def test_local_workers_see_one_gpu_each():
 
 def test_gpu_backend_detection():
     schematic = protocol_from_text(BASE)
-    assert not executors.uses_gpu(schematic)
+    assert not executors.uses_gpu(schematic.backend)
     emostyle = protocol_from_text(BASE + "backend: {name: emostyle}\n")
-    assert executors.uses_gpu(emostyle)
+    assert executors.uses_gpu(emostyle.backend)
     on_cpu = protocol_from_text(BASE + "backend: {name: emostyle, options: {device: cpu}}\n")
-    assert not executors.uses_gpu(on_cpu)
+    assert not executors.uses_gpu(on_cpu.backend)
 
 
 def test_local_job_slots():
@@ -229,7 +229,7 @@ def test_slurm_job_script_carries_every_setting(fake_slurm_tools, tmp_path):
     spec = resolve_execution(protocol.execution, config_path=tmp_path / "none.yaml")
     folder = jobs_folder(spec, tmp_path / "out")
     assert folder == (tmp_path / "out" / ".stimgen" / "jobs").absolute()
-    executor = make_executor(spec, folder, gpu_backend=executors.uses_gpu(protocol),
+    executor = make_executor(spec, folder, gpu_backend=executors.uses_gpu(protocol.backend),
                              job_name="stimgen-exec")
     assert isinstance(executor, submitit.SlurmExecutor)
     script = executor._make_submission_file_text("python -m submitit.core._submit x", "uid")

@@ -20,6 +20,7 @@ from PIL import Image
 import stimgen
 from stimgen.cli import main
 from stimgen.errors import StimgenError
+from stimgen.plan import render_spec
 from stimgen.preflight import PackagesMissingError, check_photos, missing_packages
 
 psychopy = pytest.importorskip("psychopy")
@@ -235,4 +236,4 @@ def test_a_broken_package_is_reported_as_broken_not_missing(tmp_path):
 def _backend(protocol):
     from stimgen.backends.emostyle import EmoStyleBackend
 
-    return EmoStyleBackend(protocol, {})
+    return EmoStyleBackend(render_spec(protocol), {})

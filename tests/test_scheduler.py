@@ -143,9 +143,9 @@ def test_identities_share_jobs_only_when_they_are_cheap():
     spec = ExecutionSpec(executor="slurm", slurm={"cpus_per_job": 4, "array_parallelism": 8})
     slots = job_slots(spec, identities=40, gpus=[], partition_cpus=16)
     assert slots == 4                                      # 16 CPUs / 4 per job
-    assert identities_per_job(spec, schematic, 40, slots) == 10
-    assert identities_per_job(spec, emostyle, 40, slots) == 1
+    assert identities_per_job(spec, schematic.backend, 40, slots) == 10
+    assert identities_per_job(spec, emostyle.backend, 40, slots) == 1
     assert job_slots(spec, identities=40, gpus=[], partition_cpus=None) == 8
     assert job_slots(spec, identities=3, gpus=[], partition_cpus=None) == 3
     fixed = spec.model_copy(update={"identities_per_job": 3})
-    assert identities_per_job(fixed, emostyle, 40, slots) == 3
+    assert identities_per_job(fixed, emostyle.backend, 40, slots) == 3

@@ -550,8 +550,11 @@ def test_validate_of_an_emostyle_protocol_does_not_import_torch(tmp_path):
 
 
 def test_backend_models_name_the_emostyle_files_photos_included():
-    from stimgen.backends import backend_models
     from stimgen.backends.model_needs import CORE_MODELS, PHOTO_MODELS
+    from stimgen.plan import render_spec
+
+    def backend_models(protocol):              # decided at plan time, into the render spec
+        return list(render_spec(protocol).models)
 
     seeds = load_protocol(ROOT / "protocols" / "emostyle-28x4.yaml")
     assert backend_models(seeds) == list(CORE_MODELS)

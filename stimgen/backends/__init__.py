@@ -14,10 +14,10 @@ from stimgen.backends.base import (PROGRESS_ENV, Backend, Rendered, progress_ena
 from stimgen.backends.model_needs import required_models
 from stimgen.backends.schematic import SchematicBackend
 from stimgen.errors import BackendUnavailableError
-from stimgen.settings import never_installed, rating_spec
+from stimgen.settings import RenderSpec
 
 if TYPE_CHECKING:  # pragma: no cover - `stimgen rate` reads images without loading the protocol
-    from stimgen.protocol.models import Identity, Protocol
+    from stimgen.protocol.models import Identity
 
 __all__ = ["Backend", "PROGRESS_ENV", "Rendered", "SchematicFaces", "backend_models",
            "create_backend", "progress_enabled", "showing_progress"]
@@ -52,32 +52,32 @@ class SchematicFaces(Backend):
         return [Rendered(face.image, face.landmarks, dict(face.actions)) for face in faces]
 
 
-def create_backend(protocol: Protocol) -> Backend:
-    """The backend named in the protocol, ready to run; fails fast if it cannot run here."""
-    name = protocol.backend.name
-    options = protocol.backend.options
+def create_backend(spec: RenderSpec) -> Backend:
+    """The backend ``spec`` names (:func:`stimgen.plan.render_spec`), ready to run; fails fast
+    if it cannot run here."""
+    name = spec.backend.name
+    options = spec.backend.options
     if name == "schematic":
-        return SchematicFaces(protocol.output.image_size, options.supersample, options.background)
+        return SchematicFaces(spec.output.image_size, options.supersample, options.background)
     if name == "emostyle":
-        return _emostyle_backend(protocol, options)
+        return _emostyle_backend(spec)
     raise BackendUnavailableError(f'unknown backend "{name}"')  # pragma: no cover - schema guards
 
 
-def backend_models(protocol: Protocol) -> list[str]:
-    """Registry models the protocol's backend loads: none for schematic; for emostyle, those
-    of :func:`stimgen.backends.model_needs.required_models` (without importing torch)."""
-    if protocol.backend.name != "emostyle":
+def backend_models(backend: str, kinds: set[str], rater: str) -> list[str]:
+    """Registry models a ``backend`` loads for identities of ``kinds`` ("seed", "latent",
+    "image") and the primary ``rater``: none for schematic; for emostyle, those of
+    :func:`stimgen.backends.model_needs.required_models` (without importing torch)."""
+    if backend != "emostyle":
         return []
-    kinds = {identity.kind for identity in protocol.identities}
-    rating = rating_spec(protocol.validation, protocol.backend.name, installed=never_installed)
-    return required_models(kinds, rating.primary)
+    return required_models(set(kinds), rater)
 
 
-def _emostyle_backend(protocol: Protocol, options) -> Backend:
+def _emostyle_backend(spec: RenderSpec) -> Backend:
     """The emostyle backend, after checking that every checkpoint it needs is installed."""
     from stimgen.backends.emostyle import EmoStyleBackend
     from stimgen.weights import require_weights
 
     # raises WeightsMissingError naming each missing file with its source and licence
-    weights = require_weights(backend_models(protocol))
-    return EmoStyleBackend(protocol, weights)
+    weights = require_weights(list(spec.models))
+    return EmoStyleBackend(spec, weights)

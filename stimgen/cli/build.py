@@ -172,10 +172,10 @@ def validate(ctx, protocol, out):
     each) are printed as warnings on stderr.
     """
     import stimgen
-    from stimgen.backends import backend_models
     from stimgen.design import plan_experiment
     from stimgen.dynamic import unmeasured_flicker
     from stimgen.preflight import missing_packages
+    from stimgen.plan import render_spec
     from stimgen.raters.selection import rater_models, resolve_raters
     from stimgen.weights import weights_missing
 
@@ -186,9 +186,10 @@ def validate(ctx, protocol, out):
     flicker = unmeasured_flicker(loaded.output.dynamic)
     if flicker is not None:
         found.append(flicker.render(str(protocol)))
-    _, raters = resolve_raters(loaded)      # the raters the build will load, as it resolves them
+    resolved, raters = resolve_raters(loaded)   # the raters the build will load, as it does
     # this machine: a valid protocol, but a build here would stop (weights, packages)
-    for missing in (weights_missing(backend_models(loaded) + rater_models(raters.names)),
+    models = list(render_spec(resolved).models) + rater_models(raters.names)
+    for missing in (weights_missing(models),
                     missing_packages(loaded, raters.names)):
         if missing is not None:
             found.append(f"a build on this machine would stop: {missing.render()}")

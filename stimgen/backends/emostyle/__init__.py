@@ -19,12 +19,12 @@ from torch import nn
 
 from stimgen.backends.base import FFHQ_FRAMING, FRAMING_KEY, Backend, Rendered
 from stimgen.errors import StimgenError
-from stimgen.settings import never_installed, rating_spec
+from stimgen.settings import RenderSpec
 from stimgen.backends.emostyle.edit import (AdaptiveBatch, EditedFaces, edit_faces, read_latent,
                                             seed_latent)
 from stimgen.backends.emostyle.models import (ModelSet, load_model_set, model_files,
                                               select_device)
-from stimgen.protocol.models import Identity, Protocol
+from stimgen.protocol.models import Identity
 
 __all__ = ["EmoStyleBackend", "IdentityHandle"]
 
@@ -44,8 +44,9 @@ class EmoStyleBackend(Backend):
 
     Parameters
     ----------
-    protocol : Protocol
-        A protocol with ``backend: {name: emostyle}``; identity paths resolve against it.
+    spec : RenderSpec
+        Of a protocol with ``backend: {name: emostyle}`` (:func:`stimgen.plan.render_spec`);
+        identity paths resolve against it.
     weights : dict
         Registry name -> checkpoint path (from :func:`stimgen.weights.require_weights`).
 
@@ -56,19 +57,17 @@ class EmoStyleBackend(Backend):
     name = "emostyle"
     version = "1"
 
-    def __init__(self, protocol: Protocol, weights: Mapping[str, Path]):
-        self.options = protocol.backend.options
-        self.image_size = protocol.output.image_size
+    def __init__(self, spec: RenderSpec, weights: Mapping[str, Path]):
+        self.options = spec.backend.options
+        self.image_size = spec.output.image_size
         self.device = select_device(self.options.device)
         self.batch = AdaptiveBatch(self.options.batch_size)
         # landmarks for the geometric rater (it may steer a correction without being primary),
         # for the clips' jitter (output.dynamic) and to place `output.mask: oval` (issue 17)
-        rating = rating_spec(protocol.validation, protocol.backend.name,
-                             installed=never_installed)
-        self.with_landmarks = ("geometric" in rating.names
-                               or protocol.output.dynamic is not None
-                               or protocol.output.mask == "oval")
-        self._protocol = protocol
+        self.with_landmarks = ("geometric" in spec.rating.names
+                               or spec.output.dynamic is not None
+                               or spec.output.mask == "oval")
+        self._spec = spec
         self._weights = dict(weights)
 
     # -- the pipeline's backend interface ---------------------------------------------
@@ -86,7 +85,7 @@ class EmoStyleBackend(Backend):
         options = self.options.model_dump(mode="json", exclude={"batch_size", "device"})
         # The protocol seed drives personalisation's random VA targets, so it is part of it.
         return {"backend": self.name, "version": self.version, "image_size": self.image_size,
-                "seed": self._protocol.seed, **options,
+                "seed": self._spec.seed, **options,
                 "models": {f["name"]: f["sha256"] for f in self.model_files},
                 "face_detector": self._detector_sha256()}
 
@@ -103,7 +102,7 @@ class EmoStyleBackend(Backend):
         if identity.seed is not None:
             ws = seed_latent(models.generator, identity.seed, self.options.truncation_psi)
         elif identity.latent is not None:
-            ws = read_latent(self._protocol.resolve(identity.latent), models.num_ws,
+            ws = read_latent(self._spec.resolve(identity.latent), models.num_ws,
                              models.w_dim, where=where).to(self.device)
         else:
             ws, state, photo_va = self._personalised(identity)
@@ -153,7 +152,7 @@ class EmoStyleBackend(Backend):
         from stimgen.photos import load_photo
         from stimgen.backends.emostyle.steps import say_reused
 
-        path = self._protocol.resolve(identity.image)
+        path = self._spec.resolve(identity.image)
         image = load_photo(path)        # raises PhotoError naming the file when unusable
         photo = path.read_bytes()
         models = {f["name"]: f["sha256"] for f in self.model_files}
@@ -213,7 +212,7 @@ class EmoStyleBackend(Backend):
             steps=self.options.personalization_steps, lr=self.options.personalization_lr,
             w_emotion=weights.emotion, w_pose=weights.pose, w_background=weights.background,
             w_identity=weights.identity, w_reconstruction=weights.reconstruction,
-            seed=self._protocol.seed)
+            seed=self._spec.seed)
 
     def _align_and_invert(self, image: np.ndarray, source: str,
                           identity_id: str) -> dict[str, Any]:
