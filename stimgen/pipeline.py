@@ -36,13 +36,14 @@ from stimgen.finish import (FinishedFolder, assemble_manifest, describe_build, f
                             protocol_bytes)
 from stimgen.ledger import (Ledger, experiment_inputs, protect_collected_data,
                             remove_partial_snapshots)
-from stimgen.plan import IdentityUnit, check_spec, plan_units, rating_of, render_spec
+from stimgen.plan import (IdentityUnit, check_spec, plan_units, rating_of, reference_targets,
+                          render_spec, resolve_raters)
 from stimgen.protocol.execution import ExecutionSpec
 from stimgen.protocol.loader import protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
-from stimgen.raters.references import reference_copy, reference_targets
-from stimgen.raters.selection import rater_models, rater_versions, resolve_raters
+from stimgen.raters.references import reference_copy
+from stimgen.raters.selection import rater_models, rater_versions
 from stimgen.standardise import standardise_key
 from stimgen.safety import refuse_links
 from stimgen.storage import (disk_error, remove_empty_folders, remove_leftovers,

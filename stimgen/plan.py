@@ -7,11 +7,13 @@ worker or a cluster job runs), each holding the same ordered list of :class:`Tar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from stimgen.circumplex import angle_to_va, va_to_angle, weak_region_flagged
 from stimgen.errors import StimgenError
 from stimgen.protocol.models import Identity, Protocol, Targets
-from stimgen.settings import CheckSpec, RatingSpec, RenderSpec, never_installed, rating_spec
+from stimgen.settings import (CheckSpec, RatingSpec, RenderSpec, installed_model,
+                              never_installed, rating_spec)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def check_spec(protocol: Protocol) -> CheckSpec:
 
 
 def rating_of(protocol: Protocol) -> RatingSpec:
-    """The raters of a protocol whose ``auto`` :func:`stimgen.raters.selection.resolve_raters`
+    """The raters of a protocol whose ``auto`` :func:`resolve_raters`
     made concrete (a build's, in its workers too); on any other protocol, the preview that
     asks nothing of this machine (``auto``: the backend's own rater)."""
     return rating_spec(protocol.validation, protocol.backend.name, installed=never_installed)
@@ -125,3 +127,39 @@ def render_spec(protocol: Protocol) -> RenderSpec:
         correction=protocol.validation.correction, seed=protocol.seed,
         base_dir=protocol.base_dir, study=protocol.study.name,
         models=tuple(backend_models(protocol.backend.name, kinds, rating.primary)))
+
+
+def resolve_raters(protocol: Protocol, *,
+                   installed: Callable[[str], bool] = installed_model
+                   ) -> tuple[Protocol, RatingSpec]:
+    """The protocol with ``validation.rater``, ``validation.also`` and the correction's
+    ``rater`` made concrete (:func:`stimgen.settings.rating_spec`), and its raters.
+
+    A build resolves ``auto`` once, here, so that every worker, the cache key, stimuli.tsv
+    and the manifest agree on the same raters, whatever is installed where the workers run.
+    """
+    validation = protocol.validation
+    spec = rating_spec(validation, protocol.backend.name, installed=installed)
+    update: dict = {}
+    if validation.correction is not None:     # closed-loop correction (stimgen/correction.py)
+        update["correction"] = validation.correction.model_copy(update={"rater": spec.steering})
+    resolved = validation.model_copy(update={"rater": spec.primary,
+                                             "also": list(spec.others), **update})
+    return protocol.model_copy(update={"validation": resolved}), spec
+
+
+def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
+    """The protocol with every ``targets.from_images`` reference turned into a point target
+    (:func:`stimgen.raters.references.reference_points`: rated by the primary rater of a
+    protocol whose raters :func:`resolve_raters` made concrete), and one record per reference;
+    the protocol as it is when it has none."""
+    from stimgen.raters.references import reference_points
+
+    paths = protocol.targets.from_images
+    if not paths:
+        return protocol, []
+    points, references = reference_points(paths, [protocol.resolve(path) for path in paths],
+                                          protocol.validation.rater, protocol.backend.name)
+    targets = protocol.targets.model_copy(
+        update={"points": [*protocol.targets.points, *points], "from_images": []})
+    return protocol.model_copy(update={"targets": targets}), references

@@ -25,7 +25,7 @@ from stimgen.settings import never_installed, rating_spec
 def needed_packages(protocol: Protocol, raters: tuple[str, ...] = ()) -> list[OptionalPackage]:
     """The optional packages a build of ``protocol`` imports.
 
-    ``raters``: every rater the build loads (:func:`stimgen.raters.selection.resolve_raters`);
+    ``raters``: every rater the build loads (:func:`stimgen.plan.resolve_raters`);
     by default those of :func:`stimgen.settings.rating_spec` without asking what is installed
     (the steering rater of a correction included).
 

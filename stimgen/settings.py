@@ -76,7 +76,7 @@ def rating_spec(validation, backend: str, *,
     ``hsemotion`` beside it when installed (:func:`choose_raters`). ``correction.rater: auto``
     steers with the backend's own rater (:func:`backend_rater`); the steering rater joins the
     raters and, where another exists, does not judge (:func:`judge_raters`). On a protocol
-    whose raters :func:`stimgen.raters.selection.resolve_raters` made concrete, the same
+    whose raters :func:`stimgen.plan.resolve_raters` made concrete, the same
     names come back, whatever is installed.
 
     >>> from stimgen.protocol.models import Validation

@@ -37,7 +37,7 @@ def test_kruskal_epsilon_agrees_with_scipy():
 
 def test_conditions_that_differ_are_flagged_with_the_suggestion():
     context = low_level_context(table({"Happy": 0.2, "Sad": 0.0, "Afraid": 0.1, "Calm": 0.0}),
-                                {"output": {}})
+                                {})
     tests = {t["column"]: t for t in context["tests"]}
     assert tests["mean_luminance"]["flag"]
     assert tests["mean_luminance"]["p"] < ALPHA
@@ -52,14 +52,14 @@ def test_small_systematic_differences_show_within_identity_without_a_flag():
     """The identities differ far more than the emotions: the between-stimuli test (the flag)
     stays quiet, the within-identity one finds the emotions' own small shift."""
     context = low_level_context(table({"Happy": 0.01, "Sad": 0.0, "Afraid": 0.01, "Calm": 0.0}),
-                                {"output": {}})
+                                {})
     luminance = context["tests"][0]
     assert not luminance["flag"] and luminance["p"] > ALPHA
     assert luminance["within_p"] < 0.001
 
 
 def test_summary_rows_per_emotion_and_intensity():
-    context = low_level_context(table({e: 0.0 for e in EMOTIONS}), {"output": {"mask": "oval"}})
+    context = low_level_context(table({e: 0.0 for e in EMOTIONS}), {"mask": "oval"})
     assert [r["condition"] for r in context["by_emotion"]] == list(EMOTIONS)
     assert [r["condition"] for r in context["by_intensity"]] == ["0.25", "0.5", "0.75", "1"]
     assert context["by_emotion"][0]["n"] == 16

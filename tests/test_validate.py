@@ -451,7 +451,7 @@ def test_validate_prints_each_rater_with_the_role_the_build_gives_it(tmp_path, e
     assert ("correction", "geometric steers, up to 4 rounds per stimulus, requests within "
                           "radius 1, stop within 0.05") in lines
     # the manifest's order: what the build resolves, primary first
-    from stimgen.raters.selection import resolve_raters
+    from stimgen.plan import resolve_raters
 
     names = resolve_raters(load_protocol(tmp_path / "protocol.yaml"))[1].names
     assert names == ("hsemotion", "geometric")

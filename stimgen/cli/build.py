@@ -175,8 +175,8 @@ def validate(ctx, protocol, out):
     from stimgen.design import plan_experiment
     from stimgen.dynamic import unmeasured_flicker
     from stimgen.preflight import missing_packages
-    from stimgen.plan import render_spec
-    from stimgen.raters.selection import rater_models, resolve_raters
+    from stimgen.plan import render_spec, resolve_raters
+    from stimgen.raters.selection import rater_models
     from stimgen.weights import weights_missing
 
     loaded = stimgen.load_protocol(protocol)

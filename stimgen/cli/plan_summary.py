@@ -6,8 +6,7 @@ from __future__ import annotations
 
 def plan_summary(protocol, out, plan=None) -> str:
     """What a build of ``protocol`` will make; ``plan``: its experiment plan, if made already."""
-    from stimgen.plan import plan_targets
-    from stimgen.raters.selection import resolve_raters
+    from stimgen.plan import plan_targets, resolve_raters
     from stimgen.wording import quantity
 
     # the raters exactly as the build will resolve them (auto, also, correction's judge)

@@ -1,19 +1,19 @@
 """Targets taken from reference faces (``targets.from_images``): each reference image is rated
 by the build's primary rater and its (valence, arousal) becomes a target named after the file.
 
-:func:`reference_targets` runs once when a build starts, before anything is planned; the
-build keeps a pixels-only copy of every reference for the report (:func:`reference_copy`).
+:func:`stimgen.plan.reference_targets` runs :func:`reference_points` once when a build starts,
+before anything is planned; the build keeps a pixels-only copy of every reference for the
+report (:func:`reference_copy`).
 """
 from __future__ import annotations
 
 import io
 import math
 
-import numpy as np
 from PIL import Image
 
 from stimgen.errors import StimgenError
-from stimgen.protocol.models import Point, Protocol, reference_label
+from stimgen.protocol.models import Point, reference_label
 from stimgen.storage import sha256_file
 
 #: Longest side, in pixels, of the copy of a reference face kept in the build folder.
@@ -24,19 +24,24 @@ class ReferenceTargetError(StimgenError):
     """A reference face that cannot become a target."""
 
 
-def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
-    """The protocol with every ``from_images`` reference turned into a point target.
+def reference_points(paths: list[str], files: list, rater_name: str, backend: str
+                     ) -> tuple[list[Point], list[dict]]:
+    """Every reference face rated by the primary rater: one point target per reference and
+    one record per reference.
 
     Parameters
     ----------
-    protocol : Protocol
-        With its raters already resolved (:func:`stimgen.raters.selection.resolve_raters`).
+    paths : list of str
+        ``targets.from_images`` as written (they name the targets).
+    files : list of Path
+        The same files, resolved against the protocol file.
+    rater_name, backend : str
+        The build's primary rater (resolved: a concrete name) and its backend.
 
     Returns
     -------
-    (Protocol, list of dict)
-        The protocol whose ``targets.points`` end with one point per reference (label: the
-        file name without extension) and whose ``from_images`` is empty; and one record per
+    (list of Point, list of dict)
+        A point per reference (label: the file name without extension); and a record per
         reference: label, source path, sha256, the rater and its (valence, arousal), and
         whether the reading lay outside the unit circle and was scaled onto it.
 
@@ -46,10 +51,6 @@ def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
         The primary rater cannot rate a photo (``geometric`` needs a neutral face of the
         same person), or a reference shows no face.
     """
-    paths = protocol.targets.from_images
-    if not paths:
-        return protocol, []
-    rater_name = protocol.validation.rater          # resolved: a concrete name
     if rater_name == "geometric":
         raise ReferenceTargetError(
             "targets.from_images: the primary rater is geometric, which cannot rate a photo "
@@ -58,9 +59,7 @@ def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
     from stimgen.raters import create_rater
     from stimgen.raters.images import rate_images
 
-    files = [protocol.resolve(path) for path in paths]
-    table = rate_images(files, create_rater(rater_name, protocol.backend.name),
-                        framing="detect")
+    table = rate_images(files, create_rater(rater_name, backend), framing="detect")
     points, references = [], []
     for path, file, row in zip(paths, files, table.to_dict("records")):
         valence, arousal = float(row["valence"]), float(row["arousal"])
@@ -73,9 +72,7 @@ def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
         references.append({"label": label, "source": str(path), "sha256": sha256_file(file),
                            "rater": rater_name, "valence": valence, "arousal": arousal,
                            "scaled_onto_circle": scaled})
-    targets = protocol.targets.model_copy(
-        update={"points": [*protocol.targets.points, *points], "from_images": []})
-    return protocol.model_copy(update={"targets": targets}), references
+    return points, references
 
 
 def reference_copy(path) -> bytes:

@@ -1,41 +1,19 @@
 """Which raters a build uses: the primary rater (tolerance and flags) and the others reported
 beside it, with ``auto`` resolved from what is installed, and what each rater's numbers mean.
 
-:func:`resolve_raters` turns the protocol's ``validation.rater``/``validation.also`` into
-concrete names once, at the start of a build, by the one rule of
+:func:`stimgen.plan.resolve_raters` turns the protocol's ``validation.rater``/``validation.also``
+into concrete names once, at the start of a build, by the one rule of
 :func:`stimgen.settings.rating_spec`; :func:`circularity` says, next to every number, whether
 the rater is independent of the generator it rates.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
-
 import numpy as np
 
-from stimgen.protocol.models import Protocol
 from stimgen.settings import (  # noqa: F401  (the rule lives in stimgen/settings.py)
     CIRCULAR_FOR, INDEPENDENT_RATER, RATER_WEIGHTS, RatingSpec, choose_raters, circularity,
     installed_model, judge_raters, rating_spec)
-
-
-def resolve_raters(protocol: Protocol, *,
-                   installed: Callable[[str], bool] = installed_model
-                   ) -> tuple[Protocol, RatingSpec]:
-    """The protocol with ``validation.rater``, ``validation.also`` and the correction's
-    ``rater`` made concrete (:func:`stimgen.settings.rating_spec`), and its raters.
-
-    A build resolves ``auto`` once, here, so that every worker, the cache key, stimuli.tsv
-    and the manifest agree on the same raters, whatever is installed where the workers run.
-    """
-    validation = protocol.validation
-    spec = rating_spec(validation, protocol.backend.name, installed=installed)
-    update: dict = {}
-    if validation.correction is not None:     # closed-loop correction (stimgen/correction.py)
-        update["correction"] = validation.correction.model_copy(update={"rater": spec.steering})
-    resolved = validation.model_copy(update={"rater": spec.primary,
-                                             "also": list(spec.others), **update})
-    return protocol.model_copy(update={"validation": resolved}), spec
 
 
 def rater_models(names: tuple[str, ...] | list[str]) -> list[str]:

@@ -189,7 +189,7 @@ def report_context(folder: BuildFolder, *, figures: dict[str, ReportFigure],
         "norms": norms_context(folder.root),
         "clips": clips_context(folder, ASSETS_DIR),
         "correction": correction_context(folder),
-        "low_level": low_level_context(folder.stimuli, protocol),      # issue 17
+        "low_level": low_level_context(folder.stimuli, protocol.get("output")),  # issue 17
         "confusable": confusable_warnings(folder.design, manifest),
         "au_profile": au_profile(folder.stimuli),
         "design_headings": DESIGN_HEADINGS,

@@ -56,12 +56,13 @@ def kruskal_epsilon(groups: list[np.ndarray]) -> dict[str, float]:
             "groups": len(groups), "n": n}
 
 
-def low_level_context(stimuli: pd.DataFrame, protocol: dict) -> dict | None:
-    """What the section shows; None for builds made before the measures existed."""
+def low_level_context(stimuli: pd.DataFrame, output: dict) -> dict | None:
+    """What the section shows; None for builds made before the measures existed.
+    ``output`` is the build's ``output:`` section as its manifest records it."""
     measures = [c for c in LOW_LEVEL_COLUMNS if c in stimuli.columns]
     if not measures:
         return None
-    output = protocol.get("output") or {}
+    output = output or {}
     tests, flagged = [], []
     named = stimuli[stimuli["emotion"].astype(str) != ""]
     for column in measures:
