@@ -16,6 +16,7 @@ import pandas as pd
 
 from stimgen.circumplex import angle_to_va, named_emotions
 from stimgen.design import plan_design
+from stimgen.plan import bundle_spec
 from stimgen.protocol.experiment import ExperimentSpec
 
 TARGET_S = 5.0
@@ -67,7 +68,7 @@ def main() -> None:
         t_design = time.perf_counter() - start
 
         start = time.perf_counter()
-        files = psychopy_bundle.write_bundle(Path(tmp), protocol, stimuli, design)
+        files = psychopy_bundle.write_bundle(Path(tmp), bundle_spec(protocol), stimuli, design)
         t_bundle = time.perf_counter() - start
 
         start = time.perf_counter()

@@ -7,8 +7,6 @@ folder is added here once, and every command that finishes a folder writes it.
 """
 from __future__ import annotations
 
-import json
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import yaml
 
 from stimgen.build_folder import (EXPERIMENT_DIR, MANIFEST_JSON, METRICS_BY_EMOTION_CSV,
                                   METRICS_BY_INTENSITY_CSV, NORMS_TSV,
@@ -26,6 +23,7 @@ from stimgen.build_folder import (EXPERIMENT_DIR, MANIFEST_JSON, METRICS_BY_EMOT
                                   table_bytes)
 from stimgen.ledger import Ledger, commit_experiment
 from stimgen.metrics import metrics_by_emotion, metrics_by_intensity
+from stimgen.settings import BundleSpec
 from stimgen.storage import crash_point
 from stimgen.version import __version__
 
@@ -37,8 +35,8 @@ class FinishedFolder:
 
     ``norms`` maps norms.tsv and norms_summary.json to their bytes, or to None to remove them;
     a name it leaves out is left as it is (a rebuild keeps the norms of its stimuli).
-    ``experiment`` is the protocol whose ``experiment:`` section is planned over ``table``
-    (None: no experiment, stimgen's own experiment files go). ``after_design`` is called with
+    ``experiment`` is planned over ``table`` and written as the bundle
+    (:func:`stimgen.plan.bundle_spec`; None: no experiment, stimgen's own experiment files go). ``after_design`` is called with
     the planned design, once the bundle is written.
     """
 
@@ -48,7 +46,7 @@ class FinishedFolder:
     references: dict[str, bytes]              # references/<label>.png -> its pixels
     experiment_inputs: str                    # what the experiment is made from (ledger)
     manifest: dict[str, Any]                  # from :func:`assemble_manifest`
-    experiment: Any = None                    # the protocol, when it has an experiment
+    experiment: BundleSpec | None = None      # the experiment to plan and write
     norms: dict[str, bytes | None] = field(default_factory=dict)
     stimulus_files: dict[str, str] = field(default_factory=dict)   # not in the ledger
     thumbnails: set[str] | None = None        # keep only these cached thumbnails (build)
@@ -87,11 +85,10 @@ def finish(out: Path, finished: FinishedFolder, *, command: str | None,
     if timings is not None:
         crash_point("tables")
 
-    protocol = finished.experiment
-    if protocol is not None and protocol.experiment is not None:
+    if finished.experiment is not None:
         _stage(progress, "planning the design and writing the PsychoPy bundle")
         clock = time.perf_counter()
-        paths.update(write_experiment(out, protocol, table, finished.after_design))
+        paths.update(write_experiment(out, finished.experiment, table, finished.after_design))
         if timings is not None:
             timings["experiment"] = time.perf_counter() - clock
             crash_point("experiment")
@@ -124,15 +121,15 @@ def finish(out: Path, finished: FinishedFolder, *, command: str | None,
     return paths
 
 
-def write_experiment(out: Path, protocol, table: pd.DataFrame,
+def write_experiment(out: Path, bundle: BundleSpec, table: pd.DataFrame,
                      after_design: Callable | None = None) -> dict[str, Path]:
     """Plan the counterbalanced design over ``table`` and write the PsychoPy bundle into
     ``out/experiment``; raises :class:`stimgen.errors.DesignError` when it cannot be planned."""
     from stimgen.design import plan_design
     from stimgen.export import write_bundle
 
-    design = plan_design(protocol.experiment, table, protocol.seed)
-    written = write_bundle(out, protocol, table, design)
+    design = plan_design(bundle.experiment, table, bundle.seed)
+    written = write_bundle(out, bundle, table, design)
     if after_design is not None:
         after_design(design)
     return {"experiment": out / EXPERIMENT_DIR,
@@ -189,7 +186,7 @@ def assemble_manifest(described: dict[str, Any], table: pd.DataFrame, *, command
                       reference_faces: list, repairs=(), **more: Any) -> dict[str, Any]:
     """manifest.json of a finished folder, without ``files`` (the finisher fills them in).
 
-    ``described`` says what made the stimuli (a build: :func:`describe_build`; a subset: its
+    ``described`` says what made the stimuli (a build: :func:`stimgen.pipeline.describe_build`; a subset: its
     source's manifest, whose entries it keeps); ``more`` adds or replaces entries
     (a subset's ``identity_seeds`` and ``selection``). The key order is the manifest's.
     """
@@ -203,29 +200,6 @@ def assemble_manifest(described: dict[str, Any], table: pd.DataFrame, *, command
     return manifest
 
 
-def describe_build(protocol, protocol_sha: str, fingerprint: dict, rater_info, model_files=()
-                   ) -> dict[str, Any]:
-    """What made a build's stimuli, as its manifest records it: the protocol (as written and
-    normalised), the seeds, the backend and its model files, the raters, the versions."""
-    from stimgen.protocol.loader import normalised_json
-
-    return {
-        "protocol": {"path": str(protocol.source_path or ""),
-                     "sha256": protocol_sha,
-                     "normalized": json.loads(normalised_json(protocol))},
-        "seed": protocol.seed,
-        "identity_seeds": {i.id: i.seed for i in protocol.identities if i.seed is not None},
-        "backend": {"name": protocol.backend.name, "options": fingerprint,
-                    "model_files": list(model_files)},
-        # random tiny models (`--dry-run`, or make-tiny --install): every output is noise
-        "dry_run": any(f.get("tiny") for f in model_files),
-        "rater": _rater_entry(rater_info[0], protocol.backend.name),
-        "raters": [dict(_rater_entry(info, protocol.backend.name), primary=index == 0)
-                   for index, info in enumerate(rater_info)],
-        "versions": _versions(),
-    }
-
-
 def manifest_counts(table: pd.DataFrame) -> dict[str, int]:
     """manifest.json's ``counts`` of a stimuli table: stimuli, passed (no flag), flagged, out
     of tolerance and in the weak region."""
@@ -234,45 +208,6 @@ def manifest_counts(table: pd.DataFrame) -> dict[str, int]:
             "flagged": int(flagged.sum()),
             "out_of_tolerance": int(table["out_of_tolerance"].sum()),
             "weak_region": int(table["weak_region"].sum())}
-
-
-def protocol_bytes(protocol) -> bytes:
-    """The protocol copy of a build folder: the file as written, else the normalised model."""
-    from stimgen.protocol.loader import normalised_json
-
-    if protocol.source_path and protocol.source_path.is_file():
-        return protocol.source_path.read_bytes()
-    data = json.loads(normalised_json(protocol))
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "stimgen": __version__}
-    for name in ("numpy", "pandas", "PIL", "pydantic", "torch", "matplotlib", "jinja2",
-                 "psychopy"):
-        module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name) if name != "torch" else None
-            except ImportError:
-                module = None
-        if module is not None:
-            versions["pillow" if name == "PIL" else name] = getattr(module, "__version__", "?")
-    return versions
-
-
-def _rater_entry(info, backend: str) -> dict:
-    """A rater as the manifest records it: what it is, its weights, and its circularity."""
-    from stimgen.raters.selection import circularity, rater_models
-    from stimgen.weights import model_status
-
-    models = rater_models([info.name])
-    record = model_status(models[0]).record if models else None
-    reason = circularity(info.name, backend)
-    return {"name": info.name, "description": info.description,
-            "trained_against_generator": info.trained_against_generator,
-            "independent": not reason, "circularity": reason,
-            "weights_sha256": record.sha256 if record else None}
 
 
 def _written_files(out: Path, stimulus_files: dict[str, str]) -> dict[str, str]:

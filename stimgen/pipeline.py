@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from stimgen.version import __version__
 from stimgen.backends import create_backend, showing_progress
@@ -32,14 +34,13 @@ from stimgen.executors import (check_available, cheap_identities, render_units, 
                                uses_gpu, visible_gpus)
 from stimgen.interrupt import stopping_on_signals
 from stimgen.preflight import check_photos, missing_packages, photo_error
-from stimgen.finish import (FinishedFolder, assemble_manifest, describe_build, finish,
-                            protocol_bytes)
+from stimgen.finish import FinishedFolder, assemble_manifest, finish
 from stimgen.ledger import (Ledger, experiment_inputs, protect_collected_data,
                             remove_partial_snapshots)
-from stimgen.plan import (IdentityUnit, check_spec, plan_units, rating_of, reference_targets,
-                          render_spec, resolve_raters)
+from stimgen.plan import (IdentityUnit, bundle_spec, check_spec, plan_units, rating_of,
+                          reference_targets, render_spec, resolve_raters)
 from stimgen.protocol.execution import ExecutionSpec
-from stimgen.protocol.loader import protocol_sha256
+from stimgen.protocol.loader import normalised_json, protocol_sha256
 from stimgen.protocol.models import Protocol
 from stimgen.raters import describe_rater
 from stimgen.raters.references import reference_copy
@@ -252,7 +253,7 @@ def _build_locked(protocol, protocol_sha, out, force, execution, progress, comma
             protocol_yaml=protocol_bytes(protocol),
             references={r["image"]: reference_copy(protocol.resolve(r["source"]))
                         for r in references_faces},
-            experiment_inputs=inputs, experiment=protocol,
+            experiment_inputs=inputs, experiment=bundle_spec(protocol),
             manifest=assemble_manifest(
                 describe_build(protocol, protocol_sha, fingerprint, rater_info,
                                backend.model_files),
@@ -465,3 +466,64 @@ def _run_jobs(spec, pending, out, execution, progress, while_waiting=None
                                   "with this machine, then run the same command again")
         records.update({r["stimulus_id"]: r for r in fresh})
     return records
+
+
+# --------------------------------------------------------------------------------------
+# What the manifest says made the stimuli (the finisher assembles the rest)
+# --------------------------------------------------------------------------------------
+def describe_build(protocol, protocol_sha: str, fingerprint: dict, rater_info, model_files=()
+                   ) -> dict[str, Any]:
+    """What made a build's stimuli, as its manifest records it: the protocol (as written and
+    normalised), the seeds, the backend and its model files, the raters, the versions."""
+    return {
+        "protocol": {"path": str(protocol.source_path or ""),
+                     "sha256": protocol_sha,
+                     "normalized": json.loads(normalised_json(protocol))},
+        "seed": protocol.seed,
+        "identity_seeds": {i.id: i.seed for i in protocol.identities if i.seed is not None},
+        "backend": {"name": protocol.backend.name, "options": fingerprint,
+                    "model_files": list(model_files)},
+        # random tiny models (`--dry-run`, or make-tiny --install): every output is noise
+        "dry_run": any(f.get("tiny") for f in model_files),
+        "rater": _rater_entry(rater_info[0], protocol.backend.name),
+        "raters": [dict(_rater_entry(info, protocol.backend.name), primary=index == 0)
+                   for index, info in enumerate(rater_info)],
+        "versions": _versions(),
+    }
+
+
+def protocol_bytes(protocol) -> bytes:
+    """The protocol copy of a build folder: the file as written, else the normalised model."""
+    if protocol.source_path and protocol.source_path.is_file():
+        return protocol.source_path.read_bytes()
+    data = json.loads(normalised_json(protocol))
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "stimgen": __version__}
+    for name in ("numpy", "pandas", "PIL", "pydantic", "torch", "matplotlib", "jinja2",
+                 "psychopy"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name) if name != "torch" else None
+            except ImportError:
+                module = None
+        if module is not None:
+            versions["pillow" if name == "PIL" else name] = getattr(module, "__version__", "?")
+    return versions
+
+
+def _rater_entry(info, backend: str) -> dict:
+    """A rater as the manifest records it: what it is, its weights, and its circularity."""
+    from stimgen.raters.selection import circularity, rater_models
+    from stimgen.weights import model_status
+
+    models = rater_models([info.name])
+    record = model_status(models[0]).record if models else None
+    reason = circularity(info.name, backend)
+    return {"name": info.name, "description": info.description,
+            "trained_against_generator": info.trained_against_generator,
+            "independent": not reason, "circularity": reason,
+            "weights_sha256": record.sha256 if record else None}

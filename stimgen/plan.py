@@ -12,7 +12,7 @@ from typing import Callable
 from stimgen.circumplex import angle_to_va, va_to_angle, weak_region_flagged
 from stimgen.errors import StimgenError
 from stimgen.protocol.models import Identity, Protocol, Targets
-from stimgen.settings import (CheckSpec, RatingSpec, RenderSpec, installed_model,
+from stimgen.settings import (BundleSpec, CheckSpec, RatingSpec, RenderSpec, installed_model,
                               never_installed, rating_spec)
 
 
@@ -163,3 +163,11 @@ def reference_targets(protocol: Protocol) -> tuple[Protocol, list[dict]]:
     targets = protocol.targets.model_copy(
         update={"points": [*protocol.targets.points, *points], "from_images": []})
     return protocol.model_copy(update={"targets": targets}), references
+
+
+def bundle_spec(protocol: Protocol) -> BundleSpec | None:
+    """What planning and writing the protocol's experiment needs; None without one."""
+    if protocol.experiment is None:
+        return None
+    return BundleSpec(study=protocol.study, experiment=protocol.experiment, seed=protocol.seed,
+                      dynamic=protocol.output.dynamic)

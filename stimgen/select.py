@@ -493,13 +493,13 @@ def _write_subset_locked(source: BuildFolder, out: Path, choice: Choice, norms, 
                                                                      len(table)))}
     else:
         norms_files = {NORMS_TSV: None, NORMS_SUMMARY_JSON: None}
-    protocol = _protocol_of(source)
+    bundle = _bundle_of(source)
     finished = FinishedFolder(
         table=table, stimuli_tsv=_rows_of(source.root / STIMULI_TSV, ids),
         protocol_yaml=(source.root / PROTOCOL_YAML).read_bytes(),
         references={r["image"]: (source.root / r["image"]).read_bytes() for r in references},
-        norms=norms_files, experiment_inputs=inputs, experiment=protocol,
-        after_design=lambda design: _warn_idle_choices(protocol.experiment, design, k_option),
+        norms=norms_files, experiment_inputs=inputs, experiment=bundle,
+        after_design=lambda design: _warn_idle_choices(bundle.experiment, design, k_option),
         manifest=assemble_manifest(
             source.manifest, table, command=command, reference_faces=references,
             identity_seeds={i: s for i, s in (source.manifest.get("identity_seeds") or {}).items()
@@ -532,23 +532,24 @@ def _rows_of(path: Path, ids: list[str]) -> bytes:
     return rows.to_csv(sep="\t", index=False, lineterminator="\n").encode("utf-8")
 
 
-def _protocol_of(source: BuildFolder):
-    """The protocol the build was made from, as its manifest normalised it (paths in it are
-    not read again: the subset reuses the build's images)."""
+def _bundle_of(source: BuildFolder):
+    """The experiment of the protocol the build was made from, as its manifest normalised it
+    (paths in it are not read again: the subset reuses the build's images); None without."""
+    from stimgen.plan import bundle_spec
     from stimgen.protocol.models import Protocol
 
-    return Protocol.model_validate(source.protocol) if source.protocol else None
+    return bundle_spec(Protocol.model_validate(source.protocol)) if source.protocol else None
 
 
-def _write_experiment(out: Path, protocol, table: pd.DataFrame, k_option: str) -> None:
-    """The protocol's experiment planned again over the chosen stimuli (as the finisher
-    writes it), or a SelectionError naming the setting that cannot be met."""
+def _write_experiment(out: Path, bundle, table: pd.DataFrame, k_option: str) -> None:
+    """The experiment (:func:`stimgen.plan.bundle_spec`) planned again over the chosen
+    stimuli (as the finisher writes it), or a SelectionError naming the setting that cannot
+    be met."""
     from stimgen.finish import write_experiment
 
     try:
-        write_experiment(out, protocol, table,
-                         lambda design: _warn_idle_choices(protocol.experiment, design,
-                                                           k_option))
+        write_experiment(out, bundle, table,
+                         lambda design: _warn_idle_choices(bundle.experiment, design, k_option))
     except DesignError as error:
         raise _unplannable(error, len(table), k_option) from None
 

@@ -215,3 +215,15 @@ class RenderSpec:
         """A path from the protocol, resolved relative to the protocol file."""
         path = Path(relative).expanduser()
         return path if path.is_absolute() else self.base_dir / path
+
+
+# -- the experiment -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BundleSpec:
+    """What planning and writing the experiment needs (stimgen/design/, stimgen/export/, the
+    finisher), made by :func:`stimgen.plan.bundle_spec` for a protocol with ``experiment:``."""
+
+    study: Any                        # the protocol's `study:` section (names the experiment)
+    experiment: Any                   # its `experiment:` section
+    seed: int                         # the protocol's seed (every order derives from it)
+    dynamic: Any = None               # `output.dynamic` (the clips' durations), or None

@@ -20,6 +20,7 @@ from stimgen.export.psyexp import (CHAR_WIDTH, NARROWEST_WINDOW, SIMULATED_MIN_W
                                    SIMULATED_RT_S, SIMULATED_TIME_SCALE, SLIDER_WIDTH, TEXT_WRAP,
                                    Slider, slider_labels)
 from stimgen.export.readme import markdown_block, markdown_text
+from stimgen.plan import bundle_spec
 from stimgen.protocol.experiment import ExperimentSpec
 
 try:
@@ -82,7 +83,7 @@ def build_bundle(root: Path, spec: ExperimentSpec, name: str = "Face ratings pil
     stimuli = make_stimuli() if stimuli is None else stimuli
     design = plan_design(spec, stimuli, seed=7)
     root.mkdir(parents=True, exist_ok=True)
-    return write_bundle(root, make_protocol(spec, name), stimuli, design), design
+    return write_bundle(root, bundle_spec(make_protocol(spec, name)), stimuli, design), design
 
 
 class PsychoPyLog:

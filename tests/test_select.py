@@ -442,6 +442,7 @@ def test_an_experiment_that_cannot_be_planned_over_the_subset_stops_with_its_set
     from stimgen.build_folder import read_build_folder
     from stimgen.errors import SelectionError
     from stimgen.protocol.models import Protocol
+    from stimgen.plan import bundle_spec
     from stimgen.select import _write_experiment
 
     folder = read_build_folder(rotating)
@@ -450,7 +451,8 @@ def test_an_experiment_that_cannot_be_planned_over_the_subset_stops_with_its_set
     chosen = folder.stimuli[folder.stimuli["identity"] == "id01"]
     with pytest.raises(SelectionError, match=r"cannot be planned over the 7 chosen stimuli: "
                                              r"experiment\.stimuli\.identities") as raised:
-        _write_experiment(tmp_path, Protocol.model_validate(data), chosen, "--per-target")
+        _write_experiment(tmp_path, bundle_spec(Protocol.model_validate(data)), chosen,
+                          "--per-target")
     assert "choose a K (--per-target)" in raised.value.render()
     assert not (tmp_path / "experiment").exists()
 
@@ -563,6 +565,7 @@ def test_a_subset_categorization_task_names_choices_left_without_stimuli(rotatin
                                                                           caplog):
     from stimgen.build_folder import read_build_folder
     from stimgen.protocol.models import Protocol
+    from stimgen.plan import bundle_spec
     from stimgen.select import _write_experiment
 
     folder = read_build_folder(rotating)
@@ -571,13 +574,15 @@ def test_a_subset_categorization_task_names_choices_left_without_stimuli(rotatin
                                   "choices": ["happy", "sad", "angry", "neutral"]}
     chosen = folder.stimuli[~folder.stimuli["emotion"].isin(["Angry", "Sad"])]
     with caplog.at_level("WARNING", logger="stimgen"):
-        _write_experiment(tmp_path, Protocol.model_validate(data), chosen, "--per-emotion")
+        _write_experiment(tmp_path, bundle_spec(Protocol.model_validate(data)), chosen,
+                          "--per-emotion")
     assert "categorization task still offers the choices sad, angry, but no chosen " \
            "stimulus shows their emotions" in caplog.text
     assert "a larger --per-emotion or looser" in caplog.text      # the option as typed
     caplog.clear()
     with caplog.at_level("WARNING", logger="stimgen"):
         (tmp_path / "all").mkdir()
-        _write_experiment(tmp_path / "all", Protocol.model_validate(data), folder.stimuli,
+        _write_experiment(tmp_path / "all", bundle_spec(Protocol.model_validate(data)),
+                          folder.stimuli,
                           "--per-target")
     assert "still offers" not in caplog.text

@@ -42,15 +42,15 @@ _BOOLEAN_COLUMNS = ("is_practice", "break_after", "is_catch")
 _FILE_COLUMNS = ("stim_file", CLIP_FILE)
 
 
-def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> dict[str, Path]:
+def write_bundle(build_dir: Path, bundle, stimuli: pd.DataFrame, design) -> dict[str, Path]:
     """Write ``<build_dir>/experiment/`` for the protocol's experiment and a planned design.
 
     Parameters
     ----------
     build_dir : Path
         The build folder; its ``stimuli/`` holds the images named in ``stimuli``.
-    protocol : stimgen.protocol.Protocol
-        The validated protocol; ``protocol.experiment`` must be set.
+    bundle : stimgen.settings.BundleSpec
+        The protocol's study, experiment, seed and clips (:func:`stimgen.plan.bundle_spec`).
     stimuli : pandas.DataFrame
         The build's stimuli.tsv (used for the README's stimulus count).
     design : stimgen.design.Design
@@ -74,8 +74,8 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     """
     psychopy_experiment_module()
     build_dir = Path(build_dir)
-    name = experiment_name(protocol.study.name)
-    spec = protocol.experiment
+    name = experiment_name(bundle.study.name)
+    spec = bundle.experiment
     prefix = ONLINE_STIMULI_PREFIX if spec.online else STIMULI_PREFIX
     layout = psyexp.layout_from_spec(spec, design.groups, answers=choice_answers(design))
     if spec.show == "clip":                  # issue 19: each trial plays its video first
@@ -83,7 +83,7 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
         from stimgen.export.clips import with_clip_files
 
         design = with_clip_files(design, stimuli)
-        layout = dataclasses.replace(layout, clip_s=clip_seconds(protocol.output.dynamic))
+        layout = dataclasses.replace(layout, clip_s=clip_seconds(bundle.dynamic))
     tables = {g: conditions_table(design.trials[g], prefix) for g in design.groups}
     shown = shown_stimuli(design) if spec.online else []
     resources = online_resources(conditions_files(design.groups, layout.has_practice),
@@ -97,7 +97,7 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
             files["stimuli"] = copy_stimuli(build_dir, shown, staging)
             if psyexp.uses_web_font(layout):
                 files.update((path.as_posix(), path) for path in write_web_font(staging))
-        files.update(_write_files(staging, exp, name, layout, tables, protocol, stimuli,
+        files.update(_write_files(staging, exp, name, layout, tables, bundle.study, stimuli,
                                   design, prefix, online=spec.online))
         final = build_dir / BUNDLE_DIR
         Ledger.load(build_dir).install(staging, BUNDLE_DIR)
@@ -106,7 +106,7 @@ def write_bundle(build_dir: Path, protocol, stimuli: pd.DataFrame, design) -> di
     return {key: final / rel for key, rel in files.items()}
 
 
-def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli, design,
+def _write_files(folder: Path, exp, name, layout, tables, study, stimuli, design,
                  prefix: str, online: bool) -> dict[str, Path]:
     files: dict[str, Path] = {}
     (folder / "conditions").mkdir()
@@ -140,7 +140,7 @@ def _write_files(folder: Path, exp, name, layout, tables, protocol, stimuli, des
     files["design"] = Path(design_name)
 
     from stimgen.export.readme import render_readme
-    readme = render_readme(protocol=protocol, name=name, layout=layout, design=design,
+    readme = render_readme(study=study, name=name, layout=layout, design=design,
                            stimuli=stimuli, files=sorted(files.values()), online=online)
     (folder / "README.md").write_text(readme, encoding="utf-8")
     files["readme"] = Path("README.md")

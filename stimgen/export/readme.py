@@ -83,7 +83,7 @@ def markdown_block(value) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
-def render_readme(*, protocol, name: str, layout, design, stimuli, files,
+def render_readme(*, study, name: str, layout, design, stimuli, files,
                   online: bool = False) -> str:
     """The README.md text of a bundle (see the template for its sections); ``online`` selects
     the self-contained PsychoJS layout's instructions."""
@@ -97,7 +97,7 @@ def render_readme(*, protocol, name: str, layout, design, stimuli, files,
         trials=("position", "size"),
         practice=("is_practice", lambda s: int(s.map(as_bool).sum())))
     return env.get_template(TEMPLATE).render(
-        study=protocol.study, name=name, layout=layout, design=design,
+        study=study, name=name, layout=layout, design=design,
         summary=design.summary, counts=counts.reset_index().to_dict("records"),
         n_stimuli=len(stimuli), files=[f.as_posix() for f in files], online=online,
         n_shown=int(design.table["stim_file"].nunique()),
