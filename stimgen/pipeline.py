@@ -168,7 +168,7 @@ def _build(protocol: Protocol, out, *, force, jobs, execution, progress, command
     clock = time.perf_counter()
     out = Path(out) if out is not None else protocol.default_output()
     units = plan_units(protocol)
-    from stimgen.design import check_experiment
+    from stimgen.protocol.loader import check_experiment
     check_experiment(protocol)                  # fails fast: an experiment that cannot be planned
     flicker = unmeasured_flicker(protocol.output.dynamic)
     if flicker is not None:                     # onsets too short for the flicker check

@@ -11,7 +11,7 @@ from stimgen.backends.schematic import (AU_NAMES, BLEND_ANGLES, PROTOTYPES, expr
                                         face_landmarks, sample_identity)
 from stimgen.circumplex import (angle_to_va, basic_emotions, emotion_by_name, named_emotions,
                                 suggest_emotion)
-from stimgen.design import plan_experiment
+from stimgen.protocol.loader import plan_experiment
 from stimgen.landmarks import inter_ocular_distance
 from stimgen.protocol.loader import protocol_from_text
 from stimgen.protocol.models import Protocol

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 
 import stimgen
 from stimgen.cli import main
-from stimgen.design import STIMULUS_COLUMNS, check_experiment, plan_experiment, planned_stimuli
+from stimgen.design import STIMULUS_COLUMNS, planned_stimuli
 from stimgen.errors import DesignError, ProtocolError
 from stimgen.plan import check_spec, plan_units, rating_of
 from stimgen.validate import stimulus_table
-from stimgen.protocol.loader import load_protocol
+from stimgen.protocol.loader import check_experiment, load_protocol, plan_experiment
 from stimgen.protocol.models import Protocol
 
 ROOT = Path(__file__).resolve().parents[1]

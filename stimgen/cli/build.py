@@ -172,7 +172,7 @@ def validate(ctx, protocol, out):
     each) are printed as warnings on stderr.
     """
     import stimgen
-    from stimgen.design import plan_experiment
+    from stimgen.protocol.loader import plan_experiment
     from stimgen.dynamic import unmeasured_flicker
     from stimgen.preflight import missing_packages
     from stimgen.plan import render_spec, resolve_raters

@@ -38,7 +38,7 @@ def plan_summary(protocol, out, plan=None) -> str:
     lines += _rater_limit_lines(resolved, targets)      # the raters the build will use
     if protocol.experiment is not None:
         if plan is None:
-            from stimgen.design import plan_experiment
+            from stimgen.protocol.loader import plan_experiment
 
             plan = plan_experiment(protocol)
         lines += _experiment_lines(protocol.experiment, plan)

@@ -9,16 +9,15 @@ from stimgen.design.counterbalance import (constrained_shuffle, group_for_partic
 from stimgen.design.plan import (CATEGORIZATION_COLUMNS, PASSIVE_COLUMNS, STIMULUS_COLUMNS,
                                  TRIAL_COLUMNS, TYPICAL_CATCH_S, TYPICAL_CHOICE_S,
                                  TYPICAL_SLIDER_S, Design, ExperimentPlan, SessionEstimate,
-                                 check_experiment, estimate_session, plan_design,
-                                 plan_experiment, planned_stimuli, select_stimuli,
-                                 trial_columns)
+                                 estimate_session, plan_design, plan_experiment_over,
+                                 planned_stimuli, select_stimuli, trial_columns)
 
 __all__ = [
     "CATEGORIZATION_COLUMNS", "PASSIVE_COLUMNS", "STIMULUS_COLUMNS", "TRIAL_COLUMNS",
     "TYPICAL_CATCH_S", "TYPICAL_CHOICE_S", "TYPICAL_SLIDER_S",
     "Design", "ExperimentPlan", "SessionEstimate",
-    "check_experiment", "constrained_shuffle", "estimate_session", "group_for_participant",
+    "constrained_shuffle", "estimate_session", "group_for_participant",
     "group_name", "group_rng", "latin_square", "longest_run", "participant_rule",
-    "plan_design", "plan_experiment", "planned_stimuli", "select_stimuli", "trial_columns",
+    "plan_design", "plan_experiment_over", "planned_stimuli", "select_stimuli", "trial_columns",
     "williams_square",
 ]

@@ -2,9 +2,10 @@
 (``plan_design``), built from the squares and shuffles of :mod:`stimgen.design.counterbalance`
 and deterministic from the seed.
 
-``plan_experiment`` plans a protocol's experiment over the stimuli the protocol will make,
-before any face is drawn: the check behind ``stimgen validate`` and the start of a build,
-with warnings about designs that undermine themselves and an estimate of the session length.
+``plan_experiment_over`` plans an experiment over the stimuli a protocol will make
+(``planned_stimuli``), before any face is drawn: the check behind ``stimgen validate`` and the
+start of a build (:func:`stimgen.protocol.loader.plan_experiment`), with warnings about
+designs that undermine themselves and an estimate of the session length.
 
 Trial tables (one per group; what the PsychoPy bundle writes as its conditions files) have
 these columns, in this order. Names are fixed here, never derived from protocol text, and
@@ -49,12 +50,12 @@ from stimgen.design.counterbalance import (CATCH_STREAM, LIST_STREAM, PRACTICE_S
                                            group_rng, longest_run, participant_rule,
                                            stimulus_lists, williams_square)
 from stimgen.errors import DesignError, ProtocolProblem, StimgenError
-from stimgen.plan import IdentityUnit, plan_units
+from stimgen.plan import IdentityUnit, plan_units  # noqa: F401  (plan_units: the doctests)
 from stimgen.protocol.experiment import (DEFAULT_CHOICE_KEYS, CategorizationTask,
                                          ExperimentSpec, NormingTask, evaluated_by_psychopy)
 
 if TYPE_CHECKING:
-    from stimgen.protocol.models import Protocol
+    from stimgen.settings import BundleSpec
 
 log = logging.getLogger("stimgen")
 
@@ -682,61 +683,21 @@ def planned_stimuli(units: Sequence[IdentityUnit], image_format: str = "png") ->
     return pd.DataFrame(rows)
 
 
-def plan_experiment(protocol: Protocol) -> ExperimentPlan | None:
-    """Plan the protocol's experiment over the stimuli it will make, without making them.
-
-    Runs :func:`plan_design` on :func:`planned_stimuli`, so every check the build makes
-    when it writes the experiment (selection, choices, balance, run limits, practice, catch
-    trials, cells PsychoPy would evaluate) fails here first. Stimuli that
-    ``exclude_out_of_tolerance`` would drop are only known after rating; the plan assumes
-    none is dropped.
-
-    Parameters
-    ----------
-    protocol : Protocol
-        A validated protocol.
-
-    Returns
-    -------
-    ExperimentPlan or None
-        None when the protocol has no ``experiment:`` section.
+def plan_experiment_over(bundle: BundleSpec, stimuli: pd.DataFrame,
+                         backend: str) -> ExperimentPlan:
+    """Plan ``bundle``'s experiment over ``stimuli`` (:func:`planned_stimuli`, before any face
+    is drawn), with the warnings a researcher should see and the session's length; what
+    :func:`stimgen.protocol.loader.plan_experiment` runs on a whole protocol. Confusable
+    choices are looked for on ``backend: schematic`` faces only (their action units are
+    known before drawing).
 
     Raises
     ------
     DesignError
         The experiment cannot be planned; ``field`` is the protocol setting to change.
-
-    Examples
-    --------
-    >>> from stimgen.protocol.models import Protocol
-    >>> protocol = Protocol.model_validate({"study": {"name": "x"},
-    ...     "identities": [{"id": "id01", "seed": 1}, {"id": "id02", "seed": 2}],
-    ...     "targets": {"emotions": ["happy", "sad"], "intensities": [1.0]},
-    ...     "experiment": {"design": {"participants": 4}}})
-    >>> plan = plan_experiment(protocol)
-    >>> plan.design.groups, plan.session.trials
-    (['g01', 'g02', 'g03', 'g04'], 4)
     """
-    experiment = protocol.experiment
-    if experiment is None:
-        return None
-    # loading a protocol, the CLI's plan summary and the build's fail-fast check all plan
-    # the same protocol: plan it once (a plan is read, never changed)
-    key = protocol.model_dump_json()
-    if key not in _RECENT_PLANS:
-        _RECENT_PLANS[key] = _plan_experiment(protocol, experiment)
-        while len(_RECENT_PLANS) > 4:
-            _RECENT_PLANS.pop(next(iter(_RECENT_PLANS)))
-    return _RECENT_PLANS[key]
-
-
-#: The last few plans by protocol (its JSON): see plan_experiment.
-_RECENT_PLANS: dict[str, ExperimentPlan] = {}
-
-
-def _plan_experiment(protocol: Protocol, experiment: ExperimentSpec) -> ExperimentPlan:
-    stimuli = planned_stimuli(plan_units(protocol), protocol.output.format)
-    design = plan_design(experiment, stimuli, protocol.seed)
+    experiment = bundle.experiment
+    design = plan_design(experiment, stimuli, bundle.seed)
     _check_psychopy_cells(design)
     summary = design.summary
     trials = experiment.practice.trials + max(summary["main_trials_per_group"])
@@ -744,24 +705,14 @@ def _plan_experiment(protocol: Protocol, experiment: ExperimentSpec) -> Experime
     if experiment.show == "clip":       # each trial plays its clip before the response screen
         from stimgen.dynamic import clip_seconds
 
-        clip_s = clip_seconds(protocol.output.dynamic)
+        clip_s = clip_seconds(bundle.dynamic)
     session = estimate_session(experiment, trials, summary.get("catch_trials", 0), clip_s)
     warnings = _warnings(experiment, design)
-    if protocol.backend.name == "schematic" and "correct_label" in design.table:
+    if backend == "schematic" and "correct_label" in design.table:
         from stimgen.design.confusability import confusable_choices
 
         warnings += confusable_choices(design.table[~design.table["is_practice"]])
     return ExperimentPlan(design=design, warnings=tuple(warnings), session=session)
-
-
-def check_experiment(protocol: Protocol) -> ExperimentPlan | None:
-    """:func:`plan_experiment`, with its warnings logged on the ``stimgen`` logger (the CLI
-    prints them as ``warning: ...``); what a build runs before it draws a face."""
-    plan = plan_experiment(protocol)
-    source = str(protocol.source_path) if protocol.source_path else None
-    for warning in plan.warnings if plan else ():
-        log.warning(warning.render(source))
-    return plan
 
 
 #: Where the text of a trial-table column comes from in the protocol.

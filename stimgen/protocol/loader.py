@@ -10,6 +10,7 @@ after its faces are drawn.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,6 +20,8 @@ from stimgen.plan import plan_units
 from stimgen.protocol.models import Protocol
 from stimgen.protocol.yaml_source import (PositionedDocument, parse_yaml, problem_at,
                                           problems_from_validation)
+
+log = logging.getLogger("stimgen")
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -39,7 +42,7 @@ def load_protocol(path: str | Path) -> Protocol:
     ProtocolError
         With every problem found, each with file:line:column, field path and a hint;
         including an ``experiment:`` that cannot be planned over the protocol's stimuli
-        (see :func:`stimgen.design.plan_experiment`).
+        (see :func:`plan_experiment`).
 
     Examples
     --------
@@ -115,7 +118,6 @@ def _plan_problems(protocol: Protocol, doc: PositionedDocument) -> list[Protocol
         return [problem_at(doc, ("targets",), err.message, err.hint)]
     if protocol.experiment is None:
         return []
-    from stimgen.design import plan_experiment   # pandas: only for protocols with an experiment
 
     try:
         plan_experiment(protocol)
@@ -198,3 +200,71 @@ def protocol_sha256(protocol: Protocol) -> str:
 
 def normalised_json(protocol: Protocol) -> str:
     return protocol.model_dump_json(indent=None, exclude_none=False)
+
+
+# -- the experiment of a whole protocol -------------------------------------------------------
+def plan_experiment(protocol: Protocol):
+    """Plan the protocol's experiment over the stimuli it will make, without making them.
+
+    Runs :func:`plan_design` on :func:`planned_stimuli`, so every check the build makes
+    when it writes the experiment (selection, choices, balance, run limits, practice, catch
+    trials, cells PsychoPy would evaluate) fails here first. Stimuli that
+    ``exclude_out_of_tolerance`` would drop are only known after rating; the plan assumes
+    none is dropped.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        A validated protocol.
+
+    Returns
+    -------
+    ExperimentPlan or None
+        None when the protocol has no ``experiment:`` section.
+
+    Raises
+    ------
+    DesignError
+        The experiment cannot be planned; ``field`` is the protocol setting to change.
+
+    Examples
+    --------
+    >>> from stimgen.protocol.models import Protocol
+    >>> protocol = Protocol.model_validate({"study": {"name": "x"},
+    ...     "identities": [{"id": "id01", "seed": 1}, {"id": "id02", "seed": 2}],
+    ...     "targets": {"emotions": ["happy", "sad"], "intensities": [1.0]},
+    ...     "experiment": {"design": {"participants": 4}}})
+    >>> plan = plan_experiment(protocol)
+    >>> plan.design.groups, plan.session.trials
+    (['g01', 'g02', 'g03', 'g04'], 4)
+    """
+    experiment = protocol.experiment
+    if experiment is None:
+        return None
+    # loading a protocol, the CLI's plan summary and the build's fail-fast check all plan
+    # the same protocol: plan it once (a plan is read, never changed)
+    key = protocol.model_dump_json()
+    if key not in _RECENT_PLANS:
+        from stimgen.design.plan import plan_experiment_over, planned_stimuli  # pandas: lazily
+        from stimgen.plan import bundle_spec
+
+        stimuli = planned_stimuli(plan_units(protocol), protocol.output.format)
+        _RECENT_PLANS[key] = plan_experiment_over(bundle_spec(protocol), stimuli,
+                                                  protocol.backend.name)
+        while len(_RECENT_PLANS) > 4:
+            _RECENT_PLANS.pop(next(iter(_RECENT_PLANS)))
+    return _RECENT_PLANS[key]
+
+
+#: The last few plans by protocol (its JSON): see plan_experiment.
+_RECENT_PLANS: dict = {}
+
+
+def check_experiment(protocol: Protocol):
+    """:func:`plan_experiment`, with its warnings logged on the ``stimgen`` logger (the CLI
+    prints them as ``warning: ...``); what a build runs before it draws a face."""
+    plan = plan_experiment(protocol)
+    source = str(protocol.source_path) if protocol.source_path else None
+    for warning in plan.warnings if plan else ():
+        log.warning(warning.render(source))
+    return plan
