@@ -133,9 +133,8 @@ def default_workers(total: int, backend: str = "schematic", gpus=(), cores: int 
 
     from stimgen.pipeline import _worker_count
 
-    protocol = SimpleNamespace(backend=SimpleNamespace(name=backend))
     with mock.patch("os.cpu_count", return_value=cores):
-        return _worker_count(None, protocol, total, gpus)
+        return _worker_count(None, SimpleNamespace(name=backend), total, gpus)
 
 
 def test_jobs_default_as_documented_and_in_the_help():

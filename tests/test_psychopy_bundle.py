@@ -20,7 +20,7 @@ from stimgen.export.psyexp import (CHAR_WIDTH, NARROWEST_WINDOW, SIMULATED_MIN_W
                                    SIMULATED_RT_S, SIMULATED_TIME_SCALE, SLIDER_WIDTH, TEXT_WRAP,
                                    Slider, slider_labels)
 from stimgen.export.readme import markdown_block, markdown_text
-from stimgen.plan import bundle_spec
+from stimgen.settings import BundleSpec
 from stimgen.protocol.experiment import ExperimentSpec
 
 try:
@@ -73,9 +73,9 @@ def make_spec(task_type: str, design_type: str, **overrides) -> ExperimentSpec:
     return ExperimentSpec.model_validate(section)
 
 
-def make_protocol(spec: ExperimentSpec, name: str = "Face ratings pilot"):
-    return SimpleNamespace(study=SimpleNamespace(name=name, description="", authors=[]),
-                           seed=7, experiment=spec)
+def make_bundle(spec: ExperimentSpec, name: str = "Face ratings pilot") -> BundleSpec:
+    return BundleSpec(study=SimpleNamespace(name=name, description="", authors=[]),
+                      experiment=spec, seed=7)
 
 
 def build_bundle(root: Path, spec: ExperimentSpec, name: str = "Face ratings pilot",
@@ -83,7 +83,7 @@ def build_bundle(root: Path, spec: ExperimentSpec, name: str = "Face ratings pil
     stimuli = make_stimuli() if stimuli is None else stimuli
     design = plan_design(spec, stimuli, seed=7)
     root.mkdir(parents=True, exist_ok=True)
-    return write_bundle(root, bundle_spec(make_protocol(spec, name)), stimuli, design), design
+    return write_bundle(root, make_bundle(spec, name), stimuli, design), design
 
 
 class PsychoPyLog:
