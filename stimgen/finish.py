@@ -147,12 +147,8 @@ def write_norms(build_dir, data, *, scale: tuple[float, float] | None = None,
     ----------
     build_dir : str or Path
         A complete build folder.
-    data : sequence of str or Path
-        PsychoPy data CSVs (or folders of them) and/or tidy ratings CSVs; never modified.
-    scale : (float, float), optional
-        Raw valence and arousal scale (low, high); default: the protocol's sliders, else 1-9.
-    max_missed_checks : int
-        Participants who miss more attention checks than this are excluded.
+    data, scale, max_missed_checks
+        As for :func:`stimgen.norms.norms_files` (the data files are only read).
     report : bool
         Rewrite report.html with its "Human norms" section.
 
