@@ -410,7 +410,7 @@ def render_identities(batch: JobBatch) -> dict[str, Any]:
               + f", {quantity(workers, 'worker')} -> {batch.out}", flush=True)
         if startup is not None:
             startup += time.perf_counter() - began
-            print(f"stimgen: start-up {startup:.1f} s (Python, imports, protocol)", flush=True)
+            print(f"stimgen: start-up {startup:.1f} s (Python, imports, the planned work)", flush=True)
         rendering = time.perf_counter()
 
         def stored(unit: "IdentityUnit", records: list[dict]) -> None:
